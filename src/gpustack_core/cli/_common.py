@@ -1,0 +1,27 @@
+"""Helpers shared by command modules: the plugin host, JSON output and console."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+
+from ..plugins import PluginHost
+
+__all__ = ["console", "make_host", "print_json"]
+
+
+def make_host() -> PluginHost:
+    """The plugin host a CLI command uses (allow/deny lists from the environment)."""
+    return PluginHost()
+
+
+def console(stderr: bool = False) -> Console:
+    """A rich console on stdout (or stderr), no soft wrapping of long messages."""
+    return Console(stderr=stderr, soft_wrap=True)
+
+
+def print_json(data: Any) -> None:
+    """Print ``data`` as indented JSON on stdout."""
+    print(json.dumps(data, indent=2, sort_keys=False, default=str))

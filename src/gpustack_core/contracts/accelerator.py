@@ -1,0 +1,76 @@
+"""The accelerator interface: one object per vendor (CUDA, ROCm, CANN, ..., CPU)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import ClassVar
+
+from ..types import DetectOptions, Device, DeviceHealth
+
+__all__ = ["Accelerator"]
+
+
+class Accelerator(ABC):
+    """Detects one vendor's devices and says how to restrict a process to some of them.
+
+    Register instances through :func:`gpustack_core.hookspecs.gpustack_register_accelerators`.
+    ``name`` is unique across all accelerator plugins (``"cuda"``, ``"rocm"``, ``"cpu"``) and is the
+    middle part of device references (``worker-a:cuda:0``).
+    """
+
+    #: Unique plugin-object name, lower case, e.g. ``"cuda"``.
+    name: ClassVar[str] = ""
+    #: Vendor string put on every device this accelerator reports, e.g. ``"nvidia"``.
+    vendor: ClassVar[str] = ""
+
+    @abstractmethod
+    def detect(self, options: DetectOptions) -> list[Device]:
+        """Detect this vendor's devices on the local machine.
+
+        Parameters:
+            options: tool timeout and environment to honour.
+
+        Returns:
+            The devices, ordered by ``index``. Each device's ``accelerator`` equals ``self.name``.
+
+        Raises:
+            AcceleratorNotPresent: the vendor's driver, library or tool is absent. The host turns this
+                into zero devices and one diagnostic line; it is not a failure.
+            AcceleratorToolTimeout: a vendor tool ran past ``options.tool_timeout_s`` and was killed.
+            AcceleratorOutputError: a tool's output could not be parsed (name the tool and the part).
+        """
+
+    @abstractmethod
+    def visibility_env(self, devices: Sequence[Device]) -> dict[str, str]:
+        """Environment variables that make a child process see only ``devices``.
+
+        Parameters:
+            devices: a subset of what :meth:`detect` returned, in the order the engine should number
+                them (the first becomes the child's device 0).
+
+        Returns:
+            Variables to add to the child's environment, e.g. ``{"CUDA_VISIBLE_DEVICES": "2,3"}``.
+            An empty subset must hide every device of this vendor, not expose all of them.
+        """
+
+    def health(self, devices: Sequence[Device], options: DetectOptions) -> list[DeviceHealth]:
+        """Check that ``devices`` are still present and usable.
+
+        Parameters:
+            devices: devices previously returned by :meth:`detect`.
+            options: as for :meth:`detect`.
+
+        Returns:
+            One :class:`DeviceHealth` per device, in the same order. The default implementation
+            detects again and reports a device healthy when its ``uuid`` is still found.
+        """
+        found = {d.uuid for d in self.detect(options)}
+        return [
+            DeviceHealth(
+                uuid=d.uuid,
+                healthy=d.uuid in found,
+                message="" if d.uuid in found else f"{self.name}: device {d.uuid} is no longer detected",
+            )
+            for d in devices
+        ]

@@ -1,0 +1,125 @@
+"""The engine interface: one object per inference engine (vLLM, llama.cpp, ...)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import ClassVar
+
+from ..errors import EngineArgumentError, EngineNotInstalledError
+from ..types import EngineCapabilities, EngineInstallation, EngineOptions, LaunchRequest, LaunchSpec
+
+__all__ = ["Engine"]
+
+
+class Engine(ABC):
+    """Knows one inference engine: what it serves, where its versions are, and how to launch it.
+
+    Register instances through :func:`gpustack_core.hookspecs.gpustack_register_engines`.
+    """
+
+    #: Unique plugin-object name, e.g. ``"vllm"``, ``"llama.cpp"``.
+    name: ClassVar[str] = ""
+    #: Flags the plugin sets itself; users may not pass them in ``Deployment.extra_args``.
+    owned_flags: ClassVar[frozenset[str]] = frozenset()
+
+    @abstractmethod
+    def capabilities(self) -> EngineCapabilities:
+        """What this engine serves (formats, categories, vendors) and how it spreads (TP, multi-node).
+
+        Returns:
+            A constant description; the scheduler and server use it to match deployments to engines.
+        """
+
+    @abstractmethod
+    def default_version(self) -> str:
+        """The engine version this plugin was verified against and installs when none is pinned."""
+
+    @abstractmethod
+    def installed_versions(self, options: EngineOptions) -> list[EngineInstallation]:
+        """Versions of this engine installed under ``options.engines_dir`` or located on the system.
+
+        Returns:
+            Installations ordered by version, oldest first. Empty when none is found; never raises
+            because the engine is absent.
+        """
+
+    def locate(self, version: str | None, options: EngineOptions) -> EngineInstallation | None:
+        """Find an installed version.
+
+        Parameters:
+            version: the pinned version, or ``None`` for :meth:`default_version` or else the newest.
+            options: where versions live.
+
+        Returns:
+            The installation, or ``None`` when that version is not installed.
+        """
+        installed = self.installed_versions(options)
+        wanted = version or self.default_version()
+        for installation in installed:
+            if installation.version == wanted:
+                return installation
+        if version is None and installed:
+            return installed[-1]
+        return None
+
+    def install(self, version: str, options: EngineOptions) -> EngineInstallation:
+        """Install ``version`` into its own environment under ``options.engines_dir``.
+
+        Side by side with other versions; from the package index or ``options.wheelhouse``.
+
+        Returns:
+            The new installation.
+
+        Raises:
+            EngineNotInstalledError: the plugin cannot install this engine here (say what to do).
+        """
+        raise EngineNotInstalledError(
+            f"engine {self.name!r} cannot install version {version!r} itself; install it and make it "
+            "locatable (see the plugin's README)"
+        )
+
+    def remove(self, installation: EngineInstallation, options: EngineOptions) -> None:
+        """Remove an installed version that this plugin installed. Located system installs are refused.
+
+        Raises:
+            EngineError: the installation was not installed by this plugin or could not be removed.
+        """
+        raise EngineNotInstalledError(f"engine {self.name!r} does not support removing versions")
+
+    @abstractmethod
+    def launch_spec(self, request: LaunchRequest) -> LaunchSpec:
+        """Build the process to start for one replica (or one node of it) on one worker.
+
+        Parameters:
+            request: deployment, placement, installation, local model paths, devices with their
+                visibility environment, the port to listen on, and multi-node facts.
+
+        Returns:
+            argv, env (including ``request.visibility_env``), port, served model name, and the
+            readiness and health probes.
+
+        Raises:
+            EngineArgumentError: ``request.deployment.extra_args`` holds an owned or malformed flag.
+        """
+
+    def validate_extra_args(self, args: Sequence[str]) -> tuple[str, ...]:
+        """Check user-supplied arguments: owned flags are refused, unknown flags pass through.
+
+        Parameters:
+            args: ``Deployment.extra_args``, e.g. ``("--ctx-size", "4096")`` or ``("--ctx-size=4096",)``.
+
+        Returns:
+            The arguments unchanged, as a tuple.
+
+        Raises:
+            EngineArgumentError: naming the flag and why it is refused.
+        """
+        for arg in args:
+            flag = arg.split("=", 1)[0]
+            if flag in self.owned_flags:
+                raise EngineArgumentError(
+                    f"engine {self.name!r} sets {flag} itself (from the placement and the model); "
+                    "remove it from the deployment's extra arguments"
+                )
+        return tuple(args)

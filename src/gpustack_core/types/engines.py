@@ -1,0 +1,94 @@
+"""Engines: what they serve, where they are installed, and how to launch them."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from ._base import ValueModel
+from .deployments import Deployment, Placement
+from .devices import Device
+from .models import ModelCategory, ModelFormat
+
+__all__ = [
+    "EngineCapabilities",
+    "EngineInstallation",
+    "EngineOptions",
+    "HttpProbe",
+    "LaunchRequest",
+    "LaunchSpec",
+]
+
+
+class EngineCapabilities(ValueModel):
+    """What an engine serves and how it can be spread."""
+
+    formats: tuple[ModelFormat, ...]
+    categories: tuple[ModelCategory, ...]
+    vendors: tuple[str, ...] = Field(description="device vendors it runs on; 'cpu' for CPU-only")
+    tensor_parallel: bool = False
+    pipeline_parallel: bool = False
+    multi_worker: bool = False
+    cpu_offload: bool = False
+    openai_endpoints: tuple[str, ...] = Field(
+        default=(), description="OpenAI paths it serves, e.g. '/v1/chat/completions'"
+    )
+
+
+class EngineInstallation(ValueModel):
+    """One installed version of an engine."""
+
+    engine: str
+    version: str
+    executable: str = Field(description="absolute path of the program to run")
+    prefix: str | None = Field(default=None, description="environment or directory the version lives in")
+    origin: Literal["installed", "located", "built"] = "installed"
+
+
+class HttpProbe(ValueModel):
+    """An HTTP GET against the engine that succeeds with ``expect_status``."""
+
+    path: str = "/health"
+    expect_status: int = 200
+    timeout_s: float = Field(default=2.0, gt=0)
+
+
+class LaunchRequest(ValueModel):
+    """Everything an engine plugin needs to build a launch spec for one replica on one worker."""
+
+    deployment: Deployment
+    placement: Placement
+    installation: EngineInstallation
+    model_paths: tuple[str, ...] = Field(description="local paths of the model's selected files")
+    devices: tuple[Device, ...] = Field(default=(), description="devices of this worker in the placement")
+    visibility_env: dict[str, str] = Field(
+        default_factory=dict, description="from the accelerator plugin: makes only `devices` visible"
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(ge=1, le=65535)
+    rpc_servers: tuple[str, ...] = Field(default=(), description="host:port of subordinate RPC servers")
+    node_rank: int = Field(default=0, ge=0)
+    node_count: int = Field(default=1, ge=1)
+    head_address: str | None = Field(default=None, description="multi-node: host:port of the head")
+
+
+class LaunchSpec(ValueModel):
+    """A process to start: argv, environment, and how to tell it is ready and healthy."""
+
+    argv: tuple[str, ...] = Field(min_length=1)
+    env: dict[str, str] = Field(default_factory=dict, description="added to the worker's environment")
+    cwd: str | None = None
+    port: int = Field(ge=1, le=65535)
+    served_model_name: str
+    readiness: HttpProbe = HttpProbe()
+    health: HttpProbe = HttpProbe()
+    ready_timeout_s: float = Field(default=600.0, gt=0)
+
+
+class EngineOptions(ValueModel):
+    """Where engine versions live and how to install them."""
+
+    engines_dir: str = Field(description="root under which each engine version gets its own environment")
+    wheelhouse: str | None = Field(default=None, description="offline wheel directory for installs")
+    offline: bool = False

@@ -1,0 +1,37 @@
+"""Workers: machines that run engines, as the scheduler and the server see them."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from pydantic import Field
+
+from ._base import Bytes, ValueModel
+from .devices import Device
+
+__all__ = ["WorkerInfo", "WorkerState"]
+
+
+class WorkerState(str, Enum):
+    """Lifecycle state of a worker."""
+
+    READY = "ready"
+    NOT_READY = "not_ready"
+    UNREACHABLE = "unreachable"
+
+
+class WorkerInfo(ValueModel):
+    """A worker and its resources: devices, host memory and CPU, labels and state."""
+
+    name: str = Field(min_length=1)
+    address: str = Field(default="127.0.0.1", description="host or IP other workers and the server reach")
+    state: WorkerState = WorkerState.READY
+    labels: dict[str, str] = Field(default_factory=dict)
+    devices: tuple[Device, ...] = ()
+    cpu_count: int = Field(default=1, ge=0)
+    memory_total_bytes: Bytes = 0
+    memory_used_bytes: Bytes = 0
+    reserved_memory_bytes: Bytes = Field(default=0, description="host memory kept back from placements")
+    reserved_device_memory_bytes: Bytes = Field(default=0, description="per-device memory kept back")
+    engines: tuple[str, ...] = Field(default=(), description="engine plugin names this worker can run")
+    cached_models: tuple[str, ...] = Field(default=(), description="model keys already in the worker's cache")
