@@ -1,1 +1,1 @@
-"""Benchmarks: each module ``benchmarks/<name>.py`` has ``main(argv: list[str]) -> None`` that prints a table."""
+"""Benchmarks. Each module ``benchmarks/<name>.py`` has ``main(argv: list[str]) -> None`` printing a table."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,8 +12,7 @@ SHARED_DIR = Path(os.environ.get("GPUSTACK_SHARED_DIR", REPO_ROOT.parent / "shar
 
 
 @pytest.fixture
-def clean_plugin_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def clean_plugin_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No allow/deny lists from the caller's environment."""
     monkeypatch.delenv("GPUSTACK_CORE_PLUGINS_ALLOW", raising=False)
     monkeypatch.delenv("GPUSTACK_CORE_PLUGINS_DENY", raising=False)
-    yield

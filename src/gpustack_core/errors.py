@@ -4,7 +4,7 @@ The hierarchy::
 
     GPUStackError                       base of everything this library raises on purpose
     ├── PluginError                     a plugin could not be loaded or misbehaved
-    │   ├── PluginLoadError             import failed, hook raised, wrong return type, missing name
+    │   ├── PluginLoadError             import failed, hook raised, wrong type, missing name
     │   └── DuplicatePluginError        two distributions registered the same name in one area
     ├── PluginNotFoundError             no enabled plugin has that name
     ├── AcceleratorError                raised by accelerator plugins
@@ -22,7 +22,7 @@ The hierarchy::
     │   ├── EngineArgumentError         a user-supplied flag the plugin owns, or a malformed one
     │   └── EngineLaunchError
     ├── EstimationError                 a model's metadata does not allow an estimate
-    └── SchedulingError                 invalid scheduler input (an unplaceable deployment is a result, not an error)
+    └── SchedulingError                 invalid scheduler input (unplaceable is a result, not an error)
 
 Every message says what was wrong and what to do about it.
 """

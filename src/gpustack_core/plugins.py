@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from importlib import metadata
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 import pluggy
 
@@ -32,8 +32,8 @@ from .contracts import Accelerator, Engine, ModelSource, SchedulerPolicy
 from .errors import GPUStackError, PluginError, PluginNotFoundError
 
 __all__ = [
-    "AREAS",
     "ALLOW_ENV",
+    "AREAS",
     "DENY_ENV",
     "Area",
     "AreaSpec",
@@ -128,6 +128,13 @@ def _parse_list(text: str | None) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
+def _constant(value: object) -> Callable[[], object]:
+    def load() -> object:
+        return value
+
+    return load
+
+
 def _describe(exc: BaseException) -> str:
     frames = traceback.extract_tb(exc.__traceback__)
     where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
@@ -201,7 +208,7 @@ class PluginHost:
                 )
         for area, name, plugin in self._in_process:
             if area == spec.area:
-                found.append(_Candidate(area, name, None, None, IN_PROCESS, lambda p=plugin: p))
+                found.append(_Candidate(area, name, None, None, IN_PROCESS, _constant(plugin)))
         found.sort(key=lambda c: (c.name != "builtin", c.name, c.distribution or ""))
         return found
 
@@ -313,14 +320,13 @@ class PluginHost:
         """Plugins whose status is ``error``."""
         return [r for r in self.plugins() if r.status == "error"]
 
-    def _objects(self, area: Area, kind: type[T]) -> list[T]:
-        state = self._ensure()[area]
-        return [obj for obj in state.objects.values() if isinstance(obj, kind)]
+    def _objects(self, area: Area) -> list[Any]:
+        return list(self._ensure()[area].objects.values())
 
-    def _one(self, area: Area, kind: type[T], name: str) -> T:
+    def _one(self, area: Area, name: str) -> Any:
         state = self._ensure()[area]
         obj = state.objects.get(name)
-        if isinstance(obj, kind):
+        if obj is not None:
             return obj
         available = ", ".join(sorted(state.objects)) or "none"
         failed = [r for r in state.records.values() if r.status != "ok" and name in (r.name, *r.provides)]
@@ -329,31 +335,31 @@ class PluginHost:
 
     def accelerators(self) -> list[Accelerator]:
         """Working accelerator objects, in registration order."""
-        return self._objects("accelerators", Accelerator)
+        return cast("list[Accelerator]", self._objects("accelerators"))
 
     def accelerator(self, name: str) -> Accelerator:
         """The accelerator called ``name``; raises :class:`PluginNotFoundError` listing what exists."""
-        return self._one("accelerators", Accelerator, name)
+        return cast(Accelerator, self._one("accelerators", name))
 
     def engines(self) -> list[Engine]:
         """Working engine objects, in registration order."""
-        return self._objects("engines", Engine)
+        return cast("list[Engine]", self._objects("engines"))
 
     def engine(self, name: str) -> Engine:
         """The engine called ``name``; raises :class:`PluginNotFoundError` listing what exists."""
-        return self._one("engines", Engine, name)
+        return cast(Engine, self._one("engines", name))
 
     def model_sources(self) -> list[ModelSource]:
         """Working model-source objects, in registration order."""
-        return self._objects("sources", ModelSource)
+        return cast("list[ModelSource]", self._objects("sources"))
 
     def model_source(self, name: str) -> ModelSource:
         """The model source called ``name``; raises :class:`PluginNotFoundError` listing what exists."""
-        return self._one("sources", ModelSource, name)
+        return cast(ModelSource, self._one("sources", name))
 
     def scheduler_policies(self) -> list[SchedulerPolicy]:
         """Working scheduler policies: built-ins first, then third-party, in registration order."""
-        return self._objects("scheduler", SchedulerPolicy)
+        return cast("list[SchedulerPolicy]", self._objects("scheduler"))
 
     def owner(self, area: Area, object_name: str) -> PluginRecord:
         """The plugin record that registered ``object_name`` in ``area``."""

@@ -46,7 +46,9 @@ class LocalModelSource(ModelSource):
     def _root_and_files(self, ref: ModelRef) -> tuple[Path, list[Path]]:
         path = Path(os.path.expanduser(ref.id))
         if not path.is_absolute():
-            raise ModelNotFoundError(f"local model path {ref.id!r} must be absolute (e.g. local:/models/x.gguf)")
+            raise ModelNotFoundError(
+                f"local model path {ref.id!r} must be absolute (e.g. local:/models/x.gguf)"
+            )
         if path.is_file():
             return path.parent, [path]
         if path.is_dir():
@@ -95,7 +97,9 @@ class LocalModelSource(ModelSource):
                     try:
                         headers[f.path] = read_safetensors_header(root / f.path)
                     except (OSError, ValueError) as exc:
-                        raise DownloadError(f"cannot read safetensors header of {root / f.path}: {exc}") from exc
+                        raise DownloadError(
+                            f"cannot read safetensors header of {root / f.path}: {exc}"
+                        ) from exc
         return ModelMetadata(
             ref=ref,
             format=model_format,
