@@ -8,14 +8,10 @@ so that a plugin is a module with one hook implementation and a class or two.
 
 A plugin is found through an entry point in the group of its area:
 
-================  ===================================  ================================================
-area              entry-point group                    hook
-================  ===================================  ================================================
-accelerators      ``gpustack_core.accelerators``       :func:`gpustack_register_accelerators`
-engines           ``gpustack_core.engines``            :func:`gpustack_register_engines`
-sources           ``gpustack_core.sources``            :func:`gpustack_register_model_sources`
-scheduler         ``gpustack_core.scheduler``          :func:`gpustack_register_scheduler_policies`
-================  ===================================  ================================================
+- accelerators: entry-point group ``gpustack_core.accelerators``, hook :func:`gpustack_register_accelerators`
+- engines: entry-point group ``gpustack_core.engines``, hook :func:`gpustack_register_engines`
+- sources: entry-point group ``gpustack_core.sources``, hook :func:`gpustack_register_model_sources`
+- scheduler: entry-point group ``gpustack_core.scheduler``, hook :func:`gpustack_register_scheduler_policies`
 
 The entry point names a module (or any object) carrying ``@hookimpl`` functions. The host calls
 each plugin's hook on its own, so one plugin that raises never stops another from registering.

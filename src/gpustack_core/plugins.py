@@ -221,6 +221,10 @@ class PluginHost:
         for cand in candidates:
             if cand.name in state.records:
                 continue
+            why_disabled = self._enabled(spec.area, cand.name)
+            if why_disabled is not None:
+                state.records[cand.name] = self._record(cand, "disabled", why_disabled)
+                continue
             clash = by_name[cand.name]
             if len(clash) > 1:
                 origins = " and ".join(
@@ -230,12 +234,8 @@ class PluginHost:
                     cand,
                     "error",
                     f"plugin name {cand.name!r} in area {spec.area!r} is provided by both {origins}; "
-                    f"uninstall one, or deny one with {DENY_ENV}",
+                    "neither is loaded: uninstall one of them",
                 )
-                continue
-            why_disabled = self._enabled(spec.area, cand.name)
-            if why_disabled is not None:
-                state.records[cand.name] = self._record(cand, "disabled", why_disabled)
                 continue
             state.records[cand.name] = self._load_one(spec, cand, state)
         return state

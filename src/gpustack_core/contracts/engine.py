@@ -39,6 +39,9 @@ class Engine(ABC):
     def installed_versions(self, options: EngineOptions) -> list[EngineInstallation]:
         """Versions of this engine installed under ``options.engines_dir`` or located on the system.
 
+        Parameters:
+            options: where versions live.
+
         Returns:
             Installations ordered by version, oldest first. Empty when none is found; never raises
             because the engine is absent.
@@ -68,6 +71,10 @@ class Engine(ABC):
 
         Side by side with other versions; from the package index or ``options.wheelhouse``.
 
+        Parameters:
+            version: the engine version to install, e.g. ``"0.8.5"``.
+            options: where versions live, and the offline wheelhouse if any.
+
         Returns:
             The new installation.
 
@@ -81,6 +88,10 @@ class Engine(ABC):
 
     def remove(self, installation: EngineInstallation, options: EngineOptions) -> None:
         """Remove an installed version that this plugin installed. Located system installs are refused.
+
+        Parameters:
+            installation: one of :meth:`installed_versions`.
+            options: where versions live.
 
         Raises:
             EngineError: the installation was not installed by this plugin or could not be removed.
