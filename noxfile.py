@@ -3,7 +3,12 @@ so `nox -s <session>` needs no network once `.venv` exists."""
 
 from __future__ import annotations
 
+import sys
+
 import nox
+
+#: The interpreter nox runs under: the README's `.venv`, where everything is installed.
+PY = sys.executable
 
 nox.options.default_venv_backend = "none"
 nox.options.sessions = ["lint", "typecheck", "docs", "tests"]
@@ -15,32 +20,32 @@ SRC_PATHS = ["src", "plugins", "tests", "benchmarks", "noxfile.py", "scripts"]
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff: lint and format check on everything we write."""
-    session.run("ruff", "check", *SRC_PATHS)
-    session.run("ruff", "format", "--check", *SRC_PATHS)
+    session.run(PY, "-m", "ruff", "check", *SRC_PATHS)
+    session.run(PY, "-m", "ruff", "format", "--check", *SRC_PATHS)
 
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy strict on the core library."""
-    session.run("mypy", "src/gpustack_core")
+    session.run(PY, "-m", "mypy", "src/gpustack_core")
 
 
 @nox.session
 def docs(session: nox.Session) -> None:
     """Regenerate the hook reference from the docstrings; fail if the committed copy is stale."""
-    session.run("python", "scripts/gen_reference.py", "--check")
+    session.run(PY, "scripts/gen_reference.py", "--check")
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
     """The default test suite (no slow marker)."""
-    session.run("pytest", "-m", "not slow", *session.posargs)
+    session.run(PY, "-m", "pytest", "-m", "not slow", *session.posargs)
 
 
 @nox.session
 def slow(session: nox.Session) -> None:
     """Slow suites: real engine builds and end-to-end runs."""
-    session.run("pytest", "-m", "slow", *session.posargs)
+    session.run(PY, "-m", "pytest", "-m", "slow", *session.posargs)
 
 
 @nox.session
@@ -56,4 +61,4 @@ def ci(session: nox.Session) -> None:
 @nox.session
 def benchmarks(session: nox.Session) -> None:
     """Run every benchmark under benchmarks/ and print their tables."""
-    session.run("python", "-m", "benchmarks", *session.posargs)
+    session.run(PY, "-m", "benchmarks", *session.posargs)

@@ -33,9 +33,7 @@ def _doc(obj: object) -> str:
 def interface_methods(cls: type) -> list[str]:
     """Public methods a plugin implements or may override, in definition order."""
     return [
-        name
-        for name, value in vars(cls).items()
-        if not name.startswith("_") and inspect.isfunction(value)
+        name for name, value in vars(cls).items() if not name.startswith("_") and inspect.isfunction(value)
     ]
 
 
@@ -79,7 +77,9 @@ def render() -> str:
         out.append("")
         for method in interface_methods(cls):
             func = vars(cls)[method]
-            abstract = " (abstract: must be implemented)" if getattr(func, "__isabstractmethod__", False) else ""
+            abstract = (
+                " (abstract: must be implemented)" if getattr(func, "__isabstractmethod__", False) else ""
+            )
             out += [
                 f"##### `{cls.__qualname__}.{method}`{abstract}",
                 "",
@@ -95,11 +95,20 @@ def render() -> str:
         obj = getattr(types, name)
         if not (inspect.isclass(obj) and issubclass(obj, BaseModel)) or name == "ValueModel":
             continue
-        out += [f"### `{name}`", "", _doc(obj), "", "| field | type | default | description |", "|---|---|---|---|"]
+        out += [
+            f"### `{name}`",
+            "",
+            _doc(obj),
+            "",
+            "| field | type | default | description |",
+            "|---|---|---|---|",
+        ]
         for field_name, field in obj.model_fields.items():
             annotation = getattr(field.annotation, "__name__", None) or str(field.annotation)
             annotation = annotation.replace("typing.", "").replace("|", "\\|")
-            default = "required" if field.is_required() else repr(field.get_default(call_default_factory=True))
+            default = (
+                "required" if field.is_required() else repr(field.get_default(call_default_factory=True))
+            )
             default = default.replace("|", "\\|")
             out.append(f"| `{field_name}` | `{annotation}` | `{default}` | {field.description or ''} |")
         out.append("")

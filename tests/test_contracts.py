@@ -126,7 +126,7 @@ def test_locate_prefers_the_pin_then_the_default_then_the_newest(options: Engine
 
 def test_install_and_remove_default_to_a_clear_refusal(options: EngineOptions) -> None:
     engine = EchoEngine([])
-    with pytest.raises(EngineNotInstalledError, match="cannot install version '1.0' itself"):
+    with pytest.raises(EngineNotInstalledError, match=r"cannot install version '1\.0' itself"):
         engine.install("1.0", options)
     installation = EngineInstallation(engine="echo", version="1.0", executable="/x")
     with pytest.raises(EngineNotInstalledError, match="does not support removing"):
@@ -137,7 +137,7 @@ def test_install_and_remove_default_to_a_clear_refusal(options: EngineOptions) -
     "args", [("--port", "9"), ("--port=9",), ("-m", "/x.gguf"), ("--ctx", "1", "--host", "0")]
 )
 def test_validate_extra_args_refuses_owned_flags(args: tuple[str, ...]) -> None:
-    with pytest.raises(EngineArgumentError, match="sets .* itself"):
+    with pytest.raises(EngineArgumentError, match=r"sets .* itself"):
         EchoEngine([]).validate_extra_args(args)
 
 

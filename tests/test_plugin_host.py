@@ -125,8 +125,19 @@ def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         )
         projects.append(str(project))
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index"]
-        + ["--target", str(site), *projects],
+        [
+            *(
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--no-deps",
+                "--no-build-isolation",
+                "--no-index",
+            ),
+            *("--target", str(site), *projects),
+        ],
         check=True,
         capture_output=True,
     )
@@ -311,7 +322,7 @@ def test_guard_reraises_unexpected_errors_as_plugin_error() -> None:
     host = PluginHost(
         entry_points=False, plugins=[("accelerators", "static", _plugin(StaticAccelerator(list)))]
     )
-    with pytest.raises(PluginError, match="static.*launch\\(\\) raised KeyError"):  # noqa: SIM117
+    with pytest.raises(PluginError, match=r"static.*launch\(\) raised KeyError"):  # noqa: SIM117
         with host.guard("accelerators", "static", "launch()"):
             raise KeyError("x")
 

@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 
 import psutil
-
 from gpustack_accelerator_cpu import CpuAccelerator
+
 from gpustack_core import DetectOptions, PluginHost
 
 NODE_MEMINFO = """\
@@ -55,7 +55,7 @@ def test_this_machine(tmp_path: Path) -> None:
     assert total_cores == psutil.cpu_count(logical=True)
     for device in first:
         assert device.device_type == "cpu"
-        assert 0 < device.memory_total_bytes
+        assert device.memory_total_bytes > 0
         assert device.memory_used_bytes is not None
         assert device.memory_used_bytes <= device.memory_total_bytes
     assert first[0].utilization_percent is None  # no previous sample yet

@@ -9,11 +9,11 @@ from pathlib import Path
 import gguf
 import numpy as np
 import pytest
+from gpustack_source_local import LocalModelSource
 
 from gpustack_core import ModelRef, PluginHost, SourceOptions
 from gpustack_core.errors import DownloadError, ModelNotFoundError
 from gpustack_core.types import DownloadProgress, ModelFormat
-from gpustack_source_local import LocalModelSource
 
 
 def write_gguf(path: Path) -> None:
