@@ -38,7 +38,6 @@ from .types import DownloadProgress, ModelMetadata
 __all__ = ["FileRequest", "ModelCache", "check_response", "free_bytes"]
 
 _log = logging.getLogger(__name__)
-_CHUNK = 1 << 20
 _HASH_CHUNK = 8 << 20
 _PROGRESS_INTERVAL_S = 0.2
 
@@ -329,11 +328,11 @@ class ModelCache:
     ) -> int:
         partial = self._partial_path(rev_dir, file)
         partial.parent.mkdir(parents=True, exist_ok=True)
-        transferred = 0
+        transferred = [0]
         attempt = 0
         while True:
             try:
-                transferred += self._fetch_into(partial, file, client, progress)
+                self._fetch_into(partial, file, client, progress, transferred)
                 break
             except (httpx.TransportError, _ShortRead) as exc:
                 attempt += 1
@@ -349,7 +348,7 @@ class ModelCache:
         dest = rev_dir / file.path
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(partial, dest)
-        return transferred
+        return transferred[0]
 
     def _fetch_into(
         self,
@@ -357,15 +356,16 @@ class ModelCache:
         file: FileRequest,
         client: httpx.Client,
         progress: Callable[[DownloadProgress], None] | None,
-    ) -> int:
+        transferred: list[int],
+    ) -> None:
+        """Append the rest of ``file`` to ``partial``; ``transferred[0]`` counts bytes received."""
         have = partial.stat().st_size if partial.exists() else 0
         if file.size_bytes is not None and have > file.size_bytes:
             partial.unlink()
             have = 0
         if file.size_bytes is not None and have == file.size_bytes and have > 0:
-            return 0
+            return
         headers = {"Range": f"bytes={have}-"} if have else {}
-        transferred = 0
         with client.stream("GET", file.url, headers=headers) as response:
             if response.status_code == 416:
                 partial.unlink(missing_ok=True)
@@ -377,10 +377,10 @@ class ModelCache:
             rate = _Rate(file.path, file.size_bytes, have, progress)
             try:
                 with open(partial, mode) as out:
-                    for chunk in response.iter_bytes(_CHUNK):
+                    for chunk in response.iter_bytes():
                         out.write(chunk)
                         have += len(chunk)
-                        transferred += len(chunk)
+                        transferred[0] += len(chunk)
                         rate.emit(have)
                     out.flush()
                     os.fsync(out.fileno())
@@ -395,7 +395,6 @@ class ModelCache:
             if file.size_bytes is not None and have < file.size_bytes:
                 raise _ShortRead(f"connection closed at byte {have} of {file.size_bytes}")
             rate.emit(have, force=True, done=True)
-        return transferred
 
     def _verify_partial(self, partial: Path, file: FileRequest) -> None:
         size = partial.stat().st_size
