@@ -66,6 +66,7 @@ class HubState:
     token: str = "secret-token"
     cut_after: dict[str, int] = field(default_factory=dict)  # file key -> bytes before cutting, once
     bytes_per_second: float | None = None
+    corrupt: set[str] = field(default_factory=set)  # file keys served with their last byte flipped
     gets: list[FileGet] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -91,6 +92,8 @@ def _parse_range(header: str | None, size: int) -> tuple[int, int | None] | None
 
 def serve_bytes(request: Request, state: HubState, key: str, data: bytes, headers: dict[str, str]) -> Response:
     """Serve ``data`` honouring HEAD and ``Range``, with the state's faults and counters."""
+    if key in state.corrupt:
+        data = data[:-1] + bytes([data[-1] ^ 0xFF])
     size = len(data)
     parsed = _parse_range(request.headers.get("range"), size)
     start, end = parsed if parsed else (0, None)

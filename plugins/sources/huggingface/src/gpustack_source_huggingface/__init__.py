@@ -13,16 +13,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from huggingface_hub import HfApi, hf_hub_url
-from huggingface_hub.errors import (
-    GatedRepoError,
-    HfHubHTTPError,
-    RemoteEntryNotFoundError,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
-)
-from huggingface_hub.utils import build_hf_headers
-
 from gpustack_core import ModelSource, hookimpl
 from gpustack_core.errors import DownloadError, ModelAccessDeniedError, ModelNotFoundError
 from gpustack_core.formats import format_from_name
@@ -49,10 +39,22 @@ class HuggingFaceModelSource(RemoteModelSource):
 
     def request_headers(self, options: SourceOptions) -> dict[str, str]:
         """huggingface_hub's headers: user agent and the token (given, ``HF_TOKEN`` or stored)."""
+        from huggingface_hub.utils import build_hf_headers
+
         return dict(build_hf_headers(token=options.token))
 
     def list_remote(self, ref: ModelRef, options: SourceOptions) -> RemoteListing:
         """``HfApi.model_info(files_metadata=True)``: siblings with sizes and LFS sha256, commit."""
+        # imported here: plugin discovery loads every source plugin even when another is used
+        from huggingface_hub import HfApi
+        from huggingface_hub.errors import (
+            GatedRepoError,
+            HfHubHTTPError,
+            RemoteEntryNotFoundError,
+            RepositoryNotFoundError,
+            RevisionNotFoundError,
+        )
+
         endpoint = _endpoint(options)
         api = HfApi(endpoint=endpoint, token=options.token)
         what = f"huggingface:{ref.id}" + (f"@{ref.revision}" if ref.revision else "") + f" at {endpoint}"
@@ -95,6 +97,8 @@ class HuggingFaceModelSource(RemoteModelSource):
 
     def file_url(self, metadata: ModelMetadata, file: ModelFile, options: SourceOptions) -> str:
         """``hf_hub_url`` at the resolved commit."""
+        from huggingface_hub import hf_hub_url
+
         return hf_hub_url(
             metadata.ref.id,
             file.path,

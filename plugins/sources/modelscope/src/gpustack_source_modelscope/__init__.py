@@ -11,21 +11,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-
-from modelscope_hub.api import HubApi
-from modelscope_hub.errors import (
-    AuthenticationError,
-    HubError,
-    NetworkError,
-    NotExistError,
-    PermissionDeniedError,
-)
+from typing import TYPE_CHECKING
 
 from gpustack_core import ModelSource, hookimpl
 from gpustack_core.errors import DownloadError, ModelAccessDeniedError, ModelNotFoundError
 from gpustack_core.formats import format_from_name
 from gpustack_core.remote_source import RemoteListing, RemoteModelSource
 from gpustack_core.types import ModelFile, ModelMetadata, ModelRef, SourceOptions
+
+if TYPE_CHECKING:
+    from modelscope_hub.api import HubApi
 
 __all__ = ["ModelScopeModelSource", "gpustack_register_model_sources"]
 
@@ -35,6 +30,10 @@ def _endpoint(options: SourceOptions) -> str | None:
 
 
 def _api(options: SourceOptions) -> HubApi:
+    # imported here: the client takes most of a second to import, and plugin discovery loads
+    # every source plugin even when another source is used
+    from modelscope_hub.api import HubApi
+
     return HubApi(endpoint=_endpoint(options), token=options.token)
 
 
@@ -49,6 +48,14 @@ class ModelScopeModelSource(RemoteModelSource):
 
     def list_remote(self, ref: ModelRef, options: SourceOptions) -> RemoteListing:
         """Recursive file listing with sizes and sha256 at the revision (a branch or tag name)."""
+        from modelscope_hub.errors import (
+            AuthenticationError,
+            HubError,
+            NetworkError,
+            NotExistError,
+            PermissionDeniedError,
+        )
+
         api = _api(options)
         _, revision = self.cache_key(ref)
         what = f"modelscope:{ref.id}@{revision} at {_endpoint(options) or 'the default ModelScope endpoint'}"
@@ -79,8 +86,10 @@ class ModelScopeModelSource(RemoteModelSource):
         return RemoteListing(files=files, commit=None)
 
     def request_headers(self, options: SourceOptions) -> dict[str, str]:
-        """A bearer token when one is given (what the client sends on file downloads)."""
-        return {"Authorization": f"Bearer {options.token}"} if options.token else {}
+        """The token as the client sends it: a bearer header and the ``m_session_id`` cookie."""
+        if not options.token:
+            return {}
+        return {"Authorization": f"Bearer {options.token}", "Cookie": f"m_session_id={options.token}"}
 
     def file_url(self, metadata: ModelMetadata, file: ModelFile, options: SourceOptions) -> str:
         """The client's download URL of ``file`` at the revision."""
