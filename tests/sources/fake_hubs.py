@@ -90,7 +90,9 @@ def _parse_range(header: str | None, size: int) -> tuple[int, int | None] | None
     return start, end
 
 
-def serve_bytes(request: Request, state: HubState, key: str, data: bytes, headers: dict[str, str]) -> Response:
+def serve_bytes(
+    request: Request, state: HubState, key: str, data: bytes, headers: dict[str, str]
+) -> Response:
     """Serve ``data`` honouring HEAD and ``Range``, with the state's faults and counters."""
     if key in state.corrupt:
         data = data[:-1] + bytes([data[-1] ^ 0xFF])
@@ -145,9 +147,7 @@ def huggingface_app(state: HubState) -> Starlette:
 
     def denied(repo: str, request: Request) -> Response | None:
         if repo not in state.repos:
-            return Response(
-                "Repository not found", status_code=404, headers={"X-Error-Code": "RepoNotFound"}
-            )
+            return Response("Repository not found", status_code=404, headers={"X-Error-Code": "RepoNotFound"})
         if repo in state.gated and not state.authorized(request):
             return Response(
                 f"Access to model {repo} is restricted.",
@@ -299,8 +299,12 @@ def ollama_app(state: HubState) -> Starlette:
             return JSONResponse({"errors": [{"code": "UNAUTHORIZED", "message": "unauthorized"}]}, 401)
         layers = state.repos.get(key)
         if layers is None:
-            return JSONResponse({"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]}, 404)
-        return Response(manifest_of(layers), media_type="application/vnd.docker.distribution.manifest.v2+json")
+            return JSONResponse(
+                {"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]}, 404
+            )
+        return Response(
+            manifest_of(layers), media_type="application/vnd.docker.distribution.manifest.v2+json"
+        )
 
     def blob_data(digest: str) -> bytes | None:
         for layers in state.repos.values():
@@ -342,7 +346,9 @@ class HubServer:
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(app, log_level="critical", lifespan="off", access_log=False, ws="none")
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
+        )
 
     def __enter__(self) -> HubServer:
         self._thread.start()

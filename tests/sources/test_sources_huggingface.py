@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from conftest import CONFIG, GGUF_Q4, MMPROJ, SAFETENSORS
+from conftest import CONFIG, GGUF_Q4, MMPROJ
 from fake_hubs import COMMIT
 
 from gpustack_core.errors import DownloadError, ModelAccessDeniedError, ModelNotFoundError, OfflineModeError
@@ -36,7 +36,7 @@ def test_resolve_gguf_reads_header_by_range(host, hf_hub, options_for) -> None: 
 
 
 def test_resolve_safetensors_reads_config_and_headers(host, hf_hub, options_for) -> None:  # type: ignore[no-untyped-def]
-    state, server = hf_hub
+    _, server = hf_hub
     meta = resolve_model(host, "huggingface:org/tiny-st", options_for(server))
     assert meta.format == ModelFormat.SAFETENSORS
     assert meta.config == {"architectures": ["LlamaForCausalLM"], "hidden_size": 32, "num_hidden_layers": 2}
@@ -114,7 +114,7 @@ def test_not_found_and_gated_errors_are_clear(host, hf_hub, options_for) -> None
         resolve_model(host, "huggingface:org/missing", options_for(server))
     with pytest.raises(ModelNotFoundError, match="revision 'nope' does not exist"):
         resolve_model(host, "huggingface:org/tiny-gguf@nope", options_for(server))
-    with pytest.raises(ModelAccessDeniedError, match="gated.*token"):
+    with pytest.raises(ModelAccessDeniedError, match=r"gated.*token"):
         resolve_model(host, "huggingface:org/gated#Q4_K_M", options_for(server))
     with pytest.raises(ModelNotFoundError, match="available: Q4_K_M, Q8_0"):
         download_model(host, "huggingface:org/tiny-gguf#Q2_K", options_for(server))

@@ -39,7 +39,7 @@ class HuggingFaceModelSource(RemoteModelSource):
 
     def request_headers(self, options: SourceOptions) -> dict[str, str]:
         """huggingface_hub's headers: user agent and the token (given, ``HF_TOKEN`` or stored)."""
-        from huggingface_hub.utils import build_hf_headers
+        from huggingface_hub import build_hf_headers
 
         return dict(build_hf_headers(token=options.token))
 
@@ -59,10 +59,13 @@ class HuggingFaceModelSource(RemoteModelSource):
         api = HfApi(endpoint=endpoint, token=options.token)
         what = f"huggingface:{ref.id}" + (f"@{ref.revision}" if ref.revision else "") + f" at {endpoint}"
         try:
-            info = api.model_info(ref.id, revision=ref.revision, files_metadata=True, timeout=options.timeout_s)
+            info = api.model_info(
+                ref.id, revision=ref.revision, files_metadata=True, timeout=options.timeout_s
+            )
         except GatedRepoError as exc:
             raise ModelAccessDeniedError(
-                f"{what} is gated: accept its terms on the Hub and pass a token with access (--token or HF_TOKEN)"
+                f"{what} is gated: accept its terms on the Hub and pass a token with access "
+                "(--token or HF_TOKEN)"
             ) from exc
         except RevisionNotFoundError as exc:
             raise ModelNotFoundError(f"{what}: revision {ref.revision!r} does not exist") from exc
@@ -71,7 +74,8 @@ class HuggingFaceModelSource(RemoteModelSource):
             if status in (401, 403) and options.token:
                 raise ModelAccessDeniedError(f"{what}: the token was refused (HTTP {status})") from exc
             raise ModelNotFoundError(
-                f"{what}: repository not found (HTTP {status}); check the id, or pass a token if it is private"
+                f"{what}: repository not found (HTTP {status}); check the id, "
+                "or pass a token if it is private"
             ) from exc
         except HfHubHTTPError as exc:
             status = exc.response.status_code if exc.response is not None else None
