@@ -39,7 +39,7 @@ class HuggingFaceModelSource(RemoteModelSource):
 
     def request_headers(self, options: SourceOptions) -> dict[str, str]:
         """huggingface_hub's headers: user agent and the token (given, ``HF_TOKEN`` or stored)."""
-        from huggingface_hub import build_hf_headers
+        from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]  # lazily exported
 
         return dict(build_hf_headers(token=options.token))
 
