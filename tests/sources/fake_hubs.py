@@ -20,6 +20,7 @@ require a token. Counters record every file GET so tests can assert "fetched onc
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import socket
@@ -132,8 +133,9 @@ def serve_bytes(
     return StreamingResponse(stream(), status_code=status, headers=base)
 
 
+@functools.lru_cache(maxsize=64)
 def sha256(data: bytes) -> str:
-    """Hex sha256 of ``data``."""
+    """Hex sha256 of ``data`` (memoised: the fake hubs hash the same files on every request)."""
     return hashlib.sha256(data).hexdigest()
 
 
