@@ -119,11 +119,11 @@ class RemoteModelSource(ModelSource):
         cache_id, ref_name = self.cache_key(ref)
         if options.offline:
             revision = cache.read_ref(self.name, cache_id, ref_name)
-            stored = cache.load_metadata(self.name, cache_id, revision) if revision else None
+            stored = cache.load_metadata(self.name, cache_id, revision, ref.selector) if revision else None
             if stored is None:
                 raise OfflineModeError(
-                    f"offline mode: {ref} was never resolved into the cache {cache.root}; "
-                    "run once without --offline"
+                    f"offline mode: {ref} (with this selector) was never resolved into the cache "
+                    f"{cache.root}; run once without --offline"
                 )
             return stored.model_copy(update={"ref": ref})
         listing = self.list_remote(ref, options)

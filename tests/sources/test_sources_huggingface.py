@@ -131,3 +131,17 @@ def test_network_failure_names_the_url(host, hf_hub, options_for) -> None:  # ty
     dead = options_for(server, endpoint="http://127.0.0.1:9")
     with pytest.raises(DownloadError, match=r"127\.0\.0\.1:9"):
         resolve_model(host, "huggingface:org/tiny-gguf", dead)
+
+
+def test_offline_metadata_is_per_selector(host, hf_hub, options_for) -> None:  # type: ignore[no-untyped-def]
+    _, server = hf_hub
+    resolve_model(host, "huggingface:org/tiny-gguf#Q8_0", options_for(server))
+    resolve_model(host, "huggingface:org/tiny-gguf#Q4_K_M", options_for(server))
+    q8 = resolve_model(host, "huggingface:org/tiny-gguf#Q8_0", options_for(server, offline=True))
+    q4 = resolve_model(host, "huggingface:org/tiny-gguf#Q4_K_M", options_for(server, offline=True))
+    assert q8.gguf_metadata is not None
+    assert q4.gguf_metadata is not None
+    assert q8.gguf_metadata["llama.embedding_length"] == 128
+    assert q4.gguf_metadata["llama.embedding_length"] == 512
+    with pytest.raises(OfflineModeError, match="with this selector"):
+        resolve_model(host, "huggingface:org/tiny-gguf#*.gguf", options_for(server, offline=True))
