@@ -134,6 +134,8 @@ class ModelCache:
 
     def revision_dir(self, source: str, model_id: str, revision: str) -> Path:
         """Directory holding the files of one revision."""
+        if revision in ("", ".", "..", "refs"):
+            raise ModelNotFoundError(f"revision {revision!r} cannot be used as a cache directory")
         return self.model_dir(source, model_id) / quote(revision, safe="")
 
     def _state_dir(self, source: str, model_id: str, revision: str) -> Path:

@@ -127,3 +127,5 @@ def test_layout_refs_and_bad_ids(tmp_path: Path) -> None:
     assert cache.read_ref("huggingface", "org/m", "dev") is None
     with pytest.raises(ModelNotFoundError, match="cannot be used as a cache path"):
         cache.model_dir("huggingface", "../etc")
+    with pytest.raises(ModelNotFoundError, match="cannot be used as a cache directory"):
+        cache.revision_dir("huggingface", "org/m", "..")
