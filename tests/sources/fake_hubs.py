@@ -68,6 +68,7 @@ class HubState:
     cut_after: dict[str, int] = field(default_factory=dict)  # file key -> bytes before cutting, once
     bytes_per_second: float | None = None
     corrupt: set[str] = field(default_factory=set)  # file keys served with their last byte flipped
+    ignore_range: bool = False  # answer 200 with the whole body, like a server without Range support
     gets: list[FileGet] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -98,7 +99,7 @@ def serve_bytes(
     if key in state.corrupt:
         data = data[:-1] + bytes([data[-1] ^ 0xFF])
     size = len(data)
-    parsed = _parse_range(request.headers.get("range"), size)
+    parsed = None if state.ignore_range else _parse_range(request.headers.get("range"), size)
     start, end = parsed if parsed else (0, None)
     with state.lock:
         state.gets.append(FileGet(key=key, start=start, end=end, method=request.method))

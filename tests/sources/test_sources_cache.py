@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,10 @@ from gpustack_core.cache import FileRequest, ModelCache
 from gpustack_core.errors import DownloadError, ModelNotFoundError
 
 KEY = "org/tiny-gguf/tiny-Q4_K_M.gguf"
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _request(server: HubServer, sha256: str | None = None) -> FileRequest:
@@ -45,6 +50,20 @@ def test_network_failure_keeps_partial_and_next_run_resumes(
     assert Path(paths[0]).read_bytes() == GGUF_Q4
     assert transferred == len(GGUF_Q4) - 400_000
     assert [g.start for g in state.download_gets(KEY)] == [0, 400_000]
+
+
+def test_server_without_range_support_restarts_the_file(
+    hf_hub: tuple[HubState, HubServer], tmp_path: Path
+) -> None:
+    state, server = hf_hub
+    state.cut_after[KEY] = 400_000
+    state.ignore_range = True
+    with httpx.Client() as client:
+        paths, transferred = ModelCache(tmp_path).ensure_files(
+            "huggingface", "org/tiny-gguf", COMMIT, [_request(server, _digest(GGUF_Q4))], client=client
+        )
+    assert Path(paths[0]).read_bytes() == GGUF_Q4  # the 200 body replaced the partial, not appended
+    assert transferred == 400_000 + len(GGUF_Q4)
 
 
 def test_not_enough_space_is_refused_before_downloading(
