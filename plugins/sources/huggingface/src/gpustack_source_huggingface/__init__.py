@@ -47,10 +47,12 @@ class HuggingFaceModelSource(RemoteModelSource):
         """``HfApi.model_info(files_metadata=True)``: siblings with sizes and LFS sha256, commit."""
         # imported here: plugin discovery loads every source plugin even when another is used
         from huggingface_hub import HfApi
-        from huggingface_hub.errors import (
+
+        # huggingface_hub.utils exports the error classes in 0.24 and 2.x alike
+        from huggingface_hub.utils import (  # type: ignore[attr-defined]
+            EntryNotFoundError,
             GatedRepoError,
             HfHubHTTPError,
-            RemoteEntryNotFoundError,
             RepositoryNotFoundError,
             RevisionNotFoundError,
         )
@@ -69,8 +71,9 @@ class HuggingFaceModelSource(RemoteModelSource):
             ) from exc
         except RevisionNotFoundError as exc:
             raise ModelNotFoundError(f"{what}: revision {ref.revision!r} does not exist") from exc
-        except (RepositoryNotFoundError, RemoteEntryNotFoundError) as exc:
-            status = exc.response.status_code if exc.response is not None else None
+        except (RepositoryNotFoundError, EntryNotFoundError) as exc:
+            response = getattr(exc, "response", None)
+            status = response.status_code if response is not None else None
             if status in (401, 403) and options.token:
                 raise ModelAccessDeniedError(f"{what}: the token was refused (HTTP {status})") from exc
             raise ModelNotFoundError(
