@@ -51,6 +51,7 @@ def test_resolve_safetensors_reads_config_and_headers(host, hf_hub, options_for)
 
 def test_download_into_shared_cache_with_progress(host, hf_hub, options_for, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     state, server = hf_hub
+    state.bytes_per_second = 2_000_000  # ~0.7 s, so that rate and ETA are reported on the way
     events: list[DownloadProgress] = []
     _, result = download_model(host, "huggingface:org/tiny-gguf#Q4_K_M", options_for(server), events.append)
     root = tmp_path / "cache" / "huggingface" / "org" / "tiny-gguf" / COMMIT
@@ -62,6 +63,11 @@ def test_download_into_shared_cache_with_progress(host, hf_hub, options_for, tmp
     done = [e for e in events if e.done]
     assert {e.file for e in done} == {"tiny-Q4_K_M.gguf", "mmproj-tiny-f16.gguf"}
     assert all(e.downloaded_bytes == e.total_bytes for e in done)
+    running = [e for e in events if not e.done and e.file == "tiny-Q4_K_M.gguf"]
+    assert running, "no progress event before the end of the file"
+    assert all(e.bytes_per_second and e.eta_seconds is not None for e in running)
+    assert [e.downloaded_bytes for e in running] == sorted(e.downloaded_bytes for e in running)
+    assert 500_000 < running[-1].bytes_per_second < 4_000_000  # type: ignore[operator]
     assert not list((root / ".gpustack" / "partial").iterdir())
     # a second download transfers nothing
     _, again = download_model(host, "huggingface:org/tiny-gguf#Q4_K_M", options_for(server))
@@ -145,3 +151,11 @@ def test_offline_metadata_is_per_selector(host, hf_hub, options_for) -> None:  #
     assert q4.gguf_metadata["llama.embedding_length"] == 512
     with pytest.raises(OfflineModeError, match="with this selector"):
         resolve_model(host, "huggingface:org/tiny-gguf#*.gguf", options_for(server, offline=True))
+
+
+def test_header_read_from_a_server_without_range_support(host, hf_hub, options_for) -> None:  # type: ignore[no-untyped-def]
+    state, server = hf_hub
+    state.ignore_range = True
+    meta = resolve_model(host, "huggingface:org/tiny-gguf#Q4_K_M", options_for(server))
+    assert meta.gguf_metadata is not None
+    assert meta.gguf_metadata["llama.embedding_length"] == 512
