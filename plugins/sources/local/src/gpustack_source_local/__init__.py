@@ -12,10 +12,12 @@ from gpustack_core import ModelSource, hookimpl
 from gpustack_core.contracts import ProgressCallback
 from gpustack_core.errors import DownloadError, ModelNotFoundError
 from gpustack_core.formats import format_from_name, read_safetensors_header, sniff_format
+from gpustack_core.gguf_header import GGUFHeaderError, metadata_for_display, read_gguf_header
 from gpustack_core.selection import select_model_files
 from gpustack_core.types import (
     DownloadProgress,
     DownloadResult,
+    GGUFTensor,
     ModelFile,
     ModelFormat,
     ModelMetadata,
@@ -36,6 +38,28 @@ def _file_format(path: Path) -> ModelFormat:
         return format_from_name(path.name)
     sniffed = sniff_format(head)
     return sniffed if sniffed != ModelFormat.OTHER else format_from_name(path.name)
+
+
+def _gguf_headers(
+    root: Path, files: tuple[ModelFile, ...], ref: ModelRef
+) -> tuple[dict[str, Any] | None, tuple[GGUFTensor, ...] | None]:
+    """Header key/values of the first selected GGUF and tensor infos of every selected shard."""
+    try:
+        selected = files if len(files) == 1 else tuple(select_model_files(files, ref.selector))
+    except ModelNotFoundError:
+        return None, None  # several quantizations and none chosen: select_files will say so
+    weights = [f for f in selected if f.format == ModelFormat.GGUF and "mmproj" not in f.path.lower()]
+    metadata: dict[str, Any] | None = None
+    tensors: list[GGUFTensor] = []
+    for f in weights:
+        try:
+            header = read_gguf_header(root / f.path)
+        except (OSError, GGUFHeaderError) as exc:
+            raise DownloadError(f"cannot read the GGUF header of {root / f.path}: {exc}") from exc
+        if metadata is None:
+            metadata = metadata_for_display(header.metadata)
+        tensors.extend(t.model_copy(update={"file": f.path}) for t in header.tensors)
+    return metadata, (tuple(tensors) if weights else None)
 
 
 class LocalModelSource(ModelSource):
@@ -100,12 +124,17 @@ class LocalModelSource(ModelSource):
                         raise DownloadError(
                             f"cannot read safetensors header of {root / f.path}: {exc}"
                         ) from exc
+        gguf_metadata, gguf_tensors = (
+            _gguf_headers(root, files, ref) if model_format == ModelFormat.GGUF else (None, None)
+        )
         return ModelMetadata(
             ref=ref,
             format=model_format,
             files=files,
             config=config,
             safetensors_headers=headers,
+            gguf_metadata=gguf_metadata,
+            gguf_tensors=gguf_tensors,
         )
 
     def select_files(self, metadata: ModelMetadata, ref: ModelRef) -> list[ModelFile]:
