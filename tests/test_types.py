@@ -93,6 +93,7 @@ EXAMPLES: list[BaseModel] = [
     t.ModelFile(path="a/b.safetensors", size_bytes=3, sha256="00" * 32, format=t.ModelFormat.SAFETENSORS),
     t.HttpProbe(path="/v1/models", expect_status=200),
     t.DeviceRef.parse("w:cuda:1"),
+    t.GGUFTensor(name="blk.0.attn_q.weight", shape=(64, 64), ggml_type=8, ggml_type_name="Q8_0", offset=0),
 ]
 
 
