@@ -82,6 +82,7 @@ def run_tool(
     *,
     accelerator: str,
     extra_env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
 ) -> ToolResult:
     """Run a vendor tool and return what it printed.
 
@@ -94,6 +95,7 @@ def run_tool(
         options: timeout and environment.
         accelerator: the plugin's name, for messages.
         extra_env: variables added to the tool's environment (e.g. ``LC_ALL=C``).
+        cwd: working directory for tools that write their report to a file there.
 
     Raises:
         AcceleratorNotPresent: the tool is not on ``PATH``, cannot be executed, or exits non-zero
@@ -115,6 +117,7 @@ def run_tool(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=env,
+            cwd=cwd,
             text=True,
             errors="replace",
             start_new_session=True,

@@ -42,7 +42,7 @@ import tracemalloc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import pytest
 
@@ -50,9 +50,17 @@ from ..contracts import Accelerator
 from ..errors import AcceleratorNotPresent, AcceleratorOutputError, AcceleratorToolTimeout
 from ..types import DetectOptions, Device
 
-__all__ = ["AcceleratorSuite", "Capabilities", "FakeTools", "IndependentDevice", "emulated_runtime_probe"]
+__all__ = [
+    "AcceleratorSuite",
+    "Capabilities",
+    "FakeTools",
+    "IndependentDevice",
+    "emulated_runtime_probe",
+    "requires",
+]
 
 Capability = bool | str
+_F = TypeVar("_F", bound=Callable[..., None])
 
 
 @dataclass(frozen=True)
@@ -232,6 +240,19 @@ def _fd_count() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def requires(*capabilities: str) -> Callable[[_F], _F]:
+    """Mark a suite test as needing ``capabilities``; it is skipped, with the reason, when one is closed."""
+    unknown = set(capabilities) - set(Capabilities.names())
+    if unknown:
+        raise ValueError(f"unknown capabilities {sorted(unknown)}; known: {Capabilities.names()}")
+
+    def mark(test: _F) -> _F:
+        test.__suite_requires__ = capabilities  # type: ignore[attr-defined]
+        return test
+
+    return mark
+
+
 class AcceleratorSuite:
     """Base class of the conformance suite; subclass it in a test module named ``test_*.py``."""
 
@@ -291,6 +312,12 @@ class AcceleratorSuite:
         if reason is not None:
             pytest.skip(f"{capability}: {reason}")
 
+    @pytest.fixture(autouse=True)
+    def _capability_gate(self, request: pytest.FixtureRequest) -> None:
+        """Skip a test whose capabilities are closed before any of its fixtures run."""
+        for capability in getattr(request.function, "__suite_requires__", ()):
+            self.require(capability)
+
     @pytest.fixture
     def devices(self, accelerator: Accelerator, detect_options: DetectOptions) -> list[Device]:
         """One detection's result."""
@@ -298,6 +325,7 @@ class AcceleratorSuite:
 
     # ------------------------------------------------------------------ tests
 
+    @requires("has_devices")
     def test_identity(self, accelerator: Accelerator) -> None:
         """``name`` and ``vendor`` are set, lower case, and the name fits in a device reference."""
         assert accelerator.name, "Accelerator.name is empty"
@@ -307,12 +335,11 @@ class AcceleratorSuite:
 
     def test_devices_found(self, devices: list[Device]) -> None:
         """Detection finds devices."""
-        self.require("has_devices")
         assert len(devices) >= 1, "no devices detected"
 
+    @requires("has_devices")
     def test_fields_valid_and_consistent(self, accelerator: Accelerator, devices: list[Device]) -> None:
         """Types, names, memory in bytes with used <= total, unique uuids and indices, ordered by index."""
-        self.require("has_devices")
         for d in devices:
             assert isinstance(d, Device), f"detect() returned {type(d).__name__}, not Device"
             assert d.accelerator == accelerator.name, f"{d.uuid}: accelerator {d.accelerator!r}"
@@ -333,33 +360,30 @@ class AcceleratorSuite:
         assert len(set(indices)) == len(indices), f"duplicate indices: {indices}"
         assert indices == sorted(indices), f"devices not ordered by index: {indices}"
 
+    @requires("has_devices", "has_temperature")
     def test_temperature_reported(self, devices: list[Device]) -> None:
         """Every device reports a plausible temperature."""
-        self.require("has_devices")
-        self.require("has_temperature")
         for d in devices:
             assert d.temperature_celsius is not None, f"{d.uuid}: no temperature"
             assert -20 <= d.temperature_celsius <= 130, f"{d.uuid}: temperature {d.temperature_celsius}"
 
+    @requires("has_devices", "has_utilization")
     def test_utilization_reported(self, devices: list[Device]) -> None:
         """Every device reports utilization."""
-        self.require("has_devices")
-        self.require("has_utilization")
         assert all(d.utilization_percent is not None for d in devices)
 
+    @requires("has_devices")
     def test_indices_stable_across_calls(self, accelerator: Accelerator, detect_options: DetectOptions) -> None:
         """Two detections give the same uuid -> index mapping, names and totals."""
-        self.require("has_devices")
         first = {d.uuid: (d.index, d.name, d.memory_total_bytes) for d in accelerator.detect(detect_options)}
         second = {d.uuid: (d.index, d.name, d.memory_total_bytes) for d in accelerator.detect(detect_options)}
         assert first == second
 
+    @requires("has_devices", "independent_source")
     def test_agrees_with_independent_source(
         self, devices: list[Device], independent_views: dict[str, list[IndependentDevice]]
     ) -> None:
         """Every independent source sees the same devices, names and memory (within tolerance)."""
-        self.require("has_devices")
-        self.require("independent_source")
         assert independent_views, "independent_views is empty"
         ours = {d.uuid: d for d in devices}
         for source, view in independent_views.items():
@@ -380,6 +404,7 @@ class AcceleratorSuite:
                         f"{source}: used {other.memory_used_bytes} vs {mine.memory_used_bytes}"
                     )
 
+    @requires("has_devices", "visibility_restricts")
     def test_visibility_restricts_child(
         self,
         accelerator: Accelerator,
@@ -388,8 +413,6 @@ class AcceleratorSuite:
     ) -> None:
         """A child started with ``visibility_env(subset)`` sees exactly the subset, in order;
         the empty subset hides every device."""
-        self.require("has_devices")
-        self.require("visibility_restricts")
         subsets: list[list[Device]] = [[], [devices[0]], [devices[-1]], list(devices)]
         if len(devices) >= 2:
             subsets.append(list(reversed(devices)))
@@ -400,9 +423,9 @@ class AcceleratorSuite:
             want = [d.uuid for d in subset]
             assert seen == want, f"with {env}: child sees {seen}, expected {want}"
 
+    @requires("absent_vendor")
     def test_absent_vendor_is_not_an_error(self, absent_setup: tuple[Accelerator, DetectOptions]) -> None:
         """Where the vendor is absent: zero devices, or AcceleratorNotPresent with one short line."""
-        self.require("absent_vendor")
         accelerator, options = absent_setup
         try:
             found = accelerator.detect(options)
@@ -413,9 +436,9 @@ class AcceleratorSuite:
             return
         assert found == []
 
+    @requires("tool_timeout")
     def test_hung_tool_is_killed(self, hung_setup: tuple[Accelerator, DetectOptions]) -> None:
         """A hung tool is killed after the configured time, with everything it started."""
-        self.require("tool_timeout")
         accelerator, options = hung_setup
         before = _child_pids() if sys.platform.startswith("linux") else set()
         started = time.monotonic()
@@ -425,19 +448,19 @@ class AcceleratorSuite:
         if sys.platform.startswith("linux"):
             assert _child_pids() - before == set(), "processes left behind after the timeout"
 
+    @requires("garbled_output")
     def test_garbled_output_names_tool(self, garbled_setup: tuple[Accelerator, DetectOptions, str]) -> None:
         """Unparseable tool output raises AcceleratorOutputError naming the tool."""
-        self.require("garbled_output")
         accelerator, options, tool = garbled_setup
         with pytest.raises(AcceleratorOutputError) as info:
             accelerator.detect(options)
         assert tool in str(info.value), f"message does not name {tool}: {info.value}"
 
+    @requires("leak_free")
     def test_repeated_detection_stable_and_leak_free(
         self, accelerator: Accelerator, detect_options: DetectOptions
     ) -> None:
         """Many detections return the same devices and leave no processes, descriptors or memory."""
-        self.require("leak_free")
         if not sys.platform.startswith("linux"):
             pytest.skip("leak checks read /proc (Linux only)")
         try:
@@ -461,11 +484,11 @@ class AcceleratorSuite:
         assert _fd_count() - fds < self.leak_iterations // 2, f"file descriptors grew from {fds}"
         assert grown <= self.leak_memory_bytes, f"traced memory grew by {grown} bytes"
 
+    @requires("has_devices")
     def test_health_of_detected_devices(
         self, accelerator: Accelerator, devices: list[Device], detect_options: DetectOptions
     ) -> None:
         """Devices just detected are healthy, in order."""
-        self.require("has_devices")
         health = accelerator.health(devices, detect_options)
         assert [h.uuid for h in health] == [d.uuid for d in devices]
         assert all(h.healthy for h in health), [h.message for h in health if not h.healthy]

@@ -83,6 +83,7 @@ def test_nvidia_smi_failing_means_not_present(tmp_path: Path) -> None:
         ("<nvidia_smi_log><gpu><uuid>GPU-1</uuid></gpu></nvidia_smi_log>", "lacks uuid"),
         (XML.replace("<total>143771 MiB</total>", "<total>lots</total>", 1), "fb_memory_usage of GPU-f3d76b44"),
     ],
+    ids=["not-nvidia-smi", "no-gpu", "gpu-without-fields", "bad-total"],
 )
 def test_garbled_xml_names_tool_and_part(text: str, fragment: str) -> None:
     with pytest.raises(AcceleratorOutputError) as info:
