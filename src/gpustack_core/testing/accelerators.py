@@ -130,11 +130,13 @@ class FakeTools:
         exit_code: int = 0,
         hang_s: float | None = None,
         spawn_child: bool = False,
+        writes: dict[str, str] | None = None,
     ) -> Path:
         """Add tool ``name``: it prints ``outputs`` (or ``outputs[" ".join(args)]``) and exits.
 
         ``hang_s`` makes it sleep first (a hung tool); ``spawn_child`` makes it also start a
-        sleeping grandchild, to prove the whole process group is killed.
+        sleeping grandchild, to prove the whole process group is killed. ``writes`` maps file
+        names to contents the tool writes into its working directory (tools that report to a file).
         """
         table = {"": outputs} if isinstance(outputs, str) else outputs
         script = textwrap.dedent(
@@ -146,6 +148,9 @@ class FakeTools:
                 subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
             if {hang_s!r} is not None:
                 time.sleep({hang_s!r})
+            for file_name, content in {writes or {}!r}.items():
+                with open(file_name, "w") as handle:
+                    handle.write(content)
             key = " ".join(sys.argv[1:])
             text = table.get(key, table.get(""))
             if text is None:
