@@ -43,7 +43,8 @@ def _time(fn: Callable[[], Any], repeat: int) -> tuple[list[float], str]:
 def _row(name: str, samples: list[float], outcome: str) -> str:
     ordered = sorted(samples)
     p95 = ordered[max(0, round(0.95 * len(ordered)) - 1)]
-    return f"| {name} | {statistics.median(ordered):.2f} | {p95:.2f} | {ordered[0]:.2f} | {len(ordered)} | {outcome} |"
+    median = statistics.median(ordered)
+    return f"| {name} | {median:.2f} | {p95:.2f} | {ordered[0]:.2f} | {len(ordered)} | {outcome} |"
 
 
 def _real(repeat: int) -> list[str]:
@@ -100,10 +101,15 @@ def _fixtures(repeat: int) -> list[str]:
 
 
 def _fixture_setups() -> dict[str, Callable[[Any], tuple[Any, DetectOptions]]]:
-    """Per built-in plugin: build the accelerator and fake tools from its recorded fixtures."""
+    """Per built-in plugin: the accelerator and fake tools serving its recorded fixtures."""
 
     def read(plugin: str, name: str) -> str:
         return (PLUGINS / plugin / "tests" / "fixtures" / name).read_text()
+
+    def cpu(tools: Any) -> tuple[Any, DetectOptions]:
+        from gpustack_accelerator_cpu import CpuAccelerator
+
+        return CpuAccelerator(), tools.options()
 
     def cuda(tools: Any) -> tuple[Any, DetectOptions]:
         from gpustack_accelerator_cuda import CudaAccelerator
@@ -111,12 +117,75 @@ def _fixture_setups() -> dict[str, Callable[[Any], tuple[Any, DetectOptions]]]:
         tools.add("nvidia-smi", {"-q -x": read("cuda", "nvidia-smi-q.xml")})
         return CudaAccelerator(nvml=None), tools.options()
 
-    def cpu(tools: Any) -> tuple[Any, DetectOptions]:
-        from gpustack_accelerator_cpu import CpuAccelerator
+    def rocm(tools: Any) -> tuple[Any, DetectOptions]:
+        from gpustack_accelerator_rocm import ROCM_SMI_ARGS, RocmAccelerator
 
-        return CpuAccelerator(), tools.options()
+        tools.add("rocm-smi", {" ".join(ROCM_SMI_ARGS): read("rocm", "amd-gpu-6.2.4-rocm-smi.json")})
+        tools.add("rocminfo", read("rocm", "amd-gpu-6.2.4-rocminfo.txt"))
+        return RocmAccelerator(), tools.options()
 
-    return {"cpu": cpu, "cuda (nvidia-smi path)": cuda}
+    def dtk(tools: Any) -> tuple[Any, DetectOptions]:
+        from gpustack_accelerator_dtk import DtkAccelerator
+        from gpustack_accelerator_rocm import ROCM_SMI_ARGS
+
+        tools.add("rocm-smi", {" ".join(ROCM_SMI_ARGS): read("dtk", "hygon-gpu-24.04.3-rocm-smi.json")})
+        tools.add("rocminfo", read("dtk", "hygon-gpu-24.04.3-rocminfo.txt"))
+        return DtkAccelerator(), tools.options()
+
+    def cann(tools: Any) -> tuple[Any, DetectOptions]:
+        from gpustack_accelerator_cann import CannAccelerator
+
+        capture = "atlas-800-9010-24.1.RC2"
+        tools.add(
+            "npu-smi",
+            {
+                "info": read("cann", f"{capture}-npu-smi-info.txt"),
+                "info -m": read("cann", f"{capture}-npu-smi-info-m.txt"),
+            },
+        )
+        return CannAccelerator(), tools.options()
+
+    def corex(tools: Any) -> tuple[Any, DetectOptions]:
+        from gpustack_accelerator_corex import QUERY, CorexAccelerator
+
+        tools.add("ixsmi", {" ".join(QUERY): read("corex", "ixsmi-query-gpu.csv")})
+        return CorexAccelerator(), tools.options()
+
+    def musa(tools: Any) -> tuple[Any, DetectOptions]:
+        from gpustack_accelerator_musa import MusaAccelerator
+
+        tools.add("mthreads-gmi", {"-q": read("musa", "mthreads-gmi-q.txt")})
+        return MusaAccelerator(), tools.options()
+
+    def mlu(tools: Any) -> tuple[Any, DetectOptions]:
+        from gpustack_accelerator_mlu import MluAccelerator
+
+        tools.add(
+            "cnmon", {"info -e -m -u -j": ""}, writes={"cnmon_info.json": read("mlu", "cnmon_info.json")}
+        )
+        return MluAccelerator(), tools.options()
+
+    def metal(tools: Any) -> tuple[Any, DetectOptions]:
+        from gpustack_accelerator_metal import MetalAccelerator
+
+        tools.add(
+            "system_profiler",
+            {"SPDisplaysDataType -json": read("metal", "system_profiler-SPDisplaysDataType.json")},
+        )
+        tools.add("sysctl", {"-n hw.memsize": read("metal", "sysctl-n-hw.memsize.txt")})
+        return MetalAccelerator(), tools.options()
+
+    return {
+        "cpu": cpu,
+        "cuda (nvidia-smi path)": cuda,
+        "rocm": rocm,
+        "dtk": dtk,
+        "cann": cann,
+        "corex": corex,
+        "musa": musa,
+        "mlu": mlu,
+        "metal": metal,
+    }
 
 
 def main(argv: list[str]) -> None:

@@ -19,8 +19,10 @@ def test_output_is_returned(tmp_path: Path) -> None:
     tools = FakeTools(tmp_path)
     tools.add("vendor-smi", {"--json": '{"ok": 1}'})
     result = run_tool(["vendor-smi", "--json"], tools.options(), accelerator="x")
-    assert result.stdout == '{"ok": 1}' and result.tool == "vendor-smi"
-    assert result.path == str(tmp_path / "vendor-smi") and result.duration_s > 0
+    assert result.stdout == '{"ok": 1}'
+    assert result.tool == "vendor-smi"
+    assert result.path == str(tmp_path / "vendor-smi")
+    assert result.duration_s > 0
 
 
 def test_missing_tool_is_one_diagnostic_line(tmp_path: Path) -> None:
@@ -32,7 +34,9 @@ def test_missing_tool_is_one_diagnostic_line(tmp_path: Path) -> None:
 def test_failing_tool_reports_status_and_first_line(tmp_path: Path) -> None:
     tools = FakeTools(tmp_path)
     tools.add("vendor-smi", "\n\ndriver not loaded\nsecond line\n", exit_code=3)
-    with pytest.raises(AcceleratorNotPresent, match=r"^x: vendor-smi exited with status 3: driver not loaded$"):
+    with pytest.raises(
+        AcceleratorNotPresent, match=r"^x: vendor-smi exited with status 3: driver not loaded$"
+    ):
         run_tool(["vendor-smi"], tools.options(), accelerator="x")
 
 
@@ -84,7 +88,9 @@ def test_parse_bytes_rejects(text: str) -> None:
 
 
 def test_parse_number() -> None:
-    assert parse_number("40 C") == 40.0 and parse_number("-8 C") == -8.0 and parse_number("N/A") is None
+    assert parse_number("40 C") == 40.0
+    assert parse_number("-8 C") == -8.0
+    assert parse_number("N/A") is None
 
 
 def test_output_error_names_tool_part_and_sample() -> None:

@@ -4,7 +4,8 @@ Every accelerator plugin that shells out to a vendor tool (``nvidia-smi``, ``roc
 does it through :func:`run_tool`, so that a missing tool, a hung tool and garbled output are handled
 the same way everywhere:
 
-* missing tool or a tool that says the driver is absent -> :class:`~gpustack_core.errors.AcceleratorNotPresent`
+* missing tool, or a tool that says the driver is absent ->
+  :class:`~gpustack_core.errors.AcceleratorNotPresent`
   with one diagnostic line;
 * a tool still running after ``DetectOptions.tool_timeout_s`` -> its whole process group is killed,
   then :class:`~gpustack_core.errors.AcceleratorToolTimeout`;

@@ -12,8 +12,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ..errors import AcceleratorNotPresent, AcceleratorOutputError, AcceleratorToolTimeout
-from ..types import DetectOptions
+from gpustack_core.errors import AcceleratorNotPresent, AcceleratorOutputError, AcceleratorToolTimeout
+from gpustack_core.types import DetectOptions
 
 __all__ = ["ToolResult", "find_tool", "output_error", "parse_bytes", "parse_number", "run_tool"]
 

@@ -46,9 +46,9 @@ from typing import Any, ClassVar, TypeVar
 
 import pytest
 
-from ..contracts import Accelerator
-from ..errors import AcceleratorNotPresent, AcceleratorOutputError, AcceleratorToolTimeout
-from ..types import DetectOptions, Device
+from gpustack_core.contracts import Accelerator
+from gpustack_core.errors import AcceleratorNotPresent, AcceleratorOutputError, AcceleratorToolTimeout
+from gpustack_core.types import DetectOptions, Device
 
 __all__ = [
     "AcceleratorSuite",
@@ -335,7 +335,8 @@ class AcceleratorSuite:
         """``name`` and ``vendor`` are set, lower case, and the name fits in a device reference."""
         assert accelerator.name, "Accelerator.name is empty"
         assert accelerator.name == accelerator.name.lower(), f"name {accelerator.name!r} is not lower case"
-        assert ":" not in accelerator.name and " " not in accelerator.name
+        assert ":" not in accelerator.name
+        assert " " not in accelerator.name
         assert accelerator.vendor, "Accelerator.vendor is empty"
 
     def test_devices_found(self, devices: list[Device]) -> None:
@@ -378,7 +379,9 @@ class AcceleratorSuite:
         assert all(d.utilization_percent is not None for d in devices)
 
     @requires("has_devices")
-    def test_indices_stable_across_calls(self, accelerator: Accelerator, detect_options: DetectOptions) -> None:
+    def test_indices_stable_across_calls(
+        self, accelerator: Accelerator, detect_options: DetectOptions
+    ) -> None:
         """Two detections give the same uuid -> index mapping, names and totals."""
         first = {d.uuid: (d.index, d.name, d.memory_total_bytes) for d in accelerator.detect(detect_options)}
         second = {d.uuid: (d.index, d.name, d.memory_total_bytes) for d in accelerator.detect(detect_options)}
@@ -436,7 +439,8 @@ class AcceleratorSuite:
             found = accelerator.detect(options)
         except AcceleratorNotPresent as exc:
             message = str(exc)
-            assert message and "\n" not in message, f"diagnostic is not one line: {message!r}"
+            assert message, "empty diagnostic"
+            assert "\n" not in message, f"diagnostic is not one line: {message!r}"
             assert len(message) <= 300
             return
         assert found == []

@@ -25,7 +25,7 @@ def _tools(directory: Path, capture: str = "atlas-800-9010-24.1.RC2", **kwargs: 
 
 
 class TestCann910Recorded(AcceleratorSuite):
-    """8 × Ascend 910A (npu-smi 24.1.RC2)."""
+    """8 x Ascend 910A (npu-smi 24.1.RC2)."""
 
     capture = "atlas-800-9010-24.1.RC2"
     capabilities = Capabilities(
@@ -69,7 +69,7 @@ class TestCann910Recorded(AcceleratorSuite):
 
 
 class TestCann310Recorded(TestCann910Recorded):
-    """One card with 4 × Ascend 310 chips (npu-smi 21.0.4)."""
+    """One card with 4 x Ascend 310 chips (npu-smi 21.0.4)."""
 
     capture = "atlas-800-3000-21.0.4"
 
@@ -78,10 +78,15 @@ def test_recorded_910a(tmp_path: Path) -> None:
     devices = CannAccelerator().detect(_tools(tmp_path / "bin").options())
     assert [d.index for d in devices] == list(range(8))
     first = devices[0]
-    assert first.name == "Ascend 910A" and first.uuid == "npu-0000:c1:00.0" and first.pci_bus_id == "0000:C1:00.0"
-    assert first.memory_total_bytes == 32768 * 2**20 and first.memory_used_bytes == 0
-    assert first.temperature_celsius == 42.0 and first.utilization_percent == 0.0
-    assert first.driver_version == "24.1.RC2" and first.extra["memory_kind"] == "HBM"
+    assert first.name == "Ascend 910A"
+    assert first.uuid == "npu-0000:c1:00.0"
+    assert first.pci_bus_id == "0000:C1:00.0"
+    assert first.memory_total_bytes == 32768 * 2**20
+    assert first.memory_used_bytes == 0
+    assert first.temperature_celsius == 42.0
+    assert first.utilization_percent == 0.0
+    assert first.driver_version == "24.1.RC2"
+    assert first.extra["memory_kind"] == "HBM"
     assert devices[3].extra["health"] == "Warning"
 
 
@@ -93,8 +98,10 @@ def test_recorded_310_card_gives_one_device_per_chip(tmp_path: Path) -> None:
         (2, "6", "2"),
         (3, "6", "3"),
     ]
-    assert devices[1].name == "Ascend 310" and devices[1].memory_total_bytes == 8192 * 2**20
-    assert devices[1].memory_used_bytes == 2867 * 2**20 and devices[1].extra["memory_kind"] == "DDR"
+    assert devices[1].name == "Ascend 310"
+    assert devices[1].memory_total_bytes == 8192 * 2**20
+    assert devices[1].memory_used_bytes == 2867 * 2**20
+    assert devices[1].extra["memory_kind"] == "DDR"
     assert devices[0].driver_version == "21.0.4.B030"
 
 

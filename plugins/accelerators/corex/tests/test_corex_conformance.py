@@ -52,16 +52,24 @@ class TestCorexRecorded(AcceleratorSuite):
 
     @pytest.fixture
     def hung_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions]:
-        return CorexAccelerator(), _tools(tmp_path / "hung", hang_s=60, spawn_child=True).options(timeout_s=0.5)
+        return CorexAccelerator(), _tools(tmp_path / "hung", hang_s=60, spawn_child=True).options(
+            timeout_s=0.5
+        )
 
     @pytest.fixture
     def garbled_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions, str]:
-        return CorexAccelerator(), _tools(tmp_path / "garbled", "0, Iluvatar MR-V50, lots, 116 MiB, 0 %, 30 C\n").options(), "ixsmi"
+        return (
+            CorexAccelerator(),
+            _tools(tmp_path / "garbled", "0, Iluvatar MR-V50, lots, 116 MiB, 0 %, 30 C\n").options(),
+            "ixsmi",
+        )
 
 
 def test_recorded_boards(tmp_path: Path) -> None:
     devices = CorexAccelerator().detect(_tools(tmp_path / "bin").options())
     assert [(d.index, d.name) for d in devices] == [(0, "Iluvatar MR-V50"), (1, "Iluvatar MR-V100")]
-    assert devices[1].memory_total_bytes == 32768 * 2**20 and devices[1].memory_used_bytes == 27996 * 2**20
-    assert devices[1].temperature_celsius == 36.0 and devices[0].utilization_percent == 0.0
+    assert devices[1].memory_total_bytes == 32768 * 2**20
+    assert devices[1].memory_used_bytes == 27996 * 2**20
+    assert devices[1].temperature_celsius == 36.0
+    assert devices[0].utilization_percent == 0.0
     assert CorexAccelerator().visibility_env(devices[1:]) == {"CUDA_VISIBLE_DEVICES": "1"}

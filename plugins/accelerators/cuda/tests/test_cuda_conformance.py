@@ -101,7 +101,11 @@ class TestCudaSmiFallback(TestCudaRecordedH200):
     @pytest.fixture
     def independent_views(self, fake_nvml: Any) -> dict[str, list[IndependentDevice]]:
         nvml = CudaAccelerator(nvml=fake_nvml(), smi_fallback=False).detect(DetectOptions())
-        return {"NVML (recorded)": [IndependentDevice(d.uuid, d.name, d.memory_total_bytes, d.memory_used_bytes) for d in nvml]}
+        return {
+            "NVML (recorded)": [
+                IndependentDevice(d.uuid, d.name, d.memory_total_bytes, d.memory_used_bytes) for d in nvml
+            ]
+        }
 
 
 # ---------------------------------------------------------------------------- real hardware
@@ -218,6 +222,8 @@ def test_recorded_nvml_and_smi_agree_on_the_h200(fake_nvml: Any) -> None:
     assert nvml.memory_total_bytes == 150754820096 == 143771 * 2**20
     assert nvml.memory_used_bytes == 644939776
     assert smi.memory_used_bytes == (0 + 616) * 2**20
-    assert nvml.compute_capability == "9.0" and nvml.runtime_version == "13.0"
+    assert nvml.compute_capability == "9.0"
+    assert nvml.runtime_version == "13.0"
     assert nvml.driver_version == smi.driver_version == "580.159.04"
-    assert smi.architecture == "hopper" and smi.temperature_celsius == 40.0
+    assert smi.architecture == "hopper"
+    assert smi.temperature_celsius == 40.0

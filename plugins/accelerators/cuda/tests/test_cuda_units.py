@@ -23,9 +23,17 @@ _MIG_GPU = {
     "memory": (150754820096, 644939776),
     "mig_mode": (1, 1),
     "migs": [
-        {"name": "NVIDIA H200 MIG 1g.18gb", "uuid": "MIG-aaaaaaaa-0000-0000-0000-000000000001", "memory": (18 * 2**30, 0)},
+        {
+            "name": "NVIDIA H200 MIG 1g.18gb",
+            "uuid": "MIG-aaaaaaaa-0000-0000-0000-000000000001",
+            "memory": (18 * 2**30, 0),
+        },
         None,
-        {"name": "NVIDIA H200 MIG 3g.71gb", "uuid": "MIG-aaaaaaaa-0000-0000-0000-000000000002", "memory": (71 * 2**30, 2**20)},
+        {
+            "name": "NVIDIA H200 MIG 3g.71gb",
+            "uuid": "MIG-aaaaaaaa-0000-0000-0000-000000000002",
+            "memory": (71 * 2**30, 2**20),
+        },
     ],
 }
 
@@ -38,7 +46,8 @@ def test_mig_instances_replace_their_gpu(fake_nvml: Any) -> None:
     ]
     assert [d.index for d in devices] == [0, 1]
     assert {d.parent_uuid for d in devices} == {_MIG_GPU["uuid"]}
-    assert devices[1].extra["mig_index"] == "1" and devices[1].extra["gpu_index"] == "0"
+    assert devices[1].extra["mig_index"] == "1"
+    assert devices[1].extra["gpu_index"] == "0"
     env = CudaAccelerator(nvml=None).visibility_env(devices[1:])
     assert env == {"CUDA_VISIBLE_DEVICES": "MIG-aaaaaaaa-0000-0000-0000-000000000002"}
 
@@ -60,7 +69,8 @@ def test_absent_driver_gives_one_line_naming_both_sources(tmp_path: Path, fake_n
     with pytest.raises(AcceleratorNotPresent) as info:
         CudaAccelerator(nvml=fake_nvml(init_error="NVML Shared Library Not Found")).detect(options)
     message = str(info.value)
-    assert "nvidia-smi not found" in message and "NVML Shared Library Not Found" in message
+    assert "nvidia-smi not found" in message
+    assert "NVML Shared Library Not Found" in message
     assert "\n" not in message
 
 
@@ -81,11 +91,15 @@ def test_nvidia_smi_failing_means_not_present(tmp_path: Path) -> None:
         ("<html/>", "root element is <html>"),
         ("<nvidia_smi_log><driver_version>1</driver_version></nvidia_smi_log>", "no <gpu> element"),
         ("<nvidia_smi_log><gpu><uuid>GPU-1</uuid></gpu></nvidia_smi_log>", "lacks uuid"),
-        (XML.replace("<total>143771 MiB</total>", "<total>lots</total>", 1), "fb_memory_usage of GPU-f3d76b44"),
+        (
+            XML.replace("<total>143771 MiB</total>", "<total>lots</total>", 1),
+            "fb_memory_usage of GPU-f3d76b44",
+        ),
     ],
     ids=["not-nvidia-smi", "no-gpu", "gpu-without-fields", "bad-total"],
 )
 def test_garbled_xml_names_tool_and_part(text: str, fragment: str) -> None:
     with pytest.raises(AcceleratorOutputError) as info:
         parse_smi_xml(text, "cuda", "nvidia")
-    assert "nvidia-smi -q -x" in str(info.value) and fragment in str(info.value)
+    assert "nvidia-smi -q -x" in str(info.value)
+    assert fragment in str(info.value)

@@ -1,4 +1,5 @@
-"""The accelerator conformance suite for the DTK plugin, on Hygon rocm-smi/rocminfo output recorded on a DCU."""
+"""The accelerator conformance suite for the DTK plugin,
+on Hygon rocm-smi/rocminfo output recorded on a DCU."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from gpustack_core.testing import AcceleratorSuite, Capabilities, FakeTools, emu
 FIXTURES = Path(__file__).parent / "fixtures"
 SMI = (FIXTURES / "hygon-gpu-24.04.3-rocm-smi.json").read_text()
 INFO = (FIXTURES / "hygon-gpu-24.04.3-rocminfo.txt").read_text()
-AMD_SMI = (Path(__file__).parents[2] / "rocm" / "tests" / "fixtures" / "amd-gpu-6.2.4-rocm-smi.json").read_text()
+AMD_SMI = (
+    Path(__file__).parents[2] / "rocm" / "tests" / "fixtures" / "amd-gpu-6.2.4-rocm-smi.json"
+).read_text()
 
 
 def _tools(directory: Path, smi: str = SMI, **kwargs: object) -> FakeTools:
@@ -62,16 +65,26 @@ class TestDtkRecorded(AcceleratorSuite):
 
     @pytest.fixture
     def garbled_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions, str]:
-        return DtkAccelerator(), _tools(tmp_path / "garbled", smi='{"card0": {"DCU use (%)": "0"}}').options(), "rocm-smi"
+        return (
+            DtkAccelerator(),
+            _tools(tmp_path / "garbled", smi='{"card0": {"DCU use (%)": "0"}}').options(),
+            "rocm-smi",
+        )
 
 
 def test_recorded_dcu_fields(tmp_path: Path) -> None:
     (device,) = DtkAccelerator().detect(_tools(tmp_path / "bin").options())
-    assert device.uuid == "GPU-7100fa8866904061" and device.name == "K1xx_AI" and device.vendor == "hygon"
-    assert device.architecture == "gfx928" and device.core_count == 12
-    assert device.memory_total_bytes == 65520 * 2**20 and device.memory_used_bytes == 2 * 2**20
-    assert device.utilization_percent == 0.0 and device.temperature_celsius == 41.0
-    assert device.driver_version is None and device.runtime_version == "1.1"
+    assert device.uuid == "GPU-7100fa8866904061"
+    assert device.name == "K1xx_AI"
+    assert device.vendor == "hygon"
+    assert device.architecture == "gfx928"
+    assert device.core_count == 12
+    assert device.memory_total_bytes == 65520 * 2**20
+    assert device.memory_used_bytes == 2 * 2**20
+    assert device.utilization_percent == 0.0
+    assert device.temperature_celsius == 41.0
+    assert device.driver_version is None
+    assert device.runtime_version == "1.1"
 
 
 def test_amd_cards_are_left_to_rocm(tmp_path: Path) -> None:

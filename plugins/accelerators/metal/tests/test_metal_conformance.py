@@ -1,4 +1,5 @@
-"""The accelerator conformance suite for the Metal plugin, on RECONSTRUCTED system_profiler output (see fixtures/SOURCE.md)."""
+"""The accelerator conformance suite for the Metal plugin,
+on RECONSTRUCTED system_profiler output (see fixtures/SOURCE.md)."""
 
 from __future__ import annotations
 
@@ -50,7 +51,9 @@ class TestMetalReconstructed(AcceleratorSuite):
 
     @pytest.fixture
     def hung_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions]:
-        return MetalAccelerator(), _tools(tmp_path / "hung", hang_s=60, spawn_child=True).options(timeout_s=0.5)
+        return MetalAccelerator(), _tools(tmp_path / "hung", hang_s=60, spawn_child=True).options(
+            timeout_s=0.5
+        )
 
     @pytest.fixture
     def garbled_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions, str]:
@@ -59,6 +62,10 @@ class TestMetalReconstructed(AcceleratorSuite):
 
 def test_unified_memory_and_cores(tmp_path: Path) -> None:
     (device,) = MetalAccelerator().detect(_tools(tmp_path / "bin").options())
-    assert device.name == "Apple M2 Max" and device.core_count == 30 and device.architecture == "metal3"
-    assert device.memory_is_unified and device.memory_total_bytes == 64 * 2**30 and device.memory_used_bytes is None
+    assert device.name == "Apple M2 Max"
+    assert device.core_count == 30
+    assert device.architecture == "metal3"
+    assert device.memory_is_unified
+    assert device.memory_total_bytes == 64 * 2**30
+    assert device.memory_used_bytes is None
     assert MetalAccelerator().visibility_env([device]) == {}

@@ -1,4 +1,5 @@
-"""The accelerator conformance suite for the MLU plugin, on a RECONSTRUCTED cnmon report (see fixtures/SOURCE.md)."""
+"""The accelerator conformance suite for the MLU plugin,
+on a RECONSTRUCTED cnmon report (see fixtures/SOURCE.md)."""
 
 from __future__ import annotations
 
@@ -57,7 +58,11 @@ class TestMluReconstructed(AcceleratorSuite):
 
     @pytest.fixture
     def garbled_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions, str]:
-        return MluAccelerator(), _tools(tmp_path / "garbled", '{"CnmonInfo": [{"CardNum": 0}]}').options(), "cnmon"
+        return (
+            MluAccelerator(),
+            _tools(tmp_path / "garbled", '{"CnmonInfo": [{"CardNum": 0}]}').options(),
+            "cnmon",
+        )
 
 
 def test_report_on_stdout_is_accepted(tmp_path: Path) -> None:
@@ -68,4 +73,5 @@ def test_report_on_stdout_is_accepted(tmp_path: Path) -> None:
         "MLU-00000000-0000-0000-0000-000000000000",
         "MLU-00000000-0000-0000-0000-000000000001",
     ]
-    assert devices[1].memory_used_bytes == 24576 * 2**20 and devices[1].utilization_percent == 63.0
+    assert devices[1].memory_used_bytes == 24576 * 2**20
+    assert devices[1].utilization_percent == 63.0

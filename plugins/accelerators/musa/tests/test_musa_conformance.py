@@ -1,4 +1,5 @@
-"""The accelerator conformance suite for the MUSA plugin, on a RECONSTRUCTED mthreads-gmi -q output (see fixtures/SOURCE.md)."""
+"""The accelerator conformance suite for the MUSA plugin,
+on a RECONSTRUCTED mthreads-gmi -q output (see fixtures/SOURCE.md)."""
 
 from __future__ import annotations
 
@@ -52,16 +53,24 @@ class TestMusaReconstructed(AcceleratorSuite):
 
     @pytest.fixture
     def hung_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions]:
-        return MusaAccelerator(), _tools(tmp_path / "hung", hang_s=60, spawn_child=True).options(timeout_s=0.5)
+        return MusaAccelerator(), _tools(tmp_path / "hung", hang_s=60, spawn_child=True).options(
+            timeout_s=0.5
+        )
 
     @pytest.fixture
     def garbled_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions, str]:
-        return MusaAccelerator(), _tools(tmp_path / "garbled", TEXT.replace("49152MiB", "big")).options(), "mthreads-gmi"
+        return (
+            MusaAccelerator(),
+            _tools(tmp_path / "garbled", TEXT.replace("49152MiB", "big")).options(),
+            "mthreads-gmi",
+        )
 
 
 def test_parsed_fields(tmp_path: Path) -> None:
     devices = MusaAccelerator().detect(_tools(tmp_path / "bin").options())
     assert [d.pci_bus_id for d in devices] == ["00000000:3B:00.0", "00000000:5E:00.0"]
-    assert devices[0].memory_total_bytes == 49152 * 2**20 and devices[0].memory_used_bytes == 1234 * 2**20
-    assert devices[0].temperature_celsius == 41.0 and devices[0].driver_version == "2.7.0"
+    assert devices[0].memory_total_bytes == 49152 * 2**20
+    assert devices[0].memory_used_bytes == 1234 * 2**20
+    assert devices[0].temperature_celsius == 41.0
+    assert devices[0].driver_version == "2.7.0"
     assert devices[0].extra == {"mtbios": "3.4.3", "device_id": "0x0301"}

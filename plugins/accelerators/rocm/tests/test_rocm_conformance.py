@@ -1,4 +1,5 @@
-"""The accelerator conformance suite for the ROCm plugin, on rocm-smi/rocminfo output recorded on an RX 7800 XT."""
+"""The accelerator conformance suite for the ROCm plugin,
+on rocm-smi/rocminfo output recorded on an RX 7800 XT."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from gpustack_core.testing import AcceleratorSuite, Capabilities, FakeTools, emu
 FIXTURES = Path(__file__).parent / "fixtures"
 SMI = (FIXTURES / "amd-gpu-6.2.4-rocm-smi.json").read_text()
 INFO = (FIXTURES / "amd-gpu-6.2.4-rocminfo.txt").read_text()
-HYGON_SMI = (Path(__file__).parents[2] / "dtk" / "tests" / "fixtures" / "hygon-gpu-24.04.3-rocm-smi.json").read_text()
+HYGON_SMI = (
+    Path(__file__).parents[2] / "dtk" / "tests" / "fixtures" / "hygon-gpu-24.04.3-rocm-smi.json"
+).read_text()
 
 
 def _tools(directory: Path, smi: str = SMI, **kwargs: object) -> FakeTools:
@@ -57,7 +60,9 @@ class TestRocmRecorded(AcceleratorSuite):
 
     @pytest.fixture
     def hung_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions]:
-        return RocmAccelerator(), _tools(tmp_path / "hung", hang_s=60, spawn_child=True).options(timeout_s=0.5)
+        return RocmAccelerator(), _tools(tmp_path / "hung", hang_s=60, spawn_child=True).options(
+            timeout_s=0.5
+        )
 
     @pytest.fixture
     def garbled_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions, str]:
@@ -66,10 +71,14 @@ class TestRocmRecorded(AcceleratorSuite):
 
 def test_recorded_rx7800xt_fields(tmp_path: Path) -> None:
     (device,) = RocmAccelerator().detect(_tools(tmp_path / "bin").options())
-    assert device.uuid == "GPU-5c88007d760374f3" and device.name == "AMD Radeon RX 7800 XT"
-    assert device.architecture == "gfx1101" and device.core_count == 60
-    assert device.memory_total_bytes == 17163091968 and device.memory_used_bytes == 11615076352
-    assert device.utilization_percent == 100.0 and device.temperature_celsius == 45.0
+    assert device.uuid == "GPU-5c88007d760374f3"
+    assert device.name == "AMD Radeon RX 7800 XT"
+    assert device.architecture == "gfx1101"
+    assert device.core_count == 60
+    assert device.memory_total_bytes == 17163091968
+    assert device.memory_used_bytes == 11615076352
+    assert device.utilization_percent == 100.0
+    assert device.temperature_celsius == 45.0
     assert (device.driver_version, device.runtime_version) == ("6.2.4", "1.13")
 
 
@@ -80,5 +89,3 @@ def test_hygon_cards_are_left_to_dtk(tmp_path: Path) -> None:
 
 def test_empty_subset_hides_all() -> None:
     assert RocmAccelerator().visibility_env([]) == {"ROCR_VISIBLE_DEVICES": "-1"}
-
-

@@ -31,7 +31,9 @@ class CannAccelerator(Accelerator):
 
     def detect(self, options: DetectOptions) -> list[Device]:
         """Chips from ``npu-smi info``, logic ids and chip names from ``npu-smi info -m``."""
-        driver, chips = parse_npu_smi_info(run_tool(["npu-smi", "info"], options, accelerator=self.name).stdout, self.name)
+        driver, chips = parse_npu_smi_info(
+            run_tool(["npu-smi", "info"], options, accelerator=self.name).stdout, self.name
+        )
         mapping = {
             (m.npu_id, m.chip_id): m
             for m in parse_npu_smi_mapping(

@@ -63,13 +63,15 @@ def parse_npu_smi_info(text: str, accelerator: str) -> tuple[str | None, list[Np
     if len(rows) % 2:
         raise output_error(accelerator, tool, "device rows do not come in pairs", " | ".join(rows[-1]))
     chips: list[NpuChip] = []
-    for first, second in zip(rows[0::2], rows[1::2]):
+    for first, second in zip(rows[0::2], rows[1::2], strict=False):
         head, chip_col = first[0].split(), second[0].split()
         metrics, usage = first[2].split(), _USAGE.findall(second[2])
         if len(head) < 1 or not head[0].isdigit() or not chip_col or not chip_col[0].isdigit():
             raise output_error(accelerator, tool, "an NPU row without NPU and chip ids", first[0])
         if not _BUS.match(second[1]) or not usage:
-            raise output_error(accelerator, tool, f"NPU {head[0]}: bus id or Memory-Usage unreadable", second[2])
+            raise output_error(
+                accelerator, tool, f"NPU {head[0]}: bus id or Memory-Usage unreadable", second[2]
+            )
         try:
             memory_used, memory_total = (parse_bytes(v, "MiB") for v in usage[0])
             hbm = [parse_bytes(v, "MiB") for v in usage[1]] if len(usage) > 1 else None
@@ -104,7 +106,9 @@ def parse_npu_smi_mapping(text: str, accelerator: str) -> list[ChipMapping]:
         if not parts:
             continue
         if len(parts) < 4 or not parts[0].isdigit() or not parts[1].isdigit():
-            raise output_error(accelerator, "npu-smi info -m", "a row is not 'NPU ID, Chip ID, Logic ID, Name'", line)
+            raise output_error(
+                accelerator, "npu-smi info -m", "a row is not 'NPU ID, Chip ID, Logic ID, Name'", line
+            )
         if not parts[2].isdigit():
             continue  # "-": no logic id (the card's MCU)
         found.append(ChipMapping(int(parts[0]), int(parts[1]), int(parts[2]), parts[3].strip()))

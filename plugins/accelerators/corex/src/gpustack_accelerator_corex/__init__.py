@@ -12,12 +12,15 @@ from gpustack_core.errors import AcceleratorNotPresent
 __all__ = ["QUERY", "CorexAccelerator", "gpustack_register_accelerators", "parse_ixsmi_csv"]
 
 #: the query whose output the fixture records
-QUERY = ["--format=csv,noheader", "--query-gpu=index,name,memory.total,memory.used,utilization.gpu,temperature.gpu"]
+QUERY = [
+    "--format=csv,noheader",
+    "--query-gpu=index,name,memory.total,memory.used,utilization.gpu,temperature.gpu",
+]
 VISIBILITY_VARIABLE = "CUDA_VISIBLE_DEVICES"
 
 
 def parse_ixsmi_csv(text: str, accelerator: str, vendor: str) -> list[Device]:
-    """Devices from ``ixsmi --query-gpu=index,name,memory.total,memory.used,utilization.gpu,temperature.gpu``."""
+    """Devices from the CSV of ``ixsmi`` with the columns of :data:`QUERY`."""
     tool = "ixsmi --query-gpu"
     devices = []
     for row in csv.reader(line for line in text.splitlines() if line.strip()):
@@ -63,7 +66,7 @@ class CorexAccelerator(Accelerator):
         return devices
 
     def visibility_env(self, devices: Sequence[Device]) -> dict[str, str]:
-        """``CUDA_VISIBLE_DEVICES`` (CoreX's CUDA-compatible runtime reads it) with indices; ``""`` hides all."""
+        """``CUDA_VISIBLE_DEVICES`` with indices (CoreX's runtime is CUDA-compatible); ``""`` hides all."""
         return {VISIBILITY_VARIABLE: ",".join(str(d.index) for d in devices)}
 
 

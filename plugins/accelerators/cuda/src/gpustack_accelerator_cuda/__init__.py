@@ -22,7 +22,7 @@ VISIBILITY_VARIABLE = "CUDA_VISIBLE_DEVICES"
 
 def _load_pynvml() -> Any:
     try:
-        import pynvml  # nvidia-ml-py
+        import pynvml  # type: ignore[import-untyped]  # nvidia-ml-py
     except ImportError:
         return None
     return pynvml

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from gpustack_core import Device
@@ -134,7 +135,5 @@ def read_nvml(nvml: Any, accelerator: str, vendor: str) -> list[Device]:
                 )
         return devices
     finally:
-        try:
+        with contextlib.suppress(nvml.NVMLError):
             nvml.nvmlShutdown()
-        except nvml.NVMLError:
-            pass

@@ -41,7 +41,9 @@ def parse_smi_xml(text: str, accelerator: str, vendor: str) -> list[Device]:
         name = _text(gpu, "product_name")
         total_text = _text(gpu, "fb_memory_usage/total")
         if uuid is None or name is None or total_text is None:
-            raise output_error(accelerator, TOOL, f"<gpu> #{index} lacks uuid, product_name or fb_memory_usage/total")
+            raise output_error(
+                accelerator, TOOL, f"<gpu> #{index} lacks uuid, product_name or fb_memory_usage/total"
+            )
         try:
             total = parse_bytes(total_text)
             used_text = _text(gpu, "fb_memory_usage/used")

@@ -32,7 +32,7 @@ def parse_displays(text: str, memsize_text: str, accelerator: str, vendor: str) 
         memsize = int(memsize_text.strip())
     except ValueError:
         raise output_error(accelerator, "sysctl -n hw.memsize", "not a byte count", memsize_text) from None
-    devices = []
+    devices: list[Device] = []
     for entry in entries:
         if not isinstance(entry, dict) or entry.get("spdisplays_vendor") != "sppci_vendor_Apple":
             continue  # an Intel Mac's discrete or integrated GPU: not unified Apple silicon

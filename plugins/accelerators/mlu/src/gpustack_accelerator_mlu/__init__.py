@@ -40,7 +40,9 @@ def parse_cnmon_json(text: str, accelerator: str, vendor: str) -> list[Device]:
         memory = card.get("PhysicalMemUsage") if isinstance(card, dict) else None
         total = _number(memory.get("Total")) if isinstance(memory, dict) else None
         if not isinstance(card, dict) or not card.get("UUID") or not card.get("ProductName") or not total:
-            raise output_error(accelerator, TOOL, f"card #{position} lacks UUID, ProductName or PhysicalMemUsage.Total")
+            raise output_error(
+                accelerator, TOOL, f"card #{position} lacks UUID, ProductName or PhysicalMemUsage.Total"
+            )
         used = _number(memory.get("Used")) if isinstance(memory, dict) else None
         total_b = int(total * 2**20)
         index = card.get("CardNum", position)
@@ -70,7 +72,9 @@ class MluAccelerator(Accelerator):
     def detect(self, options: DetectOptions) -> list[Device]:
         """Cards from cnmon's JSON report (stdout, or ``cnmon_info.json`` which cnmon writes in its cwd)."""
         with tempfile.TemporaryDirectory(prefix="gpustack-cnmon-") as workdir:
-            result = run_tool(["cnmon", "info", "-e", "-m", "-u", "-j"], options, accelerator=self.name, cwd=workdir)
+            result = run_tool(
+                ["cnmon", "info", "-e", "-m", "-u", "-j"], options, accelerator=self.name, cwd=workdir
+            )
             report = Path(workdir) / REPORT_FILE
             text = report.read_text() if report.exists() else result.stdout
         devices = parse_cnmon_json(text, self.name, self.vendor)

@@ -54,9 +54,15 @@ def parse_gmi_query(text: str, accelerator: str, vendor: str) -> list[Device]:
     top, gpus = _sections(text)
     devices = []
     for index, (bus, fields) in enumerate(gpus):
-        name, uuid, total = fields.get("Product Name"), fields.get("GPU UUID"), fields.get("FB Memory Usage/Total")
+        name, uuid, total = (
+            fields.get("Product Name"),
+            fields.get("GPU UUID"),
+            fields.get("FB Memory Usage/Total"),
+        )
         if not name or not uuid or not total:
-            raise output_error(accelerator, tool, f"GPU {bus}: no Product Name, GPU UUID or FB Memory Usage/Total")
+            raise output_error(
+                accelerator, tool, f"GPU {bus}: no Product Name, GPU UUID or FB Memory Usage/Total"
+            )
         try:
             total_b = parse_bytes(total, "MiB")
             used = fields.get("FB Memory Usage/Used")
@@ -77,7 +83,14 @@ def parse_gmi_query(text: str, accelerator: str, vendor: str) -> list[Device]:
                 temperature_celsius=parse_number(temp) if temp else None,
                 driver_version=top.get("Driver Version"),
                 pci_bus_id=bus,
-                extra={k: v for k, v in {"mtbios": fields.get("MTBios Version"), "device_id": fields.get("Device ID")}.items() if v},
+                extra={
+                    k: v
+                    for k, v in {
+                        "mtbios": fields.get("MTBios Version"),
+                        "device_id": fields.get("Device ID"),
+                    }.items()
+                    if v
+                },
             )
         )
     return devices

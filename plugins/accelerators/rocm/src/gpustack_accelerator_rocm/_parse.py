@@ -51,7 +51,9 @@ class SmiCard:
     def is_hygon(self) -> bool:
         """A Hygon DCU (Hygon's rocm-smi reports ``DCU use``/``HCU use`` and its vendor name)."""
         vendor = (self.vendor or "").lower()
-        return "haiguang" in vendor or "hygon" in vendor or any(_USE.match(k) and k[0] in "DH" for k in self.raw)
+        return (
+            "haiguang" in vendor or "hygon" in vendor or any(_USE.match(k) and k[0] in "DH" for k in self.raw)
+        )
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,9 @@ def parse_rocm_smi(text: str, accelerator: str, tool: str = "rocm-smi") -> list[
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise output_error(accelerator, tool, f"not JSON ({exc.msg} at line {exc.lineno})", text[:120]) from None
+        raise output_error(
+            accelerator, tool, f"not JSON ({exc.msg} at line {exc.lineno})", text[:120]
+        ) from None
     if not isinstance(data, dict):
         raise output_error(accelerator, tool, "top level is not a JSON object", text[:120])
     cards: list[SmiCard] = []
@@ -109,7 +113,9 @@ def parse_rocm_smi(text: str, accelerator: str, tool: str = "rocm-smi") -> list[
             else:
                 total = size
         if total is None:
-            raise output_error(accelerator, tool, f"{key} has no 'VRAM Total Memory' entry (run with --showmeminfo vram)")
+            raise output_error(
+                accelerator, tool, f"{key} has no 'VRAM Total Memory' entry (run with --showmeminfo vram)"
+            )
         use = next((v for k, v in raw.items() if _USE.match(k.strip())), None)
         temp = raw.get("Temperature (Sensor edge) (C)") or raw.get("Temperature (Sensor junction) (C)")
         unique = _clean(raw.get("Unique ID"))
