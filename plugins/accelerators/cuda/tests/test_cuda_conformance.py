@@ -182,6 +182,7 @@ class TestCudaRealHardware(AcceleratorSuite):
                 IndependentDevice(_torch_uuid(t["uuid"], known), str(t["name"]), int(str(t["total"])))
                 for t in torch_view
             ]
+        print(f"independent sources compared: {sorted(views)}")  # shown by pytest -rA in the report
         return views
 
     @pytest.fixture
