@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from ..devices import detect_devices
-from ..types import DetectOptions
+from gpustack_core.devices import detect_devices
+from gpustack_core.types import DetectOptions
+
 from ._common import console, make_host, print_json
 
 __all__ = ["register"]
@@ -57,10 +59,11 @@ def devices(
     out = console()
     out.print(table)
     for r in inventory.reports:
-        if r.diagnostic:
-            out.print(f"[yellow]{r.accelerator}[/]: {r.diagnostic}")
-        if r.error:
-            out.print(f"[red]{r.accelerator}[/]: {r.error}")
+        for style, message in (("yellow", r.diagnostic), ("red", r.error)):
+            if message:
+                # plugin messages usually start with "<accelerator>: " already
+                text = message.removeprefix(f"{r.accelerator}: ")
+                out.print(f"[{style}]{r.accelerator}[/]: {escape(text)}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

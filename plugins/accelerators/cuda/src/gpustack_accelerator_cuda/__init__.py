@@ -1,0 +1,77 @@
+"""gpustack-core accelerator plugin for NVIDIA GPUs: NVML first, ``nvidia-smi -q -x`` as fallback."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from gpustack_core import Accelerator, DetectOptions, Device, hookimpl
+from gpustack_core.accelerators import run_tool
+from gpustack_core.errors import AcceleratorNotPresent
+
+from ._nvml import NvmlUnavailable, read_nvml
+from ._smi import parse_smi_xml
+
+__all__ = ["CudaAccelerator", "gpustack_register_accelerators", "parse_smi_xml", "read_nvml"]
+
+logger = logging.getLogger(__name__)
+
+VISIBILITY_VARIABLE = "CUDA_VISIBLE_DEVICES"
+
+
+def _load_pynvml() -> Any:
+    try:
+        import pynvml  # type: ignore[import-untyped]  # nvidia-ml-py
+    except ImportError:
+        return None
+    return pynvml
+
+
+class CudaAccelerator(Accelerator):
+    """NVIDIA GPUs and MIG instances.
+
+    Parameters:
+        nvml: the NVML binding to use: ``"auto"`` imports ``pynvml`` (nvidia-ml-py), ``None`` skips
+            NVML and uses only ``nvidia-smi``; tests pass a fake object with the same functions.
+        smi_fallback: use ``nvidia-smi -q -x`` when NVML cannot be loaded.
+    """
+
+    name = "cuda"
+    vendor = "nvidia"
+
+    def __init__(self, nvml: Any = "auto", smi_fallback: bool = True) -> None:
+        self._nvml = _load_pynvml() if nvml == "auto" else nvml
+        self._smi_fallback = smi_fallback
+
+    def detect(self, options: DetectOptions) -> list[Device]:
+        """NVML's view of the GPUs; ``nvidia-smi -q -x`` when the NVML library cannot load."""
+        why = "nvidia-ml-py (pynvml) is not installed"
+        if self._nvml is not None:
+            try:
+                return read_nvml(self._nvml, self.name, self.vendor)
+            except NvmlUnavailable as exc:
+                why = str(exc)
+        if not self._smi_fallback:
+            raise AcceleratorNotPresent(f"cuda: {why}")
+        try:
+            result = run_tool(["nvidia-smi", "-q", "-x"], options, accelerator=self.name)
+        except AcceleratorNotPresent as exc:
+            raise AcceleratorNotPresent(f"{exc}; {why}") from None
+        logger.debug("cuda: NVML unavailable (%s); used nvidia-smi", why)
+        return parse_smi_xml(result.stdout, self.name, self.vendor)
+
+    def visibility_env(self, devices: Sequence[Device]) -> dict[str, str]:
+        """``CUDA_VISIBLE_DEVICES`` listing the devices' UUIDs (``GPU-...`` / ``MIG-...``).
+
+        UUIDs, not indices: NVML numbers GPUs in PCI order while CUDA's default order is
+        fastest-first, a parent mask renumbers indices, and MIG instances have no index at all.
+        An empty subset gives ``""``, which hides every GPU.
+        """
+        return {VISIBILITY_VARIABLE: ",".join(d.uuid for d in devices)}
+
+
+@hookimpl
+def gpustack_register_accelerators(register: Callable[[Accelerator], None]) -> None:
+    """Register the CUDA accelerator."""
+    register(CudaAccelerator())

@@ -1,0 +1,76 @@
+"""The accelerator conformance suite for the MUSA plugin,
+on a RECONSTRUCTED mthreads-gmi -q output (see fixtures/SOURCE.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from gpustack_accelerator_musa import MusaAccelerator
+
+from gpustack_core import Accelerator, DetectOptions, Device
+from gpustack_core.testing import AcceleratorSuite, Capabilities, FakeTools, emulated_runtime_probe
+
+TEXT = (Path(__file__).parent / "fixtures" / "mthreads-gmi-q.txt").read_text()
+
+
+def _tools(directory: Path, text: str = TEXT, **kwargs: object) -> FakeTools:
+    tools = FakeTools(directory)
+    tools.add("mthreads-gmi", {"-q": text}, **kwargs)  # type: ignore[arg-type]
+    return tools
+
+
+class TestMusaReconstructed(AcceleratorSuite):
+    """Two GPUs in a hand-written mthreads-gmi -q layout."""
+
+    capabilities = Capabilities(
+        has_devices=True,
+        visibility_restricts=True,
+        has_temperature=True,
+        has_utilization=True,
+        absent_vendor=True,
+        tool_timeout=True,
+        garbled_output=True,
+        independent_source="no second Moore Threads tool was recorded",
+    )
+
+    @pytest.fixture
+    def accelerator(self) -> Accelerator:
+        return MusaAccelerator()
+
+    @pytest.fixture
+    def detect_options(self, tmp_path: Path) -> DetectOptions:
+        return _tools(tmp_path / "bin").options()
+
+    @pytest.fixture
+    def child_probe(self, devices: list[Device]) -> Callable[[dict[str, str]], list[str]]:
+        return emulated_runtime_probe("MUSA_VISIBLE_DEVICES", devices)
+
+    @pytest.fixture
+    def absent_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions]:
+        return MusaAccelerator(), FakeTools(tmp_path / "empty").options()
+
+    @pytest.fixture
+    def hung_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions]:
+        return MusaAccelerator(), _tools(tmp_path / "hung", hang_s=60, spawn_child=True).options(
+            timeout_s=0.5
+        )
+
+    @pytest.fixture
+    def garbled_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions, str]:
+        return (
+            MusaAccelerator(),
+            _tools(tmp_path / "garbled", TEXT.replace("49152MiB", "big")).options(),
+            "mthreads-gmi",
+        )
+
+
+def test_parsed_fields(tmp_path: Path) -> None:
+    devices = MusaAccelerator().detect(_tools(tmp_path / "bin").options())
+    assert [d.pci_bus_id for d in devices] == ["00000000:3B:00.0", "00000000:5E:00.0"]
+    assert devices[0].memory_total_bytes == 49152 * 2**20
+    assert devices[0].memory_used_bytes == 1234 * 2**20
+    assert devices[0].temperature_celsius == 41.0
+    assert devices[0].driver_version == "2.7.0"
+    assert devices[0].extra == {"mtbios": "3.4.3", "device_id": "0x0301"}
