@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpustack_core.types import Rejection
+from gpustack_core.types import Rejection, ResourceClaim
 
-__all__ = ["STRATEGY_PHRASES", "Explanation", "policy_phrase"]
+__all__ = ["STRATEGY_PHRASES", "Explanation", "claim_phrase", "failure_summary", "policy_phrase"]
 
 #: How summaries name claim strategies.
 STRATEGY_PHRASES: dict[str, str] = {
@@ -33,6 +33,16 @@ _POLICY_PHRASES: dict[str, str] = {
     "resource_fit": "lack memory",
     "scheduler": "have no allowed claim",
 }
+
+
+def claim_phrase(claim: ResourceClaim) -> str:
+    """Short name of a claim: ``one GPU``, ``2 GPUs of one worker``, ``CPU only``..."""
+    n = len(claim.devices)
+    if claim.strategy == "multi_device":
+        return f"{n} GPUs of one worker"
+    if claim.strategy == "multi_worker":
+        return f"{n} GPUs over several workers"
+    return STRATEGY_PHRASES.get(claim.strategy, claim.strategy)
 
 
 def policy_phrase(policy: str) -> str:
@@ -56,6 +66,8 @@ class Explanation:
     rejections: tuple[Rejection, ...] = ()
     candidates_considered: int = 0
     notes: tuple[str, ...] = field(default=())
+    #: (claim phrase, number of rejections) for each claim tried, in order; splits ``rejections``
+    sections: tuple[tuple[str, int], ...] = field(default=())
 
     def lines(self, max_details: int = 20) -> list[str]:
         """Human-readable lines: summary, notes, then per claim up to ``max_details`` reasons.
@@ -64,11 +76,12 @@ class Explanation:
         """
         out = [self.summary]
         out.extend(f"note: {note}" for note in self.notes)
-        by_strategy: dict[str, list[Rejection]] = {}
-        for rejection in self.rejections:
-            by_strategy.setdefault(rejection.claim_strategy or "any", []).append(rejection)
-        for strategy, rejections in by_strategy.items():
-            out.append(f"{STRATEGY_PHRASES.get(strategy, strategy)}: {len(rejections)} worker(s) rejected")
+        sections = self.sections or (("candidates", len(self.rejections)),)
+        start = 0
+        for phrase, count in sections:
+            rejections = self.rejections[start : start + count]
+            start += count
+            out.append(f"{phrase}: {len(rejections)} worker(s) rejected")
             for rejection in rejections[:max_details]:
                 out.append(f"  {rejection.candidate}: {rejection.reason} [{rejection.policy}]")
             rest = rejections[max_details:]
@@ -76,8 +89,9 @@ class Explanation:
                 grouped: dict[str, list[str]] = {}
                 for rejection in rest:
                     grouped.setdefault(rejection.policy, []).append(rejection.candidate.split(":")[0])
+                more = "more " if max_details else ""
                 for policy, names in grouped.items():
-                    out.append(f"  +{len(names)} more {policy_phrase(policy)} [{policy}]: {', '.join(names)}")
+                    out.append(f"  {len(names)} {more}{policy_phrase(policy)} [{policy}]: {', '.join(names)}")
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -106,7 +120,7 @@ def failure_summary(
         f"{n} worker{'s' if n != 1 else ''} {policy_phrase(policy)}"
         for policy, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     ]
-    tried = ", ".join(STRATEGY_PHRASES.get(s, s) for s in strategies) or "nothing"
+    tried = ", ".join(strategies) or "nothing"
     text = f"no worker fits replica {replica} of {deployment!r} (of {worker_count} workers; tried: {tried})"
     if parts:
         text += ": " + ", ".join(parts)

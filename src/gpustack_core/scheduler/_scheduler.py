@@ -22,7 +22,7 @@ from gpustack_core.types import (
     WorkerInfo,
 )
 
-from ._explain import STRATEGY_PHRASES, Explanation, failure_summary
+from ._explain import STRATEGY_PHRASES, Explanation, claim_phrase, failure_summary
 from ._options import enumerate_options, is_single_device
 from ._state import ClusterState, Option, format_gib
 from ._view import DecisionView
@@ -246,7 +246,7 @@ class Scheduler:
         tried: list[str] = []
         misses_by_claim: list[tuple[ResourceClaim, dict[int, _Miss]]] = []
         for claim in claims:
-            tried.append(claim.strategy)
+            tried.append(claim_phrase(claim))
             found: tuple[Option, float] | None = None
             if self._fast_path and is_single_device(claim):
                 found, n = self._fast_single(view, claim)
@@ -544,9 +544,11 @@ class Scheduler:
     ) -> ScheduleResult:
         state = view.state
         rejections: list[Rejection] = []
+        sections: list[tuple[str, int]] = []
         first: list[Rejection] = []
         best_memory: str | None = None
         for index, (claim, misses) in enumerate(misses_by_claim):
+            sections.append((claim_phrase(claim), len(misses)))
             best_fit: _Miss | None = None
             for w in range(len(state.workers)):
                 miss = misses.get(w)
@@ -574,6 +576,7 @@ class Scheduler:
                 )
                 rejections.append(rejection)
                 first.append(rejection)
+            sections.append(("no allowed claim", len(state.workers)))
         summary = failure_summary(
             view.deployment.name, replica, tried, first, best_memory, len(state.workers)
         )
@@ -581,5 +584,5 @@ class Scheduler:
             summary = (
                 f"no worker fits replica {replica} of {view.deployment.name!r}: the cluster has no workers"
             )
-        explanation = Explanation(summary, tuple(rejections), considered, tuple(notes))
+        explanation = Explanation(summary, tuple(rejections), considered, tuple(notes), tuple(sections))
         return ScheduleResult(view.deployment.name, replica, None, explanation)

@@ -279,7 +279,8 @@ class ResourceFit(BuiltinPolicy):
                     f"only {len(option.devices)} fit in the cluster"
                 )
             if not state.worker_devices[option.worker]:
-                return f"needs {format_gib(need)} on {len(shares)} GPU(s); {worker.name} has no GPU"
+                where = "one GPU" if len(shares) == 1 else f"each of {len(shares)} GPUs"
+                return f"needs {format_gib(need)} on {where}; {worker.name} has no GPU"
             return (
                 f"needs {len(shares)} GPUs with {format_gib(need)} free on one worker; {worker.name} has "
                 f"{len(option.devices)} usable (free: {_free_list(view, option.worker)})"
