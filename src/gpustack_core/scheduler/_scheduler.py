@@ -470,11 +470,10 @@ class Scheduler:
             if rejected is not None:
                 policy, reason = rejected
                 position = self._position.get(policy.name, 0)
-                closeness = (
-                    sum(state.dev_free[d] for d in option.devices)
-                    if option.devices
-                    else state.host_free[option.worker]
-                )
+                if option.devices:
+                    closeness = sum(state.dev_free[d] for d in option.devices)
+                else:  # a worker without usable devices is never the closest for a GPU claim
+                    closeness = -(1 << 62) if claim.devices else state.host_free[option.worker]
                 miss = (position, closeness, policy.name, option, reason)
                 prior = misses.get(option.worker)
                 if prior is None or (position, closeness) > (prior[0], prior[1]):

@@ -13,12 +13,17 @@ Free memory of a device (bytes)::
 
 ``reported`` includes our own running engines, so it cannot simply be added to ``claimed`` (that
 would count a running engine twice). Without per-process accounting the scheduler takes the larger of
-the two: memory held by foreign processes is never handed out as long as it is not hidden by an
-equal amount claimed but not yet loaded. With per-process accounting (``managed``) foreign use is
-known exactly and is always subtracted. Both cases are one formula,
-``free = allocatable - max(floor, base + claimed)``, with ``floor = foreign + managed`` (the reported
-use) and ``base = foreign`` (0 when unknown). Host memory is counted the same way, per worker, from
-``memory_total_bytes``, ``memory_used_bytes`` and ``reserved_memory_bytes``.
+the two. With per-process accounting (``managed``) foreign use is known and always subtracted.
+
+The report is a snapshot taken with the placements given at construction. Placements added later
+(:meth:`ClusterState.add`, e.g. the replicas one ``schedule_replicas`` call makes) subtract in full:
+``free_now = free_at_snapshot - added_claims``, so a run of decisions can never hand out foreign
+memory that the snapshot showed. Removing a placement releases its claim only down to the reported
+use (the engine may still run until the next report). Internally, both cases are one formula,
+``free = allocatable - max(floor, base + claimed)``, with ``floor`` the reported use and ``base``
+fixed at construction to ``max(floor, foreign + existing claims) - existing claims``. Host memory is
+counted the same way, per worker, from ``memory_total_bytes``, ``memory_used_bytes`` and
+``reserved_memory_bytes``.
 """
 
 from __future__ import annotations
@@ -90,6 +95,7 @@ class ClusterState:
         self.worker_max_free: list[int] = []
         self.host_alloc: list[int] = []
         self.host_floor: list[int] = []
+        self.host_base: list[int] = []
         self.host_claimed: list[int] = []
         self.host_free: list[int] = []
         for w, worker in enumerate(ordered):
@@ -126,6 +132,7 @@ class ClusterState:
             host_alloc = max(0, worker.memory_total_bytes - worker.reserved_memory_bytes)
             self.host_alloc.append(host_alloc)
             self.host_floor.append(worker.memory_used_bytes)
+            self.host_base.append(0)
             self.host_claimed.append(0)
             self.host_free.append(host_alloc - worker.memory_used_bytes)
         self.placements: dict[tuple[str, int], Placement] = {}
@@ -133,6 +140,12 @@ class ClusterState:
         self.replicas: dict[str, dict[int, int]] = {}
         for placement in placements:
             self.add(placement)
+        # The report is a snapshot: whatever it shows beyond the existing claims stays taken, and
+        # every placement added from now on subtracts in full.
+        for d, claimed in enumerate(self.dev_claimed):
+            self.dev_base[d] = max(self.dev_floor[d], self.dev_base[d] + claimed) - claimed
+        for w, claimed in enumerate(self.host_claimed):
+            self.host_base[w] = max(self.host_floor[w], claimed) - claimed
 
     # ------------------------------------------------------------------ memory
 
@@ -166,7 +179,9 @@ class ClusterState:
             if w is None:
                 continue
             self.host_claimed[w] += sign * amount
-            self.host_free[w] = self.host_alloc[w] - max(self.host_floor[w], self.host_claimed[w])
+            self.host_free[w] = self.host_alloc[w] - max(
+                self.host_floor[w], self.host_base[w] + self.host_claimed[w]
+            )
         counts = self.replicas.setdefault(placement.deployment, {})
         for name in (placement.worker, *placement.subordinate_workers):
             w = self.worker_index.get(name)
