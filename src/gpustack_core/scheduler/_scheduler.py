@@ -73,7 +73,8 @@ class ScheduleResult:
 
 
 # per worker: (policy position, closeness, policy name, option, reason)
-_Miss = tuple[int, int, str, Option, str]
+# (reason None: a built-in policy's reason, formatted only if the decision fails)
+_Miss = tuple[int, int, SchedulerPolicy, Option, str | None]
 
 
 def _overrides(obj: object, method: str, base: type) -> bool:
@@ -245,15 +246,18 @@ class Scheduler:
         considered = 0
         tried: list[str] = []
         misses_by_claim: list[tuple[ResourceClaim, dict[int, _Miss]]] = []
+        deferred: list[ResourceClaim] = []
         for claim in claims:
             tried.append(claim_phrase(claim))
             found: tuple[Option, float] | None = None
             if self._fast_path and is_single_device(claim):
                 found, n = self._fast_single(view, claim)
                 considered += n
-            if found is None:
+                if found is None:
+                    deferred.append(claim)  # its reasons are collected only if nothing fits at all
+            else:
                 found, n, misses = self._general(view, claim)
-                considered += 0 if self._fast_path and is_single_device(claim) else n
+                considered += n
                 if found is None:
                     misses_by_claim.append((claim, misses))
             if found is not None:
@@ -266,6 +270,10 @@ class Scheduler:
                 return ScheduleResult(
                     deployment.name, replica, placement, Explanation(summary, (), considered, tuple(notes))
                 )
+        for claim in deferred:
+            _, _, misses = self._general(view, claim)
+            misses_by_claim.append((claim, misses))
+        misses_by_claim.sort(key=lambda cm: claims.index(cm[0]))
         return self._failure(view, replica, claims, tried, misses_by_claim, considered, notes)
 
     # ------------------------------------------------------------------ planning
@@ -429,9 +437,13 @@ class Scheduler:
                 )
             return worker_cache[workers]
 
+        prefilters = [p for p in device_checks if not isinstance(p, ResourceFit)]
+
         def device_ok(d: int) -> bool:
+            if not prefilters:
+                return True
             probe = Option(state.dev_worker[d], (d,), claim)
-            return all(p.check(view, probe) is None for p in device_checks if not isinstance(p, ResourceFit))
+            return all(p.check(view, probe) is None for p in prefilters)
 
         def worker_ok(w: int) -> bool:
             engine_ok = all(
@@ -445,13 +457,11 @@ class Scheduler:
         considered = 0
         for option in enumerate_options(view, claim, device_ok, worker_ok):
             considered += 1
-            rejected: tuple[SchedulerPolicy, str] | None = worker_rejection(
+            rejected: tuple[SchedulerPolicy, str | None] | None = worker_rejection(
                 (option.worker, *option.subordinates)
             )
             if rejected is None:
-                rejected = next(
-                    ((p, r) for p in device_checks if (r := p.check(view, option)) is not None), None
-                )
+                rejected = next(((p, None) for p in device_checks if p.rejects(view, option)), None)
             candidate: Candidate | None = None
             if rejected is None and (self._other_filters or self._other_scorers):
                 candidate = self._candidate(state, option)
@@ -474,7 +484,7 @@ class Scheduler:
                     closeness = sum(state.dev_free[d] for d in option.devices)
                 else:  # a worker without usable devices is never the closest for a GPU claim
                     closeness = -(1 << 62) if claim.devices else state.host_free[option.worker]
-                miss = (position, closeness, policy.name, option, reason)
+                miss = (position, closeness, policy, option, reason)
                 prior = misses.get(option.worker)
                 if prior is None or (position, closeness) > (prior[0], prior[1]):
                     misses[option.worker] = miss
@@ -548,25 +558,27 @@ class Scheduler:
         best_memory: str | None = None
         for index, (claim, misses) in enumerate(misses_by_claim):
             sections.append((claim_phrase(claim), len(misses)))
-            best_fit: _Miss | None = None
+            best_fit: tuple[int, str] | None = None
             for w in range(len(state.workers)):
                 miss = misses.get(w)
                 if miss is None:
                     continue
                 _, closeness, policy, option, reason = miss
+                if reason is None and isinstance(policy, BuiltinPolicy):
+                    reason = policy.check(view, option)
                 rejection = Rejection(
-                    policy=policy,
+                    policy=policy.name,
                     candidate=state.option_label(option),
-                    reason=reason,
+                    reason=reason or "rejected",
                     claim_strategy=claim.strategy,
                 )
                 rejections.append(rejection)
                 if index == 0:
                     first.append(rejection)
-                    if policy == "resource_fit" and (best_fit is None or closeness > best_fit[1]):
-                        best_fit = miss
+                    if policy.name == "resource_fit" and (best_fit is None or closeness > best_fit[0]):
+                        best_fit = (closeness, rejection.reason)
             if index == 0 and best_fit is not None:
-                best_memory = best_fit[4]
+                best_memory = best_fit[1]
         if not claims:
             reason = "; ".join(notes) or "the estimate has no claims"
             for worker in state.workers:
