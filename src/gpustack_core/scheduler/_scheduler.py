@@ -35,10 +35,7 @@ from .policies import (
     ResourceFit,
     Spread,
     WorkerReady,
-    binpack_value,
     builtin_policies,
-    cached_value,
-    spread_value,
     usage_after,
 )
 
@@ -370,11 +367,20 @@ class Scheduler:
             state.worker_ready,
             state.worker_max_free,
         )
+        best_device, uniform, workers = state.worker_best_device, state.worker_uniform_alloc, state.workers
+        # score terms in policy order, as _score sums them (0: cached, 1: binpack, 2: spread)
+        codes: list[tuple[int, float]] = []
+        for kind, weight in terms:
+            if kind is ModelCached:
+                codes.append((0, weight))
+            elif kind is Binpack and strategy == "binpack":
+                codes.append((1, weight))
+            elif kind is Spread and strategy == "spread":
+                codes.append((2, weight))
+        unfiltered = selected is None and vendors is None
         best: Option | None = None
         best_score = -math.inf
-        considered = 0
         for w, devs in enumerate(state.worker_devices):
-            considered += len(devs) or 1
             if not devs or (check_ready and not ready[w]) or (fit and max_free[w] < need):
                 continue
             if worker_checks and any(p.check(view, Option(w, (), claim)) is not None for p in worker_checks):
@@ -387,36 +393,47 @@ class Scheduler:
                 continue
             pick = -1
             pick_usage = 0.0
-            for d in devs:
-                if selected is not None and state.dev_ref[d] not in selected:
-                    continue
-                if vendors is not None and state.dev_vendor[d] not in vendors:
-                    continue
-                f = free[d]
+            if mode == "spread" and unfiltered and uniform[w]:
+                # equal allocatable memory: least usage after placing = most free (first on ties)
+                pick = best_device[w]
+                f, a = free[pick], alloc[pick]
                 if fit and f < need:
                     continue
-                a = alloc[d]
-                u = (a - f + need) / a if fit and a > 0 else usage_after(a, f, need)
-                if (
-                    pick < 0
-                    or (mode == "binpack" and u > pick_usage)
-                    or (mode == "spread" and u < pick_usage)
-                ):
-                    pick, pick_usage = d, u
-                    if not mode:
-                        break
-            if pick < 0:
-                continue
+                pick_usage = (a - f + need) / a if fit and a > 0 else usage_after(a, f, need)
+            else:
+                for d in devs:
+                    if selected is not None and state.dev_ref[d] not in selected:
+                        continue
+                    if vendors is not None and state.dev_vendor[d] not in vendors:
+                        continue
+                    f = free[d]
+                    if fit and f < need:
+                        continue
+                    a = alloc[d]
+                    u = (a - f + need) / a if fit and a > 0 else usage_after(a, f, need)
+                    if (
+                        pick < 0
+                        or (mode == "binpack" and u > pick_usage)
+                        or (mode == "spread" and u < pick_usage)
+                    ):
+                        pick, pick_usage = d, u
+                        if not mode:
+                            break
+                if pick < 0:
+                    continue
+            # the same float operations as cached_value, binpack_value and spread_value
             score = 0.0
-            for kind, weight in terms:
-                if kind is ModelCached:
-                    score += weight * cached_value(state.workers[w].cached_models, keys)
-                elif kind is Binpack and strategy == "binpack":
-                    score += weight * binpack_value(pick_usage)
-                elif kind is Spread and strategy == "spread":
-                    score += weight * spread_value(pick_usage, replicas.get(w, 0))
+            for code, weight in codes:
+                if code == 0:
+                    cached = workers[w].cached_models
+                    score += weight * (100.0 if cached and any(k in keys for k in cached) else 0.0)
+                elif code == 1:
+                    score += weight * (100.0 * pick_usage)
+                else:
+                    score += weight * (100.0 * (1.0 - pick_usage) / (1 + replicas.get(w, 0)))
             if score > best_score:
                 best, best_score = Option(w, (pick,), claim), score
+        considered = state.single_option_count
         return (None if best is None else (best, best_score)), considered
 
     def _general(

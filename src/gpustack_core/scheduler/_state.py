@@ -93,6 +93,10 @@ class ClusterState:
         self.dev_index: dict[str, int] = {}
         #: most free memory on one device of the worker (0 without devices)
         self.worker_max_free: list[int] = []
+        #: first device of the worker with the most free memory (-1 without devices)
+        self.worker_best_device: list[int] = []
+        #: all devices of the worker have the same allocatable memory
+        self.worker_uniform_alloc: list[bool] = []
         self.host_alloc: list[int] = []
         self.host_floor: list[int] = []
         self.host_base: list[int] = []
@@ -129,6 +133,8 @@ class ClusterState:
                 self.dev_free.append(alloc - floor)
             self.worker_devices.append(range(start, len(self.dev_device)))
             self.worker_max_free.append(max(self.dev_free[start:], default=0))
+            self.worker_best_device.append(self._first_max(start, len(self.dev_device)))
+            self.worker_uniform_alloc.append(len(set(self.dev_alloc[start:])) <= 1)
             host_alloc = max(0, worker.memory_total_bytes - worker.reserved_memory_bytes)
             self.host_alloc.append(host_alloc)
             self.host_floor.append(worker.memory_used_bytes)
@@ -144,10 +150,19 @@ class ClusterState:
         # every placement added from now on subtracts in full.
         for d, claimed in enumerate(self.dev_claimed):
             self.dev_base[d] = max(self.dev_floor[d], self.dev_base[d] + claimed) - claimed
+        #: options a one-GPU claim has: one per device, one per worker without devices
+        self.single_option_count: int = sum(len(devs) or 1 for devs in self.worker_devices)
         for w, claimed in enumerate(self.host_claimed):
             self.host_base[w] = max(self.host_floor[w], claimed) - claimed
 
     # ------------------------------------------------------------------ memory
+
+    def _first_max(self, start: int, stop: int) -> int:
+        best = -1
+        for d in range(start, stop):
+            if best < 0 or self.dev_free[d] > self.dev_free[best]:
+                best = d
+        return best
 
     def _device_claims(self, placement: Placement) -> list[tuple[str, int]]:
         if placement.claimed_device_memory_bytes:
