@@ -239,3 +239,16 @@ def test_no_workers_and_no_claims(b: SimpleNamespace) -> None:
     assert no_claim.placement is None
     assert no_claim.explanation.rejections[0].candidate == "w1"
     assert "asks for 4 GPU(s)" in no_claim.explanation.rejections[0].reason
+
+
+def test_cluster_state_indexes_stay_consistent_as_placements_change() -> None:
+    workers, placements = simulate_cluster(40, seed=5)
+    state = ClusterState(workers, placements[: len(placements) // 2])
+    for p in placements[len(placements) // 2 :]:
+        state.add(p)
+    state.remove(placements[0].deployment, placements[0].replica)
+    for w, devs in enumerate(state.worker_devices):
+        frees = [state.dev_free[d] for d in devs]
+        if frees:
+            assert state.worker_max_free[w] == max(frees)
+            assert state.worker_best_device[w] == devs[frees.index(max(frees))]

@@ -189,6 +189,10 @@ class ClusterState:
             self.dev_free[d] = self.dev_alloc[d] - max(
                 self.dev_floor[d], self.dev_base[d] + self.dev_claimed[d]
             )
+            w = self.dev_worker[d]
+            devs = self.worker_devices[w]
+            self.worker_max_free[w] = max(self.dev_free[devs.start : devs.stop])
+            self.worker_best_device[w] = self._first_max(devs.start, devs.stop)
         for name, amount in self._host_claims(placement):
             w = self.worker_index.get(name)
             if w is None:
