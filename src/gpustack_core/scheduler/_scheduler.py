@@ -400,6 +400,17 @@ class Scheduler:
                 if fit and f < need:
                     continue
                 pick_usage = (a - f + need) / a if fit and a > 0 else usage_after(a, f, need)
+            elif mode == "binpack" and unfiltered and uniform[w] and fit:
+                # equal allocatable memory: most usage after placing = least free that fits (first on ties)
+                pick_free = 0
+                for d in devs:
+                    f = free[d]
+                    if f >= need and (pick < 0 or f < pick_free):
+                        pick, pick_free = d, f
+                if pick < 0:
+                    continue
+                a = alloc[pick]
+                pick_usage = (a - pick_free + need) / a if a > 0 else usage_after(a, pick_free, need)
             else:
                 for d in devs:
                     if selected is not None and state.dev_ref[d] not in selected:

@@ -144,8 +144,12 @@ class ClusterState:
         self.placements: dict[tuple[str, int], Placement] = {}
         #: deployment name -> worker index -> replicas of it (head or subordinate) on that worker
         self.replicas: dict[str, dict[int, int]] = {}
+        self._bulk = True
         for placement in placements:
             self.add(placement)
+        self._bulk = False
+        for w in range(len(ordered)):
+            self._reindex_worker(w)
         # The report is a snapshot: whatever it shows beyond the existing claims stays taken, and
         # every placement added from now on subtracts in full.
         for d, claimed in enumerate(self.dev_claimed):
@@ -156,6 +160,12 @@ class ClusterState:
             self.host_base[w] = max(self.host_floor[w], claimed) - claimed
 
     # ------------------------------------------------------------------ memory
+
+    def _reindex_worker(self, w: int) -> None:
+        devs = self.worker_devices[w]
+        if devs:
+            self.worker_max_free[w] = max(self.dev_free[devs.start : devs.stop])
+            self.worker_best_device[w] = self._first_max(devs.start, devs.stop)
 
     def _first_max(self, start: int, stop: int) -> int:
         best = -1
@@ -189,10 +199,8 @@ class ClusterState:
             self.dev_free[d] = self.dev_alloc[d] - max(
                 self.dev_floor[d], self.dev_base[d] + self.dev_claimed[d]
             )
-            w = self.dev_worker[d]
-            devs = self.worker_devices[w]
-            self.worker_max_free[w] = max(self.dev_free[devs.start : devs.stop])
-            self.worker_best_device[w] = self._first_max(devs.start, devs.stop)
+            if not self._bulk:
+                self._reindex_worker(self.dev_worker[d])
         for name, amount in self._host_claims(placement):
             w = self.worker_index.get(name)
             if w is None:
