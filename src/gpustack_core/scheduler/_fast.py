@@ -19,6 +19,7 @@ from .policies import (
     BuiltinPolicy,
     EngineCompatibility,
     GpuSelector,
+    LabelSelector,
     ModelCached,
     ResourceFit,
     Spread,
@@ -27,6 +28,61 @@ from .policies import (
 )
 
 __all__ = ["fast_single"]
+
+
+def _eligible_workers(
+    view: DecisionView,
+    claim: ResourceClaim,
+    check_ready: bool,
+    worker_checks: list[BuiltinPolicy],
+    engine: EngineCompatibility | None,
+    check_selected: bool,
+) -> list[int]:
+    """Workers with devices that pass the worker-level filters (ready, labels, engine, selector).
+
+    These depend only on the workers (fixed for a state) and a few deployment fields, so the list is
+    kept in ``state.eligible_cache`` under those fields when only built-in worker filters are active.
+    """
+    state = view.state
+    deployment = view.deployment
+    cacheable = all(type(p) is LabelSelector for p in worker_checks)
+    key = (
+        check_ready,
+        deployment.label_selector if worker_checks else (),
+        deployment.engine if engine is not None else None,
+        view.selected_workers if check_selected else None,
+    )
+    if cacheable and key in state.eligible_cache:
+        return state.eligible_cache[key]
+    eligible: list[int] = []
+    for w, devs in enumerate(state.worker_devices):
+        if not devs or (check_ready and not state.worker_ready[w]):
+            continue
+        if worker_checks and any(p.check(view, Option(w, (), claim)) is not None for p in worker_checks):
+            continue
+        if engine is not None and engine.check_worker(view, w) is not None:
+            continue
+        if check_selected and state.workers[w].name not in view.selected_workers:
+            continue
+        eligible.append(w)
+    if cacheable:
+        state.eligible_cache[key] = eligible
+    return eligible
+
+
+def _cached_workers(view: DecisionView) -> frozenset[int]:
+    """Workers listing the deployment's model in ``cached_models`` (kept per state and model)."""
+    state = view.state
+    key = ("cached", view.cached_keys)
+    found = state.eligible_cache.get(key)
+    if found is None:
+        found = [
+            w
+            for w, worker in enumerate(state.workers)
+            if any(k in view.cached_keys for k in worker.cached_models)
+        ]
+        state.eligible_cache[key] = found
+    return frozenset(found)
 
 
 def fast_single(
@@ -60,12 +116,7 @@ def fast_single(
         mode = "spread"
     replicas = state.replicas.get(view.deployment.name, {})
     keys = view.cached_keys
-    free, alloc, ready, max_free = (
-        state.dev_free,
-        state.dev_alloc,
-        state.worker_ready,
-        state.worker_max_free,
-    )
+    free, alloc, max_free = state.dev_free, state.dev_alloc, state.worker_max_free
     best_device, uniform, workers = state.worker_best_device, state.worker_uniform_alloc, state.workers
     # score terms in policy order, as _score sums them (0: cached, 1: binpack, 2: spread)
     codes: list[tuple[int, float]] = []
@@ -79,16 +130,33 @@ def fast_single(
     unfiltered = selected is None and vendors is None
     best: Option | None = None
     best_score = -math.inf
-    for w, devs in enumerate(state.worker_devices):
-        if not devs or (check_ready and not ready[w]) or (fit and max_free[w] < need):
-            continue
-        if worker_checks and any(p.check(view, Option(w, (), claim)) is not None for p in worker_checks):
-            continue
-        if engine is not None and engine.check_worker(view, w) is not None:
-            continue
-        if selected is not None and state.workers[w].name not in view.selected_workers:
-            continue
-        if fit and host_need > 0 and state.host_free[w] < host_need:
+    worker_devices = state.worker_devices
+    eligible = _eligible_workers(view, claim, check_ready, worker_checks, engine, selected is not None)
+    if (
+        mode == "spread"
+        and unfiltered
+        and fit
+        and all(uniform)
+        and codes in ([(0, 0.5), (2, 1.0)], [(2, 1.0)])
+    ):
+        # The default pipeline (model_cached then spread, default weights): one tight loop.
+        cached_set = _cached_workers(view) if codes[0][0] == 0 else frozenset()
+        host_free = state.host_free
+        for w in eligible:
+            if max_free[w] < need or (host_need > 0 and host_free[w] < host_need):
+                continue
+            d = best_device[w]
+            a, f = alloc[d], free[d]
+            u = (a - f + need) / a if a > 0 else usage_after(a, f, need)
+            # the same float operations as _score: 0.0 + 0.5 * cached, then + 1.0 * spread
+            score = (0.0 + 0.5 * (100.0 if w in cached_set else 0.0)) if codes[0][0] == 0 else 0.0
+            score += 1.0 * (100.0 * (1.0 - u) / (1 + replicas.get(w, 0)))
+            if score > best_score:
+                best, best_score = Option(w, (d,), claim), score
+        return (None if best is None else (best, best_score)), state.single_option_count
+    for w in eligible:
+        devs = worker_devices[w]
+        if fit and (max_free[w] < need or (host_need > 0 and state.host_free[w] < host_need)):
             continue
         pick = -1
         pick_usage = 0.0

@@ -142,8 +142,12 @@ class ClusterState:
             self.host_claimed.append(0)
             self.host_free.append(host_alloc - worker.memory_used_bytes)
         self.placements: dict[tuple[str, int], Placement] = {}
+        #: worker-level filter results by deployment fields (workers never change within a state)
+        self.eligible_cache: dict[object, list[int]] = {}
         #: deployment name -> worker index -> replicas of it (head or subordinate) on that worker
         self.replicas: dict[str, dict[int, int]] = {}
+        #: every worker's devices have equal allocatable memory
+        self.all_uniform_alloc: bool = all(self.worker_uniform_alloc)
         self._bulk = True
         for placement in placements:
             self.add(placement)
