@@ -220,6 +220,14 @@ def test_never_overcommits_and_honours_selectors(data: st.DataObject) -> None:
             assert {str(ref) for ref in p.devices} <= selected
         if p.claim.strategy == "multi_worker":
             assert deployment.allow_multi_worker
+    for result in results:
+        if result.placement is None:  # an unplaceable replica names every worker, for every claim tried
+            start = 0
+            for _, count in result.explanation.sections:
+                section = result.explanation.rejections[start : start + count]
+                start += count
+                assert sorted(r.candidate.split(":")[0] for r in section) == sorted(by_name)
+                assert all(r.reason for r in section)
     for ref, amount in used.items():
         assert amount <= free[ref], f"{ref}: placed {amount} > free {free[ref]}"
     for name, amount in host_used.items():

@@ -262,6 +262,7 @@ class ClusterState:
                 groups[key] = []
                 order.append(key)
             groups[key].append(self.dev_device[d].index)
+        order.sort(key=lambda key: key[0] != option.worker)  # the head worker first (stable)
         for w, accelerator in order:
             indices = ",".join(str(i) for i in groups[(w, accelerator)])
             parts.append(f"{self.workers[w].name}:{accelerator}:{indices}")
