@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     ".plugins_cmd",
     ".devices_cmd",
     ".download_cmd",
+    ".schedule_cmd",
 )
 
 
