@@ -135,12 +135,16 @@ def gateway() -> Iterator[GatewayServer]:
         {
             API_KEY: Principal("user-1", "key-1", frozenset({"inference"}), None, False),
             NO_SCOPE_KEY: Principal("user-2", "key-2", frozenset({"management"}), None, False),
-            LIMITED_KEY: Principal("user-3", "key-3", frozenset({"inference"}), frozenset({"other-model"}), False),
+            LIMITED_KEY: Principal(
+                "user-3", "key-3", frozenset({"inference"}), frozenset({"other-model"}), False
+            ),
         }
     )
     usage = InMemoryUsageSink()
     registry = CollectorRegistry()
-    gw = create_gateway(routes, auth, usage, metrics_registry=registry, max_body_bytes=BODY_LIMIT, upstream_timeout_s=3)
+    gw = create_gateway(
+        routes, auth, usage, metrics_registry=registry, max_body_bytes=BODY_LIMIT, upstream_timeout_s=1
+    )
     host = Starlette(routes=[Route("/metrics", metrics_app(registry)), Mount("/", gw)])
 
     from contextlib import asynccontextmanager

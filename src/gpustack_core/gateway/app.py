@@ -31,13 +31,18 @@ MULTIPART_PATHS = ("/v1/audio/transcriptions", "/v1/audio/translations")
 
 
 class _Endpoint:
-    """A raw ASGI endpoint (starlette routes a non-function endpoint to it without a Request wrapper)."""
+    """A raw ASGI endpoint (starlette routes a non-function endpoint to it without a Request wrapper).
 
-    def __init__(self, handler: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+    ``path`` is the route's own path: the one forwarded to the engine, whatever prefix the gateway
+    is mounted under.
+    """
+
+    def __init__(self, handler: Callable[[Scope, Receive, Send, str], Awaitable[None]], path: str) -> None:
         self.handler = handler
+        self.path = path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.handler(scope, receive, send)
+        await self.handler(scope, receive, send, self.path)
 
 
 def create_gateway(
@@ -69,14 +74,12 @@ def create_gateway(
     config = GatewayConfig(max_body_bytes, upstream_timeout_s, connect_timeout_s)
     gateway = Gateway(routes, auth, usage, metrics, config)
 
-    json_endpoint = _Endpoint(gateway.handle_json)
-    multipart_endpoint = _Endpoint(gateway.handle_multipart)
-    models_endpoint = _Endpoint(gateway.handle_models)
+    models_endpoint = _Endpoint(gateway.handle_models, "/v1/models")
     route_list = [
         Route("/v1/models", models_endpoint, methods=["GET"]),
         Route("/v1/models/{model:path}", models_endpoint, methods=["GET"]),
-        *(Route(p, json_endpoint, methods=["POST"]) for p in JSON_PATHS),
-        *(Route(p, multipart_endpoint, methods=["POST"]) for p in MULTIPART_PATHS),
+        *(Route(p, _Endpoint(gateway.handle_json, p), methods=["POST"]) for p in JSON_PATHS),
+        *(Route(p, _Endpoint(gateway.handle_multipart, p), methods=["POST"]) for p in MULTIPART_PATHS),
     ]
 
     @contextlib.asynccontextmanager

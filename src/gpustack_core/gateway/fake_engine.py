@@ -84,7 +84,14 @@ def create_fake_engine(name: str = "fake") -> Starlette:
             await asyncio.sleep(sleep)
         status = body.get("fake_status")
         if status:
-            err = {"error": {"message": f"fake failure {status}", "type": "server_error", "param": None, "code": None}}
+            err = {
+                "error": {
+                    "message": f"fake failure {status}",
+                    "type": "server_error",
+                    "param": None,
+                    "code": None,
+                }
+            }
             return body, JSONResponse(err, status_code=int(status))
         return body, None
 
@@ -171,7 +178,10 @@ def create_fake_engine(name: str = "fake") -> Starlette:
         inputs = body.get("input")
         items = inputs if isinstance(inputs, list) else [inputs]
         tokens = _words(items)
-        data = [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3, float(i)]} for i in range(len(items))]
+        data = [
+            {"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3, float(i)]}
+            for i in range(len(items))
+        ]
         return JSONResponse(
             {
                 "object": "list",
@@ -188,10 +198,12 @@ def create_fake_engine(name: str = "fake") -> Starlette:
         docs = body.get("documents", [])
         tokens = _words(docs) + _words(body.get("query"))
         results = [{"index": i, "relevance_score": 1.0 / (i + 1)} for i in range(len(docs))]
-        return JSONResponse({"model": body.get("model"), "results": results, "usage": {"total_tokens": tokens}})
+        return JSONResponse(
+            {"model": body.get("model"), "results": results, "usage": {"total_tokens": tokens}}
+        )
 
     async def images(request: Request) -> Response:
-        body, failure = await _prelude(request)
+        _, failure = await _prelude(request)
         if failure is not None:
             return failure
         return JSONResponse({"created": int(time.time()), "data": [{"b64_json": "aGVsbG8="}]})
@@ -218,7 +230,9 @@ def create_fake_engine(name: str = "fake") -> Starlette:
             size += len(piece)
             if not found:
                 found = sniffer.feed(piece)
-        return JSONResponse({"text": f"{size} bytes for {sniffer.model}", "model": sniffer.model, "bytes": size})
+        return JSONResponse(
+            {"text": f"{size} bytes for {sniffer.model}", "model": sniffer.model, "bytes": size}
+        )
 
     async def stats_route(request: Request) -> Response:
         return JSONResponse(stats.as_dict())
@@ -256,7 +270,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", args.port))
     sock.listen(2048)  # connections made before uvicorn starts wait in the backlog
-    config = uvicorn.Config(create_fake_engine(args.name), log_level="warning", access_log=False, lifespan="off")
+    config = uvicorn.Config(
+        create_fake_engine(args.name), log_level="warning", access_log=False, lifespan="off"
+    )
     server = uvicorn.Server(config)
     print(f"LISTENING {sock.getsockname()[1]}", flush=True)
     server.run(sockets=[sock])

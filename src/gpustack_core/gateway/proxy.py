@@ -44,6 +44,7 @@ _DROP_RESPONSE_HEADERS = frozenset(
     {b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"date", b"server"}
 )
 _INJECT_USAGE = b',"stream_options":{"include_usage":true}}'
+_DONE = b"data: [DONE]"
 _CLIENT_CLOSED = 499  # nginx's "client closed request", used in metrics only
 
 
@@ -134,8 +135,8 @@ class Gateway:
 
     # -- entry points ------------------------------------------------------------------------------
 
-    async def handle_json(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """An OpenAI JSON endpoint: chat, completions, embeddings, rerank, images, speech."""
+    async def handle_json(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+        """An OpenAI JSON endpoint (chat, completions, embeddings, rerank, images, speech) at ``path``."""
         ex = _Exchange(time.perf_counter())
         try:
             headers = dict(scope["headers"])
@@ -145,17 +146,17 @@ class Gateway:
             model = obj["model"]
             upstreams = self._resolve(ex, model)
             strip_usage = False
-            if obj.get("stream") is True and scope["path"] in USAGE_STREAM_PATHS:
+            if obj.get("stream") is True and path in USAGE_STREAM_PATHS:
                 body, strip_usage = _ask_for_usage(body, obj)
             rewrite = _ModelRewriter(body, obj, model)
-            await self._forward(ex, scope, receive, send, upstreams, rewrite, strip_usage, headers)
+            await self._forward(ex, path, receive, send, upstreams, rewrite, strip_usage, headers)
         except GatewayHTTPError as err:
             await self._answer_error(ex, err, scope, receive, send)
         except _ClientGone:
             self._observe(ex, _CLIENT_CLOSED)
 
-    async def handle_multipart(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """An OpenAI multipart endpoint (audio transcription): routed by the ``model`` form field."""
+    async def handle_multipart(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+        """An OpenAI multipart endpoint (audio transcription) at ``path``, routed by its ``model`` field."""
         ex = _Exchange(time.perf_counter())
         try:
             headers = dict(scope["headers"])
@@ -193,13 +194,13 @@ class Gateway:
             assert sniffer.model is not None
             upstreams = self._resolve(ex, sniffer.model)
             stream = _MultipartBody(sniffer, receive, more, received, limit, declared)
-            await self._forward(ex, scope, receive, send, upstreams, stream, False, headers)
+            await self._forward(ex, path, receive, send, upstreams, stream, False, headers)
         except GatewayHTTPError as err:
             await self._answer_error(ex, err, scope, receive, send)
         except _ClientGone:
             self._observe(ex, _CLIENT_CLOSED)
 
-    async def handle_models(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def handle_models(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
         """``GET /v1/models`` and ``GET /v1/models/{model}``: the models this key may call."""
         ex = _Exchange(time.perf_counter())
         try:
@@ -324,7 +325,7 @@ class Gateway:
     async def _forward(
         self,
         ex: _Exchange,
-        scope: Scope,
+        path: str,
         receive: Receive,
         send: Send,
         upstreams: Sequence[Upstream],
@@ -333,7 +334,6 @@ class Gateway:
         headers: dict[bytes, bytes],
     ) -> None:
         client = await self._http()
-        path = scope["path"]
         tried: list[str] = []
         in_flight = self.metrics.in_flight.labels(ex.model)
         in_flight.inc()
@@ -382,7 +382,7 @@ class Gateway:
                     except httpx.HTTPError as exc:
                         raise _upstream_error(ex.model, up, exc) from exc
                     try:
-                        await self._relay(ex, scope, receive, send, response, strip_usage)
+                        await self._relay(ex, receive, send, response, strip_usage)
                     finally:
                         with anyio.CancelScope(shield=True):
                             await response.aclose()
@@ -395,7 +395,6 @@ class Gateway:
     async def _relay(
         self,
         ex: _Exchange,
-        scope: Scope,
         receive: Receive,
         send: Send,
         response: httpx.Response,
@@ -457,11 +456,21 @@ class Gateway:
                     chunk = scanner.feed(chunk)
                     if not chunk:
                         continue
+                    if _DONE in chunk and not ex.finished:  # meter before the client sees the end
+                        await self._finish(ex, scanner.usage)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except httpx.HTTPError as exc:  # the engine failed mid-stream: the status is sent, just end it
-            logger.warning("stream from model %s broke after it started: %s", ex.model, exc)
+        except httpx.HTTPError as exc:  # the engine failed mid-stream: too late for a status code
+            logger.warning("stream from model %s broke after it started: %r", ex.model, exc)
+            ex.status = 502  # metered as failed, not billed
+            if scanner is None:
+                raise  # a binary body: the server aborts the connection, so the client sees it truncated
+            scanner.flush()  # drop a held-back partial event; a blank line ends one already sent
+            await send(
+                {"type": "http.response.body", "body": _stream_error_event(ex.model, exc), "more_body": True}
+            )
         tail = scanner.flush() if scanner is not None else b""
-        await self._finish(ex, scanner.usage if scanner is not None else None)
+        if not ex.finished:
+            await self._finish(ex, scanner.usage if scanner is not None else None)
         await send({"type": "http.response.body", "body": tail, "more_body": False})
 
     async def _finish(self, ex: _Exchange, usage: TokenUsage | None, status: int | None = None) -> None:
@@ -656,6 +665,13 @@ async def _watch_disconnect(receive: Receive, scope: anyio.CancelScope, ex: _Exc
 async def _send_full(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _stream_error_event(model: str, exc: Exception) -> bytes:
+    """An SSE event in the shape OpenAI uses for errors inside a stream (its client raises APIError)."""
+    message = f"The instance of model '{model}' failed while streaming: {type(exc).__name__}."
+    error = {"message": message, "type": "server_error", "param": None, "code": "upstream_stream_broken"}
+    return b"\n\ndata: " + json.dumps({"error": error}).encode() + b"\n\n"
 
 
 def _too_large(limit: int) -> GatewayHTTPError:
