@@ -22,6 +22,7 @@ from .balancer import LeastOutstandingBalancer
 from .errors import GatewayHTTPError
 from .metrics import GatewayMetrics
 from .multipart import MultipartError, MultipartModelSniffer, boundary_of
+from .pool import pooled_transport
 from .protocols import (
     INFERENCE_SCOPE,
     KeyAuthenticator,
@@ -116,7 +117,7 @@ class Gateway:
                     write=c.upstream_timeout_s,
                     pool=c.upstream_timeout_s,
                 ),
-                limits=httpx.Limits(max_connections=None, max_keepalive_connections=512, keepalive_expiry=30),
+                transport=pooled_transport(keepalive_expiry=30.0, max_idle_per_origin=256),
                 trust_env=False,  # never send engine traffic through an environment-configured proxy
                 follow_redirects=False,
             )
