@@ -183,12 +183,16 @@ async def _measure(
 ) -> dict[str, Series]:
     out = {name: Series() for name in targets}
     for port, body in targets.values():  # warm up connections and code paths
-        await _block(port, body, concurrency, max(concurrency * 2, 20), None)
+        await _block(port, body, concurrency, _warmup(concurrency), None)
     per_block = max(concurrency, requests // rounds)
     for _ in range(rounds):
         for name, (port, body) in targets.items():
             await _block(port, body, concurrency, per_block, out[name])
     return out
+
+
+def _warmup(concurrency: int) -> int:
+    return max(concurrency * 2, 20)
 
 
 def _ms(v: float) -> str:
@@ -233,20 +237,26 @@ def main(argv: list[str]) -> None:
             "gateway+inject": (gateway_port, body(False)),
         }
         loop_name = _loop_name()
+        now = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         print(
-            f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.machine()}, {os.cpu_count()} CPUs, "
-            f"load average {os.getloadavg()[0]:.1f}, Python {platform.python_version()}, {loop_name}"
+            f"# {now}, {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
+            f"Python {platform.python_version()}, {loop_name}"
         )
         print(
             f"# streams of {args.tokens} chunks, {args.delay_ms} ms apart; {args.requests} requests per row"
         )
         print(
             "| conc | target | first byte p50 | p99 | total p50 | p99 | added p50 | added p99 "
-            "| first byte added p50 | errors |"
+            "| first byte added p50 | errors | gateway CPU ms/req |"
         )
-        print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for c in args.concurrency:
+            cpu0 = _cpu_seconds(gateway.pid)
             res = asyncio.run(_measure(targets, c, args.requests, args.rounds))
+            gateway_requests = sum(
+                len(s.samples) + s.errors + _warmup(c) for n, s in res.items() if n != "direct"
+            )
+            cpu_ms = (_cpu_seconds(gateway.pid) - cpu0) * 1000 / max(1, gateway_requests)
             d = res["direct"]
             for name, s in res.items():
                 added = name != "direct"
@@ -256,7 +266,7 @@ def main(argv: list[str]) -> None:
                     f"| {_ms(s.pct('total', 0.5) - d.pct('total', 0.5)) if added else '':>8} "
                     f"| {_ms(s.pct('total', 0.99) - d.pct('total', 0.99)) if added else '':>8} "
                     f"| {_ms(s.pct('first_byte', 0.5) - d.pct('first_byte', 0.5)) if added else '':>8} "
-                    f"| {s.errors} |",
+                    f"| {s.errors} | {f'{cpu_ms:.2f}' if added else ''} |",
                     flush=True,
                 )
     finally:
@@ -269,6 +279,15 @@ def main(argv: list[str]) -> None:
                 proc.wait()
             if proc.stdout is not None:
                 proc.stdout.close()
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux ``/proc``; NaN elsewhere). Includes warm-up requests."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _loop_name() -> str:
