@@ -1,11 +1,12 @@
-"""A last-in-first-out connection pool for the gateway's httpx client.
+"""A last-in-first-out pool of httpcore HTTP/1.1 connections: the gateway's client to engines.
 
 httpcore's own pool re-examines every pooled connection (a ``poll`` system call for each idle
 one) whenever any request starts or ends; with 64 concurrent streams that made the time to first
 byte through the gateway 30 times slower than direct (docs/benchmarks/proxy.md). This pool does
 O(1) work per request: it pops the most recently used idle connection for the origin (checking
 only that one), or opens a new one, and pushes the connection back when the response is closed.
-HTTP parsing, timeouts and exception mapping stay httpx's and httpcore's.
+HTTP/1.1 itself (h11), timeouts and the exceptions are httpcore's (the transport under httpx);
+the gateway calls it directly, which also skips httpx's per-request and per-chunk model layers.
 """
 
 from __future__ import annotations
@@ -13,10 +14,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from types import TracebackType
 
+import anyio
 import httpcore
-import httpx
 
-__all__ = ["LifoConnectionPool", "pooled_transport"]
+__all__ = ["UPSTREAM_ERRORS", "LifoConnectionPool"]
+
+UPSTREAM_ERRORS = (
+    httpcore.TimeoutException,
+    httpcore.NetworkError,
+    httpcore.ProtocolError,
+    httpcore.UnsupportedProtocol,
+)
+"""Every httpcore exception that means the engine could not be reached or answered badly."""
 
 _Key = tuple[bytes, bytes, int]
 _STALE = (httpcore.RemoteProtocolError, httpcore.ReadError, httpcore.WriteError)
@@ -36,12 +45,16 @@ class _ReturningStream:
         self._conn = conn
         self._pool = pool
         self._key = key
+        self._closed = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         async for part in self._inner:
             yield part
 
     async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         close = getattr(self._inner, "aclose", None)
         if close is not None:
             await close()
@@ -49,7 +62,7 @@ class _ReturningStream:
 
 
 class LifoConnectionPool:
-    """Per-origin stacks of idle HTTP/1.1 connections (the interface httpx's transport expects)."""
+    """Per-origin stacks of idle HTTP/1.1 connections."""
 
     def __init__(self, *, keepalive_expiry: float, max_idle_per_origin: int) -> None:
         """Keep at most ``max_idle_per_origin`` idle connections, each for ``keepalive_expiry`` seconds."""
@@ -73,8 +86,13 @@ class LifoConnectionPool:
         else:
             await conn.aclose()
 
-    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
-        """Send ``request`` on a pooled connection (or a new one); a stale pooled one is retried once."""
+    async def request(self, request: httpcore.Request, *, replayable: bool) -> httpcore.Response:
+        """Send ``request`` on a pooled connection or a new one; read the body with ``aiter_stream``.
+
+        When a pooled connection turns out closed by the peer and the body can be sent again
+        (``replayable``), the request is retried once on a fresh connection. Close the response
+        (``aclose``) to give the connection back.
+        """
         url = request.url
         key: _Key = (url.scheme, url.host, url.port or (443 if url.scheme == b"https" else 80))
         conn = await self._take(key)
@@ -88,12 +106,13 @@ class LifoConnectionPool:
                 response = await conn.handle_async_request(request)
             except _STALE:
                 await conn.aclose()
-                if not reused:
+                if not (reused and replayable):
                     raise
                 conn, reused = None, False  # the peer closed a pooled connection: one fresh try
                 continue
             except BaseException:
-                await conn.aclose()
+                with anyio.CancelScope(shield=True):
+                    await conn.aclose()
                 raise
             response.stream = _ReturningStream(response.stream, conn, self, key)  # type: ignore[arg-type]
             return response
@@ -112,14 +131,3 @@ class LifoConnectionPool:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
-
-
-def pooled_transport(
-    *, keepalive_expiry: float = 30.0, max_idle_per_origin: int = 256
-) -> httpx.AsyncHTTPTransport:
-    """An httpx transport whose connection pool is a :class:`LifoConnectionPool`."""
-    transport = httpx.AsyncHTTPTransport()
-    transport._pool = LifoConnectionPool(  # type: ignore[assignment]
-        keepalive_expiry=keepalive_expiry, max_idle_per_origin=max_idle_per_origin
-    )
-    return transport

@@ -15,14 +15,14 @@ from datetime import datetime, timezone
 from typing import Any
 
 import anyio
-import httpx
+import httpcore
 from starlette.types import Message, Receive, Scope, Send
 
 from .balancer import LeastOutstandingBalancer
 from .errors import GatewayHTTPError
 from .metrics import GatewayMetrics
 from .multipart import MultipartError, MultipartModelSniffer, boundary_of
-from .pool import pooled_transport
+from .pool import UPSTREAM_ERRORS, LifoConnectionPool
 from .protocols import (
     INFERENCE_SCOPE,
     KeyAuthenticator,
@@ -102,37 +102,33 @@ class Gateway:
         self.metrics = metrics
         self.config = config
         self.balancer = LeastOutstandingBalancer()
-        self._client: httpx.AsyncClient | None = None
+        self._pool: LifoConnectionPool | None = None
+        c = config
+        self._timeouts = {
+            "connect": c.connect_timeout_s,
+            "read": c.upstream_timeout_s,
+            "write": c.upstream_timeout_s,
+            "pool": c.upstream_timeout_s,
+        }
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Create the shared HTTP client (its pool is reused by every request)."""
-        if self._client is None:
-            c = self.config
-            self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(
-                    connect=c.connect_timeout_s,
-                    read=c.upstream_timeout_s,
-                    write=c.upstream_timeout_s,
-                    pool=c.upstream_timeout_s,
-                ),
-                transport=pooled_transport(keepalive_expiry=30.0, max_idle_per_origin=256),
-                trust_env=False,  # never send engine traffic through an environment-configured proxy
-                follow_redirects=False,
-            )
+        """Create the shared connection pool to the engines (reused by every request)."""
+        if self._pool is None:
+            self._pool = LifoConnectionPool(keepalive_expiry=30.0, max_idle_per_origin=256)
 
     async def aclose(self) -> None:
-        """Close the shared HTTP client and its connections."""
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
+        """Close the pool and its idle connections."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.aclose()
 
-    async def _http(self) -> httpx.AsyncClient:
-        if self._client is None:  # mounted without running the lifespan: start lazily
+    async def _connections(self) -> LifoConnectionPool:
+        if self._pool is None:  # mounted without running the lifespan: start lazily
             await self.start()
-        assert self._client is not None
-        return self._client
+        assert self._pool is not None
+        return self._pool
 
     # -- entry points ------------------------------------------------------------------------------
 
@@ -334,7 +330,38 @@ class Gateway:
         strip_usage: bool,
         headers: dict[bytes, bytes],
     ) -> None:
-        client = await self._http()
+        """Forward; a JSON body is already read, so watch for the client leaving from the start."""
+        if not isinstance(body, _ModelRewriter):
+            await self._forward_attempts(ex, path, receive, send, upstreams, body, strip_usage, headers, True)
+            return
+        failure: Exception | None = None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_watch_disconnect, receive, tg.cancel_scope, ex)
+            try:
+                await self._forward_attempts(
+                    ex, path, receive, send, upstreams, body, strip_usage, headers, False
+                )
+            except Exception as exc:  # raised outside the task group, unwrapped from an ExceptionGroup
+                failure = exc
+            finally:
+                tg.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+        await self._after_disconnect(ex)
+
+    async def _forward_attempts(
+        self,
+        ex: _Exchange,
+        path: str,
+        receive: Receive,
+        send: Send,
+        upstreams: Sequence[Upstream],
+        body: _ModelRewriter | _MultipartBody,
+        strip_usage: bool,
+        headers: dict[bytes, bytes],
+        watch: bool,
+    ) -> None:
+        pool = await self._connections()
         tried: list[str] = []
         in_flight = self.metrics.in_flight.labels(ex.model)
         in_flight.inc()
@@ -351,24 +378,27 @@ class Gateway:
                     )
                 self.balancer.acquire(up.instance_id)
                 try:
-                    request = client.build_request(
-                        "POST",
-                        up.base_url + path,
+                    url = httpcore.URL(up.base_url + path)
+                    request = httpcore.Request(
+                        b"POST",
+                        url,
+                        headers=_upstream_headers(url, headers, body.content_length(up.served_model_name)),
                         content=body.content_for(up.served_model_name),
-                        headers=_upstream_headers(headers, body.content_length(up.served_model_name)),
+                        extensions={"timeout": self._timeouts},
                     )
                     try:
-                        response = await client.send(request, stream=True)
+                        response = await pool.request(request, replayable=body.replayable)
                     except (
-                        httpx.ConnectError,
-                        httpx.ConnectTimeout,
-                        httpx.RemoteProtocolError,
-                        httpx.ReadError,
+                        httpcore.ConnectError,
+                        httpcore.ConnectTimeout,
+                        httpcore.RemoteProtocolError,
+                        httpcore.ReadError,
+                        httpcore.WriteError,
                     ) as exc:
                         if not body.replayable:
                             raise _upstream_error(ex.model, up, exc) from exc
                         logger.warning(
-                            "instance %s of %s failed before answering (%s); retrying",
+                            "instance %s of %s failed before answering (%r); retrying",
                             up.instance_id,
                             ex.model,
                             exc,
@@ -378,12 +408,12 @@ class Gateway:
                         continue
                     except _BodyTooLarge:
                         raise _too_large(self.config.max_body_bytes) from None
-                    except httpx.TimeoutException as exc:
+                    except httpcore.TimeoutException as exc:
                         raise _timeout(ex.model, up) from exc
-                    except httpx.HTTPError as exc:
+                    except UPSTREAM_ERRORS as exc:
                         raise _upstream_error(ex.model, up, exc) from exc
                     try:
-                        await self._relay(ex, receive, send, response, strip_usage)
+                        await self._relay(ex, receive, send, response, strip_usage, watch)
                     finally:
                         with anyio.CancelScope(shield=True):
                             await response.aclose()
@@ -398,58 +428,76 @@ class Gateway:
         ex: _Exchange,
         receive: Receive,
         send: Send,
-        response: httpx.Response,
+        response: httpcore.Response,
         strip_usage: bool,
+        watch: bool,
     ) -> None:
-        """Send the engine's response to the client, watching for the client going away."""
-        ex.status = response.status_code
-        out_headers = [(k, v) for k, v in response.headers.raw if k.lower() not in _DROP_RESPONSE_HEADERS]
-        ctype = response.headers.get("content-type", "")
+        """Send the engine's response to the client; ``watch``: look out for the client going away."""
+        ex.status = response.status
+        out_headers = [(k, v) for k, v in response.headers if k.lower() not in _DROP_RESPONSE_HEADERS]
+        ctype = next((v.decode("latin-1") for k, v in out_headers if k.lower() == b"content-type"), "")
+        if not watch:
+            await self._relay_body(ex, send, response, out_headers, ctype, strip_usage)
+            return
         failure: Exception | None = None
         async with anyio.create_task_group() as tg:
             tg.start_soon(_watch_disconnect, receive, tg.cancel_scope, ex)
             try:
-                if ctype.startswith("text/event-stream"):
-                    await self._relay_stream(ex, send, response, out_headers, SSEUsageScanner(strip_usage))
-                elif ctype.startswith("application/json") or response.status_code >= 400:
-                    await self._relay_whole(ex, send, response, out_headers)
-                else:
-                    await self._relay_stream(ex, send, response, out_headers, None)
+                await self._relay_body(ex, send, response, out_headers, ctype, strip_usage)
             except Exception as exc:  # raised outside the task group, unwrapped from an ExceptionGroup
                 failure = exc
             finally:
                 tg.cancel_scope.cancel()
         if failure is not None:
             raise failure
+        await self._after_disconnect(ex)
+
+    async def _relay_body(
+        self,
+        ex: _Exchange,
+        send: Send,
+        response: httpcore.Response,
+        out_headers: list[tuple[bytes, bytes]],
+        ctype: str,
+        strip_usage: bool,
+    ) -> None:
+        if ctype.startswith("text/event-stream"):
+            await self._relay_stream(ex, send, response, out_headers, SSEUsageScanner(strip_usage))
+        elif ctype.startswith("application/json") or response.status >= 400:
+            await self._relay_whole(ex, send, response, out_headers)
+        else:
+            await self._relay_stream(ex, send, response, out_headers, None)
+
+    async def _after_disconnect(self, ex: _Exchange) -> None:
         if ex.disconnected and not ex.finished:
-            logger.info("client went away: closed the %s stream of model %s", ctype or "response", ex.model)
+            logger.info("client went away: closed the request to model %s", ex.model)
             await self._finish(ex, None, status=_CLIENT_CLOSED)
 
     async def _relay_whole(
-        self, ex: _Exchange, send: Send, response: httpx.Response, out_headers: list[tuple[bytes, bytes]]
+        self, ex: _Exchange, send: Send, response: httpcore.Response, out_headers: list[tuple[bytes, bytes]]
     ) -> None:
         try:
             data = await response.aread()
-        except httpx.TimeoutException as exc:
+        except httpcore.TimeoutException as exc:
             raise _timeout(ex.model, None) from exc
-        except httpx.HTTPError as exc:
+        except UPSTREAM_ERRORS as exc:
             raise _upstream_error(ex.model, None, exc) from exc
         await self._finish(ex, usage_from_body(data))
         out_headers.append((b"content-length", str(len(data)).encode()))
-        await _send_full(send, response.status_code, out_headers, data)
+        await _send_full(send, response.status, out_headers, data)
 
     async def _relay_stream(
         self,
         ex: _Exchange,
         send: Send,
-        response: httpx.Response,
+        response: httpcore.Response,
         out_headers: list[tuple[bytes, bytes]],
         scanner: SSEUsageScanner | None,
     ) -> None:
-        await send({"type": "http.response.start", "status": response.status_code, "headers": out_headers})
+        await send({"type": "http.response.start", "status": response.status, "headers": out_headers})
         first = scanner is not None
         try:
-            async for chunk in response.aiter_raw():
+            async for chunk in response.aiter_stream():
                 if first:
                     self.metrics.observe_ttft(ex.model, time.perf_counter() - ex.started)
                     first = False
@@ -460,7 +508,7 @@ class Gateway:
                     if _DONE in chunk and not ex.finished:  # meter before the client sees the end
                         await self._finish(ex, scanner.usage)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except httpx.HTTPError as exc:  # the engine failed mid-stream: too late for a status code
+        except UPSTREAM_ERRORS as exc:  # the engine failed mid-stream: too late for a status code
             logger.warning("stream from model %s broke after it started: %r", ex.model, exc)
             ex.status = 502  # metered as failed, not billed
             if scanner is None:
@@ -624,16 +672,23 @@ def _ask_for_usage(body: bytes, obj: dict[str, Any]) -> tuple[bytes, bool]:
     return json.dumps(obj).encode(), True
 
 
-def _upstream_headers(headers: dict[bytes, bytes], length: int | None) -> list[tuple[bytes, bytes]]:
+def _upstream_headers(
+    url: httpcore.URL, headers: dict[bytes, bytes], length: int | None
+) -> list[tuple[bytes, bytes]]:
+    host = url.host if url.port is None else url.host + b":" + str(url.port).encode()
     out = [
+        (b"host", host),
         (b"content-type", headers.get(b"content-type", b"application/json")),
         (b"accept-encoding", b"identity"),
     ]
     accept = headers.get(b"accept")
     if accept:
         out.append((b"accept", accept))
-    if length is not None:
-        out.append((b"content-length", str(length).encode()))
+    out.append(
+        (b"content-length", str(length).encode())
+        if length is not None
+        else (b"transfer-encoding", b"chunked")
+    )
     return out
 
 
