@@ -19,6 +19,7 @@ import asyncio
 import json
 import os
 import platform
+import random
 import socket
 import subprocess
 import sys
@@ -153,12 +154,16 @@ class Connection:
             await self.writer.wait_closed()
 
 
-async def _block(port: int, body: bytes, concurrency: int, count: int, series: Series | None) -> None:
+async def _block(
+    port: int, body: bytes, concurrency: int, count: int, series: Series | None, stagger_s: float = 0.0
+) -> None:
     remaining = count
 
     async def worker() -> None:
         nonlocal remaining
         conn = Connection(port)
+        if stagger_s:
+            await asyncio.sleep(random.uniform(0, stagger_s))
         try:
             while remaining > 0:
                 remaining -= 1
@@ -179,7 +184,7 @@ async def _block(port: int, body: bytes, concurrency: int, count: int, series: S
 
 
 async def _measure(
-    targets: dict[str, tuple[int, bytes]], concurrency: int, requests: int, rounds: int
+    targets: dict[str, tuple[int, bytes]], concurrency: int, requests: int, rounds: int, stagger_s: float
 ) -> dict[str, Series]:
     out = {name: Series() for name in targets}
     for port, body in targets.values():  # warm up connections and code paths
@@ -187,7 +192,7 @@ async def _measure(
     per_block = max(concurrency, requests // rounds)
     for _ in range(rounds):
         for name, (port, body) in targets.items():
-            await _block(port, body, concurrency, per_block, out[name])
+            await _block(port, body, concurrency, per_block, out[name], stagger_s)
     return out
 
 
@@ -209,7 +214,12 @@ def main(argv: list[str]) -> None:
     p.add_argument("--requests", type=int, default=400, help="requests per target and concurrency")
     p.add_argument("--rounds", type=int, default=4, help="alternating blocks per target")
     p.add_argument("--tokens", type=int, default=16, help="SSE chunks per stream")
-    p.add_argument("--delay-ms", type=float, default=2.0, help="engine delay between chunks")
+    p.add_argument("--delay-ms", type=float, default=20.0, help="engine delay between chunks")
+    p.add_argument(
+        "--stagger",
+        action="store_true",
+        help="start each worker at a random time within one stream's duration (no synchronized bursts)",
+    )
     args = p.parse_args(argv)
 
     engine, engine_port = _start([sys.executable, "-m", "gpustack_core.gateway.fake_engine", "--port", "0"])
@@ -252,7 +262,8 @@ def main(argv: list[str]) -> None:
         print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for c in args.concurrency:
             cpu0 = _cpu_seconds(gateway.pid)
-            res = asyncio.run(_measure(targets, c, args.requests, args.rounds))
+            stagger_s = args.tokens * args.delay_ms / 1000 if args.stagger else 0.0
+            res = asyncio.run(_measure(targets, c, args.requests, args.rounds, stagger_s))
             gateway_requests = sum(
                 len(s.samples) + s.errors + _warmup(c) for n, s in res.items() if n != "direct"
             )
