@@ -5,6 +5,7 @@ holds what they have in common so that each plugin stays a small module.
 """
 
 from .flags import emitted_flags, refuse_owned_flags, unknown_flags
+from .launch import accelerated_devices, launch_env, served_model_name
 from .versions import (
     ENGINES_DIR_ENV,
     MARKER_FILE,
@@ -22,15 +23,18 @@ from .versions import (
 __all__ = [
     "ENGINES_DIR_ENV",
     "MARKER_FILE",
+    "accelerated_devices",
     "default_engine_options",
     "default_engines_dir",
     "emitted_flags",
     "install_lock",
     "install_venv",
+    "launch_env",
     "list_installations",
     "record_installation",
     "refuse_owned_flags",
     "remove_installation",
+    "served_model_name",
     "unknown_flags",
     "version_dir",
     "version_sort_key",
