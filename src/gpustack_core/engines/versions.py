@@ -39,6 +39,7 @@ __all__ = [
     "install_lock",
     "install_venv",
     "list_installations",
+    "located_on_path",
     "record_installation",
     "remove_installation",
     "version_dir",
@@ -236,3 +237,11 @@ def ensure_installed(engine: Engine, version: str | None, options: EngineOptions
     if found is not None:
         return found
     return engine.install(wanted, options)
+
+
+def located_on_path(engine: str, program: str, version: str = "system") -> list[EngineInstallation]:
+    """``program`` found on ``PATH`` as a located installation (empty list when absent)."""
+    found = shutil.which(program)
+    if found is None:
+        return []
+    return [EngineInstallation(engine=engine, version=version, executable=found, origin="located")]

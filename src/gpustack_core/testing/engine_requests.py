@@ -67,6 +67,7 @@ def make_launch_request(
     head_address: str | None = None,
     port: int = 40100,
     host: str = "0.0.0.0",
+    work_dir: str | None = "/var/lib/gpustack/instances/qwen-0",
 ) -> LaunchRequest:
     """A deterministic launch request (``worker-0`` for rank 0, ``worker-N`` for rank N)."""
     accelerator, device_type, variable = VENDOR_DEVICES[vendor]
@@ -135,6 +136,7 @@ def make_launch_request(
         node_rank=node_rank,
         node_count=node_count,
         head_address=head_address,
+        work_dir=work_dir,
     )
 
 
