@@ -10,6 +10,7 @@ from gpustack_core.engines import (
     launch_env,
     list_installations,
     located_on_path,
+    probe_host,
     refuse_owned_flags,
     remove_installation,
     served_model_name,
@@ -104,6 +105,7 @@ class LlamaBoxEngine(Engine):
                 argv=tuple(argv),
                 env=launch_env(request),
                 port=request.port,
+                probe_host=probe_host(request),
                 served_model_name=name,
                 readiness_mode="tcp",
             )
@@ -135,6 +137,7 @@ class LlamaBoxEngine(Engine):
             argv=tuple(argv),
             env=launch_env(request),
             port=request.port,
+            probe_host=probe_host(request),
             served_model_name=name,
             readiness=HttpProbe(path="/health"),
             health=HttpProbe(path="/health", timeout_s=5.0),

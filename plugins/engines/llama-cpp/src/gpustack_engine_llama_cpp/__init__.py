@@ -12,6 +12,7 @@ from gpustack_core.engines import (
     accelerated_devices,
     launch_env,
     list_installations,
+    probe_host,
     refuse_owned_flags,
     remove_installation,
     served_model_name,
@@ -153,6 +154,7 @@ class LlamaCppEngine(Engine):
             argv=tuple(argv),
             env=launch_env(request, **env_extra),
             port=request.port,
+            probe_host=probe_host(request),
             served_model_name=name,
             readiness=HttpProbe(path="/health"),
             health=HttpProbe(path="/health", timeout_s=5.0),
@@ -172,6 +174,7 @@ class LlamaCppEngine(Engine):
             argv=tuple(argv),
             env=launch_env(request, **env_extra),
             port=request.port,
+            probe_host=probe_host(request),
             served_model_name=served_model_name(request),
             readiness_mode="tcp",
         )

@@ -18,6 +18,7 @@ from gpustack_core.engines import (
     accelerated_devices,
     launch_env,
     list_installations,
+    probe_host,
     remove_installation,
     served_model_name,
 )
@@ -241,6 +242,7 @@ class MindieEngine(Engine):
             env=env,
             cwd=request.work_dir,
             port=request.port,
+            probe_host=probe_host(request),
             served_model_name=served_model_name(request),
             readiness=HttpProbe(path="/v1/models"),
             health=HttpProbe(path="/v1/models", timeout_s=5.0),

@@ -12,6 +12,7 @@ from gpustack_core.engines import (
     launch_env,
     list_installations,
     located_on_path,
+    probe_host,
     refuse_owned_flags,
     remove_installation,
 )
@@ -101,6 +102,7 @@ class TrtllmEngine(Engine):
             argv=(*argv, *extra),
             env=launch_env(request),
             port=request.port,
+            probe_host=probe_host(request),
             served_model_name=model_dir,
             readiness=HttpProbe(path="/health"),
             health=HttpProbe(path="/health", timeout_s=5.0),

@@ -13,6 +13,7 @@ from gpustack_core.engines import (
     launch_env,
     list_installations,
     located_on_path,
+    probe_host,
     refuse_owned_flags,
     remove_installation,
     served_model_name,
@@ -119,6 +120,7 @@ class VllmEngine(Engine):
                 argv=(ray, "start", "--address", f"{head_host}:{ray_port}", "--block"),
                 env=launch_env(request),
                 port=request.port,
+                probe_host=probe_host(request),
                 served_model_name=name,
                 readiness_mode="process",
             )
@@ -150,6 +152,7 @@ class VllmEngine(Engine):
             argv=argv,
             env=env,
             port=request.port,
+            probe_host=probe_host(request),
             served_model_name=name,
             readiness=HttpProbe(path="/health"),
             health=HttpProbe(path="/health", timeout_s=5.0),
