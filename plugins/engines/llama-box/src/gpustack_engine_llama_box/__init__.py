@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from gpustack_core import Engine, hookimpl
 from gpustack_core.engines import (
@@ -89,6 +89,10 @@ class LlamaBoxEngine(Engine):
     def remove(self, installation: EngineInstallation, options: EngineOptions) -> None:
         """Delete a recorded installation under the engines directory."""
         remove_installation(installation, options)
+
+    def validate_extra_args(self, args: Sequence[str]) -> tuple[str, ...]:
+        """Refuse the flags this plugin always sets (every spelling, ``--f v`` and ``--f=v``)."""
+        return refuse_owned_flags(self.name, args, self.owned_flags)
 
     def launch_spec(self, request: LaunchRequest) -> LaunchSpec:
         """The server on rank 0, the RPC server on the other ranks."""

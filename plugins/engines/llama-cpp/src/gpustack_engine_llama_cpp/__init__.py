@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from gpustack_core import Engine, hookimpl
@@ -104,6 +104,10 @@ class LlamaCppEngine(Engine):
     def remove(self, installation: EngineInstallation, options: EngineOptions) -> None:
         """Delete a cached build; a ``llama-server`` found on ``PATH`` is refused."""
         remove_installation(installation, options)
+
+    def validate_extra_args(self, args: Sequence[str]) -> tuple[str, ...]:
+        """Refuse the flags this plugin always sets (every spelling, ``--f v`` and ``--f=v``)."""
+        return refuse_owned_flags(self.name, args, self.owned_flags)
 
     def launch_spec(self, request: LaunchRequest) -> LaunchSpec:
         """``llama-server`` for rank 0, ``rpc-server`` for the subordinate workers (rank > 0)."""

@@ -214,6 +214,12 @@ class MindieEngine(Engine):
             )
         return found + list_installations(options, self.name)
 
+    def validate_extra_args(self, args: Sequence[str]) -> tuple[str, ...]:
+        """Config overrides must be ``--Section.key=value`` (or ``--Section.key value``) and must not
+        touch a key the plugin sets."""
+        apply_overrides({}, args)
+        return tuple(args)
+
     def remove(self, installation: EngineInstallation, options: EngineOptions) -> None:
         """Delete an installation recorded under the engines directory (a system MindIE is refused)."""
         remove_installation(installation, options)
