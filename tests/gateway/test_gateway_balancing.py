@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -170,3 +172,40 @@ def test_client_disconnect_while_waiting_for_answer(  # type: ignore[no-untyped-
         pass
     _wait_for(lambda: _sample(gateway, "gpustack_gateway_requests_total", model=MODEL, status="499") == 1)
     assert _sample(gateway, "gpustack_gateway_requests_in_flight", model=MODEL) == 0
+
+
+def test_engine_restarted_on_same_port_reuses_no_stale_connection(  # type: ignore[no-untyped-def]
+    gateway: GatewayServer, start_engine
+) -> None:
+    """A single instance restarts: the pooled keep-alive connection to the old process is dropped."""
+    first = start_engine("a")
+    gateway.add_instance(first)
+    body = {"model": MODEL, "messages": CHAT, "fake_tokens": 1}
+    auth = {"authorization": f"Bearer {API_KEY}"}
+    assert httpx.post(gateway.base_url + "/v1/chat/completions", json=body, headers=auth).status_code == 200
+    first.kill()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gpustack_core.gateway.fake_engine",
+            "--port",
+            str(first.port),
+            "--name",
+            "a2",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith(f"LISTENING {first.port}")
+        for _ in range(3):
+            r = httpx.post(gateway.base_url + "/v1/chat/completions", json=body, headers=auth, timeout=30)
+            assert r.status_code == 200, r.text
+            assert r.json()["system_fingerprint"] == "a2"
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
