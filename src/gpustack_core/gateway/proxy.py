@@ -60,7 +60,6 @@ USAGE_STREAM_PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
 _DROP_RESPONSE_HEADERS = frozenset(
     {b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"date", b"server"}
 )
-_INJECT_USAGE = b',"stream_options":{"include_usage":true}}'
 _DONE = b"data: [DONE]"
 _CLIENT_CLOSED = 499  # nginx's "client closed request", used in metrics only
 
