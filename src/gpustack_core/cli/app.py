@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     ".devices_cmd",
     ".download_cmd",
     ".schedule_cmd",
+    ".engines_cmd",
 )
 
 

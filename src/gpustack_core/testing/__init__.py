@@ -1,6 +1,7 @@
 """Test helpers shipped with gpustack-core for plugin authors (needs pytest).
 
-:mod:`gpustack_core.testing.accelerators` holds the accelerator conformance suite.
+:mod:`gpustack_core.testing.accelerators` holds the accelerator conformance suite,
+:mod:`gpustack_core.testing.engines` the engine conformance suite.
 """
 
 from __future__ import annotations

@@ -71,6 +71,11 @@ class LaunchRequest(ValueModel):
     node_rank: int = Field(default=0, ge=0)
     node_count: int = Field(default=1, ge=1)
     head_address: str | None = Field(default=None, description="multi-node: host:port of the head")
+    work_dir: str | None = Field(
+        default=None,
+        description="a directory of this instance's own that the engine may write to (generated "
+        "configs, caches); created by the worker. None: the engine needs none",
+    )
 
 
 class LaunchSpec(ValueModel):
@@ -84,6 +89,22 @@ class LaunchSpec(ValueModel):
     readiness: HttpProbe = HttpProbe()
     health: HttpProbe = HttpProbe()
     ready_timeout_s: float = Field(default=600.0, gt=0)
+    readiness_mode: Literal["http", "tcp", "process"] = Field(
+        default="http",
+        description="how readiness and health are checked: 'http' GETs the probes' paths; 'tcp' waits "
+        "for the port to accept connections (e.g. an RPC server); 'process' only needs it alive "
+        "(e.g. a Ray worker node)",
+    )
+    probe_host: str = Field(
+        default="127.0.0.1",
+        description="address the supervisor probes readiness and health on (the engine's listen "
+        "address when it is not a wildcard)",
+    )
+    files: dict[str, str] = Field(
+        default_factory=dict,
+        description="text files to write before starting (path, absolute or relative to cwd -> "
+        "content), e.g. a generated engine config",
+    )
 
 
 class EngineOptions(ValueModel):

@@ -1,0 +1,579 @@
+"""The request path: authenticate, read the body, pick an instance, forward, stream back, meter.
+
+Everything here belongs to one :class:`Gateway` object (one per app): the shared HTTP client and
+its connection pool, the balancer's counters and the metrics. Nothing is module-global.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import anyio
+import httpcore
+from starlette.types import Receive, Scope, Send
+
+from ._bodies import (
+    BodyTooLarge,
+    ClientGone,
+    ModelRewriter,
+    MultipartBody,
+    ask_for_usage,
+    content_length,
+    may_call,
+    model_not_found,
+    parse_json_body,
+    stream_error_event,
+    too_large,
+    upstream_error,
+    upstream_headers,
+    upstream_timeout,
+)
+from .balancer import LeastOutstandingBalancer
+from .errors import GatewayHTTPError
+from .metrics import GatewayMetrics
+from .multipart import MultipartError, MultipartModelSniffer, boundary_of
+from .pool import UPSTREAM_ERRORS, LifoConnectionPool
+from .protocols import (
+    INFERENCE_SCOPE,
+    KeyAuthenticator,
+    Principal,
+    RouteTable,
+    Upstream,
+    UsageRecord,
+    UsageSink,
+)
+from .usage import SSEUsageScanner, TokenUsage, usage_from_body
+
+__all__ = ["Gateway", "GatewayConfig"]
+
+logger = logging.getLogger(__name__)
+
+# Paths whose streams can carry a final usage chunk on request (OpenAI's stream_options.include_usage).
+USAGE_STREAM_PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
+# Response headers never copied from the engine: hop-by-hop, or set by the gateway's own server.
+_DROP_RESPONSE_HEADERS = frozenset(
+    {b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"date", b"server"}
+)
+_DONE = b"data: [DONE]"
+_CLIENT_CLOSED = 499  # nginx's "client closed request", used in metrics only
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """Limits of one gateway.
+
+    ``upstream_timeout_s`` bounds each wait for the engine's next bytes (the response head, or the
+    next chunk of a stream), not a whole stream; ``connect_timeout_s`` bounds connecting to it.
+    """
+
+    max_body_bytes: int = 10 * 1024 * 1024
+    upstream_timeout_s: float = 600.0
+    connect_timeout_s: float = 5.0
+
+
+class _Exchange:
+    """The per-request state shared by the forwarding steps."""
+
+    __slots__ = ("disconnected", "finished", "model", "principal", "started", "status")
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.model = ""  # metrics label: "" until the model is known to the route table
+        self.principal: Principal | None = None
+        self.status = 0
+        self.disconnected = False
+        self.finished = False
+
+
+class Gateway:
+    """The gateway's state and request handlers; :func:`gpustack_core.gateway.create_gateway` wires it."""
+
+    def __init__(
+        self,
+        routes: RouteTable,
+        auth: KeyAuthenticator,
+        usage: UsageSink,
+        metrics: GatewayMetrics,
+        config: GatewayConfig,
+    ) -> None:
+        """Hold the three host objects, the metrics and the limits. Call :meth:`start` before use."""
+        self.routes = routes
+        self.auth = auth
+        self.usage = usage
+        self.metrics = metrics
+        self.config = config
+        self.balancer = LeastOutstandingBalancer()
+        self._pool: LifoConnectionPool | None = None
+        c = config
+        self._timeouts = {
+            "connect": c.connect_timeout_s,
+            "read": c.upstream_timeout_s,
+            "write": c.upstream_timeout_s,
+            "pool": c.upstream_timeout_s,
+        }
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create the shared connection pool to the engines (reused by every request)."""
+        if self._pool is None:
+            self._pool = LifoConnectionPool(keepalive_expiry=30.0, max_idle_per_origin=256)
+
+    async def aclose(self) -> None:
+        """Close the pool and its idle connections."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.aclose()
+
+    async def _connections(self) -> LifoConnectionPool:
+        if self._pool is None:  # mounted without running the lifespan: start lazily
+            await self.start()
+        assert self._pool is not None
+        return self._pool
+
+    # -- entry points ------------------------------------------------------------------------------
+
+    async def handle_json(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+        """An OpenAI JSON endpoint (chat, completions, embeddings, rerank, images, speech) at ``path``."""
+        ex = _Exchange(time.perf_counter())
+        try:
+            headers = dict(scope["headers"])
+            ex.principal = await self._authenticate(headers)
+            body = await self._read_body(headers, receive)
+            obj = parse_json_body(body)
+            model = obj["model"]
+            upstreams = self._resolve(ex, model)
+            strip_usage = False
+            if obj.get("stream") is True and path in USAGE_STREAM_PATHS:
+                body, strip_usage = ask_for_usage(body, obj)
+            rewrite = ModelRewriter(body, obj, model)
+            await self._forward(ex, path, receive, send, upstreams, rewrite, strip_usage, headers)
+        except GatewayHTTPError as err:
+            await self._answer_error(ex, err, scope, receive, send)
+        except ClientGone:
+            self._observe(ex, _CLIENT_CLOSED)
+
+    async def handle_multipart(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+        """An OpenAI multipart endpoint (audio transcription) at ``path``, routed by its ``model`` field."""
+        ex = _Exchange(time.perf_counter())
+        try:
+            headers = dict(scope["headers"])
+            ex.principal = await self._authenticate(headers)
+            limit = self.config.max_body_bytes
+            declared = content_length(headers)
+            if declared is not None and declared > limit:
+                raise too_large(limit)
+            try:
+                sniffer = MultipartModelSniffer(
+                    boundary_of(headers.get(b"content-type", b"").decode("latin-1"))
+                )
+            except MultipartError as exc:
+                raise GatewayHTTPError(400, str(exc), error_type="invalid_request_error") from exc
+            received, more = 0, True
+            try:
+                while more:
+                    msg = await receive()
+                    if msg["type"] == "http.disconnect":
+                        raise ClientGone
+                    chunk = msg.get("body", b"")
+                    received += len(chunk)
+                    more = msg.get("more_body", False)
+                    if received > limit:
+                        raise too_large(limit)
+                    if sniffer.feed(chunk):
+                        break
+                else:
+                    sniffer.feed(b"")
+                    raise MultipartError("the multipart body has no 'model' field")
+            except MultipartError as exc:
+                raise GatewayHTTPError(
+                    400, str(exc), error_type="invalid_request_error", param="model"
+                ) from exc
+            assert sniffer.model is not None
+            upstreams = self._resolve(ex, sniffer.model)
+            stream = MultipartBody(sniffer, receive, more, received, limit, declared)
+            await self._forward(ex, path, receive, send, upstreams, stream, False, headers)
+        except GatewayHTTPError as err:
+            await self._answer_error(ex, err, scope, receive, send)
+        except ClientGone:
+            self._observe(ex, _CLIENT_CLOSED)
+
+    async def handle_models(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+        """``GET /v1/models`` and ``GET /v1/models/{model}``: the models this key may call."""
+        ex = _Exchange(time.perf_counter())
+        try:
+            principal = await self._authenticate(dict(scope["headers"]))
+            rows = [
+                {
+                    "id": m.id,
+                    "object": "model",
+                    "created": m.created,
+                    "owned_by": m.owned_by,
+                    "category": m.category,
+                }
+                for m in self.routes.models()
+                if may_call(principal, m.id)
+            ]
+            one = scope.get("path_params", {}).get("model")
+            if one is None:
+                payload: dict[str, Any] = {"object": "list", "data": rows}
+            else:
+                match = [r for r in rows if r["id"] == one]
+                if not match:
+                    raise model_not_found(one)
+                payload = match[0]
+            body = json.dumps(payload).encode()
+            await _send_full(send, 200, [(b"content-type", b"application/json")], body)
+        except GatewayHTTPError as err:
+            await self._answer_error(ex, err, scope, receive, send)
+
+    # -- steps -------------------------------------------------------------------------------------
+
+    async def _authenticate(self, headers: dict[bytes, bytes]) -> Principal:
+        raw = headers.get(b"authorization")
+        if not raw:
+            raise GatewayHTTPError(
+                401,
+                "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.",
+                error_type="invalid_request_error",
+                code="missing_api_key",
+            )
+        scheme, _, token = raw.decode("latin-1").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise GatewayHTTPError(
+                401,
+                "Malformed Authorization header: expected 'Authorization: Bearer <key>'.",
+                error_type="invalid_request_error",
+                code="invalid_api_key",
+            )
+        principal = await self.auth.authenticate(token)
+        if principal is None:
+            raise GatewayHTTPError(
+                401,
+                "Incorrect API key provided: check the key, or create a new one.",
+                error_type="invalid_request_error",
+                code="invalid_api_key",
+            )
+        if not principal.is_admin and INFERENCE_SCOPE not in principal.scopes:
+            raise GatewayHTTPError(
+                403,
+                f"This API key lacks the '{INFERENCE_SCOPE}' scope needed to call models; "
+                "create a key with that scope.",
+                error_type="permission_error",
+                code="insufficient_scope",
+            )
+        return principal
+
+    async def _read_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
+        limit = self.config.max_body_bytes
+        declared = content_length(headers)
+        if declared is not None and declared > limit:
+            raise too_large(limit)
+        first = await receive()
+        if first["type"] == "http.disconnect":
+            raise ClientGone
+        body: bytes = first.get("body", b"")
+        if not first.get("more_body", False):
+            if len(body) > limit:
+                raise too_large(limit)
+            return body
+        parts = [body]
+        size = len(body)
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                raise ClientGone
+            chunk = msg.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise too_large(limit)
+            parts.append(chunk)
+            if not msg.get("more_body", False):
+                return b"".join(parts)
+
+    def _resolve(self, ex: _Exchange, model: str) -> Sequence[Upstream]:
+        """The running instances of ``model`` this principal may call, or the right error."""
+        assert ex.principal is not None
+        if not may_call(ex.principal, model):
+            raise GatewayHTTPError(
+                403,
+                f"This API key may not call model '{model}'.",
+                error_type="permission_error",
+                code="model_not_allowed",
+                param="model",
+            )
+        upstreams = self.routes.upstreams(model)
+        if upstreams:
+            ex.model = model
+            return upstreams
+        states = self.routes.instance_states(model)
+        if not states and all(m.id != model for m in self.routes.models()):
+            raise model_not_found(model)
+        ex.model = model
+        detail = ", ".join(f"{iid}: {state}" for iid, state in states) or "none (no instance scheduled yet)"
+        raise GatewayHTTPError(
+            503,
+            f"Model '{model}' has no running instance; instances: {detail}. Retry when one is running.",
+            error_type="server_error",
+            code="no_running_instance",
+            param="model",
+        )
+
+    async def _forward(
+        self,
+        ex: _Exchange,
+        path: str,
+        receive: Receive,
+        send: Send,
+        upstreams: Sequence[Upstream],
+        body: ModelRewriter | MultipartBody,
+        strip_usage: bool,
+        headers: dict[bytes, bytes],
+    ) -> None:
+        """Forward; a JSON body is already read, so watch for the client leaving from the start."""
+        if not isinstance(body, ModelRewriter):
+            await self._forward_attempts(ex, path, receive, send, upstreams, body, strip_usage, headers, True)
+            return
+        failure: Exception | None = None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_watch_disconnect, receive, tg.cancel_scope, ex)
+            try:
+                await self._forward_attempts(
+                    ex, path, receive, send, upstreams, body, strip_usage, headers, False
+                )
+            except Exception as exc:  # raised outside the task group, unwrapped from an ExceptionGroup
+                failure = exc
+            finally:
+                tg.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+        await self._after_disconnect(ex)
+
+    async def _forward_attempts(
+        self,
+        ex: _Exchange,
+        path: str,
+        receive: Receive,
+        send: Send,
+        upstreams: Sequence[Upstream],
+        body: ModelRewriter | MultipartBody,
+        strip_usage: bool,
+        headers: dict[bytes, bytes],
+        watch: bool,
+    ) -> None:
+        pool = await self._connections()
+        tried: list[str] = []
+        in_flight = self.metrics.in_flight.labels(ex.model)
+        in_flight.inc()
+        try:
+            while True:
+                up = self.balancer.pick(ex.model, upstreams, tried)
+                if up is None:
+                    raise GatewayHTTPError(
+                        502,
+                        f"Could not connect to any instance of model '{ex.model}' "
+                        f"(tried {', '.join(tried)}).",
+                        error_type="server_error",
+                        code="upstream_unreachable",
+                    )
+                self.balancer.acquire(up.instance_id)
+                try:
+                    url = httpcore.URL(up.base_url + path)
+                    request = httpcore.Request(
+                        b"POST",
+                        url,
+                        headers=upstream_headers(url, headers, body.content_length(up.served_model_name)),
+                        content=body.content_for(up.served_model_name),
+                        extensions={"timeout": self._timeouts},
+                    )
+                    try:
+                        response = await pool.request(request, replayable=body.replayable)
+                    except (
+                        httpcore.ConnectError,
+                        httpcore.ConnectTimeout,
+                        httpcore.RemoteProtocolError,
+                        httpcore.ReadError,
+                        httpcore.WriteError,
+                    ) as exc:
+                        if not body.replayable:
+                            raise upstream_error(ex.model, up, exc) from exc
+                        logger.warning(
+                            "instance %s of %s failed before answering (%r); retrying",
+                            up.instance_id,
+                            ex.model,
+                            exc,
+                        )
+                        self.metrics.retries.labels(ex.model).inc()
+                        tried.append(up.instance_id)
+                        continue
+                    except BodyTooLarge:
+                        raise too_large(self.config.max_body_bytes) from None
+                    except httpcore.TimeoutException as exc:
+                        raise upstream_timeout(ex.model, up) from exc
+                    except UPSTREAM_ERRORS as exc:
+                        raise upstream_error(ex.model, up, exc) from exc
+                    try:
+                        await self._relay(ex, receive, send, response, strip_usage, watch)
+                    finally:
+                        with anyio.CancelScope(shield=True):
+                            await response.aclose()
+                    return
+                finally:
+                    self.balancer.release(up.instance_id)
+        finally:
+            in_flight.dec()
+
+    async def _relay(
+        self,
+        ex: _Exchange,
+        receive: Receive,
+        send: Send,
+        response: httpcore.Response,
+        strip_usage: bool,
+        watch: bool,
+    ) -> None:
+        """Send the engine's response to the client; ``watch``: look out for the client going away."""
+        ex.status = response.status
+        out_headers = [(k, v) for k, v in response.headers if k.lower() not in _DROP_RESPONSE_HEADERS]
+        ctype = next((v.decode("latin-1") for k, v in out_headers if k.lower() == b"content-type"), "")
+        if not watch:
+            await self._relay_body(ex, send, response, out_headers, ctype, strip_usage)
+            return
+        failure: Exception | None = None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_watch_disconnect, receive, tg.cancel_scope, ex)
+            try:
+                await self._relay_body(ex, send, response, out_headers, ctype, strip_usage)
+            except Exception as exc:  # raised outside the task group, unwrapped from an ExceptionGroup
+                failure = exc
+            finally:
+                tg.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+        await self._after_disconnect(ex)
+
+    async def _relay_body(
+        self,
+        ex: _Exchange,
+        send: Send,
+        response: httpcore.Response,
+        out_headers: list[tuple[bytes, bytes]],
+        ctype: str,
+        strip_usage: bool,
+    ) -> None:
+        if ctype.startswith("text/event-stream"):
+            await self._relay_stream(ex, send, response, out_headers, SSEUsageScanner(strip_usage))
+        elif ctype.startswith("application/json") or response.status >= 400:
+            await self._relay_whole(ex, send, response, out_headers)
+        else:
+            await self._relay_stream(ex, send, response, out_headers, None)
+
+    async def _after_disconnect(self, ex: _Exchange) -> None:
+        if ex.disconnected and not ex.finished:
+            logger.info("client went away: closed the request to model %s", ex.model)
+            await self._finish(ex, None, status=_CLIENT_CLOSED)
+
+    async def _relay_whole(
+        self, ex: _Exchange, send: Send, response: httpcore.Response, out_headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        try:
+            data = await response.aread()
+        except httpcore.TimeoutException as exc:
+            raise upstream_timeout(ex.model, None) from exc
+        except UPSTREAM_ERRORS as exc:
+            raise upstream_error(ex.model, None, exc) from exc
+        await self._finish(ex, usage_from_body(data))
+        out_headers.append((b"content-length", str(len(data)).encode()))
+        await _send_full(send, response.status, out_headers, data)
+
+    async def _relay_stream(
+        self,
+        ex: _Exchange,
+        send: Send,
+        response: httpcore.Response,
+        out_headers: list[tuple[bytes, bytes]],
+        scanner: SSEUsageScanner | None,
+    ) -> None:
+        await send({"type": "http.response.start", "status": response.status, "headers": out_headers})
+        first = scanner is not None
+        try:
+            async for chunk in response.aiter_stream():
+                if first:
+                    self.metrics.observe_ttft(ex.model, time.perf_counter() - ex.started)
+                    first = False
+                if scanner is not None:
+                    chunk = scanner.feed(chunk)
+                    if not chunk:
+                        continue
+                    if _DONE in chunk and not ex.finished:  # meter before the client sees the end
+                        await self._finish(ex, scanner.usage)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except UPSTREAM_ERRORS as exc:  # the engine failed mid-stream: too late for a status code
+            logger.warning("stream from model %s broke after it started: %r", ex.model, exc)
+            ex.status = 502  # metered as failed, not billed
+            if scanner is None:
+                raise  # a binary body: the server aborts the connection, so the client sees it truncated
+            scanner.flush()  # drop a held-back partial event; a blank line ends one already sent
+            await send(
+                {"type": "http.response.body", "body": stream_error_event(ex.model, exc), "more_body": True}
+            )
+        tail = scanner.flush() if scanner is not None else b""
+        if not ex.finished:
+            await self._finish(ex, scanner.usage if scanner is not None else None)
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+    async def _finish(self, ex: _Exchange, usage: TokenUsage | None, status: int | None = None) -> None:
+        """Meter one proxied request: metrics, then the usage record (successful answers only)."""
+        ex.finished = True
+        code = status if status is not None else ex.status
+        self._observe(ex, code)
+        if usage is not None:
+            self.metrics.add_tokens(ex.model, usage.prompt_tokens, usage.completion_tokens)
+        if ex.principal is None or not (200 <= ex.status < 300):
+            return
+        record = UsageRecord(
+            user_id=ex.principal.user_id,
+            key_id=ex.principal.key_id,
+            model=ex.model,
+            day=datetime.now(timezone.utc).date(),
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+            requests=1,
+        )
+        try:
+            await self.usage.record(record)
+        except Exception:
+            logger.exception("the usage sink failed to record %s", record)
+
+    def _observe(self, ex: _Exchange, status: int) -> None:
+        self.metrics.observe_request(ex.model, status, time.perf_counter() - ex.started)
+
+    async def _answer_error(
+        self, ex: _Exchange, err: GatewayHTTPError, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        self._observe(ex, err.status)
+        if err.status >= 500:
+            logger.warning("answered %s: %s", err.status, err.message)
+        await err.response()(scope, receive, send)
+
+
+async def _watch_disconnect(receive: Receive, scope: anyio.CancelScope, ex: _Exchange) -> None:
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            if not ex.finished:
+                ex.disconnected = True
+                scope.cancel()
+            return
+
+
+async def _send_full(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
