@@ -84,6 +84,17 @@ class LaunchSpec(ValueModel):
     readiness: HttpProbe = HttpProbe()
     health: HttpProbe = HttpProbe()
     ready_timeout_s: float = Field(default=600.0, gt=0)
+    readiness_mode: Literal["http", "tcp", "process"] = Field(
+        default="http",
+        description="how readiness and health are checked: 'http' GETs the probes' paths; 'tcp' waits "
+        "for the port to accept connections (e.g. an RPC server); 'process' only needs it alive "
+        "(e.g. a Ray worker node)",
+    )
+    files: dict[str, str] = Field(
+        default_factory=dict,
+        description="text files to write before starting (path, absolute or relative to cwd -> "
+        "content), e.g. a generated engine config",
+    )
 
 
 class EngineOptions(ValueModel):

@@ -7,7 +7,8 @@ from pydantic import Field
 from ._base import ValueModel
 from .deployments import Deployment, Placement
 from .devices import Device
-from .resources import ResourceClaim
+from .engines import EngineCapabilities
+from .resources import ClaimStrategy, ResourceClaim
 from .workers import WorkerInfo
 
 __all__ = ["Candidate", "PolicyContext", "Rejection"]
@@ -36,6 +37,9 @@ class PolicyContext(ValueModel):
     deployment: Deployment
     workers: tuple[WorkerInfo, ...]
     placements: tuple[Placement, ...] = Field(default=(), description="existing placements, all deployments")
+    engine_capabilities: EngineCapabilities | None = Field(
+        default=None, description="capabilities of the deployment's engine, where the caller knows them"
+    )
 
 
 class Rejection(ValueModel):
@@ -44,3 +48,6 @@ class Rejection(ValueModel):
     policy: str
     candidate: str
     reason: str = Field(description="e.g. 'needs 14.2 GiB on one GPU; worker-a:cuda:0 has 9.8 GiB free'")
+    claim_strategy: ClaimStrategy | None = Field(
+        default=None, description="strategy of the claim the candidate was judged for, where known"
+    )

@@ -35,3 +35,10 @@ class WorkerInfo(ValueModel):
     reserved_device_memory_bytes: Bytes = Field(default=0, description="per-device memory kept back")
     engines: tuple[str, ...] = Field(default=(), description="engine plugin names this worker can run")
     cached_models: tuple[str, ...] = Field(default=(), description="model keys already in the worker's cache")
+    managed_device_memory_used_bytes: dict[str, Bytes] = Field(
+        default_factory=dict,
+        description=(
+            "device ref text ('worker-a:cuda:0') -> memory in use by processes gpustack-core manages, "
+            "where the worker can tell (per-process accounting); lets the scheduler separate foreign use"
+        ),
+    )

@@ -1,0 +1,223 @@
+"""Pinned engine versions side by side: one directory per ``<engine>/<version>`` under the engines
+directory, holding a virtual environment (or a built binary) and a marker file written last.
+
+Layout::
+
+    <engines_dir>/<engine>/<version>/
+        gpustack-installation.json   the EngineInstallation, written when the install is complete
+        bin/...                      the environment's programs (or the built binary)
+
+A directory without the marker is an interrupted install: it is never listed, and the next install
+of that version starts from scratch. Installs of one version are serialised with a lock file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from gpustack_core.errors import EngineError, EngineNotInstalledError
+from gpustack_core.types import EngineInstallation, EngineOptions
+
+__all__ = [
+    "ENGINES_DIR_ENV",
+    "MARKER_FILE",
+    "default_engine_options",
+    "default_engines_dir",
+    "install_lock",
+    "install_venv",
+    "list_installations",
+    "record_installation",
+    "remove_installation",
+    "version_dir",
+    "version_sort_key",
+]
+
+#: Environment variable that overrides the default engines directory.
+ENGINES_DIR_ENV = "GPUSTACK_CORE_ENGINES_DIR"
+#: Written last into a version's directory; its presence means the install is complete.
+MARKER_FILE = "gpustack-installation.json"
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+
+def default_engines_dir() -> Path:
+    """``$GPUSTACK_CORE_ENGINES_DIR``, else ``~/.cache/gpustack-core/engines``."""
+    override = os.environ.get(ENGINES_DIR_ENV)
+    if override:
+        return Path(override).expanduser()
+    return Path.home() / ".cache" / "gpustack-core" / "engines"
+
+
+def default_engine_options(wheelhouse: str | None = None, offline: bool = False) -> EngineOptions:
+    """Engine options rooted at :func:`default_engines_dir`."""
+    return EngineOptions(engines_dir=str(default_engines_dir()), wheelhouse=wheelhouse, offline=offline)
+
+
+def _check_name(kind: str, value: str) -> str:
+    if not _SAFE_NAME.match(value) or ".." in value:
+        raise EngineError(
+            f"invalid engine {kind} {value!r}: use letters, digits and '.', '_', '+', '-' (e.g. '0.3.36')"
+        )
+    return value
+
+
+def version_dir(options: EngineOptions, engine: str, version: str) -> Path:
+    """The directory of one engine version (it may not exist yet)."""
+    root = Path(options.engines_dir).expanduser()
+    return root / _check_name("name", engine) / _check_name("version", version)
+
+
+def version_sort_key(version: str) -> tuple[tuple[int, int | str], ...]:
+    """Order versions naturally: ``0.3.9`` < ``0.3.36`` < ``0.10.0``; text parts after numbers."""
+    parts = re.findall(r"\d+|[A-Za-z]+", version)
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in parts)
+
+
+def record_installation(installation: EngineInstallation, directory: Path) -> None:
+    """Write the marker (atomically) that makes ``directory`` a complete installation."""
+    tmp = directory / f".{MARKER_FILE}.tmp"
+    tmp.write_text(installation.model_dump_json(indent=2))
+    os.replace(tmp, directory / MARKER_FILE)
+
+
+def list_installations(options: EngineOptions, engine: str) -> list[EngineInstallation]:
+    """Complete installations of ``engine`` under the engines directory, oldest version first.
+
+    An installation whose program has disappeared is skipped. Never raises for a missing directory.
+    """
+    base = Path(options.engines_dir).expanduser() / _check_name("name", engine)
+    found: list[EngineInstallation] = []
+    try:
+        candidates = sorted(base.iterdir())
+    except OSError:
+        return found
+    for candidate in candidates:
+        marker = candidate / MARKER_FILE
+        try:
+            installation = EngineInstallation.model_validate_json(marker.read_text())
+        except (OSError, ValueError):
+            continue
+        if installation.engine == engine and Path(installation.executable).exists():
+            found.append(installation)
+    found.sort(key=lambda i: version_sort_key(i.version))
+    return found
+
+
+def remove_installation(installation: EngineInstallation, options: EngineOptions) -> None:
+    """Delete an installation made under the engines directory.
+
+    Raises:
+        EngineError: it was located on the system (not ours to delete) or lies elsewhere.
+    """
+    if installation.origin == "located" or installation.prefix is None:
+        raise EngineError(
+            f"{installation.engine} {installation.version} at {installation.executable} was found on the "
+            "system, not installed by gpustack-core; remove it with the tool that installed it"
+        )
+    expected = version_dir(options, installation.engine, installation.version).resolve()
+    prefix = Path(installation.prefix).resolve()
+    if prefix != expected:
+        raise EngineError(
+            f"refusing to remove {prefix}: it is not {expected}, the directory gpustack-core installs "
+            f"{installation.engine} {installation.version} into"
+        )
+    (prefix / MARKER_FILE).unlink(missing_ok=True)  # incomplete from now on, even if rmtree stops
+    shutil.rmtree(prefix)
+
+
+@contextlib.contextmanager
+def install_lock(options: EngineOptions, engine: str, version: str) -> Iterator[Path]:
+    """Hold an exclusive lock for installing one version; yields the version's directory."""
+    directory = version_dir(options, engine, version)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = directory.parent / f".{version}.lock"
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield directory
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _run(argv: Sequence[str], what: str, log: Path) -> None:
+    with log.open("ab") as out:
+        out.write(f"$ {' '.join(argv)}\n".encode())
+        out.flush()
+        result = subprocess.run(list(argv), stdout=out, stderr=subprocess.STDOUT, check=False)
+    if result.returncode != 0:
+        tail = log.read_text(errors="replace")[-3000:]
+        raise EngineNotInstalledError(f"{what} failed (exit {result.returncode}); log {log}:\n{tail}")
+
+
+def install_venv(
+    engine: str,
+    version: str,
+    requirements: Sequence[str],
+    executable: str,
+    options: EngineOptions,
+    *,
+    python: str | None = None,
+) -> EngineInstallation:
+    """Install ``requirements`` into a fresh virtual environment for one engine version.
+
+    From the package index, or only from ``options.wheelhouse`` (``pip --no-index --find-links``)
+    when one is set; ``options.offline`` without a wheelhouse is refused. An existing complete
+    installation is returned as is; an interrupted one is replaced.
+
+    Parameters:
+        engine: engine name (directory name).
+        version: engine version (directory name).
+        requirements: pip requirement specifiers, e.g. ``["vllm==0.10.1.1"]``.
+        executable: the program's name inside the environment's ``bin/``, e.g. ``"vllm"``.
+        options: engines directory, wheelhouse, offline.
+        python: interpreter to create the environment with; default: the current one.
+
+    Raises:
+        EngineNotInstalledError: venv or pip failed (with the log's tail), or the program is missing.
+    """
+    if options.offline and not options.wheelhouse:
+        raise EngineNotInstalledError(
+            f"cannot install {engine} {version} offline without a wheelhouse: set EngineOptions.wheelhouse "
+            "to a directory of wheels (pip download ... -d DIR on a connected machine)"
+        )
+    with install_lock(options, engine, version) as directory:
+        existing = directory / MARKER_FILE
+        if existing.exists():
+            return EngineInstallation.model_validate_json(existing.read_text())
+        if directory.exists():
+            shutil.rmtree(directory)
+        directory.mkdir(parents=True)
+        log = directory.parent / f".{version}.install.log"
+        log.write_text("")
+        try:
+            _run([python or sys.executable, "-m", "venv", str(directory)], "creating the environment", log)
+            pip = [str(directory / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check"]
+            if options.wheelhouse:
+                pip += ["--no-index", "--find-links", options.wheelhouse]
+            _run([*pip, *requirements], f"pip install {' '.join(requirements)}", log)
+            program = directory / "bin" / executable
+            if not program.exists():
+                raise EngineNotInstalledError(
+                    f"installed {' '.join(requirements)} but {program} does not exist; the package "
+                    f"does not provide the {executable!r} program"
+                )
+            installation = EngineInstallation(
+                engine=engine,
+                version=version,
+                executable=str(program),
+                prefix=str(directory),
+                origin="installed",
+            )
+            record_installation(installation, directory)
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+        return installation

@@ -1,0 +1,1 @@
+"""Test support shipped with gpustack-core: conformance suites for plugin authors and helpers."""
