@@ -86,7 +86,9 @@ def bootstrap(engine: sa.Engine, data_dir: Path, hashing: PasswordHashing) -> Bo
         if stored_hash is None:
             store.put_setting(WORKER_TOKEN_SETTING, hash_secret(token))
         elif hash_secret(token) != stored_hash:
-            logger.warning("%s does not match the database's worker token; workers must use the stored one", token_file)
+            logger.warning(
+                "%s does not match the database's worker token; workers must use the stored one", token_file
+            )
             token = None
     elif stored_hash is None:
         token = new_token()

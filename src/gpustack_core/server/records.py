@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..types import Deployment, WorkerInfo
+from gpustack_core.types import Deployment, WorkerInfo
 
 __all__ = [
     "ACTIVE_STATES",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..plugins import PluginHost
+from gpustack_core.plugins import PluginHost
+
 from .config import ServerConfig
 from .security import LoginRateLimiter, PasswordHashing
 from .store import Store

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from ..types import Deployment, WorkerInfo
+from gpustack_core.types import Deployment, WorkerInfo
 
 __all__ = [
     "Assignment",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..records import Page
+from gpustack_core.server.records import Page
+
 from ._framework import ApiError, Query, Request
 
 __all__ = ["PAGE_QUERY", "not_found", "page", "page_args"]

@@ -18,10 +18,10 @@ from starlette.requests import Request as StarletteRequest
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..auth import Caller, authenticate_key, bearer_token
-from ..records import Page
-from ..security import hash_secret, secrets_equal
-from ..services import Services
+from gpustack_core.server.auth import Caller, authenticate_key, bearer_token
+from gpustack_core.server.records import Page
+from gpustack_core.server.security import hash_secret, secrets_equal
+from gpustack_core.server.services import Services
 
 __all__ = ["ApiError", "AuthLevel", "Endpoint", "Query", "Request", "build_routes", "openapi_document"]
 
@@ -129,7 +129,9 @@ def _parse_query(ep: Endpoint, raw: StarletteRequest) -> dict[str, Any]:
             else:
                 values[q.name] = text
         except ValueError as exc:
-            errors.append({"loc": ["query", q.name], "msg": f"invalid {q.type} {text!r}: {exc}", "type": q.type})
+            errors.append(
+                {"loc": ["query", q.name], "msg": f"invalid {q.type} {text!r}: {exc}", "type": q.type}
+            )
     if "limit" in values and values["limit"] is not None and not 1 <= values["limit"] <= 1000:
         errors.append({"loc": ["query", "limit"], "msg": "limit must be between 1 and 1000", "type": "range"})
     if "offset" in values and values["offset"] is not None and values["offset"] < 0:
@@ -184,12 +186,16 @@ def _wrap(ep: Endpoint) -> Callable[[StarletteRequest], Awaitable[Response]]:
                 try:
                     parsed = json.loads(data or b"null")
                 except ValueError as exc:
-                    raise ApiError(422, [{"loc": ["body"], "msg": f"invalid JSON: {exc}", "type": "json"}]) from exc
+                    raise ApiError(
+                        422, [{"loc": ["body"], "msg": f"invalid JSON: {exc}", "type": "json"}]
+                    ) from exc
                 try:
                     body = ep.body.model_validate(parsed)
                 except ValidationError as exc:
                     raise ApiError(422, validation_detail(exc, "body")) from exc
-            request = Request(raw=raw, services=services, caller=caller, body=body, query=_parse_query(ep, raw))
+            request = Request(
+                raw=raw, services=services, caller=caller, body=body, query=_parse_query(ep, raw)
+            )
             result = await ep.handler(request)
         except ApiError as exc:
             return _error_json(exc.status, exc.detail, exc.headers)
@@ -214,7 +220,8 @@ def build_routes(endpoints: Sequence[Endpoint]) -> list[Route]:
         wrapped = {m: _wrap(ep) for m, ep in methods.items()}
 
         async def dispatch(
-            raw: StarletteRequest, _wrapped: dict[str, Callable[[StarletteRequest], Awaitable[Response]]] = wrapped
+            raw: StarletteRequest,
+            _wrapped: dict[str, Callable[[StarletteRequest], Awaitable[Response]]] = wrapped,
         ) -> Response:
             handler = _wrapped.get(raw.method)
             if handler is None:
@@ -246,14 +253,28 @@ def openapi_document(endpoints: Sequence[Endpoint], prefix: str, version: str) -
         ]
         for q in ep.query:
             schema = qtypes.get(q.type, {"type": "string", "format": "date"})
-            params.append({"name": q.name, "in": "query", "required": False, "schema": schema, "description": q.description})
+            params.append(
+                {
+                    "name": q.name,
+                    "in": "query",
+                    "required": False,
+                    "schema": schema,
+                    "description": q.description,
+                }
+            )
         if params:
             op["parameters"] = params
         if ep.body is not None:
-            op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _schema_ref(ep.body, defs)}}}
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": _schema_ref(ep.body, defs)}},
+            }
         responses: dict[str, Any] = {}
         if ep.response is not None:
-            responses[str(ep.status)] = {"description": "OK", "content": {"application/json": {"schema": _schema_ref(ep.response, defs)}}}
+            responses[str(ep.status)] = {
+                "description": "OK",
+                "content": {"application/json": {"schema": _schema_ref(ep.response, defs)}},
+            }
         elif ep.list_of is not None:
             item = _schema_ref(ep.list_of, defs)
             page = {
@@ -265,7 +286,10 @@ def openapi_document(endpoints: Sequence[Endpoint], prefix: str, version: str) -
                     "offset": {"type": "integer"},
                 },
             }
-            responses[str(ep.status)] = {"description": "one page", "content": {"application/json": {"schema": page}}}
+            responses[str(ep.status)] = {
+                "description": "one page",
+                "content": {"application/json": {"schema": page}},
+            }
         else:
             responses[str(ep.status)] = {"description": "OK"}
         if ep.body is not None or ep.query:

@@ -6,9 +6,10 @@ import datetime as dt
 
 from pydantic import BaseModel, Field
 
-from ..records import ApiKeyRecord, UserRecord
-from ..security import hash_secret, new_api_key
-from ..store import utcnow
+from gpustack_core.server.records import ApiKeyRecord, UserRecord
+from gpustack_core.server.security import hash_secret, new_api_key
+from gpustack_core.server.store import utcnow
+
 from ._framework import ApiError, Endpoint, Request
 
 __all__ = ["ENDPOINTS", "LoginRequest", "LoginResponse"]
@@ -43,7 +44,9 @@ async def login(req: Request) -> LoginResponse:
     limiter = req.services.limiter
     wait = limiter.retry_after(body.username, client)
     if wait is not None:
-        raise ApiError(429, f"too many failed logins; retry in {int(wait) + 1} s", {"Retry-After": str(int(wait) + 1)})
+        raise ApiError(
+            429, f"too many failed logins; retry in {int(wait) + 1} s", {"Retry-After": str(int(wait) + 1)}
+        )
     found = await req.db(req.services.store.get_user_login, body.username)
     ok = False
     if found is not None:
@@ -81,7 +84,16 @@ async def me(req: Request) -> MeResponse:
 
 
 ENDPOINTS = (
-    Endpoint("POST", "/auth/login", login, "log in with a password", "auth", auth="none", body=LoginRequest, response=LoginResponse),
+    Endpoint(
+        "POST",
+        "/auth/login",
+        login,
+        "log in with a password",
+        "auth",
+        auth="none",
+        body=LoginRequest,
+        response=LoginResponse,
+    ),
     Endpoint("POST", "/auth/logout", logout, "end the current session", "auth", auth="user", status=204),
     Endpoint("GET", "/auth/me", me, "the current user", "auth", auth="user", response=MeResponse),
 )

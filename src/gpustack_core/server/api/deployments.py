@@ -6,14 +6,15 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from ...errors import GPUStackError, PluginNotFoundError
-from ...types import Deployment, ModelRef
-from ..records import DeploymentRecord, InstanceRecord, Page
-from ..store import ConflictError
+from gpustack_core.errors import GPUStackError, PluginNotFoundError
+from gpustack_core.server.records import DeploymentRecord, InstanceRecord, Page
+from gpustack_core.server.store import ConflictError
+from gpustack_core.types import Deployment, ModelRef
+
 from ._common import PAGE_QUERY, not_found, page, page_args
 from ._framework import ApiError, Endpoint, Query, Request, validation_detail
 
-__all__ = ["DeploymentCreate", "DeploymentPatch", "DeploymentView", "ENDPOINTS", "ScaleRequest"]
+__all__ = ["ENDPOINTS", "DeploymentCreate", "DeploymentPatch", "DeploymentView", "ScaleRequest"]
 
 
 def _parse_ref(value: Any) -> Any:
@@ -67,17 +68,31 @@ def _check_engine(req: Request, spec: Deployment) -> None:
         names = sorted(e.name for e in host.engines())
         raise ApiError(
             422,
-            [{"loc": ["body", "engine"], "msg": f"unknown engine {spec.engine!r}; installed: {names}", "type": "engine"}],
+            [
+                {
+                    "loc": ["body", "engine"],
+                    "msg": f"unknown engine {spec.engine!r}; installed: {names}",
+                    "type": "engine",
+                }
+            ],
         ) from exc
     try:
         engine.validate_extra_args(spec.extra_args)
     except GPUStackError as exc:
-        raise ApiError(422, [{"loc": ["body", "extra_args"], "msg": str(exc), "type": "engine_args"}]) from exc
+        raise ApiError(
+            422, [{"loc": ["body", "extra_args"], "msg": str(exc), "type": "engine_args"}]
+        ) from exc
     if spec.model.source not in {s.name for s in host.model_sources()}:
         names = sorted(s.name for s in host.model_sources())
         raise ApiError(
             422,
-            [{"loc": ["body", "model"], "msg": f"unknown model source {spec.model.source!r}; installed: {names}", "type": "source"}],
+            [
+                {
+                    "loc": ["body", "model"],
+                    "msg": f"unknown model source {spec.model.source!r}; installed: {names}",
+                    "type": "source",
+                }
+            ],
         )
 
 
@@ -167,7 +182,12 @@ async def list_instances(req: Request) -> Page:
     limit, offset = page_args(req)
     return page(
         await req.db(
-            store.list_instances, limit, offset, deployment_id=dep_id, worker_id=req.query["worker_id"], states=states
+            store.list_instances,
+            limit,
+            offset,
+            deployment_id=dep_id,
+            worker_id=req.query["worker_id"],
+            states=states,
         ),
         req,
     )
@@ -183,19 +203,84 @@ async def get_instance(req: Request) -> InstanceRecord:
 
 _D = "/deployments/{deployment}"
 ENDPOINTS = (
-    Endpoint("GET", "/deployments", list_deployments, "list deployments", "deployments", list_of=DeploymentRecord,
-             query=(*PAGE_QUERY, Query("name", "str", "name contains"))),
-    Endpoint("POST", "/deployments", create_deployment, "create a deployment", "deployments", auth="admin",
-             body=DeploymentCreate, response=DeploymentRecord, status=201),
-    Endpoint("GET", _D, get_deployment, "get a deployment and its instances", "deployments", response=DeploymentView),
-    Endpoint("PATCH", _D, update_deployment, "update a deployment", "deployments", auth="admin",
-             body=DeploymentPatch, response=DeploymentRecord),
-    Endpoint("POST", f"{_D}/scale", scale_deployment, "scale a deployment", "deployments", auth="admin",
-             body=ScaleRequest, response=DeploymentRecord),
-    Endpoint("DELETE", _D, delete_deployment, "delete a deployment (stops its instances)", "deployments",
-             auth="admin", response=DeploymentRecord, status=202),
-    Endpoint("GET", "/instances", list_instances, "list instances", "instances", list_of=InstanceRecord,
-             query=(*PAGE_QUERY, Query("deployment", "str", "deployment name or id"),
-                    Query("worker_id", "str", "worker id"), Query("state", "str", "e.g. running"))),
-    Endpoint("GET", "/instances/{instance_id}", get_instance, "get an instance", "instances", response=InstanceRecord),
+    Endpoint(
+        "GET",
+        "/deployments",
+        list_deployments,
+        "list deployments",
+        "deployments",
+        list_of=DeploymentRecord,
+        query=(*PAGE_QUERY, Query("name", "str", "name contains")),
+    ),
+    Endpoint(
+        "POST",
+        "/deployments",
+        create_deployment,
+        "create a deployment",
+        "deployments",
+        auth="admin",
+        body=DeploymentCreate,
+        response=DeploymentRecord,
+        status=201,
+    ),
+    Endpoint(
+        "GET",
+        _D,
+        get_deployment,
+        "get a deployment and its instances",
+        "deployments",
+        response=DeploymentView,
+    ),
+    Endpoint(
+        "PATCH",
+        _D,
+        update_deployment,
+        "update a deployment",
+        "deployments",
+        auth="admin",
+        body=DeploymentPatch,
+        response=DeploymentRecord,
+    ),
+    Endpoint(
+        "POST",
+        f"{_D}/scale",
+        scale_deployment,
+        "scale a deployment",
+        "deployments",
+        auth="admin",
+        body=ScaleRequest,
+        response=DeploymentRecord,
+    ),
+    Endpoint(
+        "DELETE",
+        _D,
+        delete_deployment,
+        "delete a deployment (stops its instances)",
+        "deployments",
+        auth="admin",
+        response=DeploymentRecord,
+        status=202,
+    ),
+    Endpoint(
+        "GET",
+        "/instances",
+        list_instances,
+        "list instances",
+        "instances",
+        list_of=InstanceRecord,
+        query=(
+            *PAGE_QUERY,
+            Query("deployment", "str", "deployment name or id"),
+            Query("worker_id", "str", "worker id"),
+            Query("state", "str", "e.g. running"),
+        ),
+    ),
+    Endpoint(
+        "GET",
+        "/instances/{instance_id}",
+        get_instance,
+        "get an instance",
+        "instances",
+        response=InstanceRecord,
+    ),
 )

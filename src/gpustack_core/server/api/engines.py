@@ -7,8 +7,9 @@ from pathlib import Path
 import anyio.to_thread
 from pydantic import BaseModel
 
-from ...types import EngineCapabilities, EngineInstallation, EngineOptions
-from ..records import Page
+from gpustack_core.server.records import Page
+from gpustack_core.types import EngineCapabilities, EngineInstallation, EngineOptions
+
 from ._framework import Endpoint, Request
 
 __all__ = ["ENDPOINTS", "EngineView"]
@@ -53,4 +54,8 @@ async def list_engines(req: Request) -> Page:
     return Page(items=views, total=len(views), limit=len(views), offset=0)
 
 
-ENDPOINTS = (Endpoint("GET", "/engines", list_engines, "list engines and installed versions", "engines", list_of=EngineView),)
+ENDPOINTS = (
+    Endpoint(
+        "GET", "/engines", list_engines, "list engines and installed versions", "engines", list_of=EngineView
+    ),
+)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ..records import Page, UsageRow
+from gpustack_core.server.records import Page, UsageRow
+
 from ._common import PAGE_QUERY, page, page_args
 from ._framework import Endpoint, Query, Request
 
@@ -30,9 +31,21 @@ async def list_usage(req: Request) -> Page:
 
 
 ENDPOINTS = (
-    Endpoint("GET", "/usage", list_usage, "token usage per user, key, model and day", "usage", auth="user",
-             list_of=UsageRow,
-             query=(*PAGE_QUERY, Query("user_id", "str", "admins: this user"), Query("key_id", "str", "this key"),
-                    Query("model", "str", "this model"), Query("from", "date", "first day (YYYY-MM-DD)"),
-                    Query("to", "date", "last day (YYYY-MM-DD)"))),
+    Endpoint(
+        "GET",
+        "/usage",
+        list_usage,
+        "token usage per user, key, model and day",
+        "usage",
+        auth="user",
+        list_of=UsageRow,
+        query=(
+            *PAGE_QUERY,
+            Query("user_id", "str", "admins: this user"),
+            Query("key_id", "str", "this key"),
+            Query("model", "str", "this model"),
+            Query("from", "date", "first day (YYYY-MM-DD)"),
+            Query("to", "date", "last day (YYYY-MM-DD)"),
+        ),
+    ),
 )

@@ -6,9 +6,10 @@ import datetime as dt
 
 from pydantic import BaseModel, Field
 
-from ..records import ApiKeyRecord, Page, Role, Scope, UserRecord
-from ..security import hash_secret, new_api_key
-from ..store import ConflictError, utcnow
+from gpustack_core.server.records import ApiKeyRecord, Page, Role, Scope, UserRecord
+from gpustack_core.server.security import hash_secret, new_api_key
+from gpustack_core.server.store import ConflictError, utcnow
+
 from ._common import PAGE_QUERY, not_found, page, page_args
 from ._framework import ApiError, Endpoint, Query, Request
 
@@ -79,7 +80,9 @@ async def update_user(req: Request) -> UserRecord:
     pw = None if body.password is None else await req.db(req.services.hashing.hash, body.password)
     if user_id == req.require_caller().user.id and (body.role == "user" or body.disabled):
         raise ApiError(409, "you cannot demote or disable yourself; ask another admin")
-    user = await req.db(req.services.store.update_user, user_id, role=body.role, password_hash=pw, disabled=body.disabled)
+    user = await req.db(
+        req.services.store.update_user, user_id, role=body.role, password_hash=pw, disabled=body.disabled
+    )
     if user is None:
         raise not_found("user", user_id)
     return user
@@ -142,15 +145,67 @@ async def delete_key(req: Request) -> None:
 
 _USER = "/users/{user_id}"
 ENDPOINTS = (
-    Endpoint("GET", "/users", list_users, "list users", "users", auth="admin", list_of=UserRecord,
-             query=(*PAGE_QUERY, Query("role", "str", "filter: admin or user"))),
-    Endpoint("POST", "/users", create_user, "create a user", "users", auth="admin", body=UserCreate, response=UserRecord, status=201),
+    Endpoint(
+        "GET",
+        "/users",
+        list_users,
+        "list users",
+        "users",
+        auth="admin",
+        list_of=UserRecord,
+        query=(*PAGE_QUERY, Query("role", "str", "filter: admin or user")),
+    ),
+    Endpoint(
+        "POST",
+        "/users",
+        create_user,
+        "create a user",
+        "users",
+        auth="admin",
+        body=UserCreate,
+        response=UserRecord,
+        status=201,
+    ),
     Endpoint("GET", _USER, get_user, "get a user", "users", auth="admin", response=UserRecord),
-    Endpoint("PATCH", _USER, update_user, "update a user", "users", auth="admin", body=UserUpdate, response=UserRecord),
+    Endpoint(
+        "PATCH",
+        _USER,
+        update_user,
+        "update a user",
+        "users",
+        auth="admin",
+        body=UserUpdate,
+        response=UserRecord,
+    ),
     Endpoint("DELETE", _USER, delete_user, "delete a user", "users", auth="admin", status=204),
-    Endpoint("GET", "/api-keys", list_keys, "list API keys", "api-keys", auth="management", list_of=ApiKeyRecord,
-             query=(*PAGE_QUERY, Query("user_id", "str", "admins: keys of this user"))),
-    Endpoint("POST", "/api-keys", create_key, "create an API key (shown once)", "api-keys", auth="management",
-             body=KeyCreate, response=KeyCreated, status=201),
-    Endpoint("DELETE", "/api-keys/{key_id}", delete_key, "revoke an API key", "api-keys", auth="management", status=204),
+    Endpoint(
+        "GET",
+        "/api-keys",
+        list_keys,
+        "list API keys",
+        "api-keys",
+        auth="management",
+        list_of=ApiKeyRecord,
+        query=(*PAGE_QUERY, Query("user_id", "str", "admins: keys of this user")),
+    ),
+    Endpoint(
+        "POST",
+        "/api-keys",
+        create_key,
+        "create an API key (shown once)",
+        "api-keys",
+        auth="management",
+        body=KeyCreate,
+        response=KeyCreated,
+        status=201,
+    ),
+    Endpoint(
+        "DELETE",
+        "/api-keys/{key_id}",
+        delete_key,
+        "revoke an API key",
+        "api-keys",
+        auth="management",
+        status=204,
+    ),
 )

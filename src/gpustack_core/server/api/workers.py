@@ -6,8 +6,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ...types import Device
-from ...worker.protocol import (
+from gpustack_core.server.records import InstanceState, ModelFileRecord, Page, WorkerRecord
+from gpustack_core.types import Device
+from gpustack_core.worker.protocol import (
     Assignment,
     Assignments,
     Heartbeat,
@@ -16,7 +17,7 @@ from ...worker.protocol import (
     Registered,
     Registration,
 )
-from ..records import InstanceState, ModelFileRecord, Page, WorkerRecord
+
 from ._common import PAGE_QUERY, not_found, page, page_args
 from ._framework import ApiError, Endpoint, Query, Request
 
@@ -171,22 +172,93 @@ async def model_file_report(req: Request) -> None:
 
 _W = "/worker/{worker_id}"
 ENDPOINTS = (
-    Endpoint("GET", "/workers", list_workers, "list workers", "workers", list_of=WorkerRecord,
-             query=(*PAGE_QUERY, Query("state", "str", "ready, not_ready or unreachable"))),
+    Endpoint(
+        "GET",
+        "/workers",
+        list_workers,
+        "list workers",
+        "workers",
+        list_of=WorkerRecord,
+        query=(*PAGE_QUERY, Query("state", "str", "ready, not_ready or unreachable")),
+    ),
     Endpoint("GET", "/workers/{worker_id}", get_worker, "get a worker", "workers", response=WorkerRecord),
-    Endpoint("DELETE", "/workers/{worker_id}", delete_worker, "remove a worker", "workers", auth="admin", status=204),
-    Endpoint("GET", "/devices", list_devices, "list devices of all workers", "workers", list_of=WorkerDevice,
-             query=(*PAGE_QUERY, Query("worker", "str", "worker name or id"), Query("vendor", "str", "e.g. nvidia"))),
-    Endpoint("GET", "/model-files", list_model_files, "model files and download progress", "models",
-             list_of=ModelFileRecord, query=(*PAGE_QUERY, Query("worker_id", "str", "filter by worker"))),
-    Endpoint("POST", "/worker/register", register, "worker: register", "worker-protocol", auth="worker",
-             body=Registration, response=Registered),
-    Endpoint("POST", f"{_W}/heartbeat", heartbeat, "worker: heartbeat", "worker-protocol", auth="worker",
-             body=Heartbeat, response=Registered),
-    Endpoint("GET", f"{_W}/assignments", assignments, "worker: instances placed on it", "worker-protocol",
-             auth="worker", response=Assignments),
-    Endpoint("POST", f"{_W}/instances/{{instance_id}}/report", report, "worker: report an instance state",
-             "worker-protocol", auth="worker", body=InstanceReport),
-    Endpoint("POST", f"{_W}/model-files", model_file_report, "worker: report model download progress",
-             "worker-protocol", auth="worker", body=ModelFileReport, status=204),
+    Endpoint(
+        "DELETE",
+        "/workers/{worker_id}",
+        delete_worker,
+        "remove a worker",
+        "workers",
+        auth="admin",
+        status=204,
+    ),
+    Endpoint(
+        "GET",
+        "/devices",
+        list_devices,
+        "list devices of all workers",
+        "workers",
+        list_of=WorkerDevice,
+        query=(
+            *PAGE_QUERY,
+            Query("worker", "str", "worker name or id"),
+            Query("vendor", "str", "e.g. nvidia"),
+        ),
+    ),
+    Endpoint(
+        "GET",
+        "/model-files",
+        list_model_files,
+        "model files and download progress",
+        "models",
+        list_of=ModelFileRecord,
+        query=(*PAGE_QUERY, Query("worker_id", "str", "filter by worker")),
+    ),
+    Endpoint(
+        "POST",
+        "/worker/register",
+        register,
+        "worker: register",
+        "worker-protocol",
+        auth="worker",
+        body=Registration,
+        response=Registered,
+    ),
+    Endpoint(
+        "POST",
+        f"{_W}/heartbeat",
+        heartbeat,
+        "worker: heartbeat",
+        "worker-protocol",
+        auth="worker",
+        body=Heartbeat,
+        response=Registered,
+    ),
+    Endpoint(
+        "GET",
+        f"{_W}/assignments",
+        assignments,
+        "worker: instances placed on it",
+        "worker-protocol",
+        auth="worker",
+        response=Assignments,
+    ),
+    Endpoint(
+        "POST",
+        f"{_W}/instances/{{instance_id}}/report",
+        report,
+        "worker: report an instance state",
+        "worker-protocol",
+        auth="worker",
+        body=InstanceReport,
+    ),
+    Endpoint(
+        "POST",
+        f"{_W}/model-files",
+        model_file_report,
+        "worker: report model download progress",
+        "worker-protocol",
+        auth="worker",
+        body=ModelFileReport,
+        status=204,
+    ),
 )

@@ -1,0 +1,142 @@
+"""The application factory: ``create_app(config) -> Starlette``; mountable in other applications.
+
+Nothing is module-global: the store, plugin host, rate limiter and controllers hang off
+``app.state.services`` and live as long as the application's lifespan.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+
+from gpustack_core.__about__ import __version__
+from gpustack_core.plugins import PluginHost
+
+from .api import all_endpoints, build_routes, openapi_document
+from .config import ServerConfig
+from .controllers import Controllers
+from .database import bootstrap, make_engine
+from .security import LoginRateLimiter, PasswordHashing, hash_secret
+from .services import Services
+from .store import Store
+
+__all__ = ["API_PREFIX", "create_app"]
+
+logger = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+
+
+async def _openapi(request: Request) -> Response:
+    return JSONResponse(openapi_document(all_endpoints(), API_PREFIX, __version__))
+
+
+async def _healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok", "version": __version__})
+
+
+def create_app(
+    config: ServerConfig | None = None,
+    *,
+    host: PluginHost | None = None,
+    hashing: PasswordHashing | None = None,
+) -> Starlette:
+    """Build the server application.
+
+    Parameters:
+        config: server configuration (defaults: SQLite in the default data directory, embedded worker).
+        host: plugin host for engines, sources, accelerators and scheduler policies (default: the
+            installed plugins).
+        hashing: password hashing parameters (tests pass cheaper ones).
+
+    The lifespan migrates the database, creates the first admin and worker token, starts the
+    controllers and (unless disabled) the embedded worker, and mounts the OpenAI gateway at ``/v1``
+    when :mod:`gpustack_core.gateway` is installed.
+    """
+    cfg = config or ServerConfig()
+    plugin_host = host or PluginHost()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        engine = make_engine(cfg.resolved_database_url)
+        pw = hashing or PasswordHashing()
+        boot = await anyio.to_thread.run_sync(bootstrap, engine, cfg.data_dir, pw)
+        store = Store(engine)
+        stored_hash = await anyio.to_thread.run_sync(store.get_setting, "worker_token_sha256")
+        services = Services(
+            config=cfg,
+            store=store,
+            host=plugin_host,
+            hashing=pw,
+            limiter=LoginRateLimiter(max_failures=cfg.login_max_failures, window_s=cfg.login_window_s),
+            worker_token_hash=stored_hash or (hash_secret(boot.worker_token) if boot.worker_token else None),
+            worker_token=boot.worker_token,
+        )
+        app.state.services = services
+        app.state.bootstrap = boot
+        controllers = Controllers(services)
+        app.state.controllers = controllers
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(controllers.run)
+                if cfg.embedded_worker:
+                    group.start_soon(_run_embedded_worker, app, services)
+                yield {}
+                group.cancel_scope.cancel()
+        finally:
+            engine.dispose()
+
+    routes: list[Any] = [
+        Route("/healthz", _healthz),
+        Route(f"{API_PREFIX}/openapi.json", _openapi),
+        Mount(API_PREFIX, routes=build_routes(all_endpoints())),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    if cfg.mount_gateway:
+        gateway = _gateway(app)
+        if gateway is not None:
+            app.router.routes.append(Mount("/v1", app=gateway))
+    return app
+
+
+def _gateway(app: Starlette) -> Any:
+    """The OpenAI gateway app when installed (see ``gpustack_core.server.gateway_bridge``)."""
+    try:
+        bridge: Any = importlib.import_module("gpustack_core.server.gateway_bridge")
+    except ImportError:
+        logger.info("gpustack_core.gateway is not installed; /v1 is not served")
+        return None
+    return bridge.make_gateway(app)
+
+
+async def _run_embedded_worker(app: Starlette, services: Services) -> None:
+    """Run a worker agent in this process, talking to this application without a socket."""
+    from gpustack_core.worker.agent import WorkerAgent, WorkerConfig
+
+    if services.worker_token is None:
+        logger.error(
+            "the embedded worker needs the worker token in %s; not starting it", services.config.data_dir
+        )
+        return
+    config = WorkerConfig(
+        server_url="http://embedded",
+        token=services.worker_token,
+        name=services.config.worker_name,
+        data_dir=services.config.data_dir / "worker",
+        address="127.0.0.1",
+    )
+    transport = httpx.ASGITransport(app=app)
+    agent = WorkerAgent(config, services.host, transport=transport)
+    app.state.embedded_worker = agent
+    await agent.run()
