@@ -135,6 +135,7 @@ async def _run_embedded_worker(app: Starlette, services: Services) -> None:
         name=services.config.worker_name,
         data_dir=services.config.data_dir / "worker",
         address="127.0.0.1",
+        keep_engines_on_exit=services.config.keep_engines_on_exit,
     )
     transport = httpx.ASGITransport(app=app)
     agent = WorkerAgent(config, services.host, transport=transport)

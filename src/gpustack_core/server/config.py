@@ -38,6 +38,8 @@ class ServerConfig:
         session_ttl_s: lifetime of a login session token.
         login_max_failures / login_window_s: failed-login rate limit per (user, client address).
         mount_gateway: mount the OpenAI-compatible gateway at ``/v1`` when it is installed.
+        keep_engines_on_exit: the embedded worker leaves engines running when the server stops, and
+            the next start adopts them (``False``: stop them with the server).
     """
 
     data_dir: Path = field(default_factory=default_data_dir)
@@ -54,6 +56,7 @@ class ServerConfig:
     login_max_failures: int = 5
     login_window_s: float = 300.0
     mount_gateway: bool = True
+    keep_engines_on_exit: bool = True
     worker_poll_interval_s: float = 1.0
     worker_heartbeat_interval_s: float = 5.0
 
