@@ -122,6 +122,12 @@ class Running:
     def admin(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.admin_token}"}
 
+    async def api(self, method: str, path: str, token: str | None = None, **kwargs: Any) -> httpx.Response:
+        """A request to ``/api/v1<path>`` as the admin (or with ``token``; ``""`` for none)."""
+        token = self.admin_token if token is None else token
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return await self.client.request(method, f"/api/v1{path}", headers=headers, **kwargs)
+
     async def login_admin(self) -> None:
         password = (self.data_dir / "initial_admin_password").read_text().strip()
         r = await self.client.post("/api/v1/auth/login", json={"username": "admin", "password": password})

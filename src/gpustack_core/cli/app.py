@@ -18,6 +18,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     ".plugins_cmd",
     ".devices_cmd",
     ".schedule_cmd",
+    ".serve_cmd",
+    ".worker_cmd",
+    ".manage_cmd",
 )
 
 
