@@ -3,11 +3,12 @@ owns, and checking the flags a plugin emits against the engine's recorded CLI de
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterable, Sequence
 
 from gpustack_core.errors import EngineArgumentError
 
-__all__ = ["emitted_flags", "refuse_owned_flags", "unknown_flags"]
+__all__ = ["commands_of", "emitted_flags", "refuse_owned_flags", "unknown_flags"]
 
 
 def _flag_name(arg: str) -> str | None:
@@ -61,3 +62,18 @@ def unknown_flags(argv: Sequence[str], known: Iterable[str]) -> list[str]:
     """Flags in ``argv`` that are not in ``known`` (the engine's recorded CLI definition)."""
     known_set = frozenset(known)
     return [flag for flag in emitted_flags(argv) if flag not in known_set]
+
+
+def commands_of(argv: Sequence[str]) -> list[tuple[str, ...]]:
+    """The commands an argv runs: itself, or for ``sh -c "A && exec B"`` each of ``A`` and ``B``
+    (so that the flags of each program can be checked against that program's CLI)."""
+    if len(argv) == 3 and argv[0].endswith("sh") and argv[1] == "-c":
+        commands: list[tuple[str, ...]] = []
+        for part in argv[2].split("&&"):
+            words = shlex.split(part)
+            if words and words[0] == "exec":
+                words = words[1:]
+            if words:
+                commands.append(tuple(words))
+        return commands
+    return [tuple(argv)]

@@ -22,18 +22,24 @@ import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gpustack_core.errors import EngineError, EngineNotInstalledError
 from gpustack_core.types import EngineInstallation, EngineOptions
+
+if TYPE_CHECKING:
+    from gpustack_core.contracts import Engine
 
 __all__ = [
     "ENGINES_DIR_ENV",
     "MARKER_FILE",
     "default_engine_options",
     "default_engines_dir",
+    "ensure_installed",
     "install_lock",
     "install_venv",
     "list_installations",
+    "located_on_path",
     "record_installation",
     "remove_installation",
     "version_dir",
@@ -221,3 +227,21 @@ def install_venv(
             shutil.rmtree(directory, ignore_errors=True)
             raise
         return installation
+
+
+def ensure_installed(engine: Engine, version: str | None, options: EngineOptions) -> EngineInstallation:
+    """The installation of ``version`` (default: the plugin's default version): located if
+    present, else installed through the plugin (which may take long: a download or a build)."""
+    wanted = version or engine.default_version()
+    found = engine.locate(wanted, options)
+    if found is not None:
+        return found
+    return engine.install(wanted, options)
+
+
+def located_on_path(engine: str, program: str, version: str = "system") -> list[EngineInstallation]:
+    """``program`` found on ``PATH`` as a located installation (empty list when absent)."""
+    found = shutil.which(program)
+    if found is None:
+        return []
+    return [EngineInstallation(engine=engine, version=version, executable=found, origin="located")]

@@ -137,13 +137,15 @@ def kill_group(pgid: int, sig: int) -> None:
 
 
 def write_spec_files(spec: LaunchSpec) -> None:
-    """Write ``spec.files`` (complete files only: each through a temporary file and a rename)."""
+    """Write ``spec.files`` (complete files only: each through a temporary file and a rename),
+    with mode 0640."""
     base = Path(spec.cwd) if spec.cwd else Path.cwd()
     for name, content in spec.files.items():
         path = Path(name) if Path(name).is_absolute() else base / name
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(content)
+        tmp.chmod(0o640)  # engines such as MindIE refuse configs others can write or read
         os.replace(tmp, path)
 
 

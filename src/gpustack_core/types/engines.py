@@ -71,6 +71,11 @@ class LaunchRequest(ValueModel):
     node_rank: int = Field(default=0, ge=0)
     node_count: int = Field(default=1, ge=1)
     head_address: str | None = Field(default=None, description="multi-node: host:port of the head")
+    work_dir: str | None = Field(
+        default=None,
+        description="a directory of this instance's own that the engine may write to (generated "
+        "configs, caches); created by the worker. None: the engine needs none",
+    )
 
 
 class LaunchSpec(ValueModel):

@@ -1,0 +1,58 @@
+"""The engine conformance suite, run against a real llama-server (slow: builds it on first use)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+from gpustack_engine_llama_cpp import LlamaCppEngine, seed_from_build
+
+from gpustack_core.contracts import Engine
+from gpustack_core.engines import default_engine_options, ensure_installed
+from gpustack_core.testing.engines import DeviceSetup, EngineConformanceSuite
+from gpustack_core.testing.tiny_gguf import write_tiny_llama
+from gpustack_core.types import EngineInstallation, ModelCategory
+
+
+@pytest.fixture(scope="module")
+def built() -> EngineInstallation:
+    engine = LlamaCppEngine()
+    options = default_engine_options()
+    seed = os.environ.get("GPUSTACK_CORE_LLAMA_CPP_SEED_BUILD")
+    if seed and engine.locate(engine.default_version(), options) is None:
+        seed_from_build(engine.default_version(), Path(seed), options)
+    return ensure_installed(engine, None, options)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[ModelCategory, tuple[str, ...]]:
+    base = tmp_path_factory.mktemp("models")
+    return {
+        ModelCategory.LLM: (str(write_tiny_llama(base / "chat.gguf", seed=3)),),
+        ModelCategory.EMBEDDING: (str(write_tiny_llama(base / "embed.gguf", seed=4, pooling="mean")),),
+    }
+
+
+@pytest.mark.slow
+class TestLlamaCppConformance(EngineConformanceSuite):
+    ready_timeout_s = 120.0
+
+    @pytest.fixture
+    def engine(self) -> Engine:
+        return LlamaCppEngine()
+
+    @pytest.fixture
+    def installation(self, built: EngineInstallation) -> EngineInstallation:
+        return built
+
+    @pytest.fixture
+    def model_paths(
+        self, models: dict[ModelCategory, tuple[str, ...]]
+    ) -> Mapping[ModelCategory, tuple[str, ...]]:
+        return models
+
+    @pytest.fixture
+    def device_setup(self) -> DeviceSetup:
+        return DeviceSetup.cpu()
