@@ -35,10 +35,7 @@ from .policies import (
     ResourceFit,
     Spread,
     WorkerReady,
-    binpack_value,
     builtin_policies,
-    cached_value,
-    spread_value,
     usage_after,
 )
 
@@ -73,7 +70,8 @@ class ScheduleResult:
 
 
 # per worker: (policy position, closeness, policy name, option, reason)
-_Miss = tuple[int, int, str, Option, str]
+# (reason None: a built-in policy's reason, formatted only if the decision fails)
+_Miss = tuple[int, int, SchedulerPolicy, Option, str | None]
 
 
 def _overrides(obj: object, method: str, base: type) -> bool:
@@ -245,15 +243,18 @@ class Scheduler:
         considered = 0
         tried: list[str] = []
         misses_by_claim: list[tuple[ResourceClaim, dict[int, _Miss]]] = []
+        deferred: list[ResourceClaim] = []
         for claim in claims:
             tried.append(claim_phrase(claim))
             found: tuple[Option, float] | None = None
             if self._fast_path and is_single_device(claim):
                 found, n = self._fast_single(view, claim)
                 considered += n
-            if found is None:
+                if found is None:
+                    deferred.append(claim)  # its reasons are collected only if nothing fits at all
+            else:
                 found, n, misses = self._general(view, claim)
-                considered += 0 if self._fast_path and is_single_device(claim) else n
+                considered += n
                 if found is None:
                     misses_by_claim.append((claim, misses))
             if found is not None:
@@ -266,6 +267,10 @@ class Scheduler:
                 return ScheduleResult(
                     deployment.name, replica, placement, Explanation(summary, (), considered, tuple(notes))
                 )
+        for claim in deferred:
+            _, _, misses = self._general(view, claim)
+            misses_by_claim.append((claim, misses))
+        misses_by_claim.sort(key=lambda cm: claims.index(cm[0]))
         return self._failure(view, replica, claims, tried, misses_by_claim, considered, notes)
 
     # ------------------------------------------------------------------ planning
@@ -362,11 +367,20 @@ class Scheduler:
             state.worker_ready,
             state.worker_max_free,
         )
+        best_device, uniform, workers = state.worker_best_device, state.worker_uniform_alloc, state.workers
+        # score terms in policy order, as _score sums them (0: cached, 1: binpack, 2: spread)
+        codes: list[tuple[int, float]] = []
+        for kind, weight in terms:
+            if kind is ModelCached:
+                codes.append((0, weight))
+            elif kind is Binpack and strategy == "binpack":
+                codes.append((1, weight))
+            elif kind is Spread and strategy == "spread":
+                codes.append((2, weight))
+        unfiltered = selected is None and vendors is None
         best: Option | None = None
         best_score = -math.inf
-        considered = 0
         for w, devs in enumerate(state.worker_devices):
-            considered += len(devs) or 1
             if not devs or (check_ready and not ready[w]) or (fit and max_free[w] < need):
                 continue
             if worker_checks and any(p.check(view, Option(w, (), claim)) is not None for p in worker_checks):
@@ -379,36 +393,47 @@ class Scheduler:
                 continue
             pick = -1
             pick_usage = 0.0
-            for d in devs:
-                if selected is not None and state.dev_ref[d] not in selected:
-                    continue
-                if vendors is not None and state.dev_vendor[d] not in vendors:
-                    continue
-                f = free[d]
+            if mode == "spread" and unfiltered and uniform[w]:
+                # equal allocatable memory: least usage after placing = most free (first on ties)
+                pick = best_device[w]
+                f, a = free[pick], alloc[pick]
                 if fit and f < need:
                     continue
-                a = alloc[d]
-                u = (a - f + need) / a if fit and a > 0 else usage_after(a, f, need)
-                if (
-                    pick < 0
-                    or (mode == "binpack" and u > pick_usage)
-                    or (mode == "spread" and u < pick_usage)
-                ):
-                    pick, pick_usage = d, u
-                    if not mode:
-                        break
-            if pick < 0:
-                continue
+                pick_usage = (a - f + need) / a if fit and a > 0 else usage_after(a, f, need)
+            else:
+                for d in devs:
+                    if selected is not None and state.dev_ref[d] not in selected:
+                        continue
+                    if vendors is not None and state.dev_vendor[d] not in vendors:
+                        continue
+                    f = free[d]
+                    if fit and f < need:
+                        continue
+                    a = alloc[d]
+                    u = (a - f + need) / a if fit and a > 0 else usage_after(a, f, need)
+                    if (
+                        pick < 0
+                        or (mode == "binpack" and u > pick_usage)
+                        or (mode == "spread" and u < pick_usage)
+                    ):
+                        pick, pick_usage = d, u
+                        if not mode:
+                            break
+                if pick < 0:
+                    continue
+            # the same float operations as cached_value, binpack_value and spread_value
             score = 0.0
-            for kind, weight in terms:
-                if kind is ModelCached:
-                    score += weight * cached_value(state.workers[w].cached_models, keys)
-                elif kind is Binpack and strategy == "binpack":
-                    score += weight * binpack_value(pick_usage)
-                elif kind is Spread and strategy == "spread":
-                    score += weight * spread_value(pick_usage, replicas.get(w, 0))
+            for code, weight in codes:
+                if code == 0:
+                    cached = workers[w].cached_models
+                    score += weight * (100.0 if cached and any(k in keys for k in cached) else 0.0)
+                elif code == 1:
+                    score += weight * (100.0 * pick_usage)
+                else:
+                    score += weight * (100.0 * (1.0 - pick_usage) / (1 + replicas.get(w, 0)))
             if score > best_score:
                 best, best_score = Option(w, (pick,), claim), score
+        considered = state.single_option_count
         return (None if best is None else (best, best_score)), considered
 
     def _general(
@@ -429,9 +454,13 @@ class Scheduler:
                 )
             return worker_cache[workers]
 
+        prefilters = [p for p in device_checks if not isinstance(p, ResourceFit)]
+
         def device_ok(d: int) -> bool:
+            if not prefilters:
+                return True
             probe = Option(state.dev_worker[d], (d,), claim)
-            return all(p.check(view, probe) is None for p in device_checks if not isinstance(p, ResourceFit))
+            return all(p.check(view, probe) is None for p in prefilters)
 
         def worker_ok(w: int) -> bool:
             engine_ok = all(
@@ -445,13 +474,11 @@ class Scheduler:
         considered = 0
         for option in enumerate_options(view, claim, device_ok, worker_ok):
             considered += 1
-            rejected: tuple[SchedulerPolicy, str] | None = worker_rejection(
+            rejected: tuple[SchedulerPolicy, str | None] | None = worker_rejection(
                 (option.worker, *option.subordinates)
             )
             if rejected is None:
-                rejected = next(
-                    ((p, r) for p in device_checks if (r := p.check(view, option)) is not None), None
-                )
+                rejected = next(((p, None) for p in device_checks if p.rejects(view, option)), None)
             candidate: Candidate | None = None
             if rejected is None and (self._other_filters or self._other_scorers):
                 candidate = self._candidate(state, option)
@@ -470,12 +497,11 @@ class Scheduler:
             if rejected is not None:
                 policy, reason = rejected
                 position = self._position.get(policy.name, 0)
-                closeness = (
-                    sum(state.dev_free[d] for d in option.devices)
-                    if option.devices
-                    else state.host_free[option.worker]
-                )
-                miss = (position, closeness, policy.name, option, reason)
+                if option.devices:
+                    closeness = sum(state.dev_free[d] for d in option.devices)
+                else:  # a worker without usable devices is never the closest for a GPU claim
+                    closeness = -(1 << 62) if claim.devices else state.host_free[option.worker]
+                miss = (position, closeness, policy, option, reason)
                 prior = misses.get(option.worker)
                 if prior is None or (position, closeness) > (prior[0], prior[1]):
                     misses[option.worker] = miss
@@ -549,25 +575,27 @@ class Scheduler:
         best_memory: str | None = None
         for index, (claim, misses) in enumerate(misses_by_claim):
             sections.append((claim_phrase(claim), len(misses)))
-            best_fit: _Miss | None = None
+            best_fit: tuple[int, str] | None = None
             for w in range(len(state.workers)):
                 miss = misses.get(w)
                 if miss is None:
                     continue
                 _, closeness, policy, option, reason = miss
+                if reason is None and isinstance(policy, BuiltinPolicy):
+                    reason = policy.check(view, option)
                 rejection = Rejection(
-                    policy=policy,
+                    policy=policy.name,
                     candidate=state.option_label(option),
-                    reason=reason,
+                    reason=reason or "rejected",
                     claim_strategy=claim.strategy,
                 )
                 rejections.append(rejection)
                 if index == 0:
                     first.append(rejection)
-                    if policy == "resource_fit" and (best_fit is None or closeness > best_fit[1]):
-                        best_fit = miss
+                    if policy.name == "resource_fit" and (best_fit is None or closeness > best_fit[0]):
+                        best_fit = (closeness, rejection.reason)
             if index == 0 and best_fit is not None:
-                best_memory = best_fit[4]
+                best_memory = best_fit[1]
         if not claims:
             reason = "; ".join(notes) or "the estimate has no claims"
             for worker in state.workers:

@@ -13,12 +13,17 @@ Free memory of a device (bytes)::
 
 ``reported`` includes our own running engines, so it cannot simply be added to ``claimed`` (that
 would count a running engine twice). Without per-process accounting the scheduler takes the larger of
-the two: memory held by foreign processes is never handed out as long as it is not hidden by an
-equal amount claimed but not yet loaded. With per-process accounting (``managed``) foreign use is
-known exactly and is always subtracted. Both cases are one formula,
-``free = allocatable - max(floor, base + claimed)``, with ``floor = foreign + managed`` (the reported
-use) and ``base = foreign`` (0 when unknown). Host memory is counted the same way, per worker, from
-``memory_total_bytes``, ``memory_used_bytes`` and ``reserved_memory_bytes``.
+the two. With per-process accounting (``managed``) foreign use is known and always subtracted.
+
+The report is a snapshot taken with the placements given at construction. Placements added later
+(:meth:`ClusterState.add`, e.g. the replicas one ``schedule_replicas`` call makes) subtract in full:
+``free_now = free_at_snapshot - added_claims``, so a run of decisions can never hand out foreign
+memory that the snapshot showed. Removing a placement releases its claim only down to the reported
+use (the engine may still run until the next report). Internally, both cases are one formula,
+``free = allocatable - max(floor, base + claimed)``, with ``floor`` the reported use and ``base``
+fixed at construction to ``max(floor, foreign + existing claims) - existing claims``. Host memory is
+counted the same way, per worker, from ``memory_total_bytes``, ``memory_used_bytes`` and
+``reserved_memory_bytes``.
 """
 
 from __future__ import annotations
@@ -88,8 +93,13 @@ class ClusterState:
         self.dev_index: dict[str, int] = {}
         #: most free memory on one device of the worker (0 without devices)
         self.worker_max_free: list[int] = []
+        #: first device of the worker with the most free memory (-1 without devices)
+        self.worker_best_device: list[int] = []
+        #: all devices of the worker have the same allocatable memory
+        self.worker_uniform_alloc: list[bool] = []
         self.host_alloc: list[int] = []
         self.host_floor: list[int] = []
+        self.host_base: list[int] = []
         self.host_claimed: list[int] = []
         self.host_free: list[int] = []
         for w, worker in enumerate(ordered):
@@ -123,9 +133,12 @@ class ClusterState:
                 self.dev_free.append(alloc - floor)
             self.worker_devices.append(range(start, len(self.dev_device)))
             self.worker_max_free.append(max(self.dev_free[start:], default=0))
+            self.worker_best_device.append(self._first_max(start, len(self.dev_device)))
+            self.worker_uniform_alloc.append(len(set(self.dev_alloc[start:])) <= 1)
             host_alloc = max(0, worker.memory_total_bytes - worker.reserved_memory_bytes)
             self.host_alloc.append(host_alloc)
             self.host_floor.append(worker.memory_used_bytes)
+            self.host_base.append(0)
             self.host_claimed.append(0)
             self.host_free.append(host_alloc - worker.memory_used_bytes)
         self.placements: dict[tuple[str, int], Placement] = {}
@@ -133,8 +146,23 @@ class ClusterState:
         self.replicas: dict[str, dict[int, int]] = {}
         for placement in placements:
             self.add(placement)
+        # The report is a snapshot: whatever it shows beyond the existing claims stays taken, and
+        # every placement added from now on subtracts in full.
+        for d, claimed in enumerate(self.dev_claimed):
+            self.dev_base[d] = max(self.dev_floor[d], self.dev_base[d] + claimed) - claimed
+        #: options a one-GPU claim has: one per device, one per worker without devices
+        self.single_option_count: int = sum(len(devs) or 1 for devs in self.worker_devices)
+        for w, claimed in enumerate(self.host_claimed):
+            self.host_base[w] = max(self.host_floor[w], claimed) - claimed
 
     # ------------------------------------------------------------------ memory
+
+    def _first_max(self, start: int, stop: int) -> int:
+        best = -1
+        for d in range(start, stop):
+            if best < 0 or self.dev_free[d] > self.dev_free[best]:
+                best = d
+        return best
 
     def _device_claims(self, placement: Placement) -> list[tuple[str, int]]:
         if placement.claimed_device_memory_bytes:
@@ -161,12 +189,18 @@ class ClusterState:
             self.dev_free[d] = self.dev_alloc[d] - max(
                 self.dev_floor[d], self.dev_base[d] + self.dev_claimed[d]
             )
+            w = self.dev_worker[d]
+            devs = self.worker_devices[w]
+            self.worker_max_free[w] = max(self.dev_free[devs.start : devs.stop])
+            self.worker_best_device[w] = self._first_max(devs.start, devs.stop)
         for name, amount in self._host_claims(placement):
             w = self.worker_index.get(name)
             if w is None:
                 continue
             self.host_claimed[w] += sign * amount
-            self.host_free[w] = self.host_alloc[w] - max(self.host_floor[w], self.host_claimed[w])
+            self.host_free[w] = self.host_alloc[w] - max(
+                self.host_floor[w], self.host_base[w] + self.host_claimed[w]
+            )
         counts = self.replicas.setdefault(placement.deployment, {})
         for name in (placement.worker, *placement.subordinate_workers):
             w = self.worker_index.get(name)

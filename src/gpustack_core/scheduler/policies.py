@@ -60,6 +60,10 @@ class BuiltinPolicy(SchedulerPolicy):
         """Index-form filter: a reason with numbers, or ``None`` to accept."""
         return self.check_claim(view, option.claim)
 
+    def rejects(self, view: DecisionView, option: Option) -> bool:
+        """Whether :meth:`check` rejects, without formatting the reason (override when cheaper)."""
+        return self.check(view, option) is not None
+
     def value(self, view: DecisionView, option: Option) -> float | None:
         """Index-form score in ``[0, 100]``, or ``None`` for no opinion."""
         return None
@@ -264,6 +268,19 @@ class ResourceFit(BuiltinPolicy):
     """Every device share and the host share must fit in free memory (see ``_state`` for the formula)."""
 
     name = "resource_fit"
+
+    def rejects(self, view: DecisionView, option: Option) -> bool:
+        """The numeric test of :meth:`check`, without building the reason."""
+        state = view.state
+        shares = option.claim.devices
+        if len(option.devices) < len(shares):
+            return True
+        free = state.dev_free
+        for i, d in enumerate(option.devices):
+            if i < len(shares) and free[d] < shares[i].memory_bytes:
+                return True
+        host_need = option.claim.host_memory_bytes
+        return host_need > 0 and state.host_free[option.worker] < host_need
 
     def check(self, view: DecisionView, option: Option) -> str | None:
         """Reject when a device or the host lacks memory; the reason carries needed and free bytes."""
