@@ -17,6 +17,7 @@ __all__ = ["COMMAND_MODULES", "build_app", "main"]
 COMMAND_MODULES: tuple[str, ...] = (
     ".plugins_cmd",
     ".devices_cmd",
+    ".estimate_cmd",
 )
 
 

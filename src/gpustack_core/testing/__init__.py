@@ -1,0 +1,3 @@
+"""Helpers for tests of gpustack-core and its plugins (generated models, fixtures)."""
+
+__all__: list[str] = []
