@@ -218,10 +218,11 @@ class VllmEstimator:
     def activation_bytes(self, tp: int) -> int:
         """Activation peak of vLLM's profiling pass on one device.
 
-        One forward pass over ``max_num_batched_tokens`` tokens (default: max(max_model_len,
-        2048) capped at 8192... vLLM's default scheduler budget) keeps the residual stream, the
-        QKV projection and the gate/up projection live, plus float32 logits of ``max_num_seqs``
-        sampled positions.
+        One forward pass over ``max_num_batched_tokens`` tokens (default
+        ``min(max(max_model_len, 2048), 8192)``) keeps the residual stream, the hidden state and
+        its normalised copy (3 x hidden) plus the larger of the QKV projection and the gate/up
+        projection with its activation (3 x intermediate / tp) live; the sampler holds float32
+        logits, probabilities and log-probabilities for ``max_num_seqs`` positions.
         """
         cfg = self.cfg
         tokens = self.options.max_num_batched_tokens or min(max(self.max_model_len, 2048), 8192)
@@ -230,9 +231,9 @@ class VllmEstimator:
         d = cfg.dtype_bytes
         qkv = (cfg.num_heads + 2 * cfg.num_kv_heads) * cfg.head_dim // tp
         ff = (cfg.moe_intermediate_size if cfg.num_experts else cfg.intermediate_size) // tp
-        per_token = (2 * cfg.hidden_size + max(qkv, 3 * ff)) * d
-        logits = 0 if self.embedding else min(self.options.max_num_seqs, tokens) * cfg.vocab_size * 4 * 2
-        return tokens * per_token + logits
+        per_token = (3 * cfg.hidden_size + max(qkv, 3 * ff)) * d
+        sampler = 0 if self.embedding else min(self.options.max_num_seqs, tokens) * cfg.vocab_size * 4 * 3
+        return tokens * per_token + sampler
 
     def non_torch_bytes(self, tp: int) -> int:
         """CUDA context, library workspaces and CUDA graphs on one device."""
