@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     ".serve_cmd",
     ".worker_cmd",
     ".manage_cmd",
+    ".estimate_cmd",
 )
 
 
