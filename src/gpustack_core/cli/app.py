@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     ".worker_cmd",
     ".manage_cmd",
     ".estimate_cmd",
+    ".download_cmd",
 )
 
 

@@ -14,6 +14,7 @@ from .engines import (
 from .models import (
     DownloadProgress,
     DownloadResult,
+    GGUFTensor,
     ModelCategory,
     ModelFile,
     ModelFormat,
@@ -40,6 +41,7 @@ __all__ = [
     "EngineCapabilities",
     "EngineInstallation",
     "EngineOptions",
+    "GGUFTensor",
     "HttpProbe",
     "LabelRequirement",
     "LaunchRequest",

@@ -13,6 +13,7 @@ from ._base import Bytes, ValueModel
 __all__ = [
     "DownloadProgress",
     "DownloadResult",
+    "GGUFTensor",
     "ModelCategory",
     "ModelFile",
     "ModelFormat",
@@ -96,6 +97,18 @@ class ModelFile(ValueModel):
     format: ModelFormat = ModelFormat.OTHER
 
 
+class GGUFTensor(ValueModel):
+    """One tensor described in a GGUF header (read without the tensor data)."""
+
+    name: str
+    shape: tuple[int, ...] = Field(description="dimensions as stored in GGUF (fastest-varying first)")
+    ggml_type: int = Field(description="ggml tensor type id (gguf.GGMLQuantizationType value)")
+    ggml_type_name: str = Field(description="ggml tensor type name, e.g. 'Q4_K', 'F16'")
+    offset: Bytes = Field(description="offset of the data relative to the file's tensor-data section")
+    size_bytes: Bytes | None = Field(default=None, description="data size; None for an unknown type")
+    file: str | None = Field(default=None, description="model file (split shard) holding the tensor")
+
+
 class ModelMetadata(ValueModel):
     """What a source knows of a model without downloading its weights."""
 
@@ -107,6 +120,9 @@ class ModelMetadata(ValueModel):
     gguf_metadata: dict[str, Any] | None = Field(default=None, description="GGUF header key/values")
     safetensors_headers: dict[str, Any] | None = Field(default=None, description="file -> header")
     category: ModelCategory | None = None
+    gguf_tensors: tuple[GGUFTensor, ...] | None = Field(
+        default=None, description="tensor infos of the selected GGUF (every split shard), header only"
+    )
 
     @property
     def total_size_bytes(self) -> int:
