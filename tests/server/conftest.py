@@ -84,6 +84,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield from _fresh_database(os.environ[MYSQL_ENV])
 
 
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny llama GGUF (about 0.5 MB) that engines load and the estimator reads."""
+    from gpustack_core.testing.tiny_gguf import write_tiny_llama
+
+    return write_tiny_llama(tmp_path_factory.mktemp("models") / "tiny.gguf")
+
+
 def fast_config(data_dir: Path, database_url: str | None = None, **overrides: Any) -> ServerConfig:
     """A configuration with short intervals for tests."""
     values: dict[str, Any] = dict(

@@ -20,10 +20,8 @@ HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture
-def model_file(tmp_path: Path) -> Path:
-    path = tmp_path / "tiny.gguf"
-    path.write_bytes(b"GGUF" + b"\0" * 1020)
-    return path
+def model_file(tiny_model: Path) -> Path:
+    return tiny_model
 
 
 def _kill_tree(pid: int) -> None:

@@ -22,11 +22,8 @@ async def server(tmp_path: Path, database_url: str | None) -> AsyncIterator[Runn
 
 
 @pytest.fixture
-def model_file(tmp_path: Path) -> Path:
-    path = tmp_path / "models" / "tiny.gguf"
-    path.parent.mkdir()
-    path.write_bytes(b"GGUF" + b"\0" * 1020)
-    return path
+def model_file(tiny_model: Path) -> Path:
+    return tiny_model
 
 
 async def _instances(server: Running, deployment: str) -> list[dict[str, Any]]:

@@ -1,17 +1,16 @@
 """Model metadata and resource estimates for scheduling, resolved on the server through plugins.
 
-The estimate comes from :mod:`gpustack_core.estimate` when that module is installed; without it
-the server claims the model's file size (plus 20 % and 256 MiB) of host memory, CPU only, and says
-so in the estimate's notes.
+The estimate comes from :func:`gpustack_core.estimate.estimate_model` (GGUF headers read from the
+file for local models, from the source's metadata otherwise). :func:`fallback_estimate` is a
+file-size claim for callers that want one when the estimator cannot read a model.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from pathlib import Path
-from typing import Any
 
+from gpustack_core.estimate import EstimateOptions, estimate_model
 from gpustack_core.plugins import PluginHost
 from gpustack_core.types import Deployment, ModelMetadata, ResourceClaim, ResourceEstimate, SourceOptions
 
@@ -26,7 +25,7 @@ def fallback_estimate(metadata: ModelMetadata) -> ResourceEstimate:
     return ResourceEstimate(
         model=str(metadata.ref),
         claims=(ResourceClaim(strategy="cpu_only", host_memory_bytes=int(size * 1.2) + 256 * 2**20),),
-        notes=("gpustack_core.estimate is not installed: CPU-only claim of file size + 20 % + 256 MiB",),
+        notes=("fallback estimate: CPU-only claim of file size + 20 % + 256 MiB",),
     )
 
 
@@ -60,16 +59,8 @@ class EstimateCache:
         self._cache.clear()
 
     def _estimate(self, metadata: ModelMetadata, deployment: Deployment) -> ResourceEstimate:
-        try:
-            module: Any = importlib.import_module("gpustack_core.estimate")
-        except ImportError:
-            return fallback_estimate(metadata)
-        options_type = getattr(module, "EstimateOptions", None)
-        kwargs: dict[str, Any] = {}
-        if options_type is not None and deployment.context_length is not None:
-            fields = getattr(options_type, "model_fields", {})
-            if "context_length" in fields:
-                kwargs["context_length"] = deployment.context_length
-        options = options_type(**kwargs) if options_type is not None else None
-        result: ResourceEstimate = module.estimate_model(metadata, options)
-        return result
+        local_path: str | None = None
+        if deployment.model.source == "local" and Path(deployment.model.id).exists():
+            local_path = deployment.model.id
+        options = EstimateOptions(ctx_size=deployment.context_length)
+        return estimate_model(metadata, options, local_path=local_path)
