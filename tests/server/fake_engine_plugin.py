@@ -1,5 +1,6 @@
 """An engine plugin for controller tests: launches ``gpustack_core.testing.fake_engine``, a tiny
-real HTTP server process with ``/health`` and ``/v1/models``."""
+real HTTP server process with ``/health`` and ``/v1/models``; with ``extra_args=["--openai"]`` it
+launches the gateway's fake OpenAI engine instead (chat completions that report token usage)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from gpustack_core.types import (
     EngineCapabilities,
     EngineInstallation,
     EngineOptions,
+    HttpProbe,
     LaunchRequest,
     LaunchSpec,
     ModelCategory,
@@ -43,6 +45,26 @@ class FakeEngine(Engine):
         return [EngineInstallation(engine="fake", version="1.0", executable=sys.executable, origin="located")]
 
     def launch_spec(self, request: LaunchRequest) -> LaunchSpec:
+        served = request.deployment.served_model_name or request.deployment.name
+        if "--openai" in request.deployment.extra_args:
+            # The gateway's fake OpenAI engine: chat completions with token usage.
+            return LaunchSpec(
+                argv=(
+                    request.installation.executable,
+                    "-m",
+                    "gpustack_core.gateway.fake_engine",
+                    "--port",
+                    str(request.port),
+                    "--name",
+                    served,
+                ),
+                env=dict(request.visibility_env),
+                port=request.port,
+                served_model_name=served,
+                readiness=HttpProbe(path="/_fake/stats"),
+                health=HttpProbe(path="/_fake/stats"),
+                ready_timeout_s=30,
+            )
         argv = (
             request.installation.executable,
             "-m",

@@ -39,11 +39,17 @@ async def test_every_protected_route_answers_401_without_credentials(server: Run
 
 
 async def test_user_role_key_cannot_manage_users(server: Running) -> None:
-    r = await server.api("POST", "/users", json={"username": "alice", "password": "correct horse", "role": "user"})
+    r = await server.api(
+        "POST", "/users", json={"username": "alice", "password": "correct horse", "role": "user"}
+    )
     assert r.status_code == 201, r.text
-    login = await server.api("POST", "/auth/login", token="", json={"username": "alice", "password": "correct horse"})
+    login = await server.api(
+        "POST", "/auth/login", token="", json={"username": "alice", "password": "correct horse"}
+    )
     alice = login.json()["token"]
-    r = await server.api("POST", "/api-keys", token=alice, json={"name": "k", "scopes": ["management", "inference"]})
+    r = await server.api(
+        "POST", "/api-keys", token=alice, json={"name": "k", "scopes": ["management", "inference"]}
+    )
     assert r.status_code == 201, r.text
     key = r.json()["key"]
     for method, path, body in [
@@ -75,7 +81,9 @@ async def test_api_key_is_shown_once_and_stored_hashed(server: Running) -> None:
     assert key_id in listed.text
     engine = server.app.state.services.store.engine
     with engine.connect() as c:
-        stored = c.execute(sa.text("SELECT secret_hash FROM api_keys WHERE id = :i"), {"i": key_id}).scalar_one()
+        stored = c.execute(
+            sa.text("SELECT secret_hash FROM api_keys WHERE id = :i"), {"i": key_id}
+        ).scalar_one()
     assert stored == hash_secret(key)
     assert (await server.api("GET", "/workers", token=key)).status_code == 200
     assert (await server.api("DELETE", f"/api-keys/{key_id}")).status_code == 204
@@ -83,11 +91,15 @@ async def test_api_key_is_shown_once_and_stored_hashed(server: Running) -> None:
 
 
 async def test_expired_key_is_refused(server: Running) -> None:
-    r = await server.api("POST", "/api-keys", json={"name": "old", "scopes": ["management"], "expires_in_days": 1})
+    r = await server.api(
+        "POST", "/api-keys", json={"name": "old", "scopes": ["management"], "expires_in_days": 1}
+    )
     key, key_id = r.json()["key"], r.json()["record"]["id"]
     engine = server.app.state.services.store.engine
     with engine.begin() as c:
-        c.execute(sa.text("UPDATE api_keys SET expires_at = '2000-01-01 00:00:00' WHERE id = :i"), {"i": key_id})
+        c.execute(
+            sa.text("UPDATE api_keys SET expires_at = '2000-01-01 00:00:00' WHERE id = :i"), {"i": key_id}
+        )
     assert (await server.api("GET", "/workers", token=key)).status_code == 401
 
 
@@ -113,13 +125,19 @@ async def test_worker_token_is_not_a_user_key(server: Running) -> None:
 
 
 async def test_validation_errors_are_422_with_field_paths(server: Running) -> None:
-    r = await server.api("POST", "/deployments", json={"name": "bad name!", "model": "nocolon", "engine": "fake", "replicas": -1})
+    r = await server.api(
+        "POST",
+        "/deployments",
+        json={"name": "bad name!", "model": "nocolon", "engine": "fake", "replicas": -1},
+    )
     assert r.status_code == 422
     locs = {tuple(e["loc"]) for e in r.json()["detail"]}
     assert ("body", "name") in locs
     assert ("body", "replicas") in locs
     assert ("body", "model") in locs
-    r = await server.api("POST", "/deployments", json={"name": "ok", "model": "local:/m.gguf", "engine": "nope"})
+    r = await server.api(
+        "POST", "/deployments", json={"name": "ok", "model": "local:/m.gguf", "engine": "nope"}
+    )
     assert r.status_code == 422
     assert r.json()["detail"][0]["loc"] == ["body", "engine"]
     assert "fake" in r.json()["detail"][0]["msg"]
@@ -153,7 +171,9 @@ async def test_openapi_document_lists_every_route(server: Running) -> None:
 
 
 async def test_admin_manages_users(server: Running) -> None:
-    r = await server.api("POST", "/users", json={"username": "carol", "password": "longenough", "role": "user"})
+    r = await server.api(
+        "POST", "/users", json={"username": "carol", "password": "longenough", "role": "user"}
+    )
     user_id = r.json()["id"]
     r = await server.api("PATCH", f"/users/{user_id}", json={"role": "admin"})
     assert r.json()["role"] == "admin"

@@ -61,7 +61,14 @@ async def test_killed_worker_instances_reschedule_to_the_first(
     server = http_server
     token = (server.data_dir / "token").read_text().strip()
     worker_b = subprocess.Popen(
-        [sys.executable, str(HERE / "worker_main.py"), str(server.base_url), token, "worker-b", str(tmp_path / "wb")],
+        [
+            sys.executable,
+            str(HERE / "worker_main.py"),
+            str(server.base_url),
+            token,
+            "worker-b",
+            str(tmp_path / "wb"),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -129,6 +136,7 @@ async def test_server_restart_adopts_running_engines(tmp_path: Path, model_file:
     async def connect(base: str) -> Running:
         client = httpx.AsyncClient(base_url=base)
         running = Running(None, client, data_dir, base)
+
         async def up() -> bool:
             try:
                 return (await client.get("/healthz")).status_code == 200

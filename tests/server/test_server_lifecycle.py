@@ -145,3 +145,50 @@ def _async(check: Any) -> Any:
         return bool(check())
 
     return predicate
+
+
+async def test_gateway_routes_to_the_running_instance_and_meters_usage(
+    server: Running, model_file: Path
+) -> None:
+    body = {"name": "chat", "model": f"local:{model_file}", "engine": "fake", "extra_args": ["--openai"]}
+    assert (await server.api("POST", "/deployments", json=body)).status_code == 201
+
+    async def running() -> bool:
+        items = await _instances(server, "chat")
+        return bool(items) and items[0]["state"] == "running"
+
+    await server.wait_for(running)
+    r = await server.api(
+        "POST", "/api-keys", json={"name": "app", "scopes": ["inference"], "allowed_models": ["chat"]}
+    )
+    key, key_id = r.json()["key"], r.json()["record"]["id"]
+    headers = {"Authorization": f"Bearer {key}"}
+
+    async def routed() -> bool:
+        models = await server.client.get("/v1/models", headers=headers)
+        return models.status_code == 200 and "chat" in {m["id"] for m in models.json()["data"]}
+
+    await server.wait_for(routed)
+    assert (await server.client.get("/v1/models")).status_code == 401
+    chat = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "fake_tokens": 3}
+    r = await server.client.post("/v1/chat/completions", json=chat, headers=headers)
+    assert r.status_code == 200, r.text
+    usage = r.json()["usage"]
+    r = await server.api("GET", "/usage", params={"key_id": key_id})
+    rows = r.json()["items"]
+    assert len(rows) == 1
+    assert rows[0]["model"] == "chat"
+    assert rows[0]["requests"] == 1
+    assert rows[0]["prompt_tokens"] == usage["prompt_tokens"]
+    assert rows[0]["completion_tokens"] == usage["completion_tokens"]
+    other = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}]}
+    assert (await server.client.post("/v1/chat/completions", json=other, headers=headers)).status_code in (
+        403,
+        404,
+    )
+    await server.api("DELETE", "/deployments/chat")
+
+    async def gone() -> bool:
+        return (await server.api("GET", "/deployments/chat")).status_code == 404
+
+    await server.wait_for(gone)

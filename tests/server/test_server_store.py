@@ -29,7 +29,9 @@ def store(tmp_path: Path, database_url: str | None) -> Iterator[Store]:
 
 
 def _deployment(store: Store, replicas: int = 1) -> str:
-    spec = Deployment(name="d", model=ModelRef(source="local", id="/m.gguf"), engine="fake", replicas=replicas)
+    spec = Deployment(
+        name="d", model=ModelRef(source="local", id="/m.gguf"), engine="fake", replicas=replicas
+    )
     return store.create_deployment(spec).id
 
 
@@ -102,9 +104,33 @@ def test_requeue_of_a_lost_worker_returns_its_instances_to_pending(store: Store)
 def test_usage_is_upsert_added_and_filtered(store: Store) -> None:
     day = dt.date(2026, 11, 20)
     for _ in range(3):
-        store.add_usage(UsageRow(user_id="u1", key_id="k1", model="m", day=day, prompt_tokens=10, completion_tokens=5, requests=1))
-    store.add_usage(UsageRow(user_id="u1", key_id=None, model="m", day=day, prompt_tokens=1, completion_tokens=1, requests=1))
-    store.add_usage(UsageRow(user_id="u2", key_id="k2", model="m", day=day - dt.timedelta(days=3), prompt_tokens=7, completion_tokens=0, requests=1))
+        store.add_usage(
+            UsageRow(
+                user_id="u1",
+                key_id="k1",
+                model="m",
+                day=day,
+                prompt_tokens=10,
+                completion_tokens=5,
+                requests=1,
+            )
+        )
+    store.add_usage(
+        UsageRow(
+            user_id="u1", key_id=None, model="m", day=day, prompt_tokens=1, completion_tokens=1, requests=1
+        )
+    )
+    store.add_usage(
+        UsageRow(
+            user_id="u2",
+            key_id="k2",
+            model="m",
+            day=day - dt.timedelta(days=3),
+            prompt_tokens=7,
+            completion_tokens=0,
+            requests=1,
+        )
+    )
     rows, total = store.query_usage(100, 0, user_id="u1", key_id="k1")
     assert total == 1
     assert (rows[0].prompt_tokens, rows[0].completion_tokens, rows[0].requests) == (30, 15, 3)

@@ -6,7 +6,8 @@ Nothing is module-global: the store, plugin host, rate limiter and controllers h
 
 from __future__ import annotations
 
-import importlib
+import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,18 +16,21 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import httpx
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from gpustack_core.__about__ import __version__
+from gpustack_core.gateway import create_gateway, gateway_lifespan, metrics_app
 from gpustack_core.plugins import PluginHost
 
 from .api import all_endpoints, build_routes, openapi_document
 from .config import ServerConfig
 from .controllers import Controllers
 from .database import bootstrap, make_engine
+from .gateway_bridge import GatewayBridge
 from .security import LoginRateLimiter, PasswordHashing, hash_secret
 from .services import Services
 from .store import Store
@@ -61,11 +65,18 @@ def create_app(
         hashing: password hashing parameters (tests pass cheaper ones).
 
     The lifespan migrates the database, creates the first admin and worker token, starts the
-    controllers and (unless disabled) the embedded worker, and mounts the OpenAI gateway at ``/v1``
-    when :mod:`gpustack_core.gateway` is installed.
+    controllers and (unless disabled) the embedded worker. The OpenAI-compatible gateway serves
+    ``/v1/...`` (unless ``mount_gateway`` is off) and its Prometheus metrics ``/metrics``.
     """
     cfg = config or ServerConfig()
     plugin_host = host or PluginHost()
+    bridge = GatewayBridge()
+    registry = CollectorRegistry()
+    gateway_app = (
+        create_gateway(bridge.routes, bridge.auth, bridge.usage, metrics_registry=registry)
+        if cfg.mount_gateway
+        else None
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -85,10 +96,16 @@ def create_app(
         )
         app.state.services = services
         app.state.bootstrap = boot
-        controllers = Controllers(services)
+        await anyio.to_thread.run_sync(bridge.bind, store)
+        services.on_routes_changed = functools.partial(bridge.routes.refresh, store)
+        controllers = Controllers(services, routes=bridge.routes)
         app.state.controllers = controllers
+        app.state.gateway = bridge
         try:
-            async with anyio.create_task_group() as group:
+            async with contextlib.AsyncExitStack() as stack:
+                if gateway_app is not None:
+                    await stack.enter_async_context(gateway_lifespan(gateway_app))
+                group = await stack.enter_async_context(anyio.create_task_group())
                 group.start_soon(controllers.run)
                 if cfg.embedded_worker:
                     group.start_soon(_run_embedded_worker, app, services)
@@ -102,22 +119,10 @@ def create_app(
         Route(f"{API_PREFIX}/openapi.json", _openapi),
         Mount(API_PREFIX, routes=build_routes(all_endpoints())),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
-    if cfg.mount_gateway:
-        gateway = _gateway(app)
-        if gateway is not None:
-            app.router.routes.append(Mount("/v1", app=gateway))
-    return app
-
-
-def _gateway(app: Starlette) -> Any:
-    """The OpenAI gateway app when installed (see ``gpustack_core.server.gateway_bridge``)."""
-    try:
-        bridge: Any = importlib.import_module("gpustack_core.server.gateway_bridge")
-    except ImportError:
-        logger.info("gpustack_core.gateway is not installed; /v1 is not served")
-        return None
-    return bridge.make_gateway(app)
+    if gateway_app is not None:
+        routes.append(Route("/metrics", metrics_app(registry)))
+        routes.append(Mount("", app=gateway_app))
+    return Starlette(routes=routes, lifespan=lifespan)
 
 
 async def _run_embedded_worker(app: Starlette, services: Services) -> None:

@@ -11,6 +11,7 @@ Each pass (in a worker thread, since the store and scheduler are blocking):
 3. an instance in ``error`` goes back to pending after a backoff that doubles per restart.
 4. pending instances are scheduled; a placement is one compare-and-set UPDATE, so an instance is
    never placed twice; an unplaceable one keeps the scheduler's explanation.
+5. the gateway's route table snapshot is refreshed from the store.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from gpustack_core.errors import GPUStackError
 from gpustack_core.scheduler import Scheduler
 from gpustack_core.types import Placement
 
+from .gateway_bridge import StoreRouteTable
 from .planning import EstimateCache
 from .records import InstanceState
 from .services import Services
@@ -40,8 +42,9 @@ logger = logging.getLogger(__name__)
 class Controllers:
     """The reconcile loop of one server."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, routes: StoreRouteTable | None = None) -> None:
         self.services = services
+        self.routes = routes
         self.scheduler = Scheduler.from_host(services.host)
         self.estimates = EstimateCache(services.host, services.config.data_dir / "models")
         self._started = time.monotonic()
@@ -61,6 +64,8 @@ class Controllers:
         self.reconcile_deployments()
         self.retry_errors()
         self.schedule_pending()
+        if self.routes is not None:
+            self.routes.refresh(self.services.store)
 
     # ---------------------------------------------------------------- workers
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gpustack_core.plugins import PluginHost
@@ -24,3 +25,5 @@ class Services:
     limiter: LoginRateLimiter = field(default_factory=LoginRateLimiter)
     worker_token_hash: str | None = None
     worker_token: str | None = None
+    #: called (in a worker thread) after an instance entered or left ``running``
+    on_routes_changed: Callable[[], None] | None = None

@@ -142,6 +142,7 @@ async def report(req: Request) -> dict[str, Any]:
         if inst is not None and inst.worker_id == worker_id and inst.desired == "stopped":
             await req.db(store.delete_instance, instance_id)
             return {"accepted": True, "deleted": True}
+    before = await req.db(store.get_instance, instance_id)
     updated = await req.db(
         store.report,
         instance_id,
@@ -152,6 +153,12 @@ async def report(req: Request) -> dict[str, Any]:
         pid=body.pid,
         download=body.download,
     )
+    running = InstanceState.RUNNING
+    changed = (
+        updated is not None and before is not None and (before.state == running) != (updated.state == running)
+    )
+    if changed and req.services.on_routes_changed is not None:
+        await req.db(req.services.on_routes_changed)
     return {"accepted": updated is not None, "deleted": False}
 
 
