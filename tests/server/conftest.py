@@ -151,9 +151,10 @@ class Running:
                 await anyio.sleep(0.2)
 
 
-async def start_app(config: ServerConfig) -> AsyncIterator[Running]:
-    """Run the app's lifespan and yield a client bound to it without a socket."""
-    app = create_app(config, host=make_host(), hashing=cheap_hashing())
+async def start_app(config: ServerConfig, host: PluginHost | None = None) -> AsyncIterator[Running]:
+    """Run the app's lifespan and yield a client bound to it without a socket (default plugins:
+    the installed ones plus the fake engine)."""
+    app = create_app(config, host=host or make_host(), hashing=cheap_hashing())
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:

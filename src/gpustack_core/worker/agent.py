@@ -17,6 +17,7 @@ import anyio
 import anyio.to_thread
 import httpx
 
+from gpustack_core.engines import default_engines_dir
 from gpustack_core.plugins import PluginHost
 from gpustack_core.supervisor import ProcessStatus, RestartPolicy, Supervisor
 from gpustack_core.types import Device
@@ -52,6 +53,8 @@ class WorkerConfig:
         address: host or IP the server and gateway reach engines at.
         labels: labels for label selectors.
         keep_engines_on_exit: leave engines running when the agent exits, for adoption.
+        engines_dir: where engine versions are found and installed (default: the shared
+            ``~/.cache/gpustack-core/engines``, so that builds are reused).
         ready_timeout_s: seconds an engine may take to become ready after starting.
     """
 
@@ -62,6 +65,7 @@ class WorkerConfig:
     address: str = "127.0.0.1"
     labels: dict[str, str] = field(default_factory=dict)
     keep_engines_on_exit: bool = True
+    engines_dir: Path | None = None
     restart: RestartPolicy = field(default_factory=lambda: RestartPolicy(max_restarts=3))
     retry_interval_s: float = 2.0
 
@@ -265,7 +269,13 @@ class WorkerAgent:
             )
             port = free_port()
             spec = await anyio.to_thread.run_sync(
-                build_launch_spec, self.host, assignment, result.paths, self._devices, data / "engines", port
+                build_launch_spec,
+                self.host,
+                assignment,
+                result.paths,
+                self._devices,
+                self.config.engines_dir or default_engines_dir(),
+                port,
             )
             self._ports[iid] = spec.port
             status = await sup.start(iid, spec)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import anyio.to_thread
 from pydantic import BaseModel
 
 from gpustack_core.server.records import Page
-from gpustack_core.types import EngineCapabilities, EngineInstallation, EngineOptions
+from gpustack_core.engines import default_engine_options
+from gpustack_core.types import EngineCapabilities, EngineInstallation
 
 from ._framework import Endpoint, Request
 
@@ -28,9 +27,9 @@ class EngineView(BaseModel):
 
 
 async def list_engines(req: Request) -> Page:
-    """List engine plugins with their installed versions (on the server's machine)."""
+    """List engine plugins with their versions installed in the shared engines directory."""
     host = req.services.host
-    options = EngineOptions(engines_dir=str(Path(req.services.config.data_dir) / "engines"))
+    options = default_engine_options()
     workers, _ = await req.db(req.services.store.list_workers, 10000, 0)
     views = []
     for engine in host.engines():
