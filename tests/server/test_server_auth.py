@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import Running, fast_config, start_app
+from server_helpers import Running, fast_config, start_app
 
 from gpustack_core.server.api import all_endpoints
 from gpustack_core.server.security import hash_secret

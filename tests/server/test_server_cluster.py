@@ -3,6 +3,7 @@ first; a server restart leaves running engine processes untouched and adopted.""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from typing import Any
 import httpx
 import psutil
 import pytest
-from conftest import Running, fast_config, free_port, serve_http
+from server_helpers import Running, fast_config, free_port, serve_http
 
 pytestmark = pytest.mark.anyio
 HERE = Path(__file__).resolve().parent
@@ -30,10 +31,8 @@ def _kill_tree(pid: int) -> None:
     except psutil.NoSuchProcess:
         return
     for child in [*proc.children(recursive=True), proc]:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             child.kill()
-        except psutil.NoSuchProcess:
-            pass
 
 
 def _alive(pid: int) -> bool:
@@ -63,7 +62,7 @@ async def test_killed_worker_instances_reschedule_to_the_first(
     worker_b = subprocess.Popen(
         [
             sys.executable,
-            str(HERE / "worker_main.py"),
+            str(HERE / "server_worker_main.py"),
             str(server.base_url),
             token,
             "worker-b",
@@ -127,7 +126,7 @@ async def test_server_restart_adopts_running_engines(tmp_path: Path, model_file:
     def start() -> tuple[subprocess.Popen[bytes], str]:
         port = free_port()
         proc = subprocess.Popen(
-            [sys.executable, str(HERE / "serve_main.py"), str(data_dir), str(port)],
+            [sys.executable, str(HERE / "server_serve_main.py"), str(data_dir), str(port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -10,7 +10,7 @@ from typing import Any
 
 import psutil
 import pytest
-from conftest import Running, fast_config, start_app
+from server_helpers import Running, fast_config, start_app
 
 pytestmark = pytest.mark.anyio
 
@@ -81,7 +81,8 @@ async def test_scale_up_and_down(server: Running, model_file: Path) -> None:
     r = await server.client.post(
         "/api/v1/deployments/scaled/scale", json={"replicas": 2}, headers=server.admin
     )
-    assert r.status_code == 200 and r.json()["replicas"] == 2
+    assert r.status_code == 200
+    assert r.json()["replicas"] == 2
 
     async def two_running() -> bool:
         items = await _instances(server, "scaled")

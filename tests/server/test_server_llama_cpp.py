@@ -10,7 +10,7 @@ from typing import Any
 
 import psutil
 import pytest
-from conftest import Running, fast_config, start_app
+from server_helpers import Running, fast_config, start_app
 
 from gpustack_core.engines import default_engine_options, ensure_installed
 from gpustack_core.plugins import PluginHost

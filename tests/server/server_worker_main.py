@@ -1,6 +1,6 @@
 """Run a worker agent with the fake engine as a separate process (for the second-worker test).
 
-Usage: python worker_main.py SERVER_URL TOKEN NAME DATA_DIR
+Usage: python server_worker_main.py SERVER_URL TOKEN NAME DATA_DIR
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fake_engine_plugin import make_host  # noqa: E402
+from server_fake_engine import make_host
 
-from gpustack_core.worker.agent import WorkerAgent, WorkerConfig  # noqa: E402
+from gpustack_core.worker.agent import WorkerAgent, WorkerConfig
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Run the server with the fake engine as a separate process (for the server-restart test).
 
-Usage: python serve_main.py DATA_DIR PORT [DATABASE_URL]
+Usage: python server_serve_main.py DATA_DIR PORT [DATABASE_URL]
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from conftest import fast_config
-from fake_engine_plugin import make_host
+from server_fake_engine import make_host
+from server_helpers import fast_config
 
 from gpustack_core.server.serving import serve
 
