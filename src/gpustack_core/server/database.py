@@ -28,7 +28,7 @@ def make_engine(url: str) -> sa.Engine:
     parsed = sa.make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         engine = sa.create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, pool_pre_ping=True
         )
@@ -70,7 +70,7 @@ def bootstrap(engine: sa.Engine, data_dir: Path, hashing: PasswordHashing) -> Bo
     """
     migrate.upgrade(engine)
     store = Store(engine)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     password_file: Path | None = None
     if store.user_count() == 0:
         password = new_password()

@@ -55,6 +55,8 @@ class WorkerConfig:
         keep_engines_on_exit: leave engines running when the agent exits, for adoption.
         engines_dir: where engine versions are found and installed (default: the shared
             ``~/.cache/gpustack-core/engines``, so that builds are reused).
+        engine_bind_host: address engines listen on (default: loopback when ``address`` is
+            loopback, else all interfaces, so that the server's gateway reaches them).
         ready_timeout_s: seconds an engine may take to become ready after starting.
     """
 
@@ -66,6 +68,7 @@ class WorkerConfig:
     labels: dict[str, str] = field(default_factory=dict)
     keep_engines_on_exit: bool = True
     engines_dir: Path | None = None
+    engine_bind_host: str | None = None
     restart: RestartPolicy = field(default_factory=lambda: RestartPolicy(max_restarts=3))
     retry_interval_s: float = 2.0
 
@@ -276,6 +279,7 @@ class WorkerAgent:
                 self._devices,
                 self.config.engines_dir or default_engines_dir(),
                 port,
+                self._bind_host(),
             )
             self._ports[iid] = spec.port
             status = await sup.start(iid, spec)
@@ -298,6 +302,11 @@ class WorkerAgent:
                 logger.warning("could not report the failure of %s", iid)
         finally:
             self._launching.discard(iid)
+
+    def _bind_host(self) -> str:
+        if self.config.engine_bind_host:
+            return self.config.engine_bind_host
+        return "127.0.0.1" if self.config.address in {"127.0.0.1", "localhost", "::1"} else "0.0.0.0"
 
     async def _post_model_file(self, client: httpx.AsyncClient, report: ModelFileReport) -> None:
         response = await client.post(
