@@ -183,3 +183,20 @@ async def test_admin_manages_users(server: Running) -> None:
     assert (await server.api("DELETE", f"/users/{user_id}")).status_code == 204
     me = (await server.api("GET", "/auth/me")).json()["user"]["id"]
     assert (await server.api("DELETE", f"/users/{me}")).status_code == 409
+
+
+async def test_patch_merges_fields_and_validates(server: Running) -> None:
+    body = {"name": "p", "model": "local:/m.gguf", "engine": "fake", "replicas": 0}
+    assert (await server.api("POST", "/deployments", json=body)).status_code == 201
+    r = await server.api("PATCH", "/deployments/p", json={"extra_args": ["--x", "1"], "replicas": 2})
+    assert r.status_code == 200, r.text
+    spec = r.json()["spec"]
+    assert spec["extra_args"] == ["--x", "1"]
+    assert spec["replicas"] == 2
+    assert spec["engine"] == "fake"
+    r = await server.api("PATCH", "/deployments/p", json={"extra_args": ["--port", "1"]})
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["body", "extra_args"]
+    r = await server.api("PATCH", "/deployments/p", json={"name": "renamed"})
+    assert r.status_code == 422
+    assert (await server.api("PATCH", "/deployments/nope", json={"replicas": 1})).status_code == 404
