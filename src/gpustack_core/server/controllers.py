@@ -30,7 +30,7 @@ from gpustack_core.types import Placement
 
 from .gateway_bridge import StoreRouteTable
 from .planning import EstimateCache
-from .records import InstanceState
+from .records import InstanceRecord, InstanceState
 from .services import Services
 from .store import utcnow
 
@@ -88,17 +88,24 @@ class Controllers:
     # ---------------------------------------------------------------- deployments
 
     def reconcile_deployments(self) -> None:
-        """Create missing replicas, stop extra ones, finish deletions."""
+        """Create missing replicas, stop extra ones, finish deletions (writes only what changed)."""
         store = self.services.store
-        deployments, _ = store.list_deployments()
+        deployments, _ = store.list_deployments(limit=1_000_000)
+        instances, _ = store.list_instances(limit=1_000_000)
+        by_deployment: dict[str, list[InstanceRecord]] = {}
+        for inst in instances:
+            by_deployment.setdefault(inst.deployment_id, []).append(inst)
+            if inst.desired == "stopped" and inst.worker_id is None:
+                store.delete_instance(inst.id)
         for dep in deployments:
+            mine = by_deployment.get(dep.id, [])
             if not dep.deleting:
-                store.ensure_replicas(dep.id, dep.replicas)
-            instances, _ = store.list_instances(deployment_id=dep.id)
-            for inst in instances:
-                if inst.desired == "stopped" and inst.worker_id is None:
-                    store.delete_instance(inst.id)
-            if dep.deleting and store.delete_deployment_row(dep.id):
+                replicas = {i.replica for i in mine}
+                missing = any(r not in replicas for r in range(dep.replicas))
+                extra = any(i.replica >= dep.replicas and i.desired == "running" for i in mine)
+                if missing or extra:
+                    store.ensure_replicas(dep.id, dep.replicas)
+            elif store.delete_deployment_row(dep.id):
                 logger.info("deployment %s deleted", dep.name)
 
     # ---------------------------------------------------------------- restarts
