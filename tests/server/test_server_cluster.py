@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import psutil
 import pytest
@@ -119,20 +120,22 @@ async def test_killed_worker_instances_reschedule_to_the_first(
             _kill_tree(pid)
 
 
-async def test_server_restart_adopts_running_engines(tmp_path: Path, model_file: Path) -> None:
+async def test_server_restart_adopts_running_engines_and_workers_reconnect(
+    tmp_path: Path, model_file: Path
+) -> None:
     data_dir = tmp_path / "data"
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
     engine_pids: list[int] = []
 
-    def start() -> tuple[subprocess.Popen[bytes], str]:
-        port = free_port()
-        proc = subprocess.Popen(
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             [sys.executable, str(HERE / "server_serve_main.py"), str(data_dir), str(port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        return proc, f"http://127.0.0.1:{port}"
 
-    async def connect(base: str) -> Running:
+    async def connect() -> Running:
         client = httpx.AsyncClient(base_url=base)
         running = Running(None, client, data_dir, base)
 
@@ -146,35 +149,76 @@ async def test_server_restart_adopts_running_engines(tmp_path: Path, model_file:
         await running.login_admin()
         return running
 
-    first, base = start()
+    async def workers(server: Running) -> dict[str, dict[str, Any]]:
+        items = (await server.api("GET", "/workers")).json()["items"]
+        return {w["name"]: w for w in items}
+
+    first = start()
     second: subprocess.Popen[bytes] | None = None
+    worker_b: subprocess.Popen[bytes] | None = None
     try:
-        server = await connect(base)
-        body = {"name": "keep", "model": f"local:{model_file}", "engine": "fake"}
+        server = await connect()
+        token = (data_dir / "token").read_text().strip()
+        worker_b = subprocess.Popen(
+            [
+                sys.executable,
+                str(HERE / "server_worker_main.py"),
+                base,
+                token,
+                "worker-b",
+                str(tmp_path / "wb"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+        async def both_ready() -> bool:
+            return {n for n, w in (await workers(server)).items() if w["state"] == "ready"} == {
+                "worker-a",
+                "worker-b",
+            }
+
+        await server.wait_for(both_ready, timeout=30)
+        body = {"name": "keep", "model": f"local:{model_file}", "engine": "fake", "replicas": 2}
         assert (await server.api("POST", "/deployments", json=body)).status_code == 201
 
-        async def running() -> dict[str, Any] | None:
+        async def running() -> dict[str, dict[str, Any]] | None:
             items = await _instances(server, "keep")
-            return items[0] if items and items[0]["state"] == "running" else None
+            ok = len(items) == 2 and all(i["state"] == "running" for i in items)
+            by_worker = {i["worker"]: i for i in items}
+            return by_worker if ok and set(by_worker) == {"worker-a", "worker-b"} else None
 
         before = await server.wait_for(running, timeout=40)
-        engine_pids.append(before["pid"])
+        engine_pids.extend(i["pid"] for i in before.values())
         await server.client.aclose()
 
         first.send_signal(signal.SIGTERM)
         # uvicorn shuts down gracefully, then re-raises the signal: -SIGTERM is a clean exit here
         assert first.wait(30) in (0, -signal.SIGTERM)
-        assert _alive(before["pid"]), "the engine must outlive the server"
-
-        second, base = start()
-        server = await connect(base)
-        await server.wait_for(lambda: _registered(server), timeout=30)
-        after = await server.wait_for(running, timeout=30)
-        assert after["pid"] == before["pid"]
-        assert after["restarts"] == before["restarts"]
-        assert after["state_changed_at"] == before["state_changed_at"], "never left the running state"
-        health = await server.client.get(f"http://127.0.0.1:{after['port']}/health")
+        assert all(_alive(pid) for pid in engine_pids), "engines must outlive the server"
+        await anyio.sleep(2)  # the external worker notices the server is gone and keeps serving
+        assert worker_b.poll() is None
+        async with httpx.AsyncClient() as probe:
+            health = await probe.get(f"http://127.0.0.1:{before['worker-b']['port']}/health")
         assert health.status_code == 200
+
+        second = start()
+        server = await connect()
+        restarted_at = (await workers(server))["worker-b"]["last_heartbeat_at"]
+
+        async def reconnected() -> bool:
+            found = await workers(server)
+            return (
+                found["worker-b"]["last_heartbeat_at"] > restarted_at
+                and found["worker-a"]["state"] == "ready"
+            )
+
+        await server.wait_for(reconnected, timeout=30)
+        after = await server.wait_for(running, timeout=30)
+        for name in ("worker-a", "worker-b"):
+            assert after[name]["pid"] == before[name]["pid"]
+            assert after[name]["restarts"] == before[name]["restarts"]
+            assert after[name]["state_changed_at"] == before[name]["state_changed_at"], "never left running"
 
         assert (await server.api("DELETE", "/deployments/keep")).status_code == 202
 
@@ -182,17 +226,12 @@ async def test_server_restart_adopts_running_engines(tmp_path: Path, model_file:
             return (await server.api("GET", "/deployments/keep")).status_code == 404
 
         await server.wait_for(gone)
-        assert not _alive(before["pid"])
+        assert not any(_alive(pid) for pid in engine_pids)
         await server.client.aclose()
     finally:
-        for proc in (first, second):
+        for proc in (worker_b, first, second):
             if proc is not None and proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(30)
         for pid in engine_pids:
             _kill_tree(pid)
-
-
-async def _registered(server: Running) -> bool:
-    r = await server.api("GET", "/workers", params={"state": "ready"})
-    return r.json()["total"] == 1
