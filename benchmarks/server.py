@@ -58,7 +58,7 @@ def _scenario(root: Path, url: str | None, workers: int, deployments: int, model
     migrate.upgrade(engine)
     store = Store(engine)
     host = PluginHost(environ={})
-    services = Services(config=ServerConfig(data_dir=root, reconcile_interval_s=1.0), store=store, host=host)
+    services = Services(config=ServerConfig(data_dir=root, heartbeat_timeout_s=1e9), store=store, host=host)
     routes = StoreRouteTable()
     ctl = Controllers(services, routes=routes)
     for w in range(workers):

@@ -19,13 +19,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from typing import Any
 
 import anyio
 import anyio.to_thread
 
 from gpustack_core.errors import GPUStackError
-from gpustack_core.scheduler import Scheduler
+from gpustack_core.scheduler import ClusterState, Scheduler
 from gpustack_core.types import Placement
 
 from .gateway_bridge import StoreRouteTable
@@ -97,6 +96,7 @@ class Controllers:
             by_deployment.setdefault(inst.deployment_id, []).append(inst)
             if inst.desired == "stopped" and inst.worker_id is None:
                 store.delete_instance(inst.id)
+        changed: list[tuple[str, int]] = []
         for dep in deployments:
             mine = by_deployment.get(dep.id, [])
             if not dep.deleting:
@@ -104,9 +104,11 @@ class Controllers:
                 missing = any(r not in replicas for r in range(dep.replicas))
                 extra = any(i.replica >= dep.replicas and i.desired == "running" for i in mine)
                 if missing or extra:
-                    store.ensure_replicas(dep.id, dep.replicas)
+                    changed.append((dep.id, dep.replicas))
             elif store.delete_deployment_row(dep.id):
                 logger.info("deployment %s deleted", dep.name)
+        if changed:
+            store.ensure_replicas_many(changed)
 
     # ---------------------------------------------------------------- restarts
 
@@ -136,7 +138,7 @@ class Controllers:
         pending = [i for i in pending if i.desired == "running"]
         if not pending:
             return
-        workers, _ = store.list_workers()
+        workers, _ = store.list_workers(limit=1_000_000)
         ready = [w for w in workers if w.state == "ready"]
         by_name = {w.name: w for w in ready}
         placements: list[Placement] = []
@@ -146,12 +148,14 @@ class Controllers:
                     placements.append(Placement.model_validate(inst.placement))
                 except ValueError:
                     logger.warning("instance %s has an unreadable placement; ignoring it", inst.id)
-        deployments: dict[str, Any] = {}
+        ready_names = set(by_name)
+        # One cluster view for the whole pass; each new placement is added to it.
+        state = ClusterState([w.info for w in ready], [p for p in placements if p.worker in ready_names])
+        deployments = {d.id: d for d in store.list_deployments(limit=1_000_000)[0]}
         for inst in pending:
-            dep = deployments.get(inst.deployment_id) or store.get_deployment(inst.deployment_id)
+            dep = deployments.get(inst.deployment_id)
             if dep is None or dep.deleting:
                 continue
-            deployments[inst.deployment_id] = dep
             try:
                 estimate = self.estimates.estimate(dep.spec)
             except GPUStackError as exc:
@@ -164,13 +168,8 @@ class Controllers:
             except GPUStackError:
                 capabilities = None
             try:
-                result = self.scheduler.schedule(
-                    dep.spec,
-                    estimate,
-                    [w.info for w in ready],
-                    placements,
-                    replica=inst.replica,
-                    engine_capabilities=capabilities,
+                result = self.scheduler.schedule_in(
+                    state, dep.spec, estimate, inst.replica, engine_capabilities=capabilities
                 )
             except GPUStackError as exc:
                 msg = f"scheduler refused the input: {exc}"
@@ -185,5 +184,5 @@ class Controllers:
             if worker is None:  # pragma: no cover - the scheduler only picks given workers
                 continue
             if store.place(inst.id, inst.version, worker.id, result.placement.model_dump(mode="json")):
-                placements.append(result.placement)
+                state.add(result.placement)
                 logger.info("placed %s replica %d on %s", dep.name, inst.replica, worker.name)

@@ -279,34 +279,47 @@ class Store(AccountStore):
         """Create pending instances for missing replica numbers below ``replicas`` and ask the ones at
         or above it to stop. Returns ``(created, asked to stop)``; the unique (deployment, replica)
         constraint makes concurrent calls safe."""
+        return self.ensure_replicas_many([(deployment_id, replicas)])
+
+    def ensure_replicas_many(self, wanted: Sequence[tuple[str, int]]) -> tuple[int, int]:
+        """:meth:`ensure_replicas` for several ``(deployment id, replicas)`` in one transaction."""
         i = t.instances
         now = utcnow()
-        created = 0
+        created = stopped = 0
         with self.engine.begin() as c:
-            have = set(c.execute(sa.select(i.c.replica).where(i.c.deployment_id == deployment_id)).scalars())
-            for replica in range(replicas):
-                if replica in have:
-                    continue
-                c.execute(
-                    i.insert().values(
-                        id=new_id(),
-                        deployment_id=deployment_id,
-                        replica=replica,
-                        state=InstanceState.PENDING.value,
-                        desired="running",
-                        message="waiting to be scheduled",
-                        restarts=0,
-                        version=0,
-                        state_changed_at=now,
-                        created_at=now,
-                    )
+            ids = [dep_id for dep_id, _ in wanted]
+            have: dict[str, set[int]] = {dep_id: set() for dep_id in ids}
+            for dep_id, replica in c.execute(
+                sa.select(i.c.deployment_id, i.c.replica).where(i.c.deployment_id.in_(ids))
+            ):
+                have[dep_id].add(replica)
+            rows = [
+                dict(
+                    id=new_id(),
+                    deployment_id=dep_id,
+                    replica=replica,
+                    state=InstanceState.PENDING.value,
+                    desired="running",
+                    message="waiting to be scheduled",
+                    restarts=0,
+                    version=0,
+                    state_changed_at=now,
+                    created_at=now,
                 )
-                created += 1
-            stopped = c.execute(
-                i.update()
-                .where(i.c.deployment_id == deployment_id, i.c.replica >= replicas, i.c.desired == "running")
-                .values(desired="stopped", version=i.c.version + 1)
-            ).rowcount
+                for dep_id, replicas in wanted
+                for replica in range(replicas)
+                if replica not in have[dep_id]
+            ]
+            if rows:
+                c.execute(i.insert(), rows)
+                created = len(rows)
+            for dep_id, replicas in wanted:
+                if any(r >= replicas for r in have[dep_id]):
+                    stopped += c.execute(
+                        i.update()
+                        .where(i.c.deployment_id == dep_id, i.c.replica >= replicas, i.c.desired == "running")
+                        .values(desired="stopped", version=i.c.version + 1)
+                    ).rowcount
         return created, stopped
 
     def place(self, instance_id: str, version: int, worker_id: str, placement: dict[str, Any]) -> bool:
@@ -435,7 +448,7 @@ class Store(AccountStore):
 
     def active_placements(self) -> list[InstanceRecord]:
         """Instances that hold resources on a worker (scheduled through running)."""
-        return self.list_instances(states=[s.value for s in ACTIVE_STATES])[0]
+        return self.list_instances(1_000_000, states=[s.value for s in ACTIVE_STATES])[0]
 
     # ------------------------------------------------------------------ model files
 
