@@ -18,7 +18,8 @@ from gpustack_core.testing.engines import DeviceSetup, EngineConformanceSuite
 from gpustack_core.testing.tiny_gguf import write_tiny_llama
 from gpustack_core.types import EngineInstallation, ModelCategory
 
-pytestmark = [pytest.mark.slow, pytest.mark.anyio]
+# The first run on a machine builds llama-server from the sdist (10-20 min on 2 cores): hence the timeout.
+pytestmark = [pytest.mark.slow, pytest.mark.anyio, pytest.mark.timeout(3600)]
 
 
 async def test_llama_server_end_to_end(llama_cpp_installation: EngineInstallation, tmp_path: Path) -> None:

@@ -177,3 +177,20 @@ async def test_spec_files_are_written_before_start(
     async with Supervisor(tmp_path / "s", tmp_path / "l", FAST) as sup:
         await sup.start("files", spec)
         assert (tmp_path / "conf" / "config.json").read_text() == "{}"
+
+
+async def test_start_background_in_a_callers_task_group(
+    tmp_path: Path, fake_spec: Callable[..., LaunchSpec]
+) -> None:
+    sup = Supervisor(tmp_path / "s", tmp_path / "l", FAST)
+    with pytest.raises(EngineError, match="not running"):
+        await sup.start("early", fake_spec())
+    async with anyio.create_task_group() as group:
+        await sup.start_background(group)
+        status = await sup.start("bg", fake_spec())
+        await sup.wait_ready("bg", timeout_s=20)
+        assert set(sup.statuses()) == {"bg"}
+        await sup.aclose()
+    assert status.pgid is not None
+    assert group_pids(status.pgid) == []
+    assert sup.status("bg").state == "stopped"

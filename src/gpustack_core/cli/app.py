@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     ".manage_cmd",
     ".estimate_cmd",
     ".download_cmd",
+    ".engines_cmd",
 )
 
 

@@ -5,7 +5,7 @@ holds what they have in common so that each plugin stays a small module.
 """
 
 from .flags import commands_of, emitted_flags, refuse_owned_flags, unknown_flags
-from .launch import accelerated_devices, launch_env, served_model_name
+from .launch import accelerated_devices, launch_env, probe_host, served_model_name
 from .versions import (
     ENGINES_DIR_ENV,
     MARKER_FILE,
@@ -36,6 +36,7 @@ __all__ = [
     "launch_env",
     "list_installations",
     "located_on_path",
+    "probe_host",
     "record_installation",
     "refuse_owned_flags",
     "remove_installation",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gpustack_core.types import Device, LaunchRequest
 
-__all__ = ["accelerated_devices", "launch_env", "served_model_name"]
+__all__ = ["accelerated_devices", "launch_env", "probe_host", "served_model_name"]
 
 
 def served_model_name(request: LaunchRequest) -> str:
@@ -21,3 +21,9 @@ def launch_env(request: LaunchRequest, **extra: str) -> dict[str, str]:
 def accelerated_devices(request: LaunchRequest) -> tuple[Device, ...]:
     """The request's devices that are not the host CPU."""
     return tuple(d for d in request.devices if d.device_type != "cpu")
+
+
+def probe_host(request: LaunchRequest) -> str:
+    """Where the supervisor reaches the engine: loopback for a wildcard listen address
+    (``0.0.0.0``, ``::``), else the address the engine listens on."""
+    return "127.0.0.1" if request.host in ("0.0.0.0", "::", "") else request.host

@@ -204,8 +204,11 @@ def install_venv(
         log = directory.parent / f".{version}.install.log"
         log.write_text("")
         try:
-            _run([python or sys.executable, "-m", "venv", str(directory)], "creating the environment", log)
-            pip = [str(directory / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check"]
+            # No pip inside: this process's pip installs into the environment (pip --python).
+            venv = [python or sys.executable, "-m", "venv", "--without-pip", str(directory)]
+            _run(venv, "creating the environment", log)
+            pip = [sys.executable, "-m", "pip", "--python", str(directory / "bin" / "python"), "install"]
+            pip += ["--disable-pip-version-check"]
             if options.wheelhouse:
                 pip += ["--no-index", "--find-links", options.wheelhouse]
             _run([*pip, *requirements], f"pip install {' '.join(requirements)}", log)

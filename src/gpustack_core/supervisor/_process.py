@@ -202,13 +202,14 @@ async def probe_once(spec: LaunchSpec, ready: bool, client: httpx.AsyncClient) -
     if spec.readiness_mode == "tcp":
         try:
             with anyio.fail_after(probe.timeout_s):
-                stream = await anyio.connect_tcp("127.0.0.1", spec.port)
+                stream = await anyio.connect_tcp(spec.probe_host, spec.port)
                 await stream.aclose()
         except (OSError, TimeoutError):
             return False
         return True
     try:
-        response = await client.get(f"http://127.0.0.1:{spec.port}{probe.path}", timeout=probe.timeout_s)
+        host = f"[{spec.probe_host}]" if ":" in spec.probe_host else spec.probe_host
+        response = await client.get(f"http://{host}:{spec.port}{probe.path}", timeout=probe.timeout_s)
     except httpx.HTTPError:
         return False
     return response.status_code == probe.expect_status

@@ -39,7 +39,7 @@ __all__ = ["Supervisor"]
 logger = logging.getLogger(__name__)
 
 _INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_READINESS_INTERVAL_S = 0.5
+_READINESS_INTERVAL_S = 0.25
 
 
 @dataclass

@@ -95,6 +95,11 @@ class LaunchSpec(ValueModel):
         "for the port to accept connections (e.g. an RPC server); 'process' only needs it alive "
         "(e.g. a Ray worker node)",
     )
+    probe_host: str = Field(
+        default="127.0.0.1",
+        description="address the supervisor probes readiness and health on (the engine's listen "
+        "address when it is not a wildcard)",
+    )
     files: dict[str, str] = Field(
         default_factory=dict,
         description="text files to write before starting (path, absolute or relative to cwd -> "

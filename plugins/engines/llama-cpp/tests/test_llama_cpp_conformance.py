@@ -36,6 +36,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[ModelCategory, tupl
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # the first test may build llama-server
 class TestLlamaCppConformance(EngineConformanceSuite):
     ready_timeout_s = 120.0
 

@@ -88,3 +88,9 @@ def test_unknown_flags_and_negative_values_pass_through() -> None:
 def test_unsupported_category_is_refused() -> None:
     with pytest.raises(EngineArgumentError, match="does not serve 'image'"):
         ENGINE.launch_spec(request(vendor="cpu", category=ModelCategory.IMAGE))
+
+
+def test_validate_extra_args_refuses_owned_and_keeps_the_rest() -> None:
+    assert ENGINE.validate_extra_args(["--seed", "-1"]) == ("--seed", "-1")
+    with pytest.raises(EngineArgumentError, match="sets -ngl itself"):
+        ENGINE.validate_extra_args(["-ngl", "10"])

@@ -101,3 +101,9 @@ def test_needs_a_work_dir_and_an_llm() -> None:
         ENGINE.launch_spec(request(vendor="ascend", work_dir=None))
     with pytest.raises(EngineArgumentError, match="does not serve"):
         ENGINE.launch_spec(request(vendor="ascend", category=ModelCategory.EMBEDDING))
+
+
+def test_validate_extra_args_checks_overrides_early() -> None:
+    assert ENGINE.validate_extra_args(["--ServerConfig.maxLinkNum=300"]) == ("--ServerConfig.maxLinkNum=300",)
+    with pytest.raises(EngineArgumentError, match="itself"):
+        ENGINE.validate_extra_args(["--ServerConfig.port=1"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from gpustack_core import Engine, hookimpl
 from gpustack_core.engines import (
@@ -10,6 +10,7 @@ from gpustack_core.engines import (
     launch_env,
     list_installations,
     located_on_path,
+    probe_host,
     refuse_owned_flags,
     remove_installation,
     served_model_name,
@@ -89,6 +90,10 @@ class LlamaBoxEngine(Engine):
         """Delete a recorded installation under the engines directory."""
         remove_installation(installation, options)
 
+    def validate_extra_args(self, args: Sequence[str]) -> tuple[str, ...]:
+        """Refuse the flags this plugin always sets (every spelling, ``--f v`` and ``--f=v``)."""
+        return refuse_owned_flags(self.name, args, self.owned_flags)
+
     def launch_spec(self, request: LaunchRequest) -> LaunchSpec:
         """The server on rank 0, the RPC server on the other ranks."""
         deployment = request.deployment
@@ -104,6 +109,7 @@ class LlamaBoxEngine(Engine):
                 argv=tuple(argv),
                 env=launch_env(request),
                 port=request.port,
+                probe_host=probe_host(request),
                 served_model_name=name,
                 readiness_mode="tcp",
             )
@@ -135,6 +141,7 @@ class LlamaBoxEngine(Engine):
             argv=tuple(argv),
             env=launch_env(request),
             port=request.port,
+            probe_host=probe_host(request),
             served_model_name=name,
             readiness=HttpProbe(path="/health"),
             health=HttpProbe(path="/health", timeout_s=5.0),

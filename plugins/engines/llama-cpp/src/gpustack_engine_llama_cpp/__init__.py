@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from gpustack_core import Engine, hookimpl
@@ -12,6 +12,7 @@ from gpustack_core.engines import (
     accelerated_devices,
     launch_env,
     list_installations,
+    probe_host,
     refuse_owned_flags,
     remove_installation,
     served_model_name,
@@ -104,6 +105,10 @@ class LlamaCppEngine(Engine):
         """Delete a cached build; a ``llama-server`` found on ``PATH`` is refused."""
         remove_installation(installation, options)
 
+    def validate_extra_args(self, args: Sequence[str]) -> tuple[str, ...]:
+        """Refuse the flags this plugin always sets (every spelling, ``--f v`` and ``--f=v``)."""
+        return refuse_owned_flags(self.name, args, self.owned_flags)
+
     def launch_spec(self, request: LaunchRequest) -> LaunchSpec:
         """``llama-server`` for rank 0, ``rpc-server`` for the subordinate workers (rank > 0)."""
         deployment = request.deployment
@@ -153,6 +158,7 @@ class LlamaCppEngine(Engine):
             argv=tuple(argv),
             env=launch_env(request, **env_extra),
             port=request.port,
+            probe_host=probe_host(request),
             served_model_name=name,
             readiness=HttpProbe(path="/health"),
             health=HttpProbe(path="/health", timeout_s=5.0),
@@ -172,6 +178,7 @@ class LlamaCppEngine(Engine):
             argv=tuple(argv),
             env=launch_env(request, **env_extra),
             port=request.port,
+            probe_host=probe_host(request),
             served_model_name=served_model_name(request),
             readiness_mode="tcp",
         )

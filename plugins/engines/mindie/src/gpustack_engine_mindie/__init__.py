@@ -18,6 +18,7 @@ from gpustack_core.engines import (
     accelerated_devices,
     launch_env,
     list_installations,
+    probe_host,
     remove_installation,
     served_model_name,
 )
@@ -213,6 +214,12 @@ class MindieEngine(Engine):
             )
         return found + list_installations(options, self.name)
 
+    def validate_extra_args(self, args: Sequence[str]) -> tuple[str, ...]:
+        """Config overrides must be ``--Section.key=value`` (or ``--Section.key value``) and must not
+        touch a key the plugin sets."""
+        apply_overrides({}, args)
+        return tuple(args)
+
     def remove(self, installation: EngineInstallation, options: EngineOptions) -> None:
         """Delete an installation recorded under the engines directory (a system MindIE is refused)."""
         remove_installation(installation, options)
@@ -241,6 +248,7 @@ class MindieEngine(Engine):
             env=env,
             cwd=request.work_dir,
             port=request.port,
+            probe_host=probe_host(request),
             served_model_name=served_model_name(request),
             readiness=HttpProbe(path="/v1/models"),
             health=HttpProbe(path="/v1/models", timeout_s=5.0),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from gpustack_core import Engine, hookimpl
@@ -11,6 +11,7 @@ from gpustack_core.engines import (
     install_venv,
     launch_env,
     list_installations,
+    probe_host,
     refuse_owned_flags,
     remove_installation,
     served_model_name,
@@ -77,6 +78,10 @@ class SglangEngine(Engine):
         """Delete a virtualenv this plugin installed."""
         remove_installation(installation, options)
 
+    def validate_extra_args(self, args: Sequence[str]) -> tuple[str, ...]:
+        """Refuse the flags this plugin always sets (every spelling, ``--f v`` and ``--f=v``)."""
+        return refuse_owned_flags(self.name, args, self.owned_flags)
+
     def launch_spec(self, request: LaunchRequest) -> LaunchSpec:
         """One ``sglang.launch_server`` per node."""
         deployment = request.deployment
@@ -109,6 +114,7 @@ class SglangEngine(Engine):
             argv=tuple(argv),
             env=launch_env(request),
             port=request.port,
+            probe_host=probe_host(request),
             served_model_name=name,
             readiness=HttpProbe(path="/health"),
             health=HttpProbe(path="/health", timeout_s=5.0),

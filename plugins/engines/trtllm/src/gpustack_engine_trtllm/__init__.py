@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from gpustack_core import Engine, hookimpl
@@ -12,6 +12,7 @@ from gpustack_core.engines import (
     launch_env,
     list_installations,
     located_on_path,
+    probe_host,
     refuse_owned_flags,
     remove_installation,
 )
@@ -78,6 +79,10 @@ class TrtllmEngine(Engine):
         """Delete a virtualenv this plugin installed."""
         remove_installation(installation, options)
 
+    def validate_extra_args(self, args: Sequence[str]) -> tuple[str, ...]:
+        """Refuse the flags this plugin always sets (every spelling, ``--f v`` and ``--f=v``)."""
+        return refuse_owned_flags(self.name, args, self.owned_flags)
+
     def launch_spec(self, request: LaunchRequest) -> LaunchSpec:
         """``trtllm-serve serve MODEL --host --port --backend pytorch --tp_size N --pp_size 1``."""
         deployment = request.deployment
@@ -101,6 +106,7 @@ class TrtllmEngine(Engine):
             argv=(*argv, *extra),
             env=launch_env(request),
             port=request.port,
+            probe_host=probe_host(request),
             served_model_name=model_dir,
             readiness=HttpProbe(path="/health"),
             health=HttpProbe(path="/health", timeout_s=5.0),

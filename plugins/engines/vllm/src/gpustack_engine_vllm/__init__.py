@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from gpustack_core import Engine, hookimpl
@@ -13,6 +13,7 @@ from gpustack_core.engines import (
     launch_env,
     list_installations,
     located_on_path,
+    probe_host,
     refuse_owned_flags,
     remove_installation,
     served_model_name,
@@ -96,6 +97,10 @@ class VllmEngine(Engine):
         """Delete a virtualenv this plugin installed."""
         remove_installation(installation, options)
 
+    def validate_extra_args(self, args: Sequence[str]) -> tuple[str, ...]:
+        """Refuse the flags this plugin always sets (every spelling, ``--f v`` and ``--f=v``)."""
+        return refuse_owned_flags(self.name, args, self.owned_flags)
+
     def launch_spec(self, request: LaunchRequest) -> LaunchSpec:
         """``vllm serve`` on rank 0 (behind ``ray start --head`` when multi-node), ``ray start`` on others."""
         deployment = request.deployment
@@ -119,6 +124,7 @@ class VllmEngine(Engine):
                 argv=(ray, "start", "--address", f"{head_host}:{ray_port}", "--block"),
                 env=launch_env(request),
                 port=request.port,
+                probe_host=probe_host(request),
                 served_model_name=name,
                 readiness_mode="process",
             )
@@ -150,6 +156,7 @@ class VllmEngine(Engine):
             argv=argv,
             env=env,
             port=request.port,
+            probe_host=probe_host(request),
             served_model_name=name,
             readiness=HttpProbe(path="/health"),
             health=HttpProbe(path="/health", timeout_s=5.0),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from gpustack_core import Engine, hookimpl
@@ -12,6 +12,7 @@ from gpustack_core.engines import (
     launch_env,
     list_installations,
     located_on_path,
+    probe_host,
     refuse_owned_flags,
     remove_installation,
 )
@@ -75,6 +76,10 @@ class VoxBoxEngine(Engine):
         """Delete a virtualenv this plugin installed."""
         remove_installation(installation, options)
 
+    def validate_extra_args(self, args: Sequence[str]) -> tuple[str, ...]:
+        """Refuse the flags this plugin always sets (every spelling, ``--f v`` and ``--f=v``)."""
+        return refuse_owned_flags(self.name, args, self.owned_flags)
+
     def launch_spec(self, request: LaunchRequest) -> LaunchSpec:
         """``vox-box start --model DIR --host H --port P --device cuda:0|cpu [--data-dir WORK]``."""
         deployment = request.deployment
@@ -100,6 +105,7 @@ class VoxBoxEngine(Engine):
             argv=(*argv, *extra),
             env=launch_env(request),
             port=request.port,
+            probe_host=probe_host(request),
             served_model_name=Path(model_dir).name,
             readiness=HttpProbe(path="/health"),
             health=HttpProbe(path="/health", timeout_s=5.0),
