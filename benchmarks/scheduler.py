@@ -18,9 +18,9 @@ not ready (see :func:`gpustack_core.scheduler.simulate.simulate_cluster`). Rows:
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from gpustack_core.scheduler import ClusterState, Scheduler
 from gpustack_core.scheduler.simulate import simple_deployment, simple_estimate, simulate_cluster
@@ -29,21 +29,86 @@ from gpustack_core.types import Placement
 __all__ = ["main"]
 
 
+class _Row(Protocol):
+    def __call__(
+        self, workers: int, scenario: str, samples: list[float], cpu: list[float], total: float, placed: int
+    ) -> None: ...
+
+
 def _percentile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def _run(decide: Callable[[int], Placement | None], count: int) -> tuple[list[float], float, int]:
+def _run(
+    decide: Callable[[int], Placement | None], count: int
+) -> tuple[list[float], list[float], float, int]:
     samples: list[float] = []
+    cpu: list[float] = []
     placed = 0
     start = time.perf_counter()
     for i in range(count):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         placement = decide(i)
         samples.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
         placed += placement is not None
-    return samples, time.perf_counter() - start, placed
+    return samples, cpu, time.perf_counter() - start, placed
+
+
+def _bench_size(size: int, gpus: int, decisions: int, scheduler: Scheduler, row: _Row) -> None:
+    """All scenarios for one cluster size."""
+    workers, placements = simulate_cluster(size, gpus, seed=size)
+    n = decisions if size < 10_000 else max(20, decisions // 5)
+    t0, c0 = time.perf_counter(), time.process_time()
+    ClusterState(workers, placements)
+    build, build_cpu = time.perf_counter() - t0, time.process_time() - c0
+    row(size, "index cluster (ClusterState)", [build], [build_cpu], build, 0)
+
+    for strategy in ("spread", "binpack"):
+        state = ClusterState(workers, placements)
+        dep = simple_deployment(f"bench-{strategy}", placement_strategy=strategy)
+        est = simple_estimate(20)
+
+        def kept(
+            i: int, state: ClusterState = state, dep: object = dep, est: object = est
+        ) -> Placement | None:
+            result = scheduler.schedule_in(state, dep, est, i)  # type: ignore[arg-type]
+            if result.placement is not None:
+                state.add(result.placement)
+            return result.placement
+
+        label = "one-GPU (state kept)" if strategy == "spread" else "one-GPU binpack (state kept)"
+        row(size, label, *_run(kept, n))
+
+    dep = simple_deployment("bench-scratch")
+    est = simple_estimate(20)
+    row(
+        size,
+        "one-GPU (from scratch)",
+        *_run(lambda i: scheduler.schedule(dep, est, workers, placements, i).placement, max(5, n // 10)),
+    )
+
+    state = ClusterState(workers, placements)
+    big = simple_deployment("bench-tp4")
+    big_est = simple_estimate(400, tp_sizes=(4,))
+
+    def tp4(i: int) -> Placement | None:
+        result = scheduler.schedule_in(state, big, big_est, i)
+        if result.placement is not None:
+            state.add(result.placement)
+        return result.placement
+
+    row(size, "4 GPUs tp=4 (state kept)", *_run(tp4, max(5, n // 4)))
+
+    state = ClusterState(workers, placements)
+    huge = simple_deployment("bench-huge")
+    huge_est = simple_estimate(1000)
+    row(
+        size,
+        "unplaceable + explanation",
+        *_run(lambda i: scheduler.schedule_in(state, huge, huge_est, i).placement, 3),
+    )
 
 
 def main(argv: list[str]) -> None:
@@ -55,65 +120,23 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s]
     scheduler = Scheduler()
-    header = f"| {'workers':>7} | {'GPUs':>6} | {'scenario':<28} | {'n':>4} | {'p50 ms':>8} | {'p99 ms':>8} | {'placements/s':>12} |"
+    header = (
+        f"| {'workers':>7} | {'GPUs':>6} | {'scenario':<28} | {'n':>4} | {'p50 ms':>8} | {'p99 ms':>8} "
+        f"| {'CPU p50 ms':>10} | {'placements/s':>12} |"
+    )
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
 
-    def row(workers: int, scenario: str, samples: list[float], total: float, placed: int) -> None:
+    def row(
+        workers: int, scenario: str, samples: list[float], cpu: list[float], total: float, placed: int
+    ) -> None:
         rate = f"{placed / total:,.0f}" if placed else "-"
         print(
             f"| {workers:>7,} | {workers * args.gpus:>6,} | {scenario:<28} | {len(samples):>4} | "
-            f"{_percentile(samples, 0.5) * 1e3:>8.2f} | {_percentile(samples, 0.99) * 1e3:>8.2f} | {rate:>12} |",
+            f"{_percentile(samples, 0.5) * 1e3:>8.2f} | {_percentile(samples, 0.99) * 1e3:>8.2f} | "
+            f"{_percentile(cpu, 0.5) * 1e3:>10.2f} | {rate:>12} |",
             flush=True,
         )
 
     for size in sizes:
-        workers, placements = simulate_cluster(size, args.gpus, seed=size)
-        n = args.decisions if size < 10_000 else max(20, args.decisions // 5)
-        t0 = time.perf_counter()
-        ClusterState(workers, placements)
-        build = time.perf_counter() - t0
-        row(size, "index cluster (ClusterState)", [build], build, 0)
-
-        for strategy in ("spread", "binpack"):
-            state = ClusterState(workers, placements)
-            dep = simple_deployment(f"bench-{strategy}", placement_strategy=strategy)
-            est = simple_estimate(20)
-
-            def kept(i: int, state: ClusterState = state, dep: object = dep, est: object = est) -> Placement | None:
-                result = scheduler.schedule_in(state, dep, est, i)  # type: ignore[arg-type]
-                if result.placement is not None:
-                    state.add(result.placement)
-                return result.placement
-
-            label = "one-GPU (state kept)" if strategy == "spread" else "one-GPU binpack (state kept)"
-            row(size, label, *_run(kept, n))
-
-        dep = simple_deployment("bench-scratch")
-        est = simple_estimate(20)
-        row(
-            size,
-            "one-GPU (from scratch)",
-            *_run(lambda i: scheduler.schedule(dep, est, workers, placements, i).placement, max(5, n // 10)),
-        )
-
-        state = ClusterState(workers, placements)
-        big = simple_deployment("bench-tp4")
-        big_est = simple_estimate(400, tp_sizes=(4,))
-
-        def tp4(i: int) -> Placement | None:
-            result = scheduler.schedule_in(state, big, big_est, i)
-            if result.placement is not None:
-                state.add(result.placement)
-            return result.placement
-
-        row(size, "4 GPUs tp=4 (state kept)", *_run(tp4, max(5, n // 4)))
-
-        state = ClusterState(workers, placements)
-        huge = simple_deployment("bench-huge")
-        huge_est = simple_estimate(1000)
-        row(
-            size,
-            "unplaceable + explanation",
-            *_run(lambda i: scheduler.schedule_in(state, huge, huge_est, i).placement, 3),
-        )
+        _bench_size(size, args.gpus, args.decisions, scheduler, row)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import ClassVar
 
@@ -9,6 +10,7 @@ import pytest
 
 from gpustack_core.contracts import SchedulerPolicy
 from gpustack_core.errors import SchedulingError
+from gpustack_core.hookspecs import hookimpl
 from gpustack_core.plugins import PluginHost
 from gpustack_core.scheduler import ClusterState, Scheduler
 from gpustack_core.scheduler.simulate import simple_deployment, simple_estimate, simulate_cluster
@@ -252,3 +254,29 @@ def test_cluster_state_indexes_stay_consistent_as_placements_change() -> None:
         if frees:
             assert state.worker_max_free[w] == max(frees)
             assert state.worker_best_device[w] == devs[frees.index(max(frees))]
+
+
+class _VetoAllPlugin:
+    """An in-process scheduler plugin whose policy rejects everything."""
+
+    @hookimpl
+    def gpustack_register_scheduler_policies(self, register: Callable[[SchedulerPolicy], None]) -> None:
+        register(_NoOddDevices())
+
+
+class _BrokenPlugin:
+    @hookimpl
+    def gpustack_register_scheduler_policies(self, register: Callable[[SchedulerPolicy], None]) -> None:
+        raise RuntimeError("boom")
+
+
+def test_host_plugins_are_applied_and_failed_ones_noted(b: SimpleNamespace, clean_plugin_env: None) -> None:
+    host = PluginHost(
+        plugins=[("scheduler", "veto", _VetoAllPlugin()), ("scheduler", "broken", _BrokenPlugin())]
+    )
+    scheduler = Scheduler.from_host(host)
+    assert "no_odd_devices" in [p.name for p in scheduler.policies]
+    result = scheduler.schedule(b.deployment(), b.estimate(b.one_gpu(1)), [b.worker("w1", b.device(1, 80))])
+    assert result.placement is None
+    assert result.explanation.rejections[0].policy == "no_odd_devices"
+    assert any("'broken' failed" in note and "boom" in note for note in result.explanation.notes)

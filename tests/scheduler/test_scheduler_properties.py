@@ -42,8 +42,9 @@ def clusters(draw: st.DrawFn) -> tuple[list[WorkerInfo], list[Placement]]:
         managed: dict[str, int] = {}
         vendor = draw(st.sampled_from(("nvidia", "amd")))
         accelerator = "cuda" if vendor == "nvidia" else "rocm"
+        uniform_total = draw(st.one_of(st.none(), st.integers(8, 96)))
         for i in range(draw(st.integers(0, 4))):
-            total = draw(st.integers(8, 96)) * GIB
+            total = (uniform_total or draw(st.integers(8, 96))) * GIB
             used = draw(st.one_of(st.none(), st.integers(0, total)))
             devices.append(
                 Device(
@@ -85,6 +86,7 @@ def clusters(draw: st.DrawFn) -> tuple[list[WorkerInfo], list[Placement]]:
                 reserved_memory_bytes=draw(st.integers(0, 8)) * GIB,
                 reserved_device_memory_bytes=draw(st.integers(0, 4)) * GIB,
                 managed_device_memory_used_bytes=managed,
+                cached_models=draw(st.sampled_from(((), (), ("local:/m.gguf",)))),
             )
         )
     return workers, placements
@@ -218,6 +220,14 @@ def test_never_overcommits_and_honours_selectors(data: st.DataObject) -> None:
             assert {str(ref) for ref in p.devices} <= selected
         if p.claim.strategy == "multi_worker":
             assert deployment.allow_multi_worker
+    for result in results:
+        if result.placement is None:  # an unplaceable replica names every worker, for every claim tried
+            start = 0
+            for _, count in result.explanation.sections:
+                section = result.explanation.rejections[start : start + count]
+                start += count
+                assert sorted(r.candidate.split(":")[0] for r in section) == sorted(by_name)
+                assert all(r.reason for r in section)
     for ref, amount in used.items():
         assert amount <= free[ref], f"{ref}: placed {amount} > free {free[ref]}"
     for name, amount in host_used.items():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -23,6 +22,7 @@ from gpustack_core.types import (
 )
 
 from ._explain import STRATEGY_PHRASES, Explanation, claim_phrase, failure_summary
+from ._fast import fast_single
 from ._options import enumerate_options, is_single_device
 from ._state import ClusterState, Option, format_gib
 from ._view import DecisionView
@@ -30,13 +30,10 @@ from .policies import (
     Binpack,
     BuiltinPolicy,
     EngineCompatibility,
-    GpuSelector,
     ModelCached,
     ResourceFit,
     Spread,
-    WorkerReady,
     builtin_policies,
-    usage_after,
 )
 
 if TYPE_CHECKING:
@@ -248,7 +245,7 @@ class Scheduler:
             tried.append(claim_phrase(claim))
             found: tuple[Option, float] | None = None
             if self._fast_path and is_single_device(claim):
-                found, n = self._fast_single(view, claim)
+                found, n = fast_single(view, claim, self._builtin_filters, self._scorers)
                 considered += n
                 if found is None:
                     deferred.append(claim)  # its reasons are collected only if nothing fits at all
@@ -332,109 +329,6 @@ class Scheduler:
             if value is not None:
                 total += p.weight * value
         return total
-
-    def _fast_single(
-        self, view: DecisionView, claim: ResourceClaim
-    ) -> tuple[tuple[Option, float] | None, int]:
-        """One-GPU decision over flat arrays; only built-in policies are present.
-
-        Equivalent to :meth:`_general` (a property test checks it): the same filters inlined, and
-        per worker only the best device is scored, since the other score terms are per worker.
-        """
-        state = view.state
-        need = claim.devices[0].memory_bytes
-        host_need = claim.host_memory_bytes
-        active = [p for p in self._builtin_filters if p.active(view)]
-        check_ready = any(type(p) is WorkerReady for p in active)
-        worker_checks = [p for p in active if p.worker_level and type(p) is not WorkerReady]
-        engine = next((p for p in active if isinstance(p, EngineCompatibility)), None)
-        vendors = engine.allowed_vendors(view) if engine is not None else None
-        gpu = next((p for p in active if isinstance(p, GpuSelector)), None)
-        selected = view.selected_refs if gpu is not None and view.selected_refs else None
-        fit = any(isinstance(p, ResourceFit) for p in active)
-        strategy = view.deployment.placement_strategy
-        terms = [(type(p), p.weight) for p in self._scorers]
-        mode = ""
-        if any(kind is Binpack for kind, _ in terms) and strategy == "binpack":
-            mode = "binpack"
-        elif any(kind is Spread for kind, _ in terms) and strategy == "spread":
-            mode = "spread"
-        replicas = state.replicas.get(view.deployment.name, {})
-        keys = view.cached_keys
-        free, alloc, ready, max_free = (
-            state.dev_free,
-            state.dev_alloc,
-            state.worker_ready,
-            state.worker_max_free,
-        )
-        best_device, uniform, workers = state.worker_best_device, state.worker_uniform_alloc, state.workers
-        # score terms in policy order, as _score sums them (0: cached, 1: binpack, 2: spread)
-        codes: list[tuple[int, float]] = []
-        for kind, weight in terms:
-            if kind is ModelCached:
-                codes.append((0, weight))
-            elif kind is Binpack and strategy == "binpack":
-                codes.append((1, weight))
-            elif kind is Spread and strategy == "spread":
-                codes.append((2, weight))
-        unfiltered = selected is None and vendors is None
-        best: Option | None = None
-        best_score = -math.inf
-        for w, devs in enumerate(state.worker_devices):
-            if not devs or (check_ready and not ready[w]) or (fit and max_free[w] < need):
-                continue
-            if worker_checks and any(p.check(view, Option(w, (), claim)) is not None for p in worker_checks):
-                continue
-            if engine is not None and engine.check_worker(view, w) is not None:
-                continue
-            if selected is not None and state.workers[w].name not in view.selected_workers:
-                continue
-            if fit and host_need > 0 and state.host_free[w] < host_need:
-                continue
-            pick = -1
-            pick_usage = 0.0
-            if mode == "spread" and unfiltered and uniform[w]:
-                # equal allocatable memory: least usage after placing = most free (first on ties)
-                pick = best_device[w]
-                f, a = free[pick], alloc[pick]
-                if fit and f < need:
-                    continue
-                pick_usage = (a - f + need) / a if fit and a > 0 else usage_after(a, f, need)
-            else:
-                for d in devs:
-                    if selected is not None and state.dev_ref[d] not in selected:
-                        continue
-                    if vendors is not None and state.dev_vendor[d] not in vendors:
-                        continue
-                    f = free[d]
-                    if fit and f < need:
-                        continue
-                    a = alloc[d]
-                    u = (a - f + need) / a if fit and a > 0 else usage_after(a, f, need)
-                    if (
-                        pick < 0
-                        or (mode == "binpack" and u > pick_usage)
-                        or (mode == "spread" and u < pick_usage)
-                    ):
-                        pick, pick_usage = d, u
-                        if not mode:
-                            break
-                if pick < 0:
-                    continue
-            # the same float operations as cached_value, binpack_value and spread_value
-            score = 0.0
-            for code, weight in codes:
-                if code == 0:
-                    cached = workers[w].cached_models
-                    score += weight * (100.0 if cached and any(k in keys for k in cached) else 0.0)
-                elif code == 1:
-                    score += weight * (100.0 * pick_usage)
-                else:
-                    score += weight * (100.0 * (1.0 - pick_usage) / (1 + replicas.get(w, 0)))
-            if score > best_score:
-                best, best_score = Option(w, (pick,), claim), score
-        considered = state.single_option_count
-        return (None if best is None else (best, best_score)), considered
 
     def _general(
         self, view: DecisionView, claim: ResourceClaim

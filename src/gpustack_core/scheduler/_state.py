@@ -142,10 +142,18 @@ class ClusterState:
             self.host_claimed.append(0)
             self.host_free.append(host_alloc - worker.memory_used_bytes)
         self.placements: dict[tuple[str, int], Placement] = {}
+        #: worker-level filter results by deployment fields (workers never change within a state)
+        self.eligible_cache: dict[object, list[int]] = {}
         #: deployment name -> worker index -> replicas of it (head or subordinate) on that worker
         self.replicas: dict[str, dict[int, int]] = {}
+        #: every worker's devices have equal allocatable memory
+        self.all_uniform_alloc: bool = all(self.worker_uniform_alloc)
+        self._bulk = True
         for placement in placements:
             self.add(placement)
+        self._bulk = False
+        for w in range(len(ordered)):
+            self._reindex_worker(w)
         # The report is a snapshot: whatever it shows beyond the existing claims stays taken, and
         # every placement added from now on subtracts in full.
         for d, claimed in enumerate(self.dev_claimed):
@@ -156,6 +164,12 @@ class ClusterState:
             self.host_base[w] = max(self.host_floor[w], claimed) - claimed
 
     # ------------------------------------------------------------------ memory
+
+    def _reindex_worker(self, w: int) -> None:
+        devs = self.worker_devices[w]
+        if devs:
+            self.worker_max_free[w] = max(self.dev_free[devs.start : devs.stop])
+            self.worker_best_device[w] = self._first_max(devs.start, devs.stop)
 
     def _first_max(self, start: int, stop: int) -> int:
         best = -1
@@ -189,10 +203,8 @@ class ClusterState:
             self.dev_free[d] = self.dev_alloc[d] - max(
                 self.dev_floor[d], self.dev_base[d] + self.dev_claimed[d]
             )
-            w = self.dev_worker[d]
-            devs = self.worker_devices[w]
-            self.worker_max_free[w] = max(self.dev_free[devs.start : devs.stop])
-            self.worker_best_device[w] = self._first_max(devs.start, devs.stop)
+            if not self._bulk:
+                self._reindex_worker(self.dev_worker[d])
         for name, amount in self._host_claims(placement):
             w = self.worker_index.get(name)
             if w is None:
@@ -250,6 +262,7 @@ class ClusterState:
                 groups[key] = []
                 order.append(key)
             groups[key].append(self.dev_device[d].index)
+        order.sort(key=lambda key: key[0] != option.worker)  # the head worker first (stable)
         for w, accelerator in order:
             indices = ",".join(str(i) for i in groups[(w, accelerator)])
             parts.append(f"{self.workers[w].name}:{accelerator}:{indices}")

@@ -206,11 +206,9 @@ class EngineCompatibility(BuiltinPolicy):
         engine = view.deployment.engine
         if claim.strategy == "multi_device" and claim.tensor_parallel_size > 1 and not caps.tensor_parallel:
             return f"engine {engine} does not support tensor parallelism"
-        if (
-            claim.strategy == "multi_device"
-            and claim.tensor_parallel_size == 1
-            and not caps.pipeline_parallel
-        ) and not caps.tensor_parallel:
+        splits = caps.pipeline_parallel or caps.tensor_parallel
+        if claim.strategy == "multi_device" and claim.tensor_parallel_size == 1 and not splits:
+            # tensor_parallel_size 1 over several devices: a layer (pipeline) split
             return f"engine {engine} cannot split a model over several GPUs"
         if claim.strategy == "multi_worker" and not caps.multi_worker:
             return f"engine {engine} cannot spread one replica over several workers"
