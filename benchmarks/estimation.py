@@ -18,7 +18,7 @@ import os
 import platform
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from gpustack_core.estimate import EstimateOptions, GGUFEstimator, VllmEstimator, read_gguf_file
@@ -43,13 +43,17 @@ class Case:
     flash_attn: bool = True
 
 
+# a training context above every tested one, so llama-server never caps the slot's context
 SPECS: dict[str, TinyLlamaSpec] = {
-    "tiny-F32": TinyLlamaSpec.tiny("F32"),
-    "small-F16": TinyLlamaSpec.small("F16"),
-    "small-Q8_0": TinyLlamaSpec.small("Q8_0"),
-    "small-Q4_0": TinyLlamaSpec.small("Q4_0"),
-    "medium-Q8_0": TinyLlamaSpec.medium("Q8_0"),
-    "medium-Q4_0": TinyLlamaSpec.medium("Q4_0"),
+    name: replace(spec, n_ctx_train=65536)
+    for name, spec in {
+        "tiny-F32": TinyLlamaSpec.tiny("F32"),
+        "small-F16": TinyLlamaSpec.small("F16"),
+        "small-Q8_0": TinyLlamaSpec.small("Q8_0"),
+        "small-Q4_0": TinyLlamaSpec.small("Q4_0"),
+        "medium-Q8_0": TinyLlamaSpec.medium("Q8_0"),
+        "medium-Q4_0": TinyLlamaSpec.medium("Q4_0"),
+    }.items()
 }
 
 CASES: tuple[Case, ...] = (
@@ -90,12 +94,17 @@ def _run_case(binary: str, model: Path, case: Case) -> dict[str, float | int | s
     claim = est.cpu_only()
     args = [
         "-c", str(case.ctx), "-b", str(case.batch), "-ub", str(case.ubatch), "-np", "1", "-t", "2",
-        "-ctk", case.ctk, "-ctv", case.ctv, "-fa", "on" if case.flash_attn else "off", "-fit", "off",
+        "-ctk", case.ctk, "-ctv", case.ctv, "-fa", "on" if case.flash_attn else "off",
+        "-fit", "off", "-lv", "4",
     ]  # fmt: skip
     started = time.monotonic()
-    measured = measure_llama_server(binary, model, args, prompt_tokens=min(case.ubatch, case.ctx // 2))
+    # fill the context (up to 8192 tokens) so the compute buffer's pages are touched as they
+    # would be at full context; RSS only counts touched pages
+    prompt = min(case.ctx - 64, 8192)
+    measured = measure_llama_server(binary, model, args, prompt_tokens=prompt, timeout_s=600)
     buffers = measured.buffers
-    weights = est.input_weights + sum(est.layer_weights) + est.output_weights
+    repack = est.repack_duplicate_bytes(set(range(est.hparams.n_layer)), True)
+    weights = est.input_weights + sum(est.layer_weights) + est.output_weights + repack
     est_total_buffers = weights + est.kv_total_bytes + est.compute_bytes() + est.output_buffer_bytes()
     meas_total_buffers = sum(buffers.get(k, 0) for k in ("model", "KV", "compute", "output"))
     return {
@@ -126,7 +135,9 @@ def _published() -> list[dict[str, str]]:
 
     def gguf(name: str, ctx: int, what: str, published_mib: float, source: str) -> None:
         cfg = json.loads((FIXTURES / f"{name}.config.json").read_text())
-        est = GGUFEstimator(llama_info_from_config(cfg), EstimateOptions(ctx_size=ctx, flash_attention=False))
+        # those llama.cpp builds reserved n_ubatch output rows (today's llama-server: one per sequence)
+        options = EstimateOptions(ctx_size=ctx, flash_attention=False, max_outputs=512)
+        est = GGUFEstimator(llama_info_from_config(cfg), options)
         value = est.kv_total_bytes if what == "KV cache" else est.compute_bytes()
         rows.append(
             {
@@ -194,13 +205,17 @@ def _render(results: list[dict[str, float | int | str]], published: list[dict[st
         "",
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Machine: {platform.machine()} VM, "
         f"{os.cpu_count()} cores, 24 GB RAM; llama-server CPU build (`{binary}`),",
-        "run with `-np 1 -t 2 -fit off`.",
+        "run with `-np 1 -t 2 -fit off -lv 4`.",
         "Run: `python -m benchmarks estimation -- --llama-server PATH`.",
         "",
-        "Generated random-weight llama models (gpustack_core.testing.gguf_models). Measured buffer sizes are",
-        "the ones llama.cpp logs (`CPU_Mapped model buffer`, `CPU KV buffer`, `CPU compute buffer`,",
-        "`CPU output buffer`), in MiB. RSS is `VmRSS` of the server after one completion request; the",
-        "estimate's total adds a fixed runtime overhead (binary, libraries, threads, HTTP server).",
+        "Generated random-weight llama models (gpustack_core.testing.gguf_models): tiny = 2 blocks,",
+        "n_embd 64, 512 tokens (~150 k params); small = 4 blocks, n_embd 256, GQA 8/2, 8 k tokens (~7 M);",
+        "medium = 8 blocks, n_embd 512, GQA 8/4, 32 k tokens (~58 M). Measured buffer sizes (MiB) are the",
+        "ones llama.cpp logs: model = `CPU_Mapped` + `CPU_REPACK` model buffers (Q4_0 matrices are",
+        "repacked on this AVX-512 CPU; the estimate adds the copy), `CPU KV buffer`, `CPU compute",
+        "buffer`, `CPU output buffer`. RSS is `VmRSS` (peak `VmHWM`) of the server after one completion",
+        "request whose prompt fills the context up to 8192 tokens (RSS counts pages once touched). The",
+        "estimate's total is the CPU-only claim: buffers + CPU matmul work buffer + runtime overhead.",
         "",
         "| case | weights est / meas | KV est / meas | compute est / meas | err compute | buffers err | "
         "total est / RSS (peak) | err vs RSS |",

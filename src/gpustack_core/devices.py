@@ -59,7 +59,9 @@ def detect_devices(
             )
         except AcceleratorNotPresent as exc:
             reports.append(
-                AcceleratorReport(accelerator.name, diagnostic=str(exc), duration_s=time.perf_counter() - started)
+                AcceleratorReport(
+                    accelerator.name, diagnostic=str(exc), duration_s=time.perf_counter() - started
+                )
             )
             continue
         except GPUStackError as exc:

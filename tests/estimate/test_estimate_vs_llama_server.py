@@ -18,8 +18,26 @@ def test_estimate_within_ten_percent_of_llama_server(small_q8_gguf: Path) -> Non
         pytest.skip("no llama-server: set GPUSTACK_LLAMA_SERVER to a llama-server binary or put one on PATH")
     options = EstimateOptions(ctx_size=4096, batch_size=2048, ubatch_size=512)
     est = GGUFEstimator(read_gguf_file(small_q8_gguf), options)
-    args = ["-c", "4096", "-b", "2048", "-ub", "512", "-np", "1", "-t", "2", "-fa", "on", "-fit", "off"]
-    measured = measure_llama_server(binary, small_q8_gguf, args)
+    args = [
+        "-c",
+        "4096",
+        "-b",
+        "2048",
+        "-ub",
+        "512",
+        "-np",
+        "1",
+        "-t",
+        "2",
+        "-fa",
+        "on",
+        "-fit",
+        "off",
+        "-lv",
+        "4",
+    ]
+    # fill the context: RSS counts the compute buffer's pages only once touched
+    measured = measure_llama_server(binary, small_q8_gguf, args, prompt_tokens=4000, timeout_s=300)
     buffers = measured.buffers
     assert set(buffers) >= {"model", "KV", "compute"}, measured.log[-2000:]
     assert buffers["KV"] == pytest.approx(est.kv_total_bytes, rel=0.01)

@@ -87,9 +87,11 @@ def test_quantized_v_cache_needs_flash_attention(small_q8_gguf: Path) -> None:
 )
 def test_matches_published_llamacpp_logs(name: str, ctx: int, kv_mib: float, compute_mib: float) -> None:
     info = llama_info_from_config(load_config(name))
-    est = GGUFEstimator(info, EstimateOptions(ctx_size=ctx, flash_attention=False))
+    # those builds reserved n_ubatch output rows; their attention phase kept one activation less
+    # than today's llama.cpp, which the formula follows (within 3% here)
+    est = GGUFEstimator(info, EstimateOptions(ctx_size=ctx, flash_attention=False, max_outputs=512))
     assert est.kv_total_bytes / MIB == pytest.approx(kv_mib, abs=0.01)
-    assert est.compute_bytes() / MIB == pytest.approx(compute_mib, rel=0.005)
+    assert est.compute_bytes() / MIB == pytest.approx(compute_mib, rel=0.03)
 
 
 def test_cpu_only_claim_holds_everything(small_q8_gguf: Path) -> None:
@@ -176,3 +178,25 @@ def test_estimate_without_devices_lists_requirements(small_q8_gguf: Path) -> Non
     estimate = estimate_gguf(read_gguf_file(small_q8_gguf), EstimateOptions(ctx_size=2048, gpus=2), "m")
     assert [c.strategy for c in estimate.claims] == ["single_device", "multi_device", "cpu_only"]
     assert estimate.claims[1].device_count == 2
+
+
+def test_remote_header_description_gives_the_same_estimate(small_q8_gguf: Path) -> None:
+    """A source's range-read header (gguf_metadata + gguf_tensors) estimates like the local file."""
+    from types import SimpleNamespace
+
+    from gpustack_core.estimate import info_from_model_metadata
+
+    local = read_gguf_file(small_q8_gguf)
+    kv = dict(local.kv)
+    kv["tokenizer.ggml.tokens"] = ["t"] * local.array_lengths["tokenizer.ggml.tokens"]
+    tensors = [
+        SimpleNamespace(name=t.name, shape=t.shape, ggml_type=t.ggml_type, size_bytes=None)
+        for t in local.tensors
+    ]
+    remote = info_from_model_metadata(
+        SimpleNamespace(gguf_metadata=kv, gguf_tensors=tensors, total_size_bytes=0)
+    )
+    assert remote is not None
+    options = EstimateOptions(ctx_size=4096)
+    assert GGUFEstimator(remote, options).cpu_only() == GGUFEstimator(local, options).cpu_only()
+    assert info_from_model_metadata(SimpleNamespace(gguf_metadata=None, gguf_tensors=None)) is None

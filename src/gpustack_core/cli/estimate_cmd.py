@@ -110,6 +110,8 @@ def estimate(
     flash_attn: bool | None = typer.Option(None, "--flash-attn/--no-flash-attn", help="default: auto (on)"),
     parallel: int = typer.Option(1, "--parallel", "-np", help="llama.cpp parallel sequences"),
     gpu_layers: int | None = typer.Option(None, "--gpu-layers", "-ngl", help="most layers to offload"),
+    no_mmap: bool = typer.Option(False, "--no-mmap", help="llama.cpp --no-mmap"),
+    no_repack: bool = typer.Option(False, "--no-repack", help="llama.cpp --no-repack (CPU weight repacking)"),
     gpus: int | None = typer.Option(None, "--gpus", help="number of devices a claim may use"),
     device_memory: str | None = typer.Option(
         None, "--device-memory", help="free memory per device, comma-separated, e.g. 24GiB,24GiB"
@@ -145,6 +147,8 @@ def estimate(
             flash_attention=flash_attn,
             parallel=parallel,
             gpu_layers=gpu_layers,
+            mmap=not no_mmap,
+            cpu_repack=not no_repack,
             gpus=gpus,
             device_memory=tuple(parse_size(s) for s in device_memory.split(",")) if device_memory else (),
             tensor_split=tuple(float(s) for s in tensor_split.split(",")) if tensor_split else (),

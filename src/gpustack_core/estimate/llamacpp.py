@@ -19,18 +19,31 @@ from gguf import GGMLQuantizationType
 from gpustack_core.errors import EstimationError
 from gpustack_core.types import DeviceClaim, MemoryItem, ResourceClaim
 
-from .gguf_info import GGUFModelInfo, ggml_row_bytes
+from .gguf_info import GGUFModelInfo, TensorInfo, ggml_row_bytes
 from .options import EstimateOptions
 
-__all__ = ["GGUFEstimator", "LlamaHParams"]
+__all__ = ["CPU_REPACK_TYPES", "GGUFEstimator", "LlamaHParams"]
 
 _MIB = 2**20
 #: llama.cpp pads the context to a multiple of 256 cells (llama-context.cpp).
 CTX_PAD = 256
 #: Host memory of llama-server beyond its buffers (binary, libraries, threads, HTTP server),
 #: measured on a 2-core x86-64 VM with a CPU build; see docs/benchmarks/estimation.md.
-RUNTIME_OVERHEAD_BYTES = 40 * _MIB
+RUNTIME_OVERHEAD_BYTES = 19 * _MIB
+#: Per vocabulary entry: token text, id<->token maps, scores and types (cf. gguf-parser-go).
+VOCAB_BYTES_PER_TOKEN = 96
 #: Architectures without a KV cache (encoder-only embedding / rerank models).
+#: Weight types ggml-cpu repacks into an interleaved layout for matrix multiplication on x86
+#: with AVX2 (``ggml/src/ggml-cpu/repack.cpp``), when the row count is a multiple of 8.
+CPU_REPACK_TYPES = frozenset(
+    int(t)
+    for t in (
+        GGMLQuantizationType.Q4_0,
+        GGMLQuantizationType.Q4_K,
+        GGMLQuantizationType.IQ4_NL,
+        GGMLQuantizationType.MXFP4,
+    )
+)
 _NON_CAUSAL_ARCHS = frozenset(
     {"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "jina-bert-v3", "modern-bert"}
 )
@@ -169,6 +182,39 @@ class GGUFEstimator:
 
     # ---- per-part sizes ------------------------------------------------------------------
 
+    def _is_repacked(self, t: TensorInfo) -> bool:
+        return (
+            self.options.cpu_repack
+            and t.ggml_type in CPU_REPACK_TYPES
+            and len(t.shape) >= 2
+            and t.shape[1] % 8 == 0
+            and (t.layer is not None or t.name == "output.weight")
+        )
+
+    def repack_duplicate_bytes(self, host_layers: set[int], output_on_host: bool) -> int:
+        """Host bytes held twice when the CPU repacks weights of an mmap-ed model.
+
+        ggml-cpu copies repackable matrices (see :data:`CPU_REPACK_TYPES`) into a ``CPU_REPACK``
+        buffer; the file stays mapped from the first to the last tensor that is *not* repacked,
+        so originals inside that range stay resident too (``--no-repack`` or ``--no-mmap``
+        avoid it). Tensors are taken in file order.
+        """
+        if not self.options.mmap or not self.options.cpu_repack:
+            return 0
+        host: list[tuple[bool, int]] = []
+        for t in self.info.tensors:
+            il = t.layer
+            if il is not None and il not in host_layers:
+                continue
+            if il is None and t.name.startswith("output") and not output_on_host:
+                continue
+            host.append((self._is_repacked(t), t.n_bytes))
+        plain = [i for i, (rep, _) in enumerate(host) if not rep]
+        if not plain:
+            return 0
+        lo, hi = plain[0], plain[-1]
+        return sum(n for i, (rep, n) in enumerate(host) if rep and lo <= i <= hi)
+
     def kv_bytes(self, il: int) -> tuple[int, int]:
         """(K, V) cache bytes of block ``il`` for the padded context."""
         hp = self.hparams
@@ -183,31 +229,69 @@ class GGUFEstimator:
         """KV cache bytes of all blocks."""
         return sum(sum(self.kv_bytes(il)) for il in range(self.hparams.n_layer))
 
+    @property
+    def n_outputs(self) -> int:
+        """Outputs (logit rows) of the reserved worst-case graph.
+
+        llama-server reserves one output per parallel sequence (``n_outputs_max``), an
+        embedding server ``n_batch``; ``options.max_outputs`` overrides (older llama.cpp and
+        llama-cli reserve ``n_ubatch``).
+        """
+        if self.options.max_outputs is not None:
+            wanted = self.options.max_outputs
+        elif not self.hparams.causal:
+            wanted = self.n_batch
+        else:
+            wanted = self.options.parallel
+        return max(1, min(self.n_ubatch, wanted))
+
     def compute_bytes(self, with_output: bool = True) -> int:
         """Compute buffer of the device that runs the blocks (and the output layer).
 
         llama.cpp reserves the worst-case graph: ``n_ubatch`` tokens attending to the full
-        context. ggml-alloc reuses memory between layers, so the buffer is the inputs plus the
-        largest live set of one phase (attention, feed-forward or output projection).
+        context. ggml-alloc reuses memory between layers, so the buffer is the graph inputs (KQ
+        mask) plus the largest set of tensors live during one phase. In units of one f32
+        activation row set (``x * n_ubatch * 4`` bytes, ``e`` for n_embd, ``f`` for n_ff, ``g``
+        for n_embd_k_gqa), measured on llama-server (docs/benchmarks/estimation.md):
+
+        - attention, flash attention: ``5e + g``; without: the KQ scores
+          ``n_ctx * n_ubatch * n_head`` f32 plus ``5e + 2g``;
+        - feed-forward: ``3f + 4e`` (``+e`` without flash attention) when ``f >= 3e``, else
+          ``4f + e`` (``+e``): gate, up and their product live with the residual stream;
+        - output: the hidden state plus ``n_vocab x n_outputs`` f32 logits.
         """
         hp = self.hparams
         t = self.n_ubatch
         n_kv = self.n_ctx if hp.causal else t
-        n_out = min(t, self.n_batch)
         f32 = 4
-        embd = hp.n_embd * t * f32
-        kv_gqa = max(hp.n_head_kv) * max(hp.head_dim_k, hp.head_dim_v) * t * f32
-        mask = n_kv * t * (2 if self.flash_attention else 4)
-        inputs = t * 4 * 2 + t * 8 * 2 + n_out * 4 + mask
-        if self.flash_attention:
-            attn = 3 * embd + 2 * kv_gqa
-        else:
-            # KQ scores (soft_max runs in place) plus four activations of n_embd
-            attn = 4 * embd + n_kv * t * max(hp.n_head) * f32
-        n_ff = hp.n_ff * (max(hp.n_expert_used, 1))
-        ffn = 2 * embd + 3 * n_ff * t * f32
-        output = embd + (hp.n_vocab * n_out * f32 if with_output and hp.causal else 0)
+        fa = self.flash_attention
+        e = hp.n_embd * t * f32
+        g = max(hp.n_head_kv) * max(hp.head_dim_k, hp.head_dim_v) * t * f32
+        f = hp.n_ff * max(hp.n_expert_used, 1) * t * f32
+        mask = n_kv * t * (2 if fa else 4)
+        inputs = t * 4 * 2 + t * 8 * 2 + self.n_outputs * 4 + mask
+        kq = 0 if fa else n_kv * t * max(hp.n_head) * f32  # KQ scores; soft_max runs in place
+        attn = kq + 5 * e + (g if fa else 2 * g)
+        ffn = 3 * f + 4 * e if f >= 3 * e else 4 * f + e
+        if not fa:
+            ffn += e
+        output = e + (hp.n_vocab * self.n_outputs * f32 if with_output and hp.causal else 0)
         return inputs + max(attn, ffn, output)
+
+    def cpu_work_bytes(self) -> int:
+        """Work buffer of ggml-cpu's graph plan, kept by the CPU backend between calls.
+
+        A matrix multiplication converts its activations to the weights' dot-product type
+        there. Without flash attention the largest is the soft-maxed KQ matrix converted to f16
+        for ``KQ x V`` (``n_ctx x n_ubatch x n_head x 2``); otherwise a feed-forward input.
+        """
+        hp = self.hparams
+        t = self.n_ubatch
+        widest = max(hp.n_ff * max(hp.n_expert_used, 1), hp.n_embd)
+        work = t * widest * 2
+        if not self.flash_attention and hp.causal:
+            work = max(work, self.n_ctx * t * max(hp.n_head) * 2)
+        return work
 
     def host_compute_bytes(self) -> int:
         """Host compute buffer when every block runs on devices: the input embedding rows."""
@@ -293,6 +377,11 @@ class GGUFEstimator:
             )
         if output_on < 0:
             host.append(MemoryItem(label=out_label, bytes=self.output_weights))
+        repack = self.repack_duplicate_bytes(set(cpu_blocks), output_on < 0)
+        if repack:
+            host.append(
+                MemoryItem(label="weights: CPU repack copy (mmap keeps the originals mapped)", bytes=repack)
+            )
         for d in range(n_dev):
             blocks = [il for il in range(hp.n_layer) if where[il] == d]
             items = dev_items[d]
@@ -319,6 +408,7 @@ class GGUFEstimator:
             host.append(
                 MemoryItem(label=self._compute_label(), bytes=self.compute_bytes(with_output=output_on < 0))
             )
+            host.append(MemoryItem(label="CPU matmul work buffer", bytes=self.cpu_work_bytes()))
         else:
             host.append(
                 MemoryItem(label="compute buffer (host: input embeddings)", bytes=self.host_compute_bytes())
@@ -329,7 +419,12 @@ class GGUFEstimator:
                 bytes=self.output_buffer_bytes(),
             )
         )
-        host.append(MemoryItem(label="runtime overhead (llama-server process)", bytes=RUNTIME_OVERHEAD_BYTES))
+        host.append(
+            MemoryItem(
+                label="runtime overhead (llama-server process, vocabulary)",
+                bytes=RUNTIME_OVERHEAD_BYTES + VOCAB_BYTES_PER_TOKEN * hp.n_vocab,
+            )
+        )
         devices = tuple(
             DeviceClaim(memory_bytes=sum(i.bytes for i in items), items=tuple(items))
             for items in dev_items

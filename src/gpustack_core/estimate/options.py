@@ -27,8 +27,9 @@ class EstimateOptions(ValueModel):
     GGUF (llama.cpp) fields: ``ctx_size`` (None: the model's training context), ``batch_size``
     and ``ubatch_size`` (``-b``/``-ub``), ``cache_type_k/v``, ``flash_attention`` (None: auto,
     which llama.cpp turns on wherever the backend supports it), ``parallel`` (``-np``),
-    ``gpu_layers`` (``-ngl``; None: as many as fit), ``tensor_split`` (``-ts``; empty: by free
-    memory), ``rpc_devices``.
+    ``max_outputs`` (logit rows the compute graph reserves; None: llama-server's one per
+    sequence), ``gpu_layers`` (``-ngl``; None: as many as fit), ``tensor_split`` (``-ts``; empty: by free
+    memory), ``rpc_devices``, ``mmap`` (``--no-mmap``), ``cpu_repack`` (``--no-repack``).
 
     safetensors (vLLM/SGLang) fields: ``gpu_memory_utilization``, ``max_model_len`` (None: the
     model's ``max_position_embeddings``), ``tensor_parallel_size`` (None: smallest that fits),
@@ -45,10 +46,12 @@ class EstimateOptions(ValueModel):
     cache_type_v: str = "f16"
     flash_attention: bool | None = None
     parallel: int = Field(default=1, ge=1)
+    max_outputs: int | None = Field(default=None, ge=1)
     gpu_layers: int | None = Field(default=None, ge=0)
     tensor_split: tuple[float, ...] = ()
     rpc_devices: tuple[RemoteDevice, ...] = ()
     mmap: bool = True
+    cpu_repack: bool = True
 
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
     max_model_len: int | None = Field(default=None, ge=1)

@@ -93,12 +93,12 @@ def measure_llama_server(
 ) -> LlamaServerMeasurement:
     """Start ``binary -m model ARGS`` on a free loopback port, wait, measure, stop it.
 
-    After ``/health`` answers, one ``/completion`` request with about ``prompt_tokens`` prompt
-    tokens runs, so pages of the weights, KV cache and compute buffer have been touched.
+    After ``/health`` answers, one ``/completion`` request with ``prompt_tokens`` prompt tokens
+    (token ids) runs, so pages of the weights, KV cache and compute buffer have been touched.
 
     Raises:
-        RuntimeError: the server exited or did not become ready within ``timeout_s`` (with the
-            tail of its log).
+        RuntimeError: the server exited, did not become ready within ``timeout_s`` or refused the
+            request (with the tail of its log or its answer).
     """
     port = _free_port()
     cmd = [binary, "-m", os.fspath(model), "--host", "127.0.0.1", "--port", str(port), *args]
@@ -125,12 +125,15 @@ def measure_llama_server(
                     except httpx.TransportError:
                         pass
                     time.sleep(0.2)
-                prompt = " ".join(["a"] * max(prompt_tokens - 1, 1))
-                client.post(
+                # token ids, so the prompt has exactly prompt_tokens tokens (id 100: a byte token)
+                prompt = [100] * max(prompt_tokens, 1)
+                reply = client.post(
                     f"{base}/completion",
                     json={"prompt": prompt, "n_predict": 4, "cache_prompt": False},
                     timeout=timeout_s,
-                ).raise_for_status()
+                )
+                if reply.status_code != 200:
+                    raise RuntimeError(f"llama-server answered {reply.status_code}: {reply.text[:500]}")
             status = _proc_status(proc.pid)
         finally:
             proc.terminate()
