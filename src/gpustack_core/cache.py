@@ -4,7 +4,7 @@ Layout under ``cache_dir``::
 
     <source>/<model id>/refs/<quoted revision name>     text: the revision directory it resolved to
     <source>/<model id>/<revision>/<file path>          complete, verified files only
-    <source>/<model id>/<revision>/.gpustack/metadata.json   what ``resolve`` returned (offline use)
+    <source>/<model id>/<revision>/.gpustack/metadata[#<selector>].json  last ``resolve`` (offline use)
     <source>/<model id>/<revision>/.gpustack/manifest.json   completed files: size, sha256, mtime
     <source>/<model id>/<revision>/.gpustack/partial/<quoted path>   interrupted downloads
     .locks/<source>/<model id>/<revision>.lock          fcntl.flock lock of that revision
@@ -134,6 +134,8 @@ class ModelCache:
 
     def revision_dir(self, source: str, model_id: str, revision: str) -> Path:
         """Directory holding the files of one revision."""
+        if revision in ("", ".", "..", "refs"):
+            raise ModelNotFoundError(f"revision {revision!r} cannot be used as a cache directory")
         return self.model_dir(source, model_id) / quote(revision, safe="")
 
     def _state_dir(self, source: str, model_id: str, revision: str) -> Path:
@@ -152,14 +154,21 @@ class ModelCache:
         except OSError:
             return None
 
+    def _metadata_path(self, source: str, model_id: str, revision: str, selector: str | None) -> Path:
+        name = f"metadata#{quote(selector, safe='')}.json" if selector else "metadata.json"
+        return self._state_dir(source, model_id, revision) / name
+
     def save_metadata(self, source: str, model_id: str, revision: str, metadata: ModelMetadata) -> None:
-        """Store what ``resolve`` returned, for offline mode."""
-        path = self._state_dir(source, model_id, revision) / "metadata.json"
+        """Store what ``resolve`` returned, for offline mode (one file per selector: the headers
+        read depend on which files the selector chose)."""
+        path = self._metadata_path(source, model_id, revision, metadata.ref.selector)
         _atomic_write(path, metadata.model_dump_json().encode())
 
-    def load_metadata(self, source: str, model_id: str, revision: str) -> ModelMetadata | None:
-        """Stored metadata of a revision, or None when absent or unreadable."""
-        path = self._state_dir(source, model_id, revision) / "metadata.json"
+    def load_metadata(
+        self, source: str, model_id: str, revision: str, selector: str | None = None
+    ) -> ModelMetadata | None:
+        """Stored metadata of a revision and selector, or None when absent or unreadable."""
+        path = self._metadata_path(source, model_id, revision, selector)
         try:
             return ModelMetadata.model_validate_json(path.read_bytes())
         except (OSError, ValueError):
@@ -332,7 +341,7 @@ class ModelCache:
         attempt = 0
         while True:
             try:
-                self._fetch_into(partial, file, client, progress, transferred)
+                digest = self._fetch_into(partial, file, client, progress, transferred)
                 break
             except (httpx.TransportError, _ShortRead) as exc:
                 attempt += 1
@@ -344,7 +353,7 @@ class ModelCache:
                     ) from exc
                 _log.warning("download of %s interrupted at byte %d (%s); resuming", file.url, have, exc)
                 time.sleep(min(0.2 * 2**attempt, 5.0))
-        self._verify_partial(partial, file)
+        self._verify_partial(partial, file, digest)
         dest = rev_dir / file.path
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(partial, dest)
@@ -357,14 +366,18 @@ class ModelCache:
         client: httpx.Client,
         progress: Callable[[DownloadProgress], None] | None,
         transferred: list[int],
-    ) -> None:
-        """Append the rest of ``file`` to ``partial``; ``transferred[0]`` counts bytes received."""
+    ) -> str | None:
+        """Append the rest of ``file`` to ``partial``; ``transferred[0]`` counts bytes received.
+
+        Returns the sha256 of the whole partial file, computed while writing (the existing prefix
+        is hashed first when resuming), or None when nothing was fetched.
+        """
         have = partial.stat().st_size if partial.exists() else 0
         if file.size_bytes is not None and have > file.size_bytes:
             partial.unlink()
             have = 0
         if file.size_bytes is not None and have == file.size_bytes and have > 0:
-            return
+            return None
         headers = {"Range": f"bytes={have}-"} if have else {}
         with client.stream("GET", file.url, headers=headers) as response:
             if response.status_code == 416:
@@ -375,10 +388,12 @@ class ModelCache:
             if mode == "wb":
                 have = 0
             rate = _Rate(file.path, file.size_bytes, have, progress)
+            hasher = _sha256_file(partial) if mode == "ab" else hashlib.sha256()
             try:
                 with open(partial, mode) as out:
                     for chunk in response.iter_bytes():
                         out.write(chunk)
+                        hasher.update(chunk)
                         have += len(chunk)
                         transferred[0] += len(chunk)
                         rate.emit(have)
@@ -395,8 +410,9 @@ class ModelCache:
             if file.size_bytes is not None and have < file.size_bytes:
                 raise _ShortRead(f"connection closed at byte {have} of {file.size_bytes}")
             rate.emit(have, force=True, done=True)
+        return str(hasher.hexdigest())
 
-    def _verify_partial(self, partial: Path, file: FileRequest) -> None:
+    def _verify_partial(self, partial: Path, file: FileRequest, digest: str | None) -> None:
         size = partial.stat().st_size
         if file.size_bytes is not None and size != file.size_bytes:
             partial.unlink()
@@ -405,7 +421,7 @@ class ModelCache:
                 "run the download again"
             )
         if file.sha256 is not None:
-            digest = _sha256_file(partial).hexdigest()
+            digest = digest or str(_sha256_file(partial).hexdigest())
             if digest != file.sha256.lower():
                 partial.unlink()
                 raise DownloadError(

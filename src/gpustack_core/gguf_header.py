@@ -109,6 +109,27 @@ class _Reader:
         self.pos += length
         return raw.decode("utf-8", errors="replace")
 
+    def strings(self, count: int) -> list[str]:
+        """``count`` strings in a row (token lists: the bulk of most headers), without method calls."""
+        data, pos, size = self.data, self.pos, len(self.data)
+        unpack_from = struct.unpack_from
+        out: list[str] = []
+        append = out.append
+        for _ in range(count):
+            if pos + 8 > size:
+                raise GGUFHeaderIncomplete(pos + 8)
+            (length,) = unpack_from("<Q", data, pos)
+            if length > _MAX_STRING:
+                raise GGUFHeaderError(f"GGUF string of {length} bytes at offset {pos} is implausible")
+            pos += 8
+            end = pos + length
+            if end > size:
+                raise GGUFHeaderIncomplete(end)
+            append(str(data[pos:end], "utf-8", "replace"))
+            pos = end
+        self.pos = pos
+        return out
+
     def value(self, value_type: int) -> Any:
         if value_type in _SCALARS:
             return self.unpack(_SCALARS[value_type])
@@ -126,6 +147,8 @@ class _Reader:
                 items = list(struct.unpack_from(f"<{count}{fmt[1]}", self.data, self.pos))
                 self.pos += size * count
                 return items
+            if item_type == GGUFValueType.STRING:
+                return self.strings(count)
             return [self.value(item_type) for _ in range(count)]
         raise GGUFHeaderError(f"unknown GGUF value type {value_type} at offset {self.pos - 4}")
 

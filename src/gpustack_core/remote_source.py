@@ -16,6 +16,7 @@ import json
 import struct
 from abc import abstractmethod
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,7 @@ from .types import DownloadResult, GGUFTensor, ModelFile, ModelFormat, ModelMeta
 __all__ = ["RemoteListing", "RemoteModelSource", "http_read_range", "model_format_of"]
 
 _CONFIG_MAX_BYTES = 16 << 20
+_HEADER_READERS = 8
 
 
 @dataclass(frozen=True)
@@ -119,11 +121,11 @@ class RemoteModelSource(ModelSource):
         cache_id, ref_name = self.cache_key(ref)
         if options.offline:
             revision = cache.read_ref(self.name, cache_id, ref_name)
-            stored = cache.load_metadata(self.name, cache_id, revision) if revision else None
+            stored = cache.load_metadata(self.name, cache_id, revision, ref.selector) if revision else None
             if stored is None:
                 raise OfflineModeError(
-                    f"offline mode: {ref} was never resolved into the cache {cache.root}; "
-                    "run once without --offline"
+                    f"offline mode: {ref} (with this selector) was never resolved into the cache "
+                    f"{cache.root}; run once without --offline"
                 )
             return stored.model_copy(update={"ref": ref})
         listing = self.list_remote(ref, options)
@@ -175,12 +177,12 @@ class RemoteModelSource(ModelSource):
             if weights:
                 update["gguf_tensors"] = tuple(tensors)
         elif metadata.format == ModelFormat.SAFETENSORS:
-            headers: dict[str, Any] = {}
-            for f in selected:
-                if f.format != ModelFormat.SAFETENSORS:
-                    continue
-                headers[f.path] = self._safetensors_header(client, self.file_url(metadata, f, options))
-            update["safetensors_headers"] = headers
+            shards = [f for f in selected if f.format == ModelFormat.SAFETENSORS]
+            urls = [self.file_url(metadata, f, options) for f in shards]
+            # large models have dozens of shards, two round trips each: read them concurrently
+            with ThreadPoolExecutor(max_workers=_HEADER_READERS) as pool:
+                read = pool.map(functools.partial(self._safetensors_header, client), urls)
+                update["safetensors_headers"] = dict(zip([f.path for f in shards], read, strict=True))
         return metadata.model_copy(update=update)
 
     @staticmethod

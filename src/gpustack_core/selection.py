@@ -13,7 +13,7 @@ __all__ = ["gguf_quantization", "is_gguf", "select_model_files"]
 
 _SHARD = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
 _QUANT = re.compile(
-    r"(?<![A-Za-z0-9])(I?Q\d(?:_[A-Z0-9]+)*|F16|BF16|F32|TQ\d_\d)(?![A-Za-z0-9])", re.IGNORECASE
+    r"(?<![A-Za-z0-9])(I?Q\d(?:_[A-Z0-9]+)*|F16|BF16|F32|TQ\d_\d|MXFP4)(?![A-Za-z0-9])", re.IGNORECASE
 )
 _SAFETENSORS_EXTRAS = (
     "config.json",
@@ -32,10 +32,16 @@ _SAFETENSORS_EXTRAS = (
 
 
 def gguf_quantization(name: str) -> str | None:
-    """The quantization named in a GGUF file name (``Q4_K_M``, ``F16``...), upper-cased."""
-    base = name.rsplit("/", 1)[-1]
-    matches = _QUANT.findall(_SHARD.sub(".gguf", base))
-    return matches[-1].upper() if matches else None
+    """The quantization named in a GGUF file name (``Q4_K_M``, ``F16``...), upper-cased.
+
+    The file name is searched first, then its directories (``Q4_K_M/model-00001-of-00002.gguf``).
+    """
+    parts = name.split("/")
+    for part in reversed(parts):
+        matches = _QUANT.findall(_SHARD.sub(".gguf", part))
+        if matches:
+            return str(matches[-1]).upper()
+    return None
 
 
 def _is_projector(name: str) -> bool:
@@ -77,13 +83,10 @@ def select_model_files(files: Sequence[ModelFile], selector: str | None) -> list
                 f"no GGUF file matches {selector!r}; available: {', '.join(available) or 'none'}"
             )
         chosen = _complete_shards(chosen, weights)
-        return sorted(chosen, key=lambda f: f.path) + sorted(projectors, key=lambda f: f.path)[:1]
+        return sorted(chosen, key=lambda f: f.path) + _best_projector(projectors)
     weights = [f for f in files if f.path.lower().endswith(".safetensors")]
     if weights:
-        extras = [f for f in files if f.path.rsplit("/", 1)[-1] in _SAFETENSORS_EXTRAS]
-        if selector:
-            weights = [f for f in weights if fnmatch.fnmatch(f.path, selector)] or weights
-        return sorted(weights, key=lambda f: f.path) + sorted(extras, key=lambda f: f.path)
+        return _select_safetensors(files, weights, selector)
     chosen = [f for f in files if not selector or fnmatch.fnmatch(f.path, selector)]
     if not chosen:
         raise ModelNotFoundError(f"no file matches {selector!r}")
@@ -91,17 +94,46 @@ def select_model_files(files: Sequence[ModelFile], selector: str | None) -> list
 
 
 def _complete_shards(chosen: list[ModelFile], weights: list[ModelFile]) -> list[ModelFile]:
-    """Add the missing shards of any split GGUF in ``chosen``."""
+    """Add the missing shards of any split GGUF in ``chosen`` (same stem, same shard count)."""
     result = {f.path: f for f in chosen}
     for f in chosen:
         match = _SHARD.search(f.path)
         if match is None:
             continue
-        stem = f.path[: match.start()]
+        stem, count = f.path[: match.start()], match.group(2)
         for other in weights:
-            if other.path.startswith(stem) and _SHARD.search(other.path):
+            other_match = _SHARD.search(other.path)
+            if other_match and other.path[: other_match.start()] == stem and other_match.group(2) == count:
                 result[other.path] = other
     return list(result.values())
+
+
+def _best_projector(projectors: list[ModelFile]) -> list[ModelFile]:
+    """At most one multimodal projector: F16 when offered (the usual choice), else the first."""
+    if not projectors:
+        return []
+    ordered = sorted(projectors, key=lambda f: (gguf_quantization(f.path) not in ("F16", None), f.path))
+    return ordered[:1]
+
+
+def _select_safetensors(
+    files: Sequence[ModelFile], weights: list[ModelFile], selector: str | None
+) -> list[ModelFile]:
+    """Weights (root-level, the ones engines load), config and tokenizer files."""
+    root_weights = [f for f in weights if "/" not in f.path]
+    if root_weights:
+        weights = root_weights
+    # a Mistral-style repository ships the same weights twice; engines load model*.safetensors
+    hf_style = [f for f in weights if not f.path.rsplit("/", 1)[-1].startswith("consolidated")]
+    if hf_style:
+        weights = hf_style
+    if selector:
+        weights = [f for f in weights if fnmatch.fnmatch(f.path, selector)]
+        if not weights:
+            raise ModelNotFoundError(f"no safetensors file matches {selector!r}")
+    prefix = weights[0].path.rsplit("/", 1)[0] + "/" if "/" in weights[0].path else ""
+    extras = [f for f in files if f.path in {prefix + name for name in _SAFETENSORS_EXTRAS}]
+    return sorted(weights, key=lambda f: f.path) + sorted(extras, key=lambda f: f.path)
 
 
 def is_gguf(files: Sequence[ModelFile]) -> bool:

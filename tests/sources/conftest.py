@@ -10,16 +10,18 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from fake_hubs import HubServer, HubState, huggingface_app, modelscope_app, ollama_app  # noqa: E402
-from model_files import make_gguf, make_safetensors  # noqa: E402
+from fake_hubs import HubServer, HubState, huggingface_app, modelscope_app, ollama_app
+from model_files import make_gguf, make_safetensors
 
-from gpustack_core.plugins import PluginHost  # noqa: E402
-from gpustack_core.types import SourceOptions  # noqa: E402
+from gpustack_core.plugins import PluginHost
+from gpustack_core.types import SourceOptions
 
 GGUF_Q4 = make_gguf(file_type=15, n_embd=512)  # ~1.3 MB: big enough to cut and throttle
 GGUF_Q8 = make_gguf(file_type=7, n_embd=128)
 MMPROJ = make_gguf(n_embd=64, n_layers=1, vocab=10)
-SAFETENSORS = make_safetensors({"model.embed_tokens.weight": ("BF16", (64, 32)), "lm_head.weight": ("F32", (64, 32))})
+SAFETENSORS = make_safetensors(
+    {"model.embed_tokens.weight": ("BF16", (64, 32)), "lm_head.weight": ("F32", (64, 32))}
+)
 CONFIG = b'{"architectures": ["LlamaForCausalLM"], "hidden_size": 32, "num_hidden_layers": 2}'
 
 
@@ -53,7 +55,9 @@ def host() -> PluginHost:
 @pytest.fixture
 def hf_hub() -> Iterator[tuple[HubState, HubServer]]:
     """A fake Hugging Face Hub with ``org/tiny-gguf``, ``org/tiny-st`` and gated ``org/gated``."""
-    state = HubState(repos={"org/tiny-gguf": gguf_repo(), "org/tiny-st": safetensors_repo(), "org/gated": gguf_repo()})
+    state = HubState(
+        repos={"org/tiny-gguf": gguf_repo(), "org/tiny-st": safetensors_repo(), "org/gated": gguf_repo()}
+    )
     state.gated.add("org/gated")
     with HubServer(huggingface_app(state)) as server:
         yield state, server
@@ -63,7 +67,11 @@ def hf_hub() -> Iterator[tuple[HubState, HubServer]]:
 def ms_hub() -> Iterator[tuple[HubState, HubServer]]:
     """A fake ModelScope with ``owner/tiny-gguf``, ``owner/tiny-st`` and private ``owner/private``."""
     state = HubState(
-        repos={"owner/tiny-gguf": gguf_repo(), "owner/tiny-st": safetensors_repo(), "owner/private": gguf_repo()}
+        repos={
+            "owner/tiny-gguf": gguf_repo(),
+            "owner/tiny-st": safetensors_repo(),
+            "owner/private": gguf_repo(),
+        }
     )
     state.gated.add("owner/private")
     with HubServer(modelscope_app(state)) as server:
@@ -92,7 +100,11 @@ def options_for(tmp_path: Path):  # type: ignore[no-untyped-def]
     """``options_for(server, **overrides)`` -> SourceOptions with a per-test cache directory."""
 
     def make(server: HubServer, **overrides: object) -> SourceOptions:
-        values: dict[str, object] = {"cache_dir": str(tmp_path / "cache"), "endpoint": server.url, "timeout_s": 10}
+        values: dict[str, object] = {
+            "cache_dir": str(tmp_path / "cache"),
+            "endpoint": server.url,
+            "timeout_s": 10,
+        }
         values.update(overrides)
         return SourceOptions.model_validate(values)
 

@@ -20,6 +20,7 @@ require a token. Counters record every file GET so tests can assert "fetched onc
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import socket
@@ -67,6 +68,7 @@ class HubState:
     cut_after: dict[str, int] = field(default_factory=dict)  # file key -> bytes before cutting, once
     bytes_per_second: float | None = None
     corrupt: set[str] = field(default_factory=set)  # file keys served with their last byte flipped
+    ignore_range: bool = False  # answer 200 with the whole body, like a server without Range support
     gets: list[FileGet] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -90,12 +92,14 @@ def _parse_range(header: str | None, size: int) -> tuple[int, int | None] | None
     return start, end
 
 
-def serve_bytes(request: Request, state: HubState, key: str, data: bytes, headers: dict[str, str]) -> Response:
+def serve_bytes(
+    request: Request, state: HubState, key: str, data: bytes, headers: dict[str, str]
+) -> Response:
     """Serve ``data`` honouring HEAD and ``Range``, with the state's faults and counters."""
     if key in state.corrupt:
         data = data[:-1] + bytes([data[-1] ^ 0xFF])
     size = len(data)
-    parsed = _parse_range(request.headers.get("range"), size)
+    parsed = None if state.ignore_range else _parse_range(request.headers.get("range"), size)
     start, end = parsed if parsed else (0, None)
     with state.lock:
         state.gets.append(FileGet(key=key, start=start, end=end, method=request.method))
@@ -130,8 +134,9 @@ def serve_bytes(request: Request, state: HubState, key: str, data: bytes, header
     return StreamingResponse(stream(), status_code=status, headers=base)
 
 
+@functools.lru_cache(maxsize=64)
 def sha256(data: bytes) -> str:
-    """Hex sha256 of ``data``."""
+    """Hex sha256 of ``data`` (memoised: the fake hubs hash the same files on every request)."""
     return hashlib.sha256(data).hexdigest()
 
 
@@ -145,9 +150,7 @@ def huggingface_app(state: HubState) -> Starlette:
 
     def denied(repo: str, request: Request) -> Response | None:
         if repo not in state.repos:
-            return Response(
-                "Repository not found", status_code=404, headers={"X-Error-Code": "RepoNotFound"}
-            )
+            return Response("Repository not found", status_code=404, headers={"X-Error-Code": "RepoNotFound"})
         if repo in state.gated and not state.authorized(request):
             return Response(
                 f"Access to model {repo} is restricted.",
@@ -299,8 +302,12 @@ def ollama_app(state: HubState) -> Starlette:
             return JSONResponse({"errors": [{"code": "UNAUTHORIZED", "message": "unauthorized"}]}, 401)
         layers = state.repos.get(key)
         if layers is None:
-            return JSONResponse({"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]}, 404)
-        return Response(manifest_of(layers), media_type="application/vnd.docker.distribution.manifest.v2+json")
+            return JSONResponse(
+                {"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]}, 404
+            )
+        return Response(
+            manifest_of(layers), media_type="application/vnd.docker.distribution.manifest.v2+json"
+        )
 
     def blob_data(digest: str) -> bytes | None:
         for layers in state.repos.values():
@@ -342,7 +349,9 @@ class HubServer:
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(app, log_level="critical", lifespan="off", access_log=False, ws="none")
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
+        )
 
     def __enter__(self) -> HubServer:
         self._thread.start()

@@ -38,7 +38,9 @@ def make_gguf(
         rng = np.random.default_rng(0)
         writer.add_tensor("token_embd.weight", rng.standard_normal((vocab, n_embd)).astype(np.float16))
         for layer in range(n_layers):
-            writer.add_tensor(f"blk.{layer}.attn_q.weight", rng.standard_normal((n_embd, n_embd)).astype(np.float16))
+            writer.add_tensor(
+                f"blk.{layer}.attn_q.weight", rng.standard_normal((n_embd, n_embd)).astype(np.float16)
+            )
             writer.add_tensor(f"blk.{layer}.attn_norm.weight", np.ones(n_embd, dtype=np.float32))
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
@@ -56,7 +58,11 @@ def make_safetensors(tensors: dict[str, tuple[str, tuple[int, ...]]]) -> bytes:
         count = 1
         for dim in shape:
             count *= dim
-        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + count * sizes[dtype]]}
+        header[name] = {
+            "dtype": dtype,
+            "shape": list(shape),
+            "data_offsets": [offset, offset + count * sizes[dtype]],
+        }
         offset += count * sizes[dtype]
     raw = json.dumps(header).encode()
     raw += b" " * (-len(raw) % 8)

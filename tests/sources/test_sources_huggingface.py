@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from conftest import CONFIG, GGUF_Q4, MMPROJ, SAFETENSORS
+from conftest import CONFIG, GGUF_Q4, MMPROJ
 from fake_hubs import COMMIT
 
 from gpustack_core.errors import DownloadError, ModelAccessDeniedError, ModelNotFoundError, OfflineModeError
@@ -36,7 +36,7 @@ def test_resolve_gguf_reads_header_by_range(host, hf_hub, options_for) -> None: 
 
 
 def test_resolve_safetensors_reads_config_and_headers(host, hf_hub, options_for) -> None:  # type: ignore[no-untyped-def]
-    state, server = hf_hub
+    _, server = hf_hub
     meta = resolve_model(host, "huggingface:org/tiny-st", options_for(server))
     assert meta.format == ModelFormat.SAFETENSORS
     assert meta.config == {"architectures": ["LlamaForCausalLM"], "hidden_size": 32, "num_hidden_layers": 2}
@@ -51,6 +51,7 @@ def test_resolve_safetensors_reads_config_and_headers(host, hf_hub, options_for)
 
 def test_download_into_shared_cache_with_progress(host, hf_hub, options_for, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     state, server = hf_hub
+    state.bytes_per_second = 2_000_000  # ~0.7 s, so that rate and ETA are reported on the way
     events: list[DownloadProgress] = []
     _, result = download_model(host, "huggingface:org/tiny-gguf#Q4_K_M", options_for(server), events.append)
     root = tmp_path / "cache" / "huggingface" / "org" / "tiny-gguf" / COMMIT
@@ -62,6 +63,11 @@ def test_download_into_shared_cache_with_progress(host, hf_hub, options_for, tmp
     done = [e for e in events if e.done]
     assert {e.file for e in done} == {"tiny-Q4_K_M.gguf", "mmproj-tiny-f16.gguf"}
     assert all(e.downloaded_bytes == e.total_bytes for e in done)
+    running = [e for e in events if not e.done and e.file == "tiny-Q4_K_M.gguf"]
+    assert running, "no progress event before the end of the file"
+    assert all(e.bytes_per_second and e.eta_seconds is not None for e in running)
+    assert [e.downloaded_bytes for e in running] == sorted(e.downloaded_bytes for e in running)
+    assert 500_000 < running[-1].bytes_per_second < 4_000_000  # type: ignore[operator]
     assert not list((root / ".gpustack" / "partial").iterdir())
     # a second download transfers nothing
     _, again = download_model(host, "huggingface:org/tiny-gguf#Q4_K_M", options_for(server))
@@ -114,7 +120,7 @@ def test_not_found_and_gated_errors_are_clear(host, hf_hub, options_for) -> None
         resolve_model(host, "huggingface:org/missing", options_for(server))
     with pytest.raises(ModelNotFoundError, match="revision 'nope' does not exist"):
         resolve_model(host, "huggingface:org/tiny-gguf@nope", options_for(server))
-    with pytest.raises(ModelAccessDeniedError, match="gated.*token"):
+    with pytest.raises(ModelAccessDeniedError, match=r"gated.*token"):
         resolve_model(host, "huggingface:org/gated#Q4_K_M", options_for(server))
     with pytest.raises(ModelNotFoundError, match="available: Q4_K_M, Q8_0"):
         download_model(host, "huggingface:org/tiny-gguf#Q2_K", options_for(server))
@@ -131,3 +137,25 @@ def test_network_failure_names_the_url(host, hf_hub, options_for) -> None:  # ty
     dead = options_for(server, endpoint="http://127.0.0.1:9")
     with pytest.raises(DownloadError, match=r"127\.0\.0\.1:9"):
         resolve_model(host, "huggingface:org/tiny-gguf", dead)
+
+
+def test_offline_metadata_is_per_selector(host, hf_hub, options_for) -> None:  # type: ignore[no-untyped-def]
+    _, server = hf_hub
+    resolve_model(host, "huggingface:org/tiny-gguf#Q8_0", options_for(server))
+    resolve_model(host, "huggingface:org/tiny-gguf#Q4_K_M", options_for(server))
+    q8 = resolve_model(host, "huggingface:org/tiny-gguf#Q8_0", options_for(server, offline=True))
+    q4 = resolve_model(host, "huggingface:org/tiny-gguf#Q4_K_M", options_for(server, offline=True))
+    assert q8.gguf_metadata is not None
+    assert q4.gguf_metadata is not None
+    assert q8.gguf_metadata["llama.embedding_length"] == 128
+    assert q4.gguf_metadata["llama.embedding_length"] == 512
+    with pytest.raises(OfflineModeError, match="with this selector"):
+        resolve_model(host, "huggingface:org/tiny-gguf#*.gguf", options_for(server, offline=True))
+
+
+def test_header_read_from_a_server_without_range_support(host, hf_hub, options_for) -> None:  # type: ignore[no-untyped-def]
+    state, server = hf_hub
+    state.ignore_range = True
+    meta = resolve_model(host, "huggingface:org/tiny-gguf#Q4_K_M", options_for(server))
+    assert meta.gguf_metadata is not None
+    assert meta.gguf_metadata["llama.embedding_length"] == 512

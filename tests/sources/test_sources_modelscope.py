@@ -35,7 +35,9 @@ def test_download_resume_and_layout(host, ms_hub, options_for, tmp_path: Path) -
     state.cut_after["owner/tiny-st/model.safetensors"] = 5000
     _, result = download_model(host, "modelscope:owner/tiny-st", options_for(server))
     root = tmp_path / "cache" / "modelscope" / "owner" / "tiny-st" / "master"
-    assert result.paths == tuple(str(root / p) for p in ("model.safetensors", "config.json", "tokenizer.json"))
+    assert result.paths == tuple(
+        str(root / p) for p in ("model.safetensors", "config.json", "tokenizer.json")
+    )
     assert (root / "model.safetensors").read_bytes() == SAFETENSORS
     assert not (root / "README.md").exists()
     assert [g.start for g in state.download_gets("owner/tiny-st/model.safetensors")] == [0, 5000]

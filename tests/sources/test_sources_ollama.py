@@ -24,7 +24,7 @@ def test_resolve_manifest_and_gguf_header(host, ollama_hub, options_for) -> None
 
 
 def test_download_verifies_digests(host, ollama_hub, options_for, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    state, server = ollama_hub
+    _, server = ollama_hub
     meta, result = download_model(host, "ollama:library/tiny@1b", options_for(server))
     root = tmp_path / "cache" / "ollama" / "library" / "tiny" / str(meta.commit)
     assert result.paths == (str(root / "tiny-1b.gguf"), str(root / "tiny-1b-mmproj.gguf"))

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import typer
+from rich.console import Console
+from rich.logging import RichHandler
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -20,6 +26,21 @@ from gpustack_core.types import DownloadProgress, SourceOptions
 from ._common import console, make_host, print_json
 
 __all__ = ["register"]
+
+
+@contextmanager
+def _show_library_log(err: Console) -> Iterator[None]:
+    """Show the library's INFO/WARNING lines (waiting for a lock, resuming, re-fetching) on stderr."""
+    logger = logging.getLogger("gpustack_core")
+    handler = RichHandler(console=err, show_time=False, show_path=False)
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
 
 
 class _Bars:
@@ -68,16 +89,20 @@ def download(
     host = make_host()
     try:
         if as_json:
-            metadata, result = download_model(host, model_ref, options)
+            with _show_library_log(err):
+                metadata, result = download_model(host, model_ref, options)
         else:
-            with Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
-                TimeRemainingColumn(),
-                console=err,
-            ) as progress:
+            with (
+                Progress(
+                    TextColumn("{task.description}"),
+                    BarColumn(),
+                    DownloadColumn(),
+                    TransferSpeedColumn(),
+                    TimeRemainingColumn(),
+                    console=err,
+                ) as progress,
+                _show_library_log(err),
+            ):
                 metadata, result = download_model(host, model_ref, options, _Bars(progress))
     except GPUStackError as exc:
         err.print(f"[red]error[/]: {exc}", markup=True, highlight=False)

@@ -39,7 +39,7 @@ class HuggingFaceModelSource(RemoteModelSource):
 
     def request_headers(self, options: SourceOptions) -> dict[str, str]:
         """huggingface_hub's headers: user agent and the token (given, ``HF_TOKEN`` or stored)."""
-        from huggingface_hub.utils import build_hf_headers
+        from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]  # lazily exported
 
         return dict(build_hf_headers(token=options.token))
 
@@ -47,10 +47,12 @@ class HuggingFaceModelSource(RemoteModelSource):
         """``HfApi.model_info(files_metadata=True)``: siblings with sizes and LFS sha256, commit."""
         # imported here: plugin discovery loads every source plugin even when another is used
         from huggingface_hub import HfApi
-        from huggingface_hub.errors import (
+
+        # huggingface_hub.utils exports the error classes in 0.24 and 2.x alike
+        from huggingface_hub.utils import (  # type: ignore[attr-defined]
+            EntryNotFoundError,
             GatedRepoError,
             HfHubHTTPError,
-            RemoteEntryNotFoundError,
             RepositoryNotFoundError,
             RevisionNotFoundError,
         )
@@ -59,19 +61,24 @@ class HuggingFaceModelSource(RemoteModelSource):
         api = HfApi(endpoint=endpoint, token=options.token)
         what = f"huggingface:{ref.id}" + (f"@{ref.revision}" if ref.revision else "") + f" at {endpoint}"
         try:
-            info = api.model_info(ref.id, revision=ref.revision, files_metadata=True, timeout=options.timeout_s)
+            info = api.model_info(
+                ref.id, revision=ref.revision, files_metadata=True, timeout=options.timeout_s
+            )
         except GatedRepoError as exc:
             raise ModelAccessDeniedError(
-                f"{what} is gated: accept its terms on the Hub and pass a token with access (--token or HF_TOKEN)"
+                f"{what} is gated: accept its terms on the Hub and pass a token with access "
+                "(--token or HF_TOKEN)"
             ) from exc
         except RevisionNotFoundError as exc:
             raise ModelNotFoundError(f"{what}: revision {ref.revision!r} does not exist") from exc
-        except (RepositoryNotFoundError, RemoteEntryNotFoundError) as exc:
-            status = exc.response.status_code if exc.response is not None else None
+        except (RepositoryNotFoundError, EntryNotFoundError) as exc:
+            response = getattr(exc, "response", None)
+            status = response.status_code if response is not None else None
             if status in (401, 403) and options.token:
                 raise ModelAccessDeniedError(f"{what}: the token was refused (HTTP {status})") from exc
             raise ModelNotFoundError(
-                f"{what}: repository not found (HTTP {status}); check the id, or pass a token if it is private"
+                f"{what}: repository not found (HTTP {status}); check the id, "
+                "or pass a token if it is private"
             ) from exc
         except HfHubHTTPError as exc:
             status = exc.response.status_code if exc.response is not None else None

@@ -12,10 +12,12 @@ from gpustack_core import ModelSource, hookimpl
 from gpustack_core.contracts import ProgressCallback
 from gpustack_core.errors import DownloadError, ModelNotFoundError
 from gpustack_core.formats import format_from_name, read_safetensors_header, sniff_format
+from gpustack_core.gguf_header import GGUFHeaderError, metadata_for_display, read_gguf_header
 from gpustack_core.selection import select_model_files
 from gpustack_core.types import (
     DownloadProgress,
     DownloadResult,
+    GGUFTensor,
     ModelFile,
     ModelFormat,
     ModelMetadata,
@@ -38,6 +40,28 @@ def _file_format(path: Path) -> ModelFormat:
     return sniffed if sniffed != ModelFormat.OTHER else format_from_name(path.name)
 
 
+def _gguf_headers(
+    root: Path, files: tuple[ModelFile, ...], ref: ModelRef
+) -> tuple[dict[str, Any] | None, tuple[GGUFTensor, ...] | None]:
+    """Header key/values of the first selected GGUF and tensor infos of every selected shard."""
+    try:
+        selected = files if len(files) == 1 else tuple(select_model_files(files, ref.selector))
+    except ModelNotFoundError:
+        return None, None  # several quantizations and none chosen: select_files will say so
+    weights = [f for f in selected if f.format == ModelFormat.GGUF and "mmproj" not in f.path.lower()]
+    metadata: dict[str, Any] | None = None
+    tensors: list[GGUFTensor] = []
+    for f in weights:
+        try:
+            header = read_gguf_header(root / f.path)
+        except (OSError, GGUFHeaderError) as exc:
+            raise DownloadError(f"cannot read the GGUF header of {root / f.path}: {exc}") from exc
+        if metadata is None:
+            metadata = metadata_for_display(header.metadata)
+        tensors.extend(t.model_copy(update={"file": f.path}) for t in header.tensors)
+    return metadata, (tuple(tensors) if weights else None)
+
+
 class LocalModelSource(ModelSource):
     """Models that are already on disk: a single file or a directory."""
 
@@ -46,7 +70,9 @@ class LocalModelSource(ModelSource):
     def _root_and_files(self, ref: ModelRef) -> tuple[Path, list[Path]]:
         path = Path(os.path.expanduser(ref.id))
         if not path.is_absolute():
-            raise ModelNotFoundError(f"local model path {ref.id!r} must be absolute (e.g. local:/models/x.gguf)")
+            raise ModelNotFoundError(
+                f"local model path {ref.id!r} must be absolute (e.g. local:/models/x.gguf)"
+            )
         if path.is_file():
             return path.parent, [path]
         if path.is_dir():
@@ -95,13 +121,20 @@ class LocalModelSource(ModelSource):
                     try:
                         headers[f.path] = read_safetensors_header(root / f.path)
                     except (OSError, ValueError) as exc:
-                        raise DownloadError(f"cannot read safetensors header of {root / f.path}: {exc}") from exc
+                        raise DownloadError(
+                            f"cannot read safetensors header of {root / f.path}: {exc}"
+                        ) from exc
+        gguf_metadata, gguf_tensors = (
+            _gguf_headers(root, files, ref) if model_format == ModelFormat.GGUF else (None, None)
+        )
         return ModelMetadata(
             ref=ref,
             format=model_format,
             files=files,
             config=config,
             safetensors_headers=headers,
+            gguf_metadata=gguf_metadata,
+            gguf_tensors=gguf_tensors,
         )
 
     def select_files(self, metadata: ModelMetadata, ref: ModelRef) -> list[ModelFile]:

@@ -49,7 +49,8 @@ def _split(ref: ModelRef) -> tuple[str, str, str]:
         parts = ["library", parts[0]]
     if len(parts) != 2 or not tag:
         raise InvalidModelReferenceError(
-            f"invalid Ollama model {ref.id!r}: expected NAME[:TAG] or NAMESPACE/NAME[:TAG], e.g. ollama:llama3.2:1b"
+            f"invalid Ollama model {ref.id!r}: expected NAME[:TAG] or NAMESPACE/NAME[:TAG], "
+            "e.g. ollama:llama3.2:1b"
         )
     return parts[0], parts[1], tag
 
@@ -82,7 +83,9 @@ class OllamaModelSource(RemoteModelSource):
         except httpx.TransportError as exc:
             raise DownloadError(f"{url}: cannot reach the Ollama registry ({exc})") from exc
         if response.status_code == 404:
-            raise ModelNotFoundError(f"the Ollama registry has no model {namespace}/{name}:{tag} ({url}: HTTP 404)")
+            raise ModelNotFoundError(
+                f"the Ollama registry has no model {namespace}/{name}:{tag} ({url}: HTTP 404)"
+            )
         check_response(response, url)
         try:
             manifest: Any = json.loads(response.content)
@@ -95,10 +98,18 @@ class OllamaModelSource(RemoteModelSource):
             digest = str(layer.get("digest", ""))
             if not media.startswith(_MEDIA_PREFIX) or not digest.startswith("sha256:"):
                 continue
-            path, fmt = _file_name(name, tag, media[len(_MEDIA_PREFIX) :])
-            files.append(ModelFile(path=path, size_bytes=int(layer["size"]), sha256=digest[7:].lower(), format=fmt))
+            # media types may carry parameters: "application/vnd.ollama.image.template; name=x"
+            path, fmt = _file_name(name, tag, media[len(_MEDIA_PREFIX) :].split(";")[0].strip())
+            if any(f.path == path for f in files):
+                path = f"{path}-{digest[7:19]}"
+            files.append(
+                ModelFile(path=path, size_bytes=int(layer["size"]), sha256=digest[7:].lower(), format=fmt)
+            )
         if not any(f.format == ModelFormat.GGUF for f in files):
-            raise ModelNotFoundError(f"{url}: the manifest has no {_MEDIA_PREFIX}model layer")
+            raise ModelNotFoundError(
+                f"{url}: the manifest has no {_MEDIA_PREFIX}model (GGUF) layer; models stored as tensor "
+                "layers are not supported by this plugin"
+            )
         return RemoteListing(files=tuple(files), commit=hashlib.sha256(response.content).hexdigest())
 
     def file_url(self, metadata: ModelMetadata, file: ModelFile, options: SourceOptions) -> str:
