@@ -7,8 +7,8 @@ import json
 import httpx
 import pytest
 
+from gpustack_core.gateway._bodies import ask_for_usage
 from gpustack_core.gateway.multipart import MultipartError, MultipartModelSniffer, boundary_of
-from gpustack_core.gateway.proxy import _ask_for_usage
 from gpustack_core.gateway.usage import SSEUsageScanner, TokenUsage, usage_from_body, usage_from_object
 
 
@@ -62,9 +62,9 @@ def test_usage_parsing_variants() -> None:
     assert usage_from_body(b'{"id": 1}') is None
 
 
-def test_ask_for_usage() -> None:
+def testask_for_usage() -> None:
     body = b'{"model": "m", "stream": true}  \n'
-    out, strip = _ask_for_usage(body, json.loads(body))
+    out, strip = ask_for_usage(body, json.loads(body))
     assert strip
     assert json.loads(out) == {
         "model": "m",
@@ -72,9 +72,9 @@ def test_ask_for_usage() -> None:
         "stream_options": {"include_usage": True},
     }
     body = b'{"model": "m", "stream": true, "stream_options": {"include_usage": true}}'
-    assert _ask_for_usage(body, json.loads(body)) == (body, False)
+    assert ask_for_usage(body, json.loads(body)) == (body, False)
     body = b'{"model": "m", "stream": true, "stream_options": {"continuous_usage_stats": false}}'
-    out, strip = _ask_for_usage(body, json.loads(body))
+    out, strip = ask_for_usage(body, json.loads(body))
     assert strip
     assert json.loads(out)["stream_options"] == {"continuous_usage_stats": False, "include_usage": True}
 
