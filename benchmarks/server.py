@@ -2,8 +2,8 @@
 
 ``python -m benchmarks server [-- --workers 10,100 --deployments 100,1000 --database-url URL]``
 
-For each (workers, deployments) pair, on a fresh SQLite database (or a fresh database under
-``--database-url``): workers with one CPU device each, deployments of one replica of a tiny GGUF.
+For each (workers, deployments) pair, on a fresh SQLite database (or a fresh database created next to
+``--database-url``'s and dropped afterwards): workers with one CPU device each, deployments of one replica of a tiny GGUF.
 Rows:
 
 - ``first pass``: the reconcile pass that creates and places every instance (scheduling included).
@@ -16,10 +16,15 @@ Rows:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import secrets
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import sqlalchemy as sa
 
 from gpustack_core.plugins import PluginHost
 from gpustack_core.server import migrate
@@ -53,7 +58,30 @@ def _row(label: str, samples: list[float], extra: str = "") -> str:
     return f"| {label} | {med:.2f} | {p95:.2f} | {extra} |"
 
 
+@contextlib.contextmanager
+def _fresh_database(base_url: str) -> Iterator[str]:
+    """A new database next to ``base_url``'s (PostgreSQL or MySQL), dropped afterwards."""
+    url = sa.make_url(base_url)
+    name = f"gpustack_bench_{secrets.token_hex(4)}"
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(sa.text(f"CREATE DATABASE {name}"))
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as c:
+            c.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
+        admin.dispose()
+
+
 def _scenario(root: Path, url: str | None, workers: int, deployments: int, model: Path) -> list[str]:
+    if url is not None:
+        with _fresh_database(url) as fresh:
+            return _run_scenario(root, fresh, workers, deployments, model)
+    return _run_scenario(root, None, workers, deployments, model)
+
+
+def _run_scenario(root: Path, url: str | None, workers: int, deployments: int, model: Path) -> list[str]:
     engine = make_engine(url or f"sqlite:///{root / f'bench-{workers}-{deployments}.db'}")
     migrate.upgrade(engine)
     store = Store(engine)
