@@ -2,8 +2,9 @@
 
 ``python -m benchmarks server [-- --workers 10,100 --deployments 100,1000 --database-url URL]``
 
-For each (workers, deployments) pair, on a fresh SQLite database (or a fresh database created next to
-``--database-url``'s and dropped afterwards): workers with one CPU device each, deployments of one replica of a tiny GGUF.
+For each (workers, deployments) pair, on a fresh SQLite database (or a fresh database created next
+to ``--database-url``'s and dropped afterwards): workers with one CPU device each, deployments of
+one replica of a tiny GGUF.
 Rows:
 
 - ``first pass``: the reconcile pass that creates and places every instance (scheduling included).
