@@ -199,3 +199,42 @@ async def test_gateway_routes_to_the_running_instance_and_meters_usage(
         return (await server.api("GET", "/deployments/chat")).status_code == 404
 
     await server.wait_for(gone)
+
+
+@pytest.mark.slow
+async def test_crashing_engine_ends_in_error_with_its_log_and_is_retried(
+    tmp_path: Path, model_file: Path
+) -> None:
+    # a 3 s backoff keeps the error state visible for a while before the controller retries
+    async for server in start_app(fast_config(tmp_path / "data", restart_backoff_s=3.0)):
+        await _crash_and_retry(server, model_file)
+
+
+async def _crash_and_retry(server: Running, model_file: Path) -> None:
+    body = {
+        "name": "crashy",
+        "model": f"local:{model_file}",
+        "engine": "fake",
+        "extra_args": ["--exit-after", "0.3", "--exit-code", "3"],
+    }
+    assert (await server.api("POST", "/deployments", json=body)).status_code == 201
+
+    async def errored() -> dict[str, Any] | None:
+        items = await _instances(server, "crashy")
+        return items[0] if items and items[0]["state"] == "error" else None
+
+    inst = await server.wait_for(errored, timeout=60)
+    assert inst["restarts"] == 0
+    assert "fake engine exiting with 3" in inst["message"]  # the end of the engine's log
+
+    async def retried() -> dict[str, Any] | None:
+        items = await _instances(server, "crashy")
+        return items[0] if items and items[0]["restarts"] == 1 else None
+
+    await server.wait_for(retried, timeout=30)
+    await server.api("DELETE", "/deployments/crashy")
+
+    async def gone() -> bool:
+        return (await server.api("GET", "/deployments/crashy")).status_code == 404
+
+    await server.wait_for(gone, timeout=30)
