@@ -18,8 +18,12 @@ COMMAND_MODULES: tuple[str, ...] = (
     ".plugins_cmd",
     ".devices_cmd",
     ".download_cmd",
+    ".estimate_cmd",
     ".schedule_cmd",
     ".engines_cmd",
+    ".serve_cmd",
+    ".worker_cmd",
+    ".manage_cmd",
 )
 
 

@@ -1,0 +1,67 @@
+"""``gpustack-core serve``: the reference server with an embedded worker."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import anyio
+import typer
+
+from gpustack_core.cli._common import make_host
+from gpustack_core.server.config import ServerConfig, default_data_dir
+
+__all__ = ["register"]
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 for all)."),
+    port: int = typer.Option(8080, "--port", help="TCP port."),
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="Database, secrets, models, worker state (default: ~/.local/share/gpustack-core).",
+        ),
+    ] = None,
+    database_url: str = typer.Option(
+        None,
+        "--database-url",
+        envvar="GPUSTACK_CORE_DATABASE_URL",
+        help="SQLAlchemy URL: postgresql+psycopg://... or mysql+pymysql://... (default: SQLite).",
+    ),
+    no_worker: bool = typer.Option(False, "--no-worker", help="Do not run a worker inside the server."),
+    worker_name: str = typer.Option(
+        None, "--worker-name", help="Name of the embedded worker (default: host name)."
+    ),
+    heartbeat_timeout: float = typer.Option(
+        30.0, "--heartbeat-timeout", help="Seconds before a silent worker's instances move."
+    ),
+    stop_engines_on_exit: bool = typer.Option(
+        False,
+        "--stop-engines-on-exit",
+        help="Stop engines with the server instead of leaving them for the next start.",
+    ),
+    log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+) -> None:
+    """Run the server (REST API, controllers, OpenAI gateway) with an embedded worker."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = ServerConfig(
+        data_dir=(data_dir or default_data_dir()).expanduser().resolve(),
+        database_url=database_url,
+        embedded_worker=not no_worker,
+        worker_name=worker_name,
+        host=host,
+        port=port,
+        heartbeat_timeout_s=heartbeat_timeout,
+        keep_engines_on_exit=not stop_engines_on_exit,
+    )
+    from gpustack_core.server.serving import serve as run
+
+    anyio.run(lambda: run(config, host=make_host(), log_level=log_level.lower(), on_started=typer.echo))
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``serve`` command."""
+    app.command("serve")(serve)

@@ -1,0 +1,74 @@
+"""``gpustack-core worker``: join a server and run the instances it assigns."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import anyio
+import typer
+
+from gpustack_core.cli._common import make_host
+from gpustack_core.server.config import default_data_dir
+
+__all__ = ["register"]
+
+
+def _labels(values: list[str]) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for value in values:
+        key, sep, text = value.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"label {value!r} must look like key=value")
+        labels[key] = text
+    return labels
+
+
+def worker(
+    server_url: str = typer.Option(
+        ..., "--server-url", envvar="GPUSTACK_CORE_SERVER_URL", help="e.g. http://10.0.0.1:8080"
+    ),
+    token: str = typer.Option(
+        ..., "--token", envvar="GPUSTACK_CORE_TOKEN", help="The server's <data-dir>/token."
+    ),
+    name: str = typer.Option(None, "--name", help="Worker name (default: host name)."),
+    address: str = typer.Option(
+        "127.0.0.1", "--address", help="Address the server reaches this worker's engines at."
+    ),
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="Worker state, logs, model cache (default: <data dir>/worker)."),
+    ] = None,
+    label: Annotated[list[str] | None, typer.Option("--label", help="key=value, repeatable.")] = None,
+    stop_engines_on_exit: bool = typer.Option(
+        False, "--stop-engines-on-exit", help="Stop engines when the worker exits."
+    ),
+    log_level: str = typer.Option("info", "--log-level"),
+) -> None:
+    """Register with a server, heartbeat, and run assigned instances until interrupted."""
+    from gpustack_core.worker.agent import WorkerAgent, WorkerConfig
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = WorkerConfig(
+        server_url=server_url,
+        token=token,
+        name=name,
+        address=address,
+        data_dir=(data_dir or default_data_dir() / "worker").expanduser().resolve(),
+        labels=_labels(label or []),
+        keep_engines_on_exit=not stop_engines_on_exit,
+    )
+    agent = WorkerAgent(config, make_host())
+    typer.echo(f"worker {agent.name} joining {server_url} (state in {config.data_dir})")
+    try:
+        anyio.run(agent.run)
+    except KeyboardInterrupt:
+        typer.echo(
+            "worker stopped" + ("" if stop_engines_on_exit else "; engines keep running for the next start")
+        )
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``worker`` command."""
+    app.command("worker")(worker)

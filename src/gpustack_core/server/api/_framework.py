@@ -1,0 +1,317 @@
+"""A small declarative layer over starlette routes: every endpoint declares its auth, body model,
+query parameters and response model; the wrapper enforces auth, validates (422 with field paths),
+converts results to JSON, and the same declarations produce the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+import anyio.to_thread
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request as StarletteRequest
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gpustack_core.server.auth import Caller, authenticate_key, bearer_token
+from gpustack_core.server.records import Page
+from gpustack_core.server.security import hash_secret, secrets_equal
+from gpustack_core.server.services import Services
+
+__all__ = ["ApiError", "AuthLevel", "Endpoint", "Query", "Request", "build_routes", "openapi_document"]
+
+logger = logging.getLogger(__name__)
+
+AuthLevel = Literal["none", "user", "management", "admin", "worker"]
+T = TypeVar("T")
+Handler = Callable[["Request"], Awaitable[Any]]
+
+
+class ApiError(Exception):
+    """An error answer: HTTP status and a ``detail`` (string or list of field errors)."""
+
+    def __init__(self, status: int, detail: Any, headers: dict[str, str] | None = None) -> None:
+        super().__init__(str(detail))
+        self.status = status
+        self.detail = detail
+        self.headers = headers or {}
+
+
+@dataclass(frozen=True)
+class Query:
+    """A query parameter: name, type (``int``, ``str``, ``bool``, ``date``) and description."""
+
+    name: str
+    type: Literal["int", "str", "bool", "date"] = "str"
+    description: str = ""
+    default: Any = None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One route of the API."""
+
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tag: str
+    auth: AuthLevel = "management"
+    body: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    list_of: type[BaseModel] | None = None
+    query: tuple[Query, ...] = ()
+    status: int = 200
+
+
+@dataclass
+class Request:
+    """What a handler gets: the starlette request, services, caller, parsed body and query."""
+
+    raw: StarletteRequest
+    services: Services
+    caller: Caller | None
+    body: Any = None
+    query: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def path_params(self) -> dict[str, Any]:
+        """Path parameters."""
+        return dict(self.raw.path_params)
+
+    async def db(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking store call in a worker thread."""
+        return await anyio.to_thread.run_sync(functools.partial(func, *args, **kwargs))
+
+    def require_caller(self) -> Caller:
+        """The caller; only absent on ``auth='none'`` and ``auth='worker'`` routes."""
+        if self.caller is None:  # pragma: no cover - guaranteed by the wrapper
+            raise ApiError(401, "authentication required")
+        return self.caller
+
+
+def _error_json(status: int, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+def validation_detail(exc: ValidationError, where: str) -> list[dict[str, Any]]:
+    """Pydantic errors as ``[{"loc": [where, ...], "msg": ..., "type": ...}]``."""
+    return [
+        {"loc": [where, *err["loc"]], "msg": err["msg"], "type": err["type"]}
+        for err in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]
+
+
+def _parse_query(ep: Endpoint, raw: StarletteRequest) -> dict[str, Any]:
+    import datetime as dt
+
+    values: dict[str, Any] = {}
+    errors: list[dict[str, Any]] = []
+    for q in ep.query:
+        text = raw.query_params.get(q.name)
+        if text is None:
+            values[q.name] = q.default
+            continue
+        try:
+            if q.type == "int":
+                values[q.name] = int(text)
+            elif q.type == "bool":
+                if text.lower() not in {"true", "false", "1", "0"}:
+                    raise ValueError("expected true or false")
+                values[q.name] = text.lower() in {"true", "1"}
+            elif q.type == "date":
+                values[q.name] = dt.date.fromisoformat(text)
+            else:
+                values[q.name] = text
+        except ValueError as exc:
+            errors.append(
+                {"loc": ["query", q.name], "msg": f"invalid {q.type} {text!r}: {exc}", "type": q.type}
+            )
+    if "limit" in values and values["limit"] is not None and not 1 <= values["limit"] <= 1000:
+        errors.append({"loc": ["query", "limit"], "msg": "limit must be between 1 and 1000", "type": "range"})
+    if "offset" in values and values["offset"] is not None and values["offset"] < 0:
+        errors.append({"loc": ["query", "offset"], "msg": "offset must be >= 0", "type": "range"})
+    if errors:
+        raise ApiError(422, errors)
+    return values
+
+
+async def _authorize(ep: Endpoint, raw: StarletteRequest, services: Services) -> Caller | None:
+    if ep.auth == "none":
+        return None
+    token = bearer_token(raw.headers.get("authorization"))
+    challenge = {"WWW-Authenticate": "Bearer"}
+    if token is None:
+        raise ApiError(401, "authentication required: send 'Authorization: Bearer <key>'", challenge)
+    if ep.auth == "worker":
+        expected = services.worker_token_hash
+        if expected is None or not secrets_equal(expected, hash_secret(token)):
+            raise ApiError(401, "invalid worker token (see <data-dir>/token on the server)", challenge)
+        return None
+    caller = await anyio.to_thread.run_sync(authenticate_key, services.store, token)
+    if caller is None:
+        raise ApiError(401, "invalid, expired or revoked credentials", challenge)
+    if ep.auth in {"management", "admin"} and "management" not in caller.scopes:
+        raise ApiError(403, "this key lacks the 'management' scope")
+    if ep.auth == "admin" and not caller.is_admin:
+        raise ApiError(403, "this action needs the admin role")
+    return caller
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, Page):
+        return value.model_dump(mode="json")
+    if isinstance(value, list | tuple):
+        return [_to_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _to_json(v) for k, v in value.items()}
+    return value
+
+
+def _wrap(ep: Endpoint) -> Callable[[StarletteRequest], Awaitable[Response]]:
+    async def endpoint(raw: StarletteRequest) -> Response:
+        services: Services = raw.app.state.services
+        try:
+            caller = await _authorize(ep, raw, services)
+            body: Any = None
+            if ep.body is not None:
+                data = await raw.body()
+                try:
+                    parsed = json.loads(data or b"null")
+                except ValueError as exc:
+                    raise ApiError(
+                        422, [{"loc": ["body"], "msg": f"invalid JSON: {exc}", "type": "json"}]
+                    ) from exc
+                try:
+                    body = ep.body.model_validate(parsed)
+                except ValidationError as exc:
+                    raise ApiError(422, validation_detail(exc, "body")) from exc
+            request = Request(
+                raw=raw, services=services, caller=caller, body=body, query=_parse_query(ep, raw)
+            )
+            result = await ep.handler(request)
+        except ApiError as exc:
+            return _error_json(exc.status, exc.detail, exc.headers)
+        if isinstance(result, Response):
+            return result
+        if result is None:
+            return Response(status_code=204)
+        return JSONResponse(_to_json(result), status_code=ep.status)
+
+    endpoint.__name__ = ep.handler.__name__
+    endpoint.__doc__ = ep.summary
+    return endpoint
+
+
+def build_routes(endpoints: Sequence[Endpoint]) -> list[Route]:
+    """Starlette routes for ``endpoints`` (paths relative to where the API is mounted)."""
+    by_path: dict[str, dict[str, Endpoint]] = {}
+    for ep in endpoints:
+        by_path.setdefault(ep.path, {})[ep.method] = ep
+    routes: list[Route] = []
+    for path, methods in by_path.items():
+        wrapped = {m: _wrap(ep) for m, ep in methods.items()}
+
+        async def dispatch(
+            raw: StarletteRequest,
+            _wrapped: dict[str, Callable[[StarletteRequest], Awaitable[Response]]] = wrapped,
+        ) -> Response:
+            handler = _wrapped.get(raw.method)
+            if handler is None:
+                return _error_json(405, f"method {raw.method} not allowed", {"Allow": ", ".join(_wrapped)})
+            return await handler(raw)
+
+        routes.append(Route(path, dispatch, methods=list(methods)))
+    return routes
+
+
+def _schema_ref(model: type[BaseModel], defs: dict[str, Any]) -> dict[str, Any]:
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, sub in schema.pop("$defs", {}).items():
+        defs[name] = sub
+    defs[model.__name__] = schema
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def openapi_document(endpoints: Sequence[Endpoint], prefix: str, version: str) -> dict[str, Any]:
+    """An OpenAPI 3.1 document describing ``endpoints`` mounted at ``prefix``."""
+    defs: dict[str, Any] = {}
+    paths: dict[str, Any] = {}
+    qtypes = {"int": {"type": "integer"}, "str": {"type": "string"}, "bool": {"type": "boolean"}}
+    for ep in endpoints:
+        op: dict[str, Any] = {"summary": ep.summary, "tags": [ep.tag], "operationId": ep.handler.__name__}
+        params: list[dict[str, Any]] = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in _path_params(ep.path)
+        ]
+        for q in ep.query:
+            schema = qtypes.get(q.type, {"type": "string", "format": "date"})
+            params.append(
+                {
+                    "name": q.name,
+                    "in": "query",
+                    "required": False,
+                    "schema": schema,
+                    "description": q.description,
+                }
+            )
+        if params:
+            op["parameters"] = params
+        if ep.body is not None:
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": _schema_ref(ep.body, defs)}},
+            }
+        responses: dict[str, Any] = {}
+        if ep.response is not None:
+            responses[str(ep.status)] = {
+                "description": "OK",
+                "content": {"application/json": {"schema": _schema_ref(ep.response, defs)}},
+            }
+        elif ep.list_of is not None:
+            item = _schema_ref(ep.list_of, defs)
+            page = {
+                "type": "object",
+                "properties": {
+                    "items": {"type": "array", "items": item},
+                    "total": {"type": "integer"},
+                    "limit": {"type": "integer"},
+                    "offset": {"type": "integer"},
+                },
+            }
+            responses[str(ep.status)] = {
+                "description": "one page",
+                "content": {"application/json": {"schema": page}},
+            }
+        else:
+            responses[str(ep.status)] = {"description": "OK"}
+        if ep.body is not None or ep.query:
+            responses["422"] = {"description": "validation error: detail is a list of {loc, msg, type}"}
+        if ep.auth != "none":
+            op["security"] = [{"bearer": []}]
+            responses["401"] = {"description": "missing or invalid credentials"}
+            if ep.auth in {"management", "admin"}:
+                responses["403"] = {"description": "the key lacks the scope or the user the role"}
+        op["responses"] = responses
+        paths.setdefault(prefix + ep.path, {})[ep.method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "gpustack-core management API", "version": version},
+        "paths": paths,
+        "components": {"schemas": defs, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    }
+
+
+def _path_params(path: str) -> list[str]:
+    out = []
+    for part in path.split("/"):
+        if part.startswith("{") and part.endswith("}"):
+            out.append(part[1:-1].split(":")[0])
+    return out

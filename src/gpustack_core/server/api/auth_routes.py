@@ -1,0 +1,99 @@
+"""Login, logout and the current user."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import BaseModel, Field
+
+from gpustack_core.server.records import ApiKeyRecord, UserRecord
+from gpustack_core.server.security import hash_secret, new_api_key
+from gpustack_core.server.store import utcnow
+
+from ._framework import ApiError, Endpoint, Request
+
+__all__ = ["ENDPOINTS", "LoginRequest", "LoginResponse"]
+
+
+class LoginRequest(BaseModel):
+    """Username and password."""
+
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class LoginResponse(BaseModel):
+    """A session token to send as ``Authorization: Bearer <token>``."""
+
+    token: str
+    expires_at: dt.datetime
+    user: UserRecord
+
+
+class MeResponse(BaseModel):
+    """The caller and the key or session they used."""
+
+    user: UserRecord
+    key: ApiKeyRecord
+
+
+async def login(req: Request) -> LoginResponse:
+    """Check a password and open a session; failures are rate limited per (user, client address)."""
+    body: LoginRequest = req.body
+    client = req.raw.client.host if req.raw.client else "unknown"
+    limiter = req.services.limiter
+    wait = limiter.retry_after(body.username, client)
+    if wait is not None:
+        raise ApiError(
+            429, f"too many failed logins; retry in {int(wait) + 1} s", {"Retry-After": str(int(wait) + 1)}
+        )
+    found = await req.db(req.services.store.get_user_login, body.username)
+    ok = False
+    if found is not None:
+        ok = await req.db(req.services.hashing.verify, found[1], body.password)
+    if found is None or not ok or found[0].disabled:
+        limiter.failed(body.username, client)
+        raise ApiError(401, "wrong username or password")
+    limiter.succeeded(body.username, client)
+    user = found[0]
+    key_id, token = new_api_key()
+    expires = utcnow() + dt.timedelta(seconds=req.services.config.session_ttl_s)
+    await req.db(
+        req.services.store.create_key,
+        key_id,
+        user.id,
+        "login session",
+        "session",
+        hash_secret(token),
+        ["management", "inference"],
+        None,
+        expires,
+    )
+    return LoginResponse(token=token, expires_at=expires, user=user)
+
+
+async def logout(req: Request) -> None:
+    """End the session (or revoke the key) used for this request."""
+    await req.db(req.services.store.delete_key, req.require_caller().key.id)
+
+
+async def me(req: Request) -> MeResponse:
+    """Who the caller is."""
+    caller = req.require_caller()
+    return MeResponse(user=caller.user, key=caller.key)
+
+
+ENDPOINTS = (
+    Endpoint(
+        "POST",
+        "/auth/login",
+        login,
+        "log in with a password",
+        "auth",
+        auth="none",
+        body=LoginRequest,
+        response=LoginResponse,
+    ),
+    Endpoint("POST", "/auth/logout", logout, "end the current session", "auth", auth="user", status=204),
+    Endpoint("GET", "/auth/me", me, "the current user", "auth", auth="user", response=MeResponse),
+)

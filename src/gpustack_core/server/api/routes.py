@@ -1,0 +1,20 @@
+"""Every endpoint of the management API, in documentation order."""
+
+from __future__ import annotations
+
+from . import auth_routes, deployments, engines, usage, users, workers
+from ._framework import Endpoint
+
+__all__ = ["all_endpoints"]
+
+
+def all_endpoints() -> tuple[Endpoint, ...]:
+    """The endpoints of every resource module."""
+    return (
+        *auth_routes.ENDPOINTS,
+        *users.ENDPOINTS,
+        *workers.ENDPOINTS,
+        *deployments.ENDPOINTS,
+        *engines.ENDPOINTS,
+        *usage.ENDPOINTS,
+    )

@@ -1,0 +1,271 @@
+"""Workers and devices (management), and the worker protocol (worker join token)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from gpustack_core.server.records import InstanceState, ModelFileRecord, Page, WorkerRecord
+from gpustack_core.types import Device
+from gpustack_core.worker.protocol import (
+    Assignment,
+    Assignments,
+    Heartbeat,
+    InstanceReport,
+    ModelFileReport,
+    Registered,
+    Registration,
+)
+
+from ._common import PAGE_QUERY, not_found, page, page_args
+from ._framework import ApiError, Endpoint, Query, Request
+
+__all__ = ["ENDPOINTS", "WorkerDevice"]
+
+
+class WorkerDevice(BaseModel):
+    """A device with the worker it belongs to."""
+
+    worker: str
+    worker_id: str
+    device: Device
+
+
+async def list_workers(req: Request) -> Page:
+    """List workers."""
+    limit, offset = page_args(req)
+    return page(await req.db(req.services.store.list_workers, limit, offset, req.query["state"]), req)
+
+
+async def get_worker(req: Request) -> WorkerRecord:
+    """One worker, by id or name."""
+    worker = await req.db(req.services.store.get_worker, req.path_params["worker_id"])
+    if worker is None:
+        raise not_found("worker", req.path_params["worker_id"])
+    return worker
+
+
+async def delete_worker(req: Request) -> None:
+    """Forget a worker; its instances are rescheduled."""
+    worker = await get_worker(req)
+    await req.db(req.services.store.delete_worker, worker.id)
+
+
+async def list_devices(req: Request) -> Page:
+    """Devices of every worker, filtered by worker or vendor."""
+    workers, _ = await req.db(req.services.store.list_workers, 10000, 0)
+    rows = [
+        WorkerDevice(worker=w.name, worker_id=w.id, device=d)
+        for w in workers
+        if req.query["worker"] in (None, w.name, w.id)
+        for d in w.info.devices
+        if req.query["vendor"] in (None, d.vendor)
+    ]
+    limit, offset = page_args(req)
+    return Page(items=list(rows[offset : offset + limit]), total=len(rows), limit=limit, offset=offset)
+
+
+async def list_model_files(req: Request) -> Page:
+    """Model files on workers with their download progress."""
+    limit, offset = page_args(req)
+    return page(await req.db(req.services.store.list_model_files, limit, offset, req.query["worker_id"]), req)
+
+
+# ---------------------------------------------------------------- worker protocol
+
+
+def _registered(req: Request, worker_id: str) -> Registered:
+    cfg = req.services.config
+    return Registered(
+        worker_id=worker_id,
+        heartbeat_interval_s=cfg.worker_heartbeat_interval_s,
+        poll_interval_s=cfg.worker_poll_interval_s,
+    )
+
+
+async def register(req: Request) -> Registered:
+    """A worker registers (or re-registers after a restart)."""
+    body: Registration = req.body
+    worker = await req.db(req.services.store.register_worker, body.info)
+    return _registered(req, worker.id)
+
+
+async def heartbeat(req: Request) -> Registered:
+    """A worker's periodic status; 404 tells it to register again."""
+    body: Heartbeat = req.body
+    worker = await req.db(req.services.store.heartbeat, req.path_params["worker_id"], body.info)
+    if worker is None:
+        raise ApiError(404, "unknown worker: register again")
+    return _registered(req, worker.id)
+
+
+async def assignments(req: Request) -> Assignments:
+    """Instances placed on this worker."""
+    worker_id = req.path_params["worker_id"]
+    store = req.services.store
+    if await req.db(store.get_worker, worker_id) is None:
+        raise ApiError(404, "unknown worker: register again")
+    instances, _ = await req.db(store.list_instances, worker_id=worker_id)
+    deployments: dict[str, Any] = {}
+    items = []
+    for inst in instances:
+        if inst.deployment_id not in deployments:
+            deployments[inst.deployment_id] = await req.db(store.get_deployment, inst.deployment_id)
+        dep = deployments[inst.deployment_id]
+        if dep is None:
+            continue
+        items.append(
+            Assignment(
+                instance_id=inst.id,
+                deployment_id=dep.id,
+                deployment=dep.spec,
+                replica=inst.replica,
+                desired=inst.desired,
+                state=inst.state.value,
+                version=inst.version,
+                placement=inst.placement,
+                port=inst.port,
+            )
+        )
+    return Assignments(items=items)
+
+
+async def report(req: Request) -> dict[str, Any]:
+    """A worker reports a state transition or download progress of one instance."""
+    body: InstanceReport = req.body
+    worker_id, instance_id = req.path_params["worker_id"], req.path_params["instance_id"]
+    store = req.services.store
+    state = InstanceState(body.state)
+    if state == InstanceState.STOPPED:
+        inst = await req.db(store.get_instance, instance_id)
+        if inst is not None and inst.worker_id == worker_id and inst.desired == "stopped":
+            await req.db(store.delete_instance, instance_id)
+            return {"accepted": True, "deleted": True}
+    before = await req.db(store.get_instance, instance_id)
+    updated = await req.db(
+        store.report,
+        instance_id,
+        worker_id,
+        state,
+        message=body.message,
+        port=body.port,
+        pid=body.pid,
+        download=body.download,
+    )
+    running = InstanceState.RUNNING
+    changed = (
+        updated is not None and before is not None and (before.state == running) != (updated.state == running)
+    )
+    if changed and req.services.on_routes_changed is not None:
+        await req.db(req.services.on_routes_changed)
+    return {"accepted": updated is not None, "deleted": False}
+
+
+async def model_file_report(req: Request) -> None:
+    """A worker reports the download state of a model's files."""
+    body: ModelFileReport = req.body
+    await req.db(
+        req.services.store.put_model_file,
+        req.path_params["worker_id"],
+        body.model,
+        body.state,
+        body.downloaded_bytes,
+        body.total_bytes,
+        body.paths,
+        body.message,
+    )
+
+
+_W = "/worker/{worker_id}"
+ENDPOINTS = (
+    Endpoint(
+        "GET",
+        "/workers",
+        list_workers,
+        "list workers",
+        "workers",
+        list_of=WorkerRecord,
+        query=(*PAGE_QUERY, Query("state", "str", "ready, not_ready or unreachable")),
+    ),
+    Endpoint("GET", "/workers/{worker_id}", get_worker, "get a worker", "workers", response=WorkerRecord),
+    Endpoint(
+        "DELETE",
+        "/workers/{worker_id}",
+        delete_worker,
+        "remove a worker",
+        "workers",
+        auth="admin",
+        status=204,
+    ),
+    Endpoint(
+        "GET",
+        "/devices",
+        list_devices,
+        "list devices of all workers",
+        "workers",
+        list_of=WorkerDevice,
+        query=(
+            *PAGE_QUERY,
+            Query("worker", "str", "worker name or id"),
+            Query("vendor", "str", "e.g. nvidia"),
+        ),
+    ),
+    Endpoint(
+        "GET",
+        "/model-files",
+        list_model_files,
+        "model files and download progress",
+        "models",
+        list_of=ModelFileRecord,
+        query=(*PAGE_QUERY, Query("worker_id", "str", "filter by worker")),
+    ),
+    Endpoint(
+        "POST",
+        "/worker/register",
+        register,
+        "worker: register",
+        "worker-protocol",
+        auth="worker",
+        body=Registration,
+        response=Registered,
+    ),
+    Endpoint(
+        "POST",
+        f"{_W}/heartbeat",
+        heartbeat,
+        "worker: heartbeat",
+        "worker-protocol",
+        auth="worker",
+        body=Heartbeat,
+        response=Registered,
+    ),
+    Endpoint(
+        "GET",
+        f"{_W}/assignments",
+        assignments,
+        "worker: instances placed on it",
+        "worker-protocol",
+        auth="worker",
+        response=Assignments,
+    ),
+    Endpoint(
+        "POST",
+        f"{_W}/instances/{{instance_id}}/report",
+        report,
+        "worker: report an instance state",
+        "worker-protocol",
+        auth="worker",
+        body=InstanceReport,
+    ),
+    Endpoint(
+        "POST",
+        f"{_W}/model-files",
+        model_file_report,
+        "worker: report model download progress",
+        "worker-protocol",
+        auth="worker",
+        body=ModelFileReport,
+        status=204,
+    ),
+)

@@ -1,0 +1,148 @@
+"""The application factory: ``create_app(config) -> Starlette``; mountable in other applications.
+
+Nothing is module-global: the store, plugin host, rate limiter and controllers hang off
+``app.state.services`` and live as long as the application's lifespan.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import httpx
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+
+from gpustack_core.__about__ import __version__
+from gpustack_core.gateway import create_gateway, gateway_lifespan, metrics_app
+from gpustack_core.plugins import PluginHost
+
+from .api import all_endpoints, build_routes, openapi_document
+from .config import ServerConfig
+from .controllers import Controllers
+from .database import bootstrap, make_engine
+from .gateway_bridge import GatewayBridge
+from .security import LoginRateLimiter, PasswordHashing, hash_secret
+from .services import Services
+from .store import Store
+
+__all__ = ["API_PREFIX", "create_app"]
+
+logger = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+
+
+async def _openapi(request: Request) -> Response:
+    return JSONResponse(openapi_document(all_endpoints(), API_PREFIX, __version__))
+
+
+async def _healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok", "version": __version__})
+
+
+def create_app(
+    config: ServerConfig | None = None,
+    *,
+    host: PluginHost | None = None,
+    hashing: PasswordHashing | None = None,
+) -> Starlette:
+    """Build the server application.
+
+    Parameters:
+        config: server configuration (defaults: SQLite in the default data directory, embedded worker).
+        host: plugin host for engines, sources, accelerators and scheduler policies (default: the
+            installed plugins).
+        hashing: password hashing parameters (tests pass cheaper ones).
+
+    The lifespan migrates the database, creates the first admin and worker token, starts the
+    controllers and (unless disabled) the embedded worker. The OpenAI-compatible gateway serves
+    ``/v1/...`` (unless ``mount_gateway`` is off) and its Prometheus metrics ``/metrics``.
+    """
+    cfg = config or ServerConfig()
+    plugin_host = host or PluginHost()
+    bridge = GatewayBridge()
+    registry = CollectorRegistry()
+    gateway_app = (
+        create_gateway(bridge.routes, bridge.auth, bridge.usage, metrics_registry=registry)
+        if cfg.mount_gateway
+        else None
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        engine = make_engine(cfg.resolved_database_url)
+        pw = hashing or PasswordHashing()
+        boot = await anyio.to_thread.run_sync(bootstrap, engine, cfg.data_dir, pw)
+        store = Store(engine)
+        stored_hash = await anyio.to_thread.run_sync(store.get_setting, "worker_token_sha256")
+        services = Services(
+            config=cfg,
+            store=store,
+            host=plugin_host,
+            hashing=pw,
+            limiter=LoginRateLimiter(max_failures=cfg.login_max_failures, window_s=cfg.login_window_s),
+            worker_token_hash=stored_hash or (hash_secret(boot.worker_token) if boot.worker_token else None),
+            worker_token=boot.worker_token,
+        )
+        app.state.services = services
+        app.state.bootstrap = boot
+        await anyio.to_thread.run_sync(bridge.bind, store)
+        services.on_routes_changed = functools.partial(bridge.routes.refresh, store)
+        controllers = Controllers(services, routes=bridge.routes)
+        app.state.controllers = controllers
+        app.state.gateway = bridge
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                if gateway_app is not None:
+                    await stack.enter_async_context(gateway_lifespan(gateway_app))
+                group = await stack.enter_async_context(anyio.create_task_group())
+                group.start_soon(controllers.run)
+                if cfg.embedded_worker:
+                    group.start_soon(_run_embedded_worker, app, services)
+                yield {}
+                group.cancel_scope.cancel()
+        finally:
+            engine.dispose()
+
+    routes: list[Any] = [
+        Route("/healthz", _healthz),
+        Route(f"{API_PREFIX}/openapi.json", _openapi),
+        Mount(API_PREFIX, routes=build_routes(all_endpoints())),
+    ]
+    if gateway_app is not None:
+        routes.append(Route("/metrics", metrics_app(registry)))
+        routes.append(Mount("", app=gateway_app))
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+async def _run_embedded_worker(app: Starlette, services: Services) -> None:
+    """Run a worker agent in this process, talking to this application without a socket."""
+    from gpustack_core.worker.agent import WorkerAgent, WorkerConfig
+
+    if services.worker_token is None:
+        logger.error(
+            "the embedded worker needs the worker token in %s; not starting it", services.config.data_dir
+        )
+        return
+    config = WorkerConfig(
+        server_url="http://embedded",
+        token=services.worker_token,
+        name=services.config.worker_name,
+        data_dir=services.config.data_dir / "worker",
+        address="127.0.0.1",
+        keep_engines_on_exit=services.config.keep_engines_on_exit,
+    )
+    transport = httpx.ASGITransport(app=app)
+    agent = WorkerAgent(config, services.host, transport=transport)
+    app.state.embedded_worker = agent
+    await agent.run()

@@ -1,0 +1,68 @@
+"""Server configuration: one frozen object passed to :func:`create_app`; nothing is read from globals."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["DEFAULT_DATA_DIR_ENV", "ServerConfig", "default_data_dir"]
+
+DEFAULT_DATA_DIR_ENV = "GPUSTACK_CORE_DATA_DIR"
+
+
+def default_data_dir() -> Path:
+    """``$GPUSTACK_CORE_DATA_DIR``, else ``$XDG_DATA_HOME/gpustack-core``, else
+    ``~/.local/share/gpustack-core``."""
+    if os.environ.get(DEFAULT_DATA_DIR_ENV):
+        return Path(os.environ[DEFAULT_DATA_DIR_ENV]).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base).expanduser() / "gpustack-core"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything the server needs; defaults make ``gpustack-core serve`` work on a fresh machine.
+
+    Attributes:
+        data_dir: SQLite database, ``initial_admin_password``, ``token``, model cache and the
+            embedded worker's state live here.
+        database_url: SQLAlchemy URL; ``None`` means SQLite at ``<data_dir>/gpustack.db``.
+            PostgreSQL: ``postgresql+psycopg://user@host/db``; MySQL/MariaDB: ``mysql+pymysql://...``.
+        embedded_worker: run a worker inside the server process (``--no-worker`` turns it off).
+        worker_name: name of the embedded worker (default: the host name).
+        heartbeat_timeout_s: a worker silent this long is unreachable and its instances reschedule.
+        reconcile_interval_s: how often the controllers run.
+        restart_backoff_s / restart_backoff_max_s: delay before an errored instance is retried,
+            doubling per restart up to the maximum.
+        session_ttl_s: lifetime of a login session token.
+        login_max_failures / login_window_s: failed-login rate limit per (user, client address).
+        mount_gateway: mount the OpenAI-compatible gateway at ``/v1`` when it is installed.
+        keep_engines_on_exit: the embedded worker leaves engines running when the server stops, and
+            the next start adopts them (``False``: stop them with the server).
+    """
+
+    data_dir: Path = field(default_factory=default_data_dir)
+    database_url: str | None = None
+    embedded_worker: bool = True
+    worker_name: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    heartbeat_timeout_s: float = 30.0
+    reconcile_interval_s: float = 1.0
+    restart_backoff_s: float = 2.0
+    restart_backoff_max_s: float = 300.0
+    session_ttl_s: float = 24 * 3600.0
+    login_max_failures: int = 5
+    login_window_s: float = 300.0
+    mount_gateway: bool = True
+    keep_engines_on_exit: bool = True
+    worker_poll_interval_s: float = 1.0
+    worker_heartbeat_interval_s: float = 5.0
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, SQLite in the data directory when none was given."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(Path(self.data_dir) / 'gpustack.db').resolve()}"

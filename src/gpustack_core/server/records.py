@@ -1,0 +1,163 @@
+"""What the store returns and the REST API sends: one pydantic model per stored thing."""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gpustack_core.types import Deployment, WorkerInfo
+
+__all__ = [
+    "ACTIVE_STATES",
+    "ApiKeyRecord",
+    "DeploymentRecord",
+    "InstanceRecord",
+    "InstanceState",
+    "ModelFileRecord",
+    "Page",
+    "Role",
+    "Scope",
+    "UsageRow",
+    "UserRecord",
+    "WorkerRecord",
+]
+
+Role = Literal["admin", "user"]
+Scope = Literal["management", "inference"]
+
+
+class InstanceState(str, Enum):
+    """Lifecycle of one replica: pending -> scheduled -> downloading -> starting -> running, or error.
+
+    ``stopped`` is reported by a worker once it stopped an instance whose desired state is ``stopped``;
+    the controller then deletes the row.
+    """
+
+    PENDING = "pending"
+    SCHEDULED = "scheduled"
+    DOWNLOADING = "downloading"
+    STARTING = "starting"
+    RUNNING = "running"
+    ERROR = "error"
+    STOPPED = "stopped"
+
+
+#: States in which an instance is placed on a worker and holds (or will hold) its resources.
+ACTIVE_STATES = frozenset(
+    {InstanceState.SCHEDULED, InstanceState.DOWNLOADING, InstanceState.STARTING, InstanceState.RUNNING}
+)
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class UserRecord(_Record):
+    """A user; the password hash never leaves the store through this record."""
+
+    id: str
+    username: str
+    role: Role
+    disabled: bool = False
+    created_at: dt.datetime
+
+
+class ApiKeyRecord(_Record):
+    """An API key or a login session, without its secret."""
+
+    id: str
+    user_id: str
+    name: str
+    kind: Literal["key", "session"]
+    scopes: tuple[Scope, ...]
+    allowed_models: tuple[str, ...] | None = None
+    expires_at: dt.datetime | None = None
+    created_at: dt.datetime
+    last_used_at: dt.datetime | None = None
+
+
+class WorkerRecord(_Record):
+    """A registered worker with what it last reported."""
+
+    id: str
+    name: str
+    address: str
+    state: str
+    info: WorkerInfo
+    last_heartbeat_at: dt.datetime
+    created_at: dt.datetime
+
+
+class DeploymentRecord(_Record):
+    """A stored deployment: the user's spec plus bookkeeping."""
+
+    id: str
+    name: str
+    spec: Deployment
+    replicas: int
+    deleting: bool = False
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class InstanceRecord(_Record):
+    """One replica of a deployment, where it is placed and in which state."""
+
+    id: str
+    deployment_id: str
+    deployment: str = Field(description="deployment name")
+    replica: int
+    state: InstanceState
+    desired: Literal["running", "stopped"]
+    message: str = ""
+    worker_id: str | None = None
+    worker: str | None = Field(default=None, description="worker name")
+    placement: dict[str, Any] | None = None
+    explanation: dict[str, Any] | None = Field(
+        default=None, description="the scheduler's explanation while the instance cannot be placed"
+    )
+    port: int | None = None
+    pid: int | None = None
+    download: dict[str, Any] | None = None
+    restarts: int = 0
+    version: int = 0
+    state_changed_at: dt.datetime
+    created_at: dt.datetime
+
+
+class ModelFileRecord(_Record):
+    """A model's files on one worker, with download progress."""
+
+    id: str
+    worker_id: str
+    model: str
+    state: Literal["downloading", "ready", "error"]
+    downloaded_bytes: int = 0
+    total_bytes: int | None = None
+    paths: tuple[str, ...] = ()
+    message: str = ""
+    updated_at: dt.datetime
+
+
+class UsageRow(_Record):
+    """Token usage of one user (and key) for one model on one day."""
+
+    user_id: str
+    key_id: str | None
+    model: str
+    day: dt.date
+    prompt_tokens: int
+    completion_tokens: int
+    requests: int
+
+
+class Page(_Record):
+    """One page of a list: items plus the total count that matched the filters."""
+
+    items: list[Any]
+    total: int
+    limit: int
+    offset: int

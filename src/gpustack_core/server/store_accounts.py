@@ -1,0 +1,304 @@
+"""Accounts part of the store: settings, users, API keys and sessions, token usage."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from gpustack_core.server import schema as t
+from gpustack_core.server.records import ApiKeyRecord, UsageRow, UserRecord
+
+__all__ = ["AccountStore", "ConflictError", "new_id", "utcnow"]
+
+T = TypeVar("T")
+
+
+class ConflictError(Exception):
+    """A write lost a race or broke a uniqueness rule; the message says which."""
+
+
+def utcnow() -> dt.datetime:
+    """Naive UTC now, as stored in the database (whole seconds, as MySQL keeps them)."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+
+
+def new_id() -> str:
+    """A new random id."""
+    return str(uuid.uuid4())
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True)
+
+
+class AccountStore:
+    """Reads and writes of settings, users, keys and usage; each call is one transaction."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    # ------------------------------------------------------------------ settings
+
+    def get_setting(self, key: str) -> str | None:
+        """A stored setting, or ``None``."""
+        with self.engine.connect() as c:
+            return c.execute(sa.select(t.settings.c.value).where(t.settings.c.key == key)).scalar()
+
+    def put_setting(self, key: str, value: str) -> None:
+        """Insert or replace a setting."""
+        with self.engine.begin() as c:
+            if (
+                c.execute(t.settings.update().where(t.settings.c.key == key).values(value=value)).rowcount
+                == 0
+            ):
+                c.execute(t.settings.insert().values(key=key, value=value))
+
+    # ------------------------------------------------------------------ users
+
+    @staticmethod
+    def _user(row: sa.Row[Any]) -> UserRecord:
+        return UserRecord(
+            id=row.id, username=row.username, role=row.role, disabled=row.disabled, created_at=row.created_at
+        )
+
+    def create_user(self, username: str, password_hash: str, role: str) -> UserRecord:
+        """Add a user; :class:`ConflictError` when the name is taken."""
+        values = dict(
+            id=new_id(),
+            username=username,
+            password_hash=password_hash,
+            role=role,
+            disabled=False,
+            created_at=utcnow(),
+        )
+        try:
+            with self.engine.begin() as c:
+                c.execute(t.users.insert().values(**values))
+        except IntegrityError as exc:
+            raise ConflictError(f"a user named {username!r} already exists") from exc
+        return UserRecord(**{k: v for k, v in values.items() if k != "password_hash"})
+
+    def user_count(self) -> int:
+        """Number of users."""
+        with self.engine.connect() as c:
+            return int(c.execute(sa.select(sa.func.count()).select_from(t.users)).scalar_one())
+
+    def get_user(self, user_id: str) -> UserRecord | None:
+        """A user by id."""
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(t.users).where(t.users.c.id == user_id)).first()
+        return None if row is None else self._user(row)
+
+    def get_user_login(self, username: str) -> tuple[UserRecord, str] | None:
+        """A user by name with the password hash, for login."""
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(t.users).where(t.users.c.username == username)).first()
+        return None if row is None else (self._user(row), row.password_hash)
+
+    def list_users(self, limit: int, offset: int, role: str | None = None) -> tuple[list[UserRecord], int]:
+        """A page of users ordered by name, and the total."""
+        where = [] if role is None else [t.users.c.role == role]
+        return self._page(t.users, where, t.users.c.username, limit, offset, self._user)
+
+    def update_user(
+        self,
+        user_id: str,
+        *,
+        role: str | None = None,
+        password_hash: str | None = None,
+        disabled: bool | None = None,
+    ) -> UserRecord | None:
+        """Change a user's role, password or disabled flag."""
+        values: dict[str, Any] = {}
+        if role is not None:
+            values["role"] = role
+        if password_hash is not None:
+            values["password_hash"] = password_hash
+        if disabled is not None:
+            values["disabled"] = disabled
+        if values:
+            with self.engine.begin() as c:
+                c.execute(t.users.update().where(t.users.c.id == user_id).values(**values))
+        return self.get_user(user_id)
+
+    def delete_user(self, user_id: str) -> bool:
+        """Delete a user and their keys."""
+        with self.engine.begin() as c:
+            c.execute(t.api_keys.delete().where(t.api_keys.c.user_id == user_id))
+            return c.execute(t.users.delete().where(t.users.c.id == user_id)).rowcount > 0
+
+    # ------------------------------------------------------------------ API keys and sessions
+
+    @staticmethod
+    def _key(row: sa.Row[Any]) -> ApiKeyRecord:
+        allowed = _loads(row.allowed_models)
+        return ApiKeyRecord(
+            id=row.id,
+            user_id=row.user_id,
+            name=row.name,
+            kind=row.kind,
+            scopes=tuple(_loads(row.scopes)),
+            allowed_models=None if allowed is None else tuple(allowed),
+            expires_at=row.expires_at,
+            created_at=row.created_at,
+            last_used_at=row.last_used_at,
+        )
+
+    def create_key(
+        self,
+        key_id: str,
+        user_id: str,
+        name: str,
+        kind: str,
+        secret_hash: str,
+        scopes: Sequence[str],
+        allowed_models: Sequence[str] | None,
+        expires_at: dt.datetime | None,
+    ) -> ApiKeyRecord:
+        """Store a key (or session) by the hash of its secret."""
+        values = dict(
+            id=key_id,
+            user_id=user_id,
+            name=name,
+            kind=kind,
+            secret_hash=secret_hash,
+            scopes=json.dumps(sorted(scopes)),
+            allowed_models=_dumps(None if allowed_models is None else sorted(allowed_models)),
+            expires_at=expires_at,
+            created_at=utcnow(),
+            last_used_at=None,
+        )
+        with self.engine.begin() as c:
+            c.execute(t.api_keys.insert().values(**values))
+            row = c.execute(sa.select(t.api_keys).where(t.api_keys.c.id == key_id)).one()
+        return self._key(row)
+
+    def get_key(self, key_id: str) -> tuple[ApiKeyRecord, str] | None:
+        """A key by id with its secret hash, for authentication."""
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(t.api_keys).where(t.api_keys.c.id == key_id)).first()
+        return None if row is None else (self._key(row), row.secret_hash)
+
+    def touch_key(self, key_id: str) -> None:
+        """Record that a key was used now."""
+        with self.engine.begin() as c:
+            c.execute(t.api_keys.update().where(t.api_keys.c.id == key_id).values(last_used_at=utcnow()))
+
+    def list_keys(
+        self, limit: int, offset: int, user_id: str | None = None
+    ) -> tuple[list[ApiKeyRecord], int]:
+        """A page of API keys (sessions excluded), newest first."""
+        where: list[Any] = [t.api_keys.c.kind == "key"]
+        if user_id is not None:
+            where.append(t.api_keys.c.user_id == user_id)
+        return self._page(t.api_keys, where, t.api_keys.c.created_at.desc(), limit, offset, self._key)
+
+    def delete_key(self, key_id: str) -> bool:
+        """Revoke a key or session."""
+        with self.engine.begin() as c:
+            return c.execute(t.api_keys.delete().where(t.api_keys.c.id == key_id)).rowcount > 0
+
+    # ------------------------------------------------------------------ usage
+
+    def add_usage(self, row: UsageRow) -> None:
+        """Add a request's tokens to the (user, key, model, day) counter (upsert-add, portable)."""
+        u = t.usage
+        key = (
+            u.c.user_id == row.user_id,
+            u.c.key_id == (row.key_id or ""),
+            u.c.model == row.model,
+            u.c.day == row.day,
+        )
+        add = dict(
+            prompt_tokens=u.c.prompt_tokens + row.prompt_tokens,
+            completion_tokens=u.c.completion_tokens + row.completion_tokens,
+            requests=u.c.requests + row.requests,
+        )
+        for _ in range(3):
+            try:
+                with self.engine.begin() as c:
+                    if c.execute(u.update().where(*key).values(**add)).rowcount == 0:
+                        c.execute(
+                            u.insert().values(
+                                user_id=row.user_id,
+                                key_id=row.key_id or "",
+                                model=row.model,
+                                day=row.day,
+                                prompt_tokens=row.prompt_tokens,
+                                completion_tokens=row.completion_tokens,
+                                requests=row.requests,
+                            )
+                        )
+                return
+            except IntegrityError:  # a concurrent insert won; the update now finds the row
+                continue
+        raise ConflictError("could not record usage after 3 attempts")
+
+    def query_usage(
+        self,
+        limit: int,
+        offset: int,
+        *,
+        user_id: str | None = None,
+        key_id: str | None = None,
+        model: str | None = None,
+        day_from: dt.date | None = None,
+        day_to: dt.date | None = None,
+    ) -> tuple[list[UsageRow], int]:
+        """A page of usage rows, newest day first, filtered."""
+        u = t.usage
+        where: list[Any] = []
+        if user_id is not None:
+            where.append(u.c.user_id == user_id)
+        if key_id is not None:
+            where.append(u.c.key_id == key_id)
+        if model is not None:
+            where.append(u.c.model == model)
+        if day_from is not None:
+            where.append(u.c.day >= day_from)
+        if day_to is not None:
+            where.append(u.c.day <= day_to)
+
+        def convert(r: sa.Row[Any]) -> UsageRow:
+            return UsageRow(
+                user_id=r.user_id,
+                key_id=r.key_id or None,
+                model=r.model,
+                day=r.day,
+                prompt_tokens=r.prompt_tokens,
+                completion_tokens=r.completion_tokens,
+                requests=r.requests,
+            )
+
+        return self._page(
+            u, where, (u.c.day.desc(), u.c.model, u.c.user_id, u.c.key_id), limit, offset, convert
+        )
+
+    # ------------------------------------------------------------------ helpers
+
+    def _page(
+        self,
+        table: sa.Table,
+        where: Sequence[Any],
+        order: Any,
+        limit: int,
+        offset: int,
+        convert: Callable[[sa.Row[Any]], T],
+    ) -> tuple[list[T], int]:
+        orders = order if isinstance(order, tuple) else (order,)
+        with self.engine.connect() as c:
+            total = c.execute(sa.select(sa.func.count()).select_from(table).where(*where)).scalar_one()
+            rows = c.execute(
+                sa.select(table).where(*where).order_by(*orders).limit(limit).offset(offset)
+            ).fetchall()
+        return [convert(r) for r in rows], int(total)

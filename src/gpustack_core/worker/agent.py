@@ -1,0 +1,339 @@
+"""The worker agent: register, heartbeat, poll assignments, run instances, report states.
+
+Survives server restarts: every call is retried on connection errors, a 404 on heartbeat means
+"register again", and running engines are never stopped because the server is unreachable.
+Engine processes are supervised by :class:`~gpustack_core.supervisor.Supervisor`; with
+``keep_engines_on_exit`` (the default) they outlive the agent and the next agent adopts them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import httpx
+
+from gpustack_core.engines import default_engines_dir
+from gpustack_core.plugins import PluginHost
+from gpustack_core.supervisor import ProcessStatus, RestartPolicy, Supervisor
+from gpustack_core.types import Device
+
+from .inventory import collect_worker_info, default_worker_name
+from .protocol import Assignment, Assignments, InstanceReport, ModelFileReport, Registered, Registration
+from .runner import DownloadTracker, build_launch_spec, download_model, free_port
+
+__all__ = ["WorkerAgent", "WorkerConfig"]
+
+logger = logging.getLogger(__name__)
+
+_SUPERVISOR_TO_REPORT = {
+    "starting": "starting",
+    "restarting": "starting",
+    "crashed": "starting",
+    "unhealthy": "starting",
+    "ready": "running",
+    "failed": "error",
+    "stopped": "stopped",
+}
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """How a worker reaches its server and where it keeps its state.
+
+    Attributes:
+        server_url: the server's base URL (``http://host:8080``).
+        token: the worker join token (``<data-dir>/token`` on the server).
+        name: worker name (default: host name).
+        data_dir: supervisor state, engine logs, model cache and engines live here.
+        address: host or IP the server and gateway reach engines at.
+        labels: labels for label selectors.
+        keep_engines_on_exit: leave engines running when the agent exits, for adoption.
+        engines_dir: where engine versions are found and installed (default: the shared
+            ``~/.cache/gpustack-core/engines``, so that builds are reused).
+        engine_bind_host: address engines listen on (default: loopback when ``address`` is
+            loopback, else all interfaces, so that the server's gateway reaches them).
+        ready_timeout_s: seconds an engine may take to become ready after starting.
+    """
+
+    server_url: str
+    token: str
+    name: str | None = None
+    data_dir: Path = Path("worker-data")
+    address: str = "127.0.0.1"
+    labels: dict[str, str] = field(default_factory=dict)
+    keep_engines_on_exit: bool = True
+    engines_dir: Path | None = None
+    engine_bind_host: str | None = None
+    restart: RestartPolicy = field(default_factory=lambda: RestartPolicy(max_restarts=3))
+    retry_interval_s: float = 2.0
+
+
+class WorkerAgent:
+    """Runs one worker until cancelled."""
+
+    def __init__(
+        self, config: WorkerConfig, host: PluginHost, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        self.config = config
+        self.host = host
+        self.name = config.name or default_worker_name()
+        self.worker_id: str | None = None
+        self._transport = transport
+        self._heartbeat_s = 5.0
+        self._poll_s = 1.0
+        self._devices: tuple[Device, ...] = ()
+        self._launching: set[str] = set()
+        self._stopping: set[str] = set()
+        self._reported: dict[str, tuple[str, str]] = {}
+        self._ports: dict[str, int] = {}
+        self._downloads = DownloadTracker()
+        self.supervisor: Supervisor | None = None
+        self.registered = anyio.Event()
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def run(self) -> None:
+        """Register, then heartbeat and reconcile assignments until cancelled."""
+        data = Path(self.config.data_dir)
+        supervisor = Supervisor(
+            data / "supervisor", data / "logs", self.config.restart, detach=self.config.keep_engines_on_exit
+        )
+        headers = {"Authorization": f"Bearer {self.config.token}"}
+        async with (
+            httpx.AsyncClient(
+                base_url=self.config.server_url.rstrip("/") + "/api/v1",
+                headers=headers,
+                transport=self._transport,
+                timeout=30.0,
+            ) as client,
+            supervisor,
+        ):
+            self.supervisor = supervisor
+            adopted = await supervisor.adopt()
+            if adopted:
+                logger.info("adopted %d running engine(s): %s", len(adopted), ", ".join(adopted))
+            await self._register(client)
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._heartbeat_loop, client)
+                group.start_soon(self._assignment_loop, client, group)
+
+    async def _register(self, client: httpx.AsyncClient) -> None:
+        while True:
+            try:
+                info = await anyio.to_thread.run_sync(
+                    collect_worker_info, self.host, self.name, self.config.address, self.config.labels
+                )
+                self._devices = info.devices
+                response = await client.post(
+                    "/worker/register", json=Registration(info=info).model_dump(mode="json")
+                )
+                response.raise_for_status()
+                registered = Registered.model_validate(response.json())
+                self.worker_id = registered.worker_id
+                self._heartbeat_s = registered.heartbeat_interval_s
+                self._poll_s = registered.poll_interval_s
+                self.registered.set()
+                logger.info("registered as worker %s (%s)", self.name, self.worker_id)
+                return
+            except (httpx.HTTPError, ValueError) as exc:
+                logger.warning("cannot register with %s: %s; retrying", self.config.server_url, exc)
+                await anyio.sleep(self.config.retry_interval_s)
+
+    async def _heartbeat_loop(self, client: httpx.AsyncClient) -> None:
+        while True:
+            await anyio.sleep(self._heartbeat_s)
+            try:
+                info = await anyio.to_thread.run_sync(
+                    collect_worker_info, self.host, self.name, self.config.address, self.config.labels
+                )
+                self._devices = info.devices
+                response = await client.post(
+                    f"/worker/{self.worker_id}/heartbeat", json={"info": info.model_dump(mode="json")}
+                )
+                if response.status_code == 404:
+                    await self._register(client)
+                    continue
+                response.raise_for_status()
+            except httpx.HTTPError as exc:
+                logger.warning("heartbeat failed: %s; engines keep running", exc)
+
+    async def _assignment_loop(self, client: httpx.AsyncClient, group: anyio.abc.TaskGroup) -> None:
+        while True:
+            try:
+                await self.reconcile(client, group)
+            except httpx.HTTPError as exc:
+                logger.warning("cannot reach the server: %s; engines keep running", exc)
+            await anyio.sleep(self._poll_s)
+
+    # ---------------------------------------------------------------- reconcile
+
+    async def reconcile(self, client: httpx.AsyncClient, group: anyio.abc.TaskGroup) -> None:
+        """Fetch assignments once; start, stop and report instances to match."""
+        sup = self.supervisor
+        assert sup is not None
+        response = await client.get(f"/worker/{self.worker_id}/assignments")
+        if response.status_code == 404:
+            await self._register(client)
+            return
+        response.raise_for_status()
+        assignments = Assignments.model_validate(response.json()).items
+        wanted = {a.instance_id: a for a in assignments}
+        local = sup.statuses()
+        for assignment in assignments:
+            iid = assignment.instance_id
+            if iid in self._launching or iid in self._stopping:
+                continue
+            if assignment.desired == "stopped":
+                self._stopping.add(iid)
+                group.start_soon(self._stop, client, iid, True)
+                continue
+            status = local.get(iid)
+            if status is None or (status.state in {"stopped", "failed"} and assignment.state == "scheduled"):
+                if assignment.state == "scheduled":
+                    self._launching.add(iid)
+                    group.start_soon(self._launch, client, assignment)
+                elif assignment.state in {"downloading", "starting", "running"}:
+                    # The server believes it runs here, but no process exists (it died with an
+                    # earlier agent, or its launch was interrupted): report it so it is retried.
+                    await self._report(
+                        client,
+                        iid,
+                        InstanceReport(state="error", message="engine process not found on the worker"),
+                    )
+                continue
+            if assignment.port is not None:
+                self._ports.setdefault(iid, assignment.port)
+            await self._report_status(client, assignment, status)
+        for iid, status in local.items():
+            if iid not in wanted and iid not in self._stopping and status.state not in {"stopped"}:
+                self._stopping.add(iid)
+                group.start_soon(self._stop, client, iid, False)
+        for iid in list(self._launching):
+            progress = self._downloads.take(iid)
+            if progress is not None and iid in wanted:
+                await self._report(
+                    client, iid, InstanceReport(state="downloading", download=progress), force=True
+                )
+
+    async def _report_status(
+        self, client: httpx.AsyncClient, assignment: Assignment, status: ProcessStatus
+    ) -> None:
+        state = _SUPERVISOR_TO_REPORT[status.state]
+        message = status.message if state != "running" else ""
+        if state == "error" and self.supervisor is not None:
+            tail = self.supervisor.log_tail(assignment.instance_id, 1500).strip()
+            message = f"{status.message}; last log lines:\n{tail}" if tail else status.message
+        if state == "stopped":
+            return
+        await self._report(
+            client,
+            assignment.instance_id,
+            InstanceReport(
+                state=state, message=message, pid=status.pid, port=self._ports.get(assignment.instance_id)
+            ),
+        )
+
+    async def _report(
+        self, client: httpx.AsyncClient, iid: str, report: InstanceReport, force: bool = False
+    ) -> None:
+        key = (report.state, report.message)
+        if not force and self._reported.get(iid) == key:
+            return
+        response = await client.post(
+            f"/worker/{self.worker_id}/instances/{iid}/report",
+            json=report.model_dump(mode="json", exclude_none=True),
+        )
+        response.raise_for_status()
+        self._reported[iid] = key
+
+    # ---------------------------------------------------------------- launch and stop
+
+    async def _launch(self, client: httpx.AsyncClient, assignment: Assignment) -> None:
+        iid = assignment.instance_id
+        sup = self.supervisor
+        assert sup is not None
+        data = Path(self.config.data_dir)
+        model = str(assignment.deployment.model)
+        try:
+            await self._report(client, iid, InstanceReport(state="downloading", message=f"fetching {model}"))
+            result = await anyio.to_thread.run_sync(
+                download_model, self.host, assignment, data / "models", self._downloads.callback(iid)
+            )
+            await self._post_model_file(
+                client,
+                ModelFileReport(
+                    model=model, state="ready", downloaded_bytes=result.downloaded_bytes, paths=result.paths
+                ),
+            )
+            port = free_port()
+            spec = await anyio.to_thread.run_sync(
+                build_launch_spec,
+                self.host,
+                assignment,
+                result.paths,
+                self._devices,
+                self.config.engines_dir or default_engines_dir(),
+                port,
+                self._bind_host(),
+            )
+            self._ports[iid] = spec.port
+            status = await sup.start(iid, spec)
+            await self._report(
+                client,
+                iid,
+                InstanceReport(
+                    state="starting", message="waiting for readiness", pid=status.pid, port=spec.port
+                ),
+            )
+        except Exception as exc:  # every failure becomes an error state with its reason
+            logger.warning("instance %s failed to launch: %s", iid, exc)
+            message = f"{type(exc).__name__}: {exc}"
+            try:
+                await self._post_model_file(
+                    client, ModelFileReport(model=model, state="error", message=message)
+                )
+                await self._report(client, iid, InstanceReport(state="error", message=message))
+            except httpx.HTTPError:
+                logger.warning("could not report the failure of %s", iid)
+        finally:
+            self._launching.discard(iid)
+
+    def _bind_host(self) -> str:
+        if self.config.engine_bind_host:
+            return self.config.engine_bind_host
+        return "127.0.0.1" if self.config.address in {"127.0.0.1", "localhost", "::1"} else "0.0.0.0"
+
+    async def _post_model_file(self, client: httpx.AsyncClient, report: ModelFileReport) -> None:
+        response = await client.post(
+            f"/worker/{self.worker_id}/model-files", json=report.model_dump(mode="json")
+        )
+        response.raise_for_status()
+
+    async def _stop(self, client: httpx.AsyncClient, iid: str, report: bool) -> None:
+        sup = self.supervisor
+        assert sup is not None
+        try:
+            if iid in sup.statuses():
+                await sup.stop(iid, grace_s=10)
+            self._ports.pop(iid, None)
+            self._reported.pop(iid, None)
+            if report:
+                await self._report(client, iid, InstanceReport(state="stopped"), force=True)
+        except Exception as exc:
+            logger.warning("stopping %s failed: %s", iid, exc)
+        finally:
+            self._stopping.discard(iid)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Worker id, launching/stopping instances and process states (for diagnostics and tests)."""
+        sup = self.supervisor
+        return {
+            "worker_id": self.worker_id,
+            "launching": sorted(self._launching),
+            "processes": {} if sup is None else {k: v.state for k, v in sup.statuses().items()},
+        }

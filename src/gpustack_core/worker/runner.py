@@ -1,0 +1,121 @@
+"""Turning an assignment into a launch spec: download the files, find the engine, build the spec."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from gpustack_core.plugins import PluginHost
+from gpustack_core.types import (
+    Device,
+    DownloadProgress,
+    DownloadResult,
+    EngineOptions,
+    LaunchRequest,
+    LaunchSpec,
+    Placement,
+    SourceOptions,
+)
+
+from .protocol import Assignment
+
+__all__ = ["DownloadTracker", "build_launch_spec", "download_model", "free_port"]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class DownloadTracker:
+    """Latest download progress per instance, written from download threads, read by the agent."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._latest: dict[str, dict[str, int | str | None]] = {}
+        self._files: dict[str, dict[str, tuple[int, int | None]]] = {}
+
+    def callback(self, instance_id: str) -> Callable[[DownloadProgress], None]:
+        """A progress callback for one instance's download."""
+
+        def on_progress(event: DownloadProgress) -> None:
+            with self._lock:
+                files = self._files.setdefault(instance_id, {})
+                files[event.file] = (event.downloaded_bytes, event.total_bytes)
+                totals = [t for _, t in files.values()]
+                self._latest[instance_id] = {
+                    "file": event.file,
+                    "downloaded_bytes": sum(d for d, _ in files.values()),
+                    "total_bytes": None if None in totals else sum(t or 0 for t in totals),
+                }
+
+        return on_progress
+
+    def take(self, instance_id: str) -> dict[str, int | str | None] | None:
+        """The latest progress of an instance (and forget it), or ``None``."""
+        with self._lock:
+            return self._latest.pop(instance_id, None)
+
+
+def download_model(
+    host: PluginHost, assignment: Assignment, cache_dir: Path, progress: Callable[[DownloadProgress], None]
+) -> DownloadResult:
+    """Resolve, select and download the deployment's model files (blocking)."""
+    ref = assignment.deployment.model
+    source = host.model_source(ref.source)
+    options = SourceOptions(cache_dir=str(cache_dir))
+    with host.guard("sources", source.name, "resolve()"):
+        metadata = source.resolve(ref, options)
+    with host.guard("sources", source.name, "select_files()"):
+        files = source.select_files(metadata, ref)
+    with host.guard("sources", source.name, "download()"):
+        return source.download(metadata, files, options, progress)
+
+
+def build_launch_spec(
+    host: PluginHost,
+    assignment: Assignment,
+    paths: tuple[str, ...],
+    devices: tuple[Device, ...],
+    engines_dir: Path,
+    port: int,
+    bind_host: str = "127.0.0.1",
+) -> LaunchSpec:
+    """Find (or install) the engine version and ask the engine plugin for the launch spec (blocking)."""
+    deployment = assignment.deployment
+    engine = host.engine(deployment.engine)
+    options = EngineOptions(engines_dir=str(engines_dir))
+    with host.guard("engines", engine.name, "locate()"):
+        installation = engine.locate(deployment.engine_version, options)
+    if installation is None:
+        version = deployment.engine_version or engine.default_version()
+        with host.guard("engines", engine.name, "install()"):
+            installation = engine.install(version, options)
+    if assignment.placement is None:
+        raise ValueError(f"instance {assignment.instance_id} has no placement")
+    placement = Placement.model_validate(assignment.placement)
+    wanted = {(d.accelerator, d.index) for d in placement.devices}
+    chosen = tuple(d for d in devices if (d.accelerator, d.index) in wanted)
+    env: dict[str, str] = {}
+    for accelerator in host.accelerators():
+        mine = [d for d in chosen if d.accelerator == accelerator.name]
+        if mine or accelerator.name in {d.accelerator for d in devices}:
+            with host.guard("accelerators", accelerator.name, "visibility_env()"):
+                env.update(accelerator.visibility_env(mine))
+    request = LaunchRequest(
+        deployment=deployment,
+        placement=placement,
+        installation=installation,
+        model_paths=paths,
+        devices=chosen,
+        visibility_env=env,
+        host=bind_host,
+        port=port,
+    )
+    with host.guard("engines", engine.name, "launch_spec()"):
+        return engine.launch_spec(request)

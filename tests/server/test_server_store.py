@@ -1,0 +1,139 @@
+"""The store on every configured database: migrations match the schema, placement is a
+compare-and-set (never twice), replicas are unique, usage is upsert-added."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from gpustack_core.server import migrate, schema
+from gpustack_core.server.database import make_engine
+from gpustack_core.server.records import UsageRow
+from gpustack_core.server.store import Store
+from gpustack_core.types import Deployment, ModelRef, WorkerInfo
+
+
+@pytest.fixture
+def store(tmp_path: Path, database_url: str | None) -> Iterator[Store]:
+    engine = make_engine(database_url or f"sqlite:///{tmp_path / 'db.sqlite'}")
+    migrate.upgrade(engine)
+    yield Store(engine)
+    engine.dispose()
+
+
+def _deployment(store: Store, replicas: int = 1) -> str:
+    spec = Deployment(
+        name="d", model=ModelRef(source="local", id="/m.gguf"), engine="fake", replicas=replicas
+    )
+    return store.create_deployment(spec).id
+
+
+def test_migrations_create_exactly_the_schema(store: Store) -> None:
+    assert migrate.current_revision(store.engine) == migrate.head_revision()
+    with store.engine.connect() as c:
+        diff = compare_metadata(MigrationContext.configure(c), schema.metadata)
+    assert diff == []
+    migrate.upgrade(store.engine)  # a second run is a no-op
+
+
+def test_an_instance_is_placed_once_even_when_two_controllers_race(store: Store) -> None:
+    dep_id = _deployment(store)
+    assert store.ensure_replicas(dep_id, 1) == (1, 0)
+    assert store.ensure_replicas(dep_id, 1) == (0, 0)
+    worker_a = store.register_worker(WorkerInfo(name="a")).id
+    worker_b = store.register_worker(WorkerInfo(name="b")).id
+    inst = store.list_instances(deployment_id=dep_id)[0][0]
+    results: dict[str, bool] = {}
+    barrier = threading.Barrier(2)
+
+    def place(worker: str) -> None:
+        barrier.wait()
+        results[worker] = store.place(inst.id, inst.version, worker, {"worker": worker})
+
+    threads = [threading.Thread(target=place, args=(w,)) for w in (worker_a, worker_b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results.values()) == [False, True]
+    placed = store.get_instance(inst.id)
+    assert placed is not None
+    winner = next(w for w, ok in results.items() if ok)
+    assert placed.worker_id == winner
+    assert placed.version == inst.version + 1
+    assert not store.place(inst.id, inst.version, worker_a, {})  # a stale retry changes nothing
+
+
+def test_duplicate_replica_rows_are_rejected_by_the_database(store: Store) -> None:
+    dep_id = _deployment(store)
+    store.ensure_replicas(dep_id, 1)
+    row = dict(
+        id="dup",
+        deployment_id=dep_id,
+        replica=0,
+        state="pending",
+        desired="running",
+        message="",
+        restarts=0,
+        version=0,
+        state_changed_at=dt.datetime(2026, 1, 1),
+        created_at=dt.datetime(2026, 1, 1),
+    )
+    with pytest.raises(sa.exc.IntegrityError), store.engine.begin() as c:
+        c.execute(schema.instances.insert().values(**row))
+
+
+def test_requeue_of_a_lost_worker_returns_its_instances_to_pending(store: Store) -> None:
+    dep_id = _deployment(store, replicas=2)
+    store.ensure_replicas(dep_id, 2)
+    worker = store.register_worker(WorkerInfo(name="gone")).id
+    for inst in store.list_instances(deployment_id=dep_id)[0]:
+        assert store.place(inst.id, inst.version, worker, {"worker": "gone"})
+    assert store.requeue_workers([worker], "lost") == 2
+    instances = store.list_instances(deployment_id=dep_id)[0]
+    assert {(i.state.value, i.worker_id, i.message) for i in instances} == {("pending", None, "lost")}
+
+
+def test_usage_is_upsert_added_and_filtered(store: Store) -> None:
+    day = dt.date(2026, 11, 20)
+    for _ in range(3):
+        store.add_usage(
+            UsageRow(
+                user_id="u1",
+                key_id="k1",
+                model="m",
+                day=day,
+                prompt_tokens=10,
+                completion_tokens=5,
+                requests=1,
+            )
+        )
+    store.add_usage(
+        UsageRow(
+            user_id="u1", key_id=None, model="m", day=day, prompt_tokens=1, completion_tokens=1, requests=1
+        )
+    )
+    store.add_usage(
+        UsageRow(
+            user_id="u2",
+            key_id="k2",
+            model="m",
+            day=day - dt.timedelta(days=3),
+            prompt_tokens=7,
+            completion_tokens=0,
+            requests=1,
+        )
+    )
+    rows, total = store.query_usage(100, 0, user_id="u1", key_id="k1")
+    assert total == 1
+    assert (rows[0].prompt_tokens, rows[0].completion_tokens, rows[0].requests) == (30, 15, 3)
+    rows, total = store.query_usage(100, 0, day_from=day - dt.timedelta(days=1))
+    assert total == 2
+    assert {r.key_id for r in rows} == {"k1", None}
