@@ -47,6 +47,9 @@ def serve(
 ) -> None:
     """Run the server (REST API, controllers, OpenAI gateway) with an embedded worker."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if log_level.lower() != "debug":
+        # one line per heartbeat/poll request drowns what matters
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     config = ServerConfig(
         data_dir=(data_dir or default_data_dir()).expanduser().resolve(),
         database_url=database_url,

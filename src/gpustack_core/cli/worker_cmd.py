@@ -50,6 +50,9 @@ def worker(
     from gpustack_core.worker.agent import WorkerAgent, WorkerConfig
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if log_level.lower() != "debug":
+        # one line per heartbeat/poll request drowns what matters
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     config = WorkerConfig(
         server_url=server_url,
         token=token,
