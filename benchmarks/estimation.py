@@ -216,6 +216,9 @@ def _render(results: list[dict[str, float | int | str]], published: list[dict[st
         "buffer`, `CPU output buffer`. RSS is `VmRSS` (peak `VmHWM`) of the server after one completion",
         "request whose prompt fills the context up to 8192 tokens (RSS counts pages once touched). The",
         "estimate's total is the CPU-only claim: buffers + CPU matmul work buffer + runtime overhead.",
+        "The compute-buffer coefficients were fitted on a separate sweep (42 runs, docs/estimation.md);",
+        "the runtime-overhead constant (21 MiB + 96 B per vocabulary entry) is RSS minus buffers on this",
+        "matrix, so the RSS column is partly in-sample; the buffer columns are not.",
         "",
         "| case | weights est / meas | KV est / meas | compute est / meas | err compute | buffers err | "
         "total est / RSS (peak) | err vs RSS |",
@@ -237,6 +240,13 @@ def _render(results: list[dict[str, float | int | str]], published: list[dict[st
             f"{er:+.1f}% |"
         )
     lines += [
+        "",
+        "Where the numbers deviate and why: the tiny model has `n_ff = 2 n_embd`, a shape whose",
+        "allocator layout the feed-forward formula overestimates (compute +8%; real models have",
+        "`n_ff >= 2.7 n_embd`). With contexts above 8192 the prompt fills only 8192 cells, so part of",
+        "the KQ mask (and compute buffer) is never touched and RSS stays below the reservation the",
+        "estimate reports (c=16384/32768 rows). Small models' RSS also carries a few MiB of",
+        "request-dependent host memory (prompt cache, HTTP buffers) the fixed overhead averages out.",
         "",
         f"Largest error of the buffer total (weights + KV + compute + output): {worst_buf:.1f}%. "
         f"Largest error of the total against RSS: {worst_rss:.1f}%.",

@@ -88,3 +88,37 @@ def test_bad_input_gets_a_clear_error(tmp_path: Path, clean_plugin_env: None) ->
 )
 def test_parse_size(text: str, expected: int) -> None:
     assert parse_size(text) == expected
+
+
+def test_hub_reference_goes_through_models_api(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean_plugin_env: None
+) -> None:
+    """A hub reference is resolved by gpustack_core.models_api (a stand-in here) and estimated."""
+    import sys
+    from types import SimpleNamespace
+
+    from gpustack_core.types import ModelFormat, ModelMetadata, ModelRef
+
+    seen: list[str] = []
+
+    def resolve_model(host: object, ref: ModelRef, options: object) -> ModelMetadata:
+        seen.append(str(ref))
+        config = json.loads((FIXTURES / "Qwen2.5-7B-Instruct.config.json").read_text())
+        return ModelMetadata(ref=ref, format=ModelFormat.SAFETENSORS, files=(), config=config)
+
+    fake = SimpleNamespace(resolve_model=resolve_model, default_cache_dir=lambda: str(tmp_path))
+    monkeypatch.setitem(sys.modules, "gpustack_core.models_api", fake)
+    args = [
+        "estimate",
+        "huggingface:Qwen/Qwen2.5-7B-Instruct",
+        "--max-model-len",
+        "4096",
+        "--gpus",
+        "8",
+        "--json",
+    ]
+    result = CliRunner().invoke(build_app(), args)
+    assert result.exit_code == 0, result.output
+    assert seen == ["huggingface:Qwen/Qwen2.5-7B-Instruct"]
+    data = json.loads(result.output)
+    assert [c["tensor_parallel_size"] for c in data["claims"]] == [1, 2, 4]  # 28 heads / 4 KV heads

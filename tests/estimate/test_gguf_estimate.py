@@ -200,3 +200,32 @@ def test_remote_header_description_gives_the_same_estimate(small_q8_gguf: Path) 
     options = EstimateOptions(ctx_size=4096)
     assert GGUFEstimator(remote, options).cpu_only() == GGUFEstimator(local, options).cpu_only()
     assert info_from_model_metadata(SimpleNamespace(gguf_metadata=None, gguf_tensors=None)) is None
+
+
+def test_cpu_repack_copy_of_q4_0_matrices(tmp_path: Path) -> None:
+    info = read_gguf_file(write_llama_gguf(tmp_path / "q4.gguf", TinyLlamaSpec.tiny("Q4_0")))
+    est = GGUFEstimator(info, EstimateOptions(ctx_size=512))
+    # per block: q, k, v, o (64x64) + gate, up, down (64x128) in 18-byte blocks of 32 values;
+    # output.weight is repacked too but lies after output_norm, outside the mapped range
+    per_block = 4 * (64 * 64 // 32 * 18) + 3 * (64 * 128 // 32 * 18)
+    assert est.repack_duplicate_bytes({0, 1}, output_on_host=True) == 2 * per_block
+    claim = est.cpu_only()
+    assert any(
+        i.label.startswith("weights: CPU repack copy") and i.bytes == 2 * per_block for i in claim.host_items
+    )
+    for off in (EstimateOptions(ctx_size=512, cpu_repack=False), EstimateOptions(ctx_size=512, mmap=False)):
+        assert GGUFEstimator(info, off).repack_duplicate_bytes({0, 1}, output_on_host=True) == 0
+    f32 = GGUFEstimator(
+        read_gguf_file(write_llama_gguf(tmp_path / "f32.gguf", TinyLlamaSpec.tiny())), EstimateOptions()
+    )
+    assert f32.repack_duplicate_bytes({0, 1}, output_on_host=True) == 0
+
+
+def test_cpu_work_buffer_without_flash_attention(small_q8_gguf: Path) -> None:
+    info = read_gguf_file(small_q8_gguf)
+    no_fa = GGUFEstimator(info, EstimateOptions(ctx_size=2048, ubatch_size=256, flash_attention=False))
+    assert no_fa.cpu_work_bytes() == 2048 * 256 * 8 * 2  # KQ probabilities as f16, 8 heads
+    fa = GGUFEstimator(info, EstimateOptions(ctx_size=2048, ubatch_size=256))
+    assert fa.cpu_work_bytes() == 256 * 768 * 2  # the feed-forward input, n_ff 768
+    assert any(i.label == "CPU matmul work buffer" for i in no_fa.cpu_only().host_items)
+    assert not any(i.label == "CPU matmul work buffer" for i in no_fa.full_offload().host_items)

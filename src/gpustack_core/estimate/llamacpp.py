@@ -29,7 +29,7 @@ _MIB = 2**20
 CTX_PAD = 256
 #: Host memory of llama-server beyond its buffers (binary, libraries, threads, HTTP server),
 #: measured on a 2-core x86-64 VM with a CPU build; see docs/benchmarks/estimation.md.
-RUNTIME_OVERHEAD_BYTES = 19 * _MIB
+RUNTIME_OVERHEAD_BYTES = 21 * _MIB
 #: Per vocabulary entry: token text, id<->token maps, scores and types (cf. gguf-parser-go).
 VOCAB_BYTES_PER_TOKEN = 96
 #: Architectures without a KV cache (encoder-only embedding / rerank models).
