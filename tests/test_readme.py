@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import gguf
-import numpy as np
 import pytest
+
+from gpustack_core.testing.gguf_models import TinyLlamaSpec, write_llama_gguf
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -22,15 +22,9 @@ def _embedding_example() -> str:
 def test_embedding_example_runs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], clean_plugin_env: None
 ) -> None:
-    model = tmp_path / "tiny-Q8_0.gguf"
-    writer = gguf.GGUFWriter(str(model), "llama")
-    writer.add_block_count(1)
-    writer.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    model = write_llama_gguf(tmp_path / "tiny-Q8_0.gguf", TinyLlamaSpec())
     exec(compile(_embedding_example(), str(README), "exec"), {"model_path": str(model)})
     output = capsys.readouterr().out
     assert "cpu:0" in output
     assert f"gguf {model.stat().st_size} ['tiny-Q8_0.gguf']" in output
+    assert "placed: cpu_only" in output
