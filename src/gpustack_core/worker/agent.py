@@ -280,6 +280,7 @@ class WorkerAgent:
                 self.config.engines_dir or default_engines_dir(),
                 port,
                 self._bind_host(),
+                data / "instances" / iid,
             )
             self._ports[iid] = spec.port
             status = await sup.start(iid, spec)

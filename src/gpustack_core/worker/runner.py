@@ -85,8 +85,13 @@ def build_launch_spec(
     engines_dir: Path,
     port: int,
     bind_host: str = "127.0.0.1",
+    work_dir: Path | None = None,
 ) -> LaunchSpec:
-    """Find (or install) the engine version and ask the engine plugin for the launch spec (blocking)."""
+    """Find (or install) the engine version and ask the engine plugin for the launch spec (blocking).
+
+    ``work_dir`` is created and handed to the engine as the instance's own writable directory
+    (generated configs such as MindIE's live there).
+    """
     deployment = assignment.deployment
     engine = host.engine(deployment.engine)
     options = EngineOptions(engines_dir=str(engines_dir))
@@ -116,6 +121,9 @@ def build_launch_spec(
         visibility_env=env,
         host=bind_host,
         port=port,
+        work_dir=str(work_dir) if work_dir is not None else None,
     )
+    if work_dir is not None:
+        work_dir.mkdir(parents=True, exist_ok=True)
     with host.guard("engines", engine.name, "launch_spec()"):
         return engine.launch_spec(request)
