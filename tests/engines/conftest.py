@@ -1,32 +1,10 @@
-"""Fixtures for engine tests: anyio backend and a llama.cpp installation (built once, cached)."""
+"""Fixtures for engine tests (the llama.cpp installation fixture is in tests/conftest.py)."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
-
-from gpustack_core.engines import default_engine_options, ensure_installed
-from gpustack_core.types import EngineInstallation
-
-#: Point at an existing cmake build dir of llama.cpp to cache it instead of building (saves ~10 min).
-SEED_ENV = "GPUSTACK_CORE_LLAMA_CPP_SEED_BUILD"
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture(scope="session")
-def llama_cpp_installation() -> EngineInstallation:
-    """llama.cpp at the plugin's default version: the cached build, else built now from the sdist."""
-    from gpustack_engine_llama_cpp import LlamaCppEngine, seed_from_build
-
-    engine = LlamaCppEngine()
-    options = default_engine_options()
-    seed = os.environ.get(SEED_ENV)
-    if seed and engine.locate(engine.default_version(), options) is None:
-        seed_from_build(engine.default_version(), Path(seed), options)
-    return ensure_installed(engine, None, options)

@@ -8,14 +8,16 @@ import pytest
 
 from gpustack_core.estimate import EstimateOptions, GGUFEstimator, read_gguf_file
 from gpustack_core.testing.llama_server import find_llama_server, measure_llama_server
+from gpustack_core.types import EngineInstallation
 
 pytestmark = pytest.mark.slow
 
 
-def test_estimate_within_ten_percent_of_llama_server(small_q8_gguf: Path) -> None:
-    binary = find_llama_server()
-    if binary is None:
-        pytest.skip("no llama-server: set GPUSTACK_LLAMA_SERVER to a llama-server binary or put one on PATH")
+def test_estimate_within_ten_percent_of_llama_server(
+    small_q8_gguf: Path, llama_cpp_installation: EngineInstallation
+) -> None:
+    # an explicit binary ($GPUSTACK_LLAMA_SERVER or PATH) wins; else the llama.cpp plugin's cached build
+    binary = find_llama_server() or llama_cpp_installation.executable
     options = EstimateOptions(ctx_size=4096, batch_size=2048, ubatch_size=512)
     est = GGUFEstimator(read_gguf_file(small_q8_gguf), options)
     args = [
