@@ -1,7 +1,7 @@
 """The plugin host: discovery through entry points, allow/deny lists, and broken-plugin isolation.
 
 A :class:`PluginHost` holds everything it discovers; nothing is module-global, so two hosts with
-different plugin sets can live in one process. Discovery is lazy (on first use) and happens once
+different plugin sets can live in one process. Discovery is lazy (each area on its first use) and happens once
 per host. A plugin that fails to import, whose hook raises, that registers the wrong type or an
 object without a name, or that clashes with another distribution's name is recorded as an error
 with its distribution, version and cause; every other plugin keeps working.
@@ -172,7 +172,7 @@ class PluginHost:
         self._use_entry_points = entry_points
         self._in_process: list[tuple[Area, str, object]] = list(plugins)
         self._lock = threading.RLock()
-        self._states: dict[str, _AreaState] | None = None
+        self._states: dict[str, _AreaState] = {}
 
     # ------------------------------------------------------------------ discovery
 
@@ -303,28 +303,29 @@ class PluginHost:
             state.owners[obj_name] = cand.name
         return self._record(cand, "ok", None, tuple(n for n, _ in staged))
 
-    def _ensure(self) -> dict[str, _AreaState]:
+    def _area(self, area: Area) -> _AreaState:
+        """The loaded state of one area; each area is discovered on first use, once."""
         with self._lock:
-            if self._states is None:
-                self._states = {spec.area: self._load_area(spec) for spec in AREAS}
-            return self._states
+            state = self._states.get(area)
+            if state is None:
+                state = self._states[area] = self._load_area(_AREA_BY_NAME[area])
+            return state
 
     # ------------------------------------------------------------------ public queries
 
     def plugins(self) -> list[PluginRecord]:
         """Every plugin found, in every area, with its status; loads plugins on first call."""
-        states = self._ensure()
-        return [record for spec in AREAS for record in states[spec.area].records.values()]
+        return [record for spec in AREAS for record in self._area(spec.area).records.values()]
 
     def failed(self) -> list[PluginRecord]:
         """Plugins whose status is ``error``."""
         return [r for r in self.plugins() if r.status == "error"]
 
     def _objects(self, area: Area) -> list[Any]:
-        return list(self._ensure()[area].objects.values())
+        return list(self._area(area).objects.values())
 
     def _one(self, area: Area, name: str) -> Any:
-        state = self._ensure()[area]
+        state = self._area(area)
         obj = state.objects.get(name)
         if obj is not None:
             return obj
@@ -363,7 +364,7 @@ class PluginHost:
 
     def owner(self, area: Area, object_name: str) -> PluginRecord:
         """The plugin record that registered ``object_name`` in ``area``."""
-        state = self._ensure()[area]
+        state = self._area(area)
         plugin = state.owners.get(object_name)
         if plugin is None:
             raise PluginNotFoundError(f"no {area} object named {object_name!r}")
@@ -398,7 +399,7 @@ class PluginHost:
 
     def _fail(self, area: Area, object_name: str, cause: str) -> str:
         with self._lock:
-            state = self._ensure()[area]
+            state = self._area(area)
             plugin = state.owners.get(object_name)
             record = state.records.get(plugin or "")
             if record is None:

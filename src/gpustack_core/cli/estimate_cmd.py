@@ -11,7 +11,6 @@ import typer
 from rich.table import Table
 
 from gpustack_core.errors import GPUStackError
-from gpustack_core.estimate import EstimateOptions, RemoteDevice, estimate_model
 from gpustack_core.types import ModelMetadata, ModelRef, ResourceEstimate, SourceOptions
 
 from ._common import console, make_host, print_json
@@ -131,6 +130,9 @@ def estimate(
     as_json: bool = typer.Option(False, "--json", help="Print the estimate as JSON."),
 ) -> None:
     """Estimate the memory a model needs: per device, per strategy, with a breakdown."""
+    # imported here: gguf and numpy are heavy, and every other command should start fast
+    from gpustack_core.estimate import EstimateOptions, RemoteDevice, estimate_model
+
     remote: list[RemoteDevice] = []
     for spec in rpc or []:
         endpoint, sep, size = spec.rpartition("=")

@@ -10,7 +10,6 @@ import anyio
 import typer
 
 from gpustack_core.cli._common import make_host
-from gpustack_core.server.config import ServerConfig, default_data_dir
 
 __all__ = ["register"]
 
@@ -50,6 +49,9 @@ def serve(
     if log_level.lower() != "debug":
         # one line per heartbeat/poll request drowns what matters
         logging.getLogger("httpx").setLevel(logging.WARNING)
+    # imported here: the server stack is heavy, and every other command should start fast
+    from gpustack_core.server.config import ServerConfig, default_data_dir
+
     config = ServerConfig(
         data_dir=(data_dir or default_data_dir()).expanduser().resolve(),
         database_url=database_url,

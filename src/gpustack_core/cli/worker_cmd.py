@@ -10,7 +10,6 @@ import anyio
 import typer
 
 from gpustack_core.cli._common import make_host
-from gpustack_core.server.config import default_data_dir
 
 __all__ = ["register"]
 
@@ -47,6 +46,7 @@ def worker(
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:
     """Register with a server, heartbeat, and run assigned instances until interrupted."""
+    from gpustack_core.server.config import default_data_dir
     from gpustack_core.worker.agent import WorkerAgent, WorkerConfig
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -15,4 +15,4 @@ Bytes = Annotated[int, Field(ge=0, description="a size in bytes")]
 class ValueModel(BaseModel):
     """Base of all value types: frozen, unknown fields rejected, JSON round-trip safe."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, defer_build=True)
