@@ -37,13 +37,13 @@ def _llama_spec(workdir: Path) -> LaunchSpec | None:
     except ImportError:
         return None
     from gpustack_core.engines import default_engine_options
-    from gpustack_core.testing.tiny_gguf import write_tiny_llama
+    from gpustack_core.testing.gguf_models import TinyLlamaSpec, write_llama_gguf
 
     engine = LlamaCppEngine()
     installation = engine.locate(engine.default_version(), default_engine_options())
     if installation is None or installation.origin == "located":
         return None
-    model = str(write_tiny_llama(workdir / "tiny.gguf"))
+    model = str(write_llama_gguf(workdir / "tiny.gguf", TinyLlamaSpec.tiny()))
     request = EngineConformanceSuite().make_request(
         installation, ModelCategory.LLM, (model,), DeviceSetup.cpu()
     )

@@ -38,7 +38,7 @@ from gpustack_core.server.records import InstanceState
 from gpustack_core.server.security import hash_secret, new_api_key
 from gpustack_core.server.services import Services
 from gpustack_core.server.store import Store
-from gpustack_core.testing.tiny_gguf import write_tiny_llama
+from gpustack_core.testing.gguf_models import TinyLlamaSpec, write_llama_gguf
 from gpustack_core.types import Deployment, Device, ModelRef, WorkerInfo
 
 __all__ = ["main"]
@@ -151,7 +151,7 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        model = write_tiny_llama(root / "tiny.gguf")
+        model = write_llama_gguf(root / "tiny.gguf", TinyLlamaSpec.tiny())
         print("| scenario | median ms | p95 ms | notes |")
         print("|---|---|---|---|")
         for workers in (int(x) for x in args.workers.split(",")):

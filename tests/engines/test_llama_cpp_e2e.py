@@ -15,7 +15,7 @@ from gpustack_engine_llama_cpp import LlamaCppEngine
 
 from gpustack_core.supervisor import RestartPolicy, Supervisor
 from gpustack_core.testing.engines import DeviceSetup, EngineConformanceSuite
-from gpustack_core.testing.tiny_gguf import write_tiny_llama
+from gpustack_core.testing.gguf_models import TinyLlamaSpec, write_llama_gguf
 from gpustack_core.types import EngineInstallation, ModelCategory
 
 # The first run on a machine builds llama-server from the sdist (10-20 min on 2 cores): hence the timeout.
@@ -26,8 +26,8 @@ async def test_llama_server_end_to_end(llama_cpp_installation: EngineInstallatio
     engine = LlamaCppEngine()
     assert Path(llama_cpp_installation.executable).is_file()
     assert llama_cpp_installation.version == engine.default_version()
-    model = str(write_tiny_llama(tmp_path / "tiny.gguf", seed=1))
-    embedder = str(write_tiny_llama(tmp_path / "tiny-embed.gguf", seed=2, pooling="mean"))
+    model = str(write_llama_gguf(tmp_path / "tiny.gguf", TinyLlamaSpec(seed=1)))
+    embedder = str(write_llama_gguf(tmp_path / "tiny-embed.gguf", TinyLlamaSpec(seed=2, pooling="mean")))
     helper = EngineConformanceSuite()
     chat_request = helper.make_request(llama_cpp_installation, ModelCategory.LLM, (model,), DeviceSetup.cpu())
     embed_request = helper.make_request(

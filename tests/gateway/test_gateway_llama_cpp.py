@@ -80,12 +80,12 @@ async def test_openai_client_through_gateway_to_llama_server(  # type: ignore[no
 
     from gpustack_core.supervisor import RestartPolicy, Supervisor
     from gpustack_core.testing.engines import DeviceSetup, EngineConformanceSuite
-    from gpustack_core.testing.tiny_gguf import write_tiny_llama
+    from gpustack_core.testing.gguf_models import TinyLlamaSpec, write_llama_gguf
 
     engine = LlamaCppEngine()
     helper = EngineConformanceSuite()
-    chat_model = str(write_tiny_llama(tmp_path / "tiny.gguf", seed=1))
-    embed_model = str(write_tiny_llama(tmp_path / "tiny-embed.gguf", seed=2, pooling="mean"))
+    chat_model = str(write_llama_gguf(tmp_path / "tiny.gguf", TinyLlamaSpec(seed=1)))
+    embed_model = str(write_llama_gguf(tmp_path / "tiny-embed.gguf", TinyLlamaSpec(seed=2, pooling="mean")))
     chat_spec = engine.launch_spec(
         helper.make_request(llama_cpp, ModelCategory.LLM, (chat_model,), DeviceSetup.cpu())
     )

@@ -52,6 +52,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny llama GGUF (about 0.5 MB) that engines load and the estimator reads."""
-    from gpustack_core.testing.tiny_gguf import write_tiny_llama
+    from gpustack_core.testing.gguf_models import TinyLlamaSpec, write_llama_gguf
 
-    return write_tiny_llama(tmp_path_factory.mktemp("models") / "tiny.gguf")
+    return write_llama_gguf(tmp_path_factory.mktemp("models") / "tiny.gguf", TinyLlamaSpec.tiny())

@@ -1,14 +1,17 @@
 """Write small random-weight llama-architecture GGUF files for tests and benchmarks.
 
 The files load in llama.cpp (``llama-server``, ``llama-cli``): llama architecture, an SPM
-vocabulary with the 256 byte tokens (so any text tokenizes), random weights. They produce
-gibberish, which is all a memory estimate or an engine smoke test needs.
+vocabulary of three special tokens, the 256 byte tokens, ``▁`` and filler pieces (so any text
+tokenizes, through byte fallback where needed), a ChatML chat template, optionally a pooling type
+(so an engine serves embeddings without extra flags), random weights. They produce gibberish,
+which is all a memory estimate, an engine smoke test or an OpenAI endpoint test needs.
 
 Only ``gguf`` and ``numpy`` are used, so engine tests and CI can import this module cheaply::
 
     from gpustack_core.testing.gguf_models import TinyLlamaSpec, write_llama_gguf
 
     path = write_llama_gguf(tmp_path / "tiny.gguf", TinyLlamaSpec.tiny())
+    embedder = write_llama_gguf(tmp_path / "embed.gguf", TinyLlamaSpec(seed=2, pooling="mean"))
 """
 
 from __future__ import annotations
@@ -19,13 +22,34 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from gguf import GGMLQuantizationType, GGUFWriter, LlamaFileType, TokenType
+from gguf import GGMLQuantizationType, GGUFWriter, LlamaFileType, PoolingType, TokenType
 from gguf.quants import quantize
 
 if TYPE_CHECKING:
     from gpustack_core.estimate.gguf_info import GGUFModelInfo
 
-__all__ = ["SUPPORTED_WEIGHT_TYPES", "TinyLlamaSpec", "llama_info_from_config", "write_llama_gguf"]
+__all__ = [
+    "CHATML_TEMPLATE",
+    "POOLING_TYPES",
+    "SUPPORTED_WEIGHT_TYPES",
+    "TinyLlamaSpec",
+    "llama_info_from_config",
+    "write_llama_gguf",
+]
+
+#: A plain ChatML template: the model's tokens for it come from byte fallback.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+#: Pooling types a spec may record (``llama.pooling_type``), by name.
+POOLING_TYPES: dict[str, PoolingType] = {
+    "none": PoolingType.NONE,
+    "mean": PoolingType.MEAN,
+    "cls": PoolingType.CLS,
+    "last": PoolingType.LAST,
+}
 
 #: Weight types a spec may ask for, by name.
 SUPPORTED_WEIGHT_TYPES: dict[str, GGMLQuantizationType] = {
@@ -44,6 +68,7 @@ _FILE_TYPES: dict[str, LlamaFileType] = {
 
 _N_SPECIAL = 3  # <unk>, <s>, </s>
 _N_BYTES = 256
+_N_MIN_VOCAB = _N_SPECIAL + _N_BYTES + 1  # and "▁", the SPM word boundary
 
 
 @dataclass(frozen=True)
@@ -52,6 +77,11 @@ class TinyLlamaSpec:
 
     ``n_embd`` and ``n_ff`` must be multiples of 32 for the quantized types (their block size),
     ``n_embd`` a multiple of ``n_head``, and ``n_head`` a multiple of ``n_head_kv``.
+
+    ``seed`` draws the weights (same spec, same file). ``pooling`` (``"mean"``, ``"cls"``,
+    ``"last"``, ``"none"``) records ``llama.pooling_type`` so an engine serves embeddings from
+    the file; None records none. ``chat_template`` is stored as ``tokenizer.chat_template``
+    (None stores none). ``name`` is ``general.name``; None gives ``tiny-llama-<n_params>``.
     """
 
     n_vocab: int = 512
@@ -64,10 +94,13 @@ class TinyLlamaSpec:
     weight_type: str = "F32"
     tied_embeddings: bool = False
     seed: int = 0
+    pooling: str | None = None
+    chat_template: str | None = CHATML_TEMPLATE
+    name: str | None = None
 
     @classmethod
     def tiny(cls, weight_type: str = "F32") -> TinyLlamaSpec:
-        """About 130 k parameters: 2 layers, n_embd 64, 512 tokens."""
+        """About 150 k parameters (~0.6 MB as F32): 2 layers, n_embd 64, 512 tokens."""
         return cls(weight_type=weight_type)
 
     @classmethod
@@ -109,11 +142,15 @@ class TinyLlamaSpec:
         """Raise ``ValueError`` naming the first inconsistent dimension."""
         if self.weight_type not in SUPPORTED_WEIGHT_TYPES:
             raise ValueError(f"weight_type {self.weight_type!r}: use one of {sorted(SUPPORTED_WEIGHT_TYPES)}")
-        if self.n_vocab < _N_SPECIAL + _N_BYTES:
-            raise ValueError(f"n_vocab {self.n_vocab} must be at least {_N_SPECIAL + _N_BYTES} (byte tokens)")
+        if self.n_vocab < _N_MIN_VOCAB:
+            raise ValueError(
+                f"n_vocab {self.n_vocab} must be at least {_N_MIN_VOCAB} (3 special, 256 byte tokens and ▁)"
+            )
+        if self.pooling is not None and self.pooling not in POOLING_TYPES:
+            raise ValueError(f"pooling {self.pooling!r}: use one of {sorted(POOLING_TYPES)} or None")
         if self.n_embd % self.n_head or self.n_head % self.n_head_kv:
             raise ValueError("n_embd must be a multiple of n_head, and n_head a multiple of n_head_kv")
-        if self.weight_type.startswith("Q") and (self.n_embd % 32 or self.n_ff % 32 or self.head_dim % 1):
+        if self.weight_type.startswith("Q") and (self.n_embd % 32 or self.n_ff % 32):
             raise ValueError("n_embd and n_ff must be multiples of 32 for quantized weight types")
 
 
@@ -123,6 +160,8 @@ def _vocab(spec: TinyLlamaSpec) -> tuple[list[bytes], list[float], list[int]]:
     for b in range(_N_BYTES):
         tokens.append(f"<0x{b:02X}>".encode())
         types.append(TokenType.BYTE)
+    tokens.append("\u2581".encode())  # the word boundary alone, so spaces never need byte fallback
+    types.append(TokenType.NORMAL)
     alphabet = "abcdefghijklmnopqrstuvwxyz"
     i = 0
     while len(tokens) < spec.n_vocab:
@@ -162,21 +201,33 @@ def _tensor(
 def write_llama_gguf(path: str | os.PathLike[str], spec: TinyLlamaSpec) -> Path:
     """Write ``spec`` as a llama GGUF file at ``path`` and return the path.
 
-    The file is written to a temporary name next to ``path`` and renamed when complete, so a
-    crash never leaves a partial file under the final name. Norm weights stay F32 as in
-    llama.cpp's own conversions; every matrix uses ``spec.weight_type``.
+    Parent directories are created. The file is written to a temporary name next to ``path``
+    and renamed when complete, so a crash never leaves a partial file under the final name (the
+    temporary file is removed on error). Norm weights stay F32 as in llama.cpp's own
+    conversions; every matrix uses ``spec.weight_type``.
 
     Raises:
         ValueError: the spec is inconsistent (see :meth:`TinyLlamaSpec.validate`).
     """
     spec.validate()
     target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".partial")
+    try:
+        _write(tmp, spec)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, target)
+    return target
+
+
+def _write(tmp: Path, spec: TinyLlamaSpec) -> None:
     qtype = SUPPORTED_WEIGHT_TYPES[spec.weight_type]
     rng = np.random.default_rng(spec.seed)
     writer = GGUFWriter(str(tmp), "llama")
     try:
-        writer.add_name(f"tiny-llama-{spec.n_params}")
+        writer.add_name(spec.name if spec.name is not None else f"tiny-llama-{spec.n_params}")
         writer.add_context_length(spec.n_ctx_train)
         writer.add_embedding_length(spec.n_embd)
         writer.add_block_count(spec.n_layer)
@@ -187,6 +238,8 @@ def write_llama_gguf(path: str | os.PathLike[str], spec: TinyLlamaSpec) -> Path:
         writer.add_layer_norm_rms_eps(1e-5)
         writer.add_rope_freq_base(10000.0)
         writer.add_file_type(_FILE_TYPES[spec.weight_type])
+        if spec.pooling is not None:
+            writer.add_pooling_type(POOLING_TYPES[spec.pooling])
         tokens, scores, types = _vocab(spec)
         writer.add_tokenizer_model("llama")
         writer.add_token_list(tokens)
@@ -197,6 +250,8 @@ def write_llama_gguf(path: str | os.PathLike[str], spec: TinyLlamaSpec) -> Path:
         writer.add_unk_token_id(0)
         writer.add_add_bos_token(True)
         writer.add_add_eos_token(False)
+        if spec.chat_template is not None:
+            writer.add_chat_template(spec.chat_template)
 
         d, kv = spec.n_embd, spec.head_dim * spec.n_head_kv
         _tensor(writer, "token_embd.weight", (spec.n_vocab, d), qtype, rng)
@@ -219,8 +274,6 @@ def write_llama_gguf(path: str | os.PathLike[str], spec: TinyLlamaSpec) -> Path:
         writer.write_tensors_to_file()
     finally:
         writer.close()
-    os.replace(tmp, target)
-    return target
 
 
 def llama_info_from_config(config: dict[str, Any], weight_type: str = "F16") -> GGUFModelInfo:

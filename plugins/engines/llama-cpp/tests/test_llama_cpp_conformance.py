@@ -12,7 +12,7 @@ from gpustack_engine_llama_cpp import LlamaCppEngine, seed_from_build
 from gpustack_core.contracts import Engine
 from gpustack_core.engines import default_engine_options, ensure_installed
 from gpustack_core.testing.engines import DeviceSetup, EngineConformanceSuite
-from gpustack_core.testing.tiny_gguf import write_tiny_llama
+from gpustack_core.testing.gguf_models import TinyLlamaSpec, write_llama_gguf
 from gpustack_core.types import EngineInstallation, ModelCategory
 
 
@@ -30,8 +30,10 @@ def built() -> EngineInstallation:
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[ModelCategory, tuple[str, ...]]:
     base = tmp_path_factory.mktemp("models")
     return {
-        ModelCategory.LLM: (str(write_tiny_llama(base / "chat.gguf", seed=3)),),
-        ModelCategory.EMBEDDING: (str(write_tiny_llama(base / "embed.gguf", seed=4, pooling="mean")),),
+        ModelCategory.LLM: (str(write_llama_gguf(base / "chat.gguf", TinyLlamaSpec(seed=3))),),
+        ModelCategory.EMBEDDING: (
+            str(write_llama_gguf(base / "embed.gguf", TinyLlamaSpec(seed=4, pooling="mean"))),
+        ),
     }
 
 
