@@ -1,30 +1,32 @@
-"""The accelerator conformance suite for the Metal plugin,
-on RECONSTRUCTED system_profiler output (see fixtures/SOURCE.md)."""
+"""The accelerator conformance suite for the Metal plugin, on RECORDED ``system_profiler`` output
+published in public repositories (see fixtures/SOURCE.md for what is known of each source)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
-from gpustack_accelerator_metal import MetalAccelerator
+from gpustack_accelerator_metal import MetalAccelerator, parse_displays
 
 from gpustack_core import Accelerator, DetectOptions
 from gpustack_core.testing import AcceleratorSuite, Capabilities, FakeTools
 
 FIXTURES = Path(__file__).parent / "fixtures"
-PROFILE = (FIXTURES / "system_profiler-SPDisplaysDataType.json").read_text()
+M1_PRO = (FIXTURES / "system_profiler-SPDisplaysDataType.m1pro-recorded.json").read_text()
+M1 = (FIXTURES / "system_profiler-SPDisplaysDataType.m1-recorded.json").read_text()
 MEMSIZE = (FIXTURES / "sysctl-n-hw.memsize.txt").read_text()
 
 
-def _tools(directory: Path, profile: str = PROFILE, **kwargs: object) -> FakeTools:
+def _tools(directory: Path, profile: str = M1_PRO, **kwargs: object) -> FakeTools:
     tools = FakeTools(directory)
     tools.add("system_profiler", {"SPDisplaysDataType -json": profile}, **kwargs)  # type: ignore[arg-type]
     tools.add("sysctl", {"-n hw.memsize": MEMSIZE})
     return tools
 
 
-class TestMetalReconstructed(AcceleratorSuite):
-    """One M2 Max GPU."""
+class TestMetalRecordedM1Pro(AcceleratorSuite):
+    """One M1 Pro GPU driving three displays (internal, external, Sidecar), as recorded."""
 
     capabilities = Capabilities(
         has_devices=True,
@@ -57,15 +59,40 @@ class TestMetalReconstructed(AcceleratorSuite):
 
     @pytest.fixture
     def garbled_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions, str]:
-        return MetalAccelerator(), _tools(tmp_path / "garbled", PROFILE[:60]).options(), "system_profiler"
+        return MetalAccelerator(), _tools(tmp_path / "garbled", M1_PRO[:60]).options(), "system_profiler"
 
 
-def test_unified_memory_and_cores(tmp_path: Path) -> None:
+def test_recorded_m1_pro_one_gpu_not_three_displays(tmp_path: Path) -> None:
     (device,) = MetalAccelerator().detect(_tools(tmp_path / "bin").options())
-    assert device.name == "Apple M2 Max"
-    assert device.core_count == 30
+    assert device.name == "Apple M1 Pro"
+    assert device.core_count == 16
     assert device.architecture == "metal3"
     assert device.memory_is_unified
-    assert device.memory_total_bytes == 64 * 2**30
+    assert device.memory_total_bytes == int(MEMSIZE)
     assert device.memory_used_bytes is None
     assert MetalAccelerator().visibility_env([device]) == {}
+
+
+def test_recorded_m1_name_comes_from_sppci_model_not_khw_name(tmp_path: Path) -> None:
+    """``_name`` is the untranslated ``kHW_AppleM1Item`` key in this recording."""
+    (device,) = MetalAccelerator().detect(_tools(tmp_path / "bin", M1).options())
+    assert device.name == "Apple M1"
+    assert device.core_count == 7
+    assert device.architecture == "metal3"
+
+
+def test_macos11_metalfamily_key_is_read() -> None:
+    """macOS 11 wrote ``spdisplays_metalfamily`` instead of ``spdisplays_mtlgpufamilysupport``."""
+    data = json.loads(M1)
+    entry = data["SPDisplaysDataType"][0]
+    entry["spdisplays_metalfamily"] = "spdisplays_mtlgpufamilyapple7"
+    del entry["spdisplays_mtlgpufamilysupport"]
+    (device,) = parse_displays(json.dumps(data), MEMSIZE, "metal", "apple")
+    assert device.architecture == "mtlgpufamilyapple7"
+
+
+def test_non_apple_vendor_is_ignored() -> None:
+    """An entry whose vendor is not ``sppci_vendor_Apple`` (an Intel Mac's GPU; value illustrative)."""
+    data = json.loads(M1)
+    data["SPDisplaysDataType"][0]["spdisplays_vendor"] = "sppci_vendor_intel"
+    assert parse_displays(json.dumps(data), MEMSIZE, "metal", "apple") == []

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from gpustack_accelerator_musa import MusaAccelerator
+from gpustack_accelerator_musa import MusaAccelerator, parse_gmi_query
 
 from gpustack_core import Accelerator, DetectOptions, Device
 from gpustack_core.testing import AcceleratorSuite, Capabilities, FakeTools, emulated_runtime_probe
@@ -74,3 +74,14 @@ def test_parsed_fields(tmp_path: Path) -> None:
     assert devices[0].temperature_celsius == 41.0
     assert devices[0].driver_version == "2.7.0"
     assert devices[0].extra == {"mtbios": "3.4.3", "device_id": "0x0301"}
+
+
+def test_device_id_nested_under_pci() -> None:
+    """The JSON mode puts ``Device ID`` inside ``PCI`` (see fixtures/SOURCE.md); read it there too."""
+    nested = TEXT.replace(
+        "    Device ID                           : 0x0301\n",
+        "    PCI\n        Device ID                       : 0x0301\n",
+    )
+    assert nested != TEXT
+    devices = parse_gmi_query(nested, "musa", "mthreads")
+    assert [d.extra.get("device_id") for d in devices] == ["0x0301", "0x0301"]

@@ -40,7 +40,10 @@ def parse_displays(text: str, memsize_text: str, accelerator: str, vendor: str) 
         if not name:
             raise output_error(accelerator, PROFILER, "an Apple GPU entry without sppci_model or _name")
         cores = str(entry.get("sppci_cores", ""))
-        family = str(entry.get("spdisplays_mtlgpufamilysupport", "")).removeprefix("spdisplays_")
+        # macOS 12+ writes spdisplays_mtlgpufamilysupport ("spdisplays_metal3"); macOS 11 wrote
+        # spdisplays_metalfamily ("spdisplays_mtlgpufamilyapple7"; exelban/stats issue #394).
+        family_key = entry.get("spdisplays_mtlgpufamilysupport") or entry.get("spdisplays_metalfamily") or ""
+        family = str(family_key).removeprefix("spdisplays_")
         devices.append(
             Device(
                 accelerator=accelerator,

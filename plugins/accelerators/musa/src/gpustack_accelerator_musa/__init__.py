@@ -87,7 +87,8 @@ def parse_gmi_query(text: str, accelerator: str, vendor: str) -> list[Device]:
                     k: v
                     for k, v in {
                         "mtbios": fields.get("MTBios Version"),
-                        "device_id": fields.get("Device ID"),
+                        # ``mthreads-gmi --query --json`` nests it under ``PCI``; accept both.
+                        "device_id": fields.get("Device ID") or fields.get("PCI/Device ID"),
                     }.items()
                     if v
                 },
