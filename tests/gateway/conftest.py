@@ -119,6 +119,10 @@ def _serve_in_thread(app: object) -> tuple[str, uvicorn.Server, threading.Thread
     return f"http://127.0.0.1:{port}", server, thread
 
 
+#: Long enough for a real llama-server on a loaded 2-core machine; the 504 test sleeps past it.
+UPSTREAM_TIMEOUT_S = 5.0
+
+
 @pytest.fixture
 def gateway() -> Iterator[GatewayServer]:
     """A gateway for model MODEL (no instance yet) with three keys, served under uvicorn."""
@@ -143,7 +147,12 @@ def gateway() -> Iterator[GatewayServer]:
     usage = InMemoryUsageSink()
     registry = CollectorRegistry()
     gw = create_gateway(
-        routes, auth, usage, metrics_registry=registry, max_body_bytes=BODY_LIMIT, upstream_timeout_s=1
+        routes,
+        auth,
+        usage,
+        metrics_registry=registry,
+        max_body_bytes=BODY_LIMIT,
+        upstream_timeout_s=UPSTREAM_TIMEOUT_S,
     )
     host = Starlette(routes=[Route("/metrics", metrics_app(registry)), Mount("/", gw)])
 

@@ -11,7 +11,7 @@ import pytest
 
 from gpustack_core.gateway import Upstream
 
-from .conftest import API_KEY, BODY_LIMIT, LIMITED_KEY, MODEL, NO_SCOPE_KEY, GatewayServer
+from .conftest import API_KEY, BODY_LIMIT, LIMITED_KEY, MODEL, NO_SCOPE_KEY, UPSTREAM_TIMEOUT_S, GatewayServer
 
 CHAT = [{"role": "user", "content": "hi"}]
 
@@ -110,7 +110,9 @@ def test_multipart_errors(gateway: GatewayServer) -> None:
 def test_upstream_timeout_is_504(gateway: GatewayServer, start_engine) -> None:  # type: ignore[no-untyped-def]
     gateway.add_instance(start_engine("slow"))
     err = _error(
-        _post(gateway, {"model": MODEL, "messages": CHAT, "fake_sleep_s": 2}), 504, "upstream_timeout"
+        _post(gateway, {"model": MODEL, "messages": CHAT, "fake_sleep_s": UPSTREAM_TIMEOUT_S + 2}),
+        504,
+        "upstream_timeout",
     )
     assert "did not answer in time" in err["message"]
 
