@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.table import Table
 
@@ -25,6 +24,8 @@ _JSON = typer.Option(False, "--json", help="Print JSON.")
 
 
 def _call(server_url: str, api_key: str, method: str, path: str, **kwargs: Any) -> Any:
+    import httpx  # here, not at the top: every other command should start fast
+
     try:
         response = httpx.request(
             method,
