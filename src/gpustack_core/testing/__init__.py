@@ -1,7 +1,8 @@
 """Test helpers shipped with gpustack-core for plugin authors (needs pytest).
 
 :mod:`gpustack_core.testing.accelerators` holds the accelerator conformance suite,
-:mod:`gpustack_core.testing.engines` the engine conformance suite.
+:mod:`gpustack_core.testing.engines` the engine conformance suite (runs the real engine), and
+:mod:`gpustack_core.testing.launch_specs` the launch-spec suite (golden specs and flag checks, no engine).
 """
 
 from __future__ import annotations
@@ -13,5 +14,13 @@ from .accelerators import (
     IndependentDevice,
     emulated_runtime_probe,
 )
+from .launch_specs import LaunchSpecSuite
 
-__all__ = ["AcceleratorSuite", "Capabilities", "FakeTools", "IndependentDevice", "emulated_runtime_probe"]
+__all__ = [
+    "AcceleratorSuite",
+    "Capabilities",
+    "FakeTools",
+    "IndependentDevice",
+    "LaunchSpecSuite",
+    "emulated_runtime_probe",
+]
