@@ -3,6 +3,7 @@ scheduling with explanations, deletion; and the worker's download progress aggre
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from collections.abc import Iterator
@@ -76,6 +77,8 @@ def test_unplaceable_instance_keeps_the_explanation(controllers: Controllers, ti
 def test_errored_instance_is_retried_after_a_doubling_backoff(
     controllers: Controllers, tiny_model: Path
 ) -> None:
+    # a backoff no slow machine can outlast between two lines of this test
+    controllers.services.config = dataclasses.replace(controllers.services.config, restart_backoff_s=30.0)
     store = controllers.services.store
     worker = _worker(controllers, "w1")
     _deploy(controllers, tiny_model)
