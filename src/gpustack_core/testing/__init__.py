@@ -11,6 +11,7 @@ from .accelerators import (
     AcceleratorSuite,
     Capabilities,
     FakeTools,
+    FakeToolSuite,
     IndependentDevice,
     emulated_runtime_probe,
 )
@@ -19,6 +20,7 @@ from .launch_specs import LaunchSpecSuite
 __all__ = [
     "AcceleratorSuite",
     "Capabilities",
+    "FakeToolSuite",
     "FakeTools",
     "IndependentDevice",
     "LaunchSpecSuite",

@@ -53,6 +53,7 @@ from gpustack_core.types import DetectOptions, Device
 __all__ = [
     "AcceleratorSuite",
     "Capabilities",
+    "FakeToolSuite",
     "FakeTools",
     "IndependentDevice",
     "emulated_runtime_probe",
@@ -505,3 +506,76 @@ class AcceleratorSuite:
 
 def _identity(devices: list[Device]) -> list[tuple[int, str, str, int]]:
     return [(d.index, d.uuid, d.name, d.memory_total_bytes) for d in devices]
+
+
+class FakeToolSuite(AcceleratorSuite):
+    """The suite for a plugin that reads vendor tools, served recorded output by :class:`FakeTools`.
+
+    Instead of writing the six fixtures, the subclass says how to lay out its tools and what
+    breaks them; the fixtures follow (absent: an empty ``PATH``; hung: the tools sleep and start
+    a child, killed after 0.5 s; garbled: ``garbled_output`` in place of the recording)::
+
+        class TestAcmeRecorded(FakeToolSuite):
+            capabilities = Capabilities(has_devices=True, visibility_restricts=True, ...)
+            visibility_variable = "ACME_VISIBLE_DEVICES"
+            garbled_tool = "acme-smi"
+            garbled_output = RECORDED[:200]
+
+            def make_accelerator(self) -> Accelerator:
+                return AcmeAccelerator()
+
+            def fake_tools(self, directory: Path, output: str | None = None, **behaviour: Any) -> FakeTools:
+                tools = FakeTools(directory)
+                tools.add("acme-smi", output if output is not None else RECORDED, **behaviour)
+                return tools
+    """
+
+    #: the variable the vendor runtime reads; the child probe emulates it over the detected devices
+    visibility_variable: ClassVar[str] = ""
+    #: the tool an unparseable-output error must name
+    garbled_tool: ClassVar[str] = ""
+    #: output that replaces the recording in the garbled-output check
+    garbled_output: ClassVar[str] = ""
+
+    def make_accelerator(self) -> Accelerator:
+        """A fresh accelerator under test. Required."""
+        raise NotImplementedError("a FakeToolSuite subclass must implement make_accelerator()")
+
+    def fake_tools(self, directory: Path, output: str | None = None, **behaviour: Any) -> FakeTools:
+        """The vendor's tools in ``directory``, printing the recording (or ``output``).
+
+        ``behaviour`` (``hang_s``, ``spawn_child``) goes to :meth:`FakeTools.add`. Required.
+        """
+        raise NotImplementedError("a FakeToolSuite subclass must implement fake_tools()")
+
+    @pytest.fixture
+    def accelerator(self) -> Accelerator:
+        """The accelerator from :meth:`make_accelerator`."""
+        return self.make_accelerator()
+
+    @pytest.fixture
+    def detect_options(self, tmp_path: Path) -> DetectOptions:
+        """A ``PATH`` holding only the recorded tools."""
+        return self.fake_tools(tmp_path / "bin").options()
+
+    @pytest.fixture
+    def child_probe(self, devices: list[Device]) -> Callable[[dict[str, str]], list[str]]:
+        """The vendor runtime's visibility rule, emulated for :attr:`visibility_variable`."""
+        return emulated_runtime_probe(self.visibility_variable, devices)
+
+    @pytest.fixture
+    def absent_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions]:
+        """No vendor tool on ``PATH``."""
+        return self.make_accelerator(), FakeTools(tmp_path / "empty").options()
+
+    @pytest.fixture
+    def hung_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions]:
+        """Tools that hang (and start a child) past a 0.5 s timeout."""
+        tools = self.fake_tools(tmp_path / "hung", hang_s=60, spawn_child=True)
+        return self.make_accelerator(), tools.options(timeout_s=0.5)
+
+    @pytest.fixture
+    def garbled_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions, str]:
+        """Tools printing :attr:`garbled_output`, and the tool the error must name."""
+        tools = self.fake_tools(tmp_path / "garbled", self.garbled_output)
+        return self.make_accelerator(), tools.options(), self.garbled_tool

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-import pytest
 from gpustack_accelerator_corex import QUERY, CorexAccelerator
 
-from gpustack_core import Accelerator, DetectOptions, Device
-from gpustack_core.testing import AcceleratorSuite, Capabilities, FakeTools, emulated_runtime_probe
+from gpustack_core import Accelerator
+from gpustack_core.testing import Capabilities, FakeTools, FakeToolSuite
 
 CSV = (Path(__file__).parent / "fixtures" / "ixsmi-query-gpu.csv").read_text()
 
@@ -20,7 +19,7 @@ def _tools(directory: Path, text: str = CSV, **kwargs: object) -> FakeTools:
     return tools
 
 
-class TestCorexRecorded(AcceleratorSuite):
+class TestCorexRecorded(FakeToolSuite):
     """Two Iluvatar boards."""
 
     capabilities = Capabilities(
@@ -34,35 +33,15 @@ class TestCorexRecorded(AcceleratorSuite):
         independent_source="no second Iluvatar tool was recorded",
     )
 
-    @pytest.fixture
-    def accelerator(self) -> Accelerator:
+    visibility_variable = "CUDA_VISIBLE_DEVICES"
+    garbled_tool = "ixsmi"
+    garbled_output = "0, Iluvatar MR-V50, lots, 116 MiB, 0 %, 30 C\n"
+
+    def make_accelerator(self) -> Accelerator:
         return CorexAccelerator()
 
-    @pytest.fixture
-    def detect_options(self, tmp_path: Path) -> DetectOptions:
-        return _tools(tmp_path / "bin").options()
-
-    @pytest.fixture
-    def child_probe(self, devices: list[Device]) -> Callable[[dict[str, str]], list[str]]:
-        return emulated_runtime_probe("CUDA_VISIBLE_DEVICES", devices)
-
-    @pytest.fixture
-    def absent_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions]:
-        return CorexAccelerator(), FakeTools(tmp_path / "empty").options()
-
-    @pytest.fixture
-    def hung_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions]:
-        return CorexAccelerator(), _tools(tmp_path / "hung", hang_s=60, spawn_child=True).options(
-            timeout_s=0.5
-        )
-
-    @pytest.fixture
-    def garbled_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions, str]:
-        return (
-            CorexAccelerator(),
-            _tools(tmp_path / "garbled", "0, Iluvatar MR-V50, lots, 116 MiB, 0 %, 30 C\n").options(),
-            "ixsmi",
-        )
+    def fake_tools(self, directory: Path, output: str | None = None, **behaviour: Any) -> FakeTools:
+        return _tools(directory, CSV if output is None else output, **behaviour)
 
 
 def test_recorded_boards(tmp_path: Path) -> None:

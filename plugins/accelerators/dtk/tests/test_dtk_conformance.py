@@ -3,16 +3,16 @@ on Hygon rocm-smi/rocminfo output recorded on a DCU."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from gpustack_accelerator_dtk import DtkAccelerator
 from gpustack_accelerator_rocm import ROCM_SMI_ARGS
 
-from gpustack_core import Accelerator, DetectOptions, Device
+from gpustack_core import Accelerator
 from gpustack_core.errors import AcceleratorNotPresent
-from gpustack_core.testing import AcceleratorSuite, Capabilities, FakeTools, emulated_runtime_probe
+from gpustack_core.testing import Capabilities, FakeTools, FakeToolSuite
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SMI = (FIXTURES / "hygon-gpu-24.04.3-rocm-smi.json").read_text()
@@ -29,7 +29,7 @@ def _tools(directory: Path, smi: str = SMI, **kwargs: object) -> FakeTools:
     return tools
 
 
-class TestDtkRecorded(AcceleratorSuite):
+class TestDtkRecorded(FakeToolSuite):
     """Recorded Hygon output served by fake tools."""
 
     capabilities = Capabilities(
@@ -43,33 +43,15 @@ class TestDtkRecorded(AcceleratorSuite):
         independent_source="no second Hygon tool was recorded on the same machine",
     )
 
-    @pytest.fixture
-    def accelerator(self) -> Accelerator:
+    visibility_variable = "HIP_VISIBLE_DEVICES"
+    garbled_tool = "rocm-smi"
+    garbled_output = '{"card0": {"DCU use (%)": "0"}}'
+
+    def make_accelerator(self) -> Accelerator:
         return DtkAccelerator()
 
-    @pytest.fixture
-    def detect_options(self, tmp_path: Path) -> DetectOptions:
-        return _tools(tmp_path / "bin").options()
-
-    @pytest.fixture
-    def child_probe(self, devices: list[Device]) -> Callable[[dict[str, str]], list[str]]:
-        return emulated_runtime_probe("HIP_VISIBLE_DEVICES", devices)
-
-    @pytest.fixture
-    def absent_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions]:
-        return DtkAccelerator(), FakeTools(tmp_path / "empty").options()
-
-    @pytest.fixture
-    def hung_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions]:
-        return DtkAccelerator(), _tools(tmp_path / "hung", hang_s=60, spawn_child=True).options(timeout_s=0.5)
-
-    @pytest.fixture
-    def garbled_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions, str]:
-        return (
-            DtkAccelerator(),
-            _tools(tmp_path / "garbled", smi='{"card0": {"DCU use (%)": "0"}}').options(),
-            "rocm-smi",
-        )
+    def fake_tools(self, directory: Path, output: str | None = None, **behaviour: Any) -> FakeTools:
+        return _tools(directory, SMI if output is None else output, **behaviour)
 
 
 def test_recorded_dcu_fields(tmp_path: Path) -> None:

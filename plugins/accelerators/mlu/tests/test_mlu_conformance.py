@@ -3,14 +3,13 @@ on a RECONSTRUCTED cnmon report (see fixtures/SOURCE.md)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-import pytest
 from gpustack_accelerator_mlu import MluAccelerator
 
-from gpustack_core import Accelerator, DetectOptions, Device
-from gpustack_core.testing import AcceleratorSuite, Capabilities, FakeTools, emulated_runtime_probe
+from gpustack_core import Accelerator
+from gpustack_core.testing import Capabilities, FakeTools, FakeToolSuite
 
 REPORT = (Path(__file__).parent / "fixtures" / "cnmon_info.json").read_text()
 ARGS = "info -e -m -u -j"
@@ -22,7 +21,7 @@ def _tools(directory: Path, report: str = REPORT, **kwargs: object) -> FakeTools
     return tools
 
 
-class TestMluReconstructed(AcceleratorSuite):
+class TestMluReconstructed(FakeToolSuite):
     """Two MLU370 cards; cnmon writes its report file as the real tool does."""
 
     capabilities = Capabilities(
@@ -36,33 +35,15 @@ class TestMluReconstructed(AcceleratorSuite):
         independent_source="no second Cambricon tool was recorded",
     )
 
-    @pytest.fixture
-    def accelerator(self) -> Accelerator:
+    visibility_variable = "MLU_VISIBLE_DEVICES"
+    garbled_tool = "cnmon"
+    garbled_output = '{"CnmonInfo": [{"CardNum": 0}]}'
+
+    def make_accelerator(self) -> Accelerator:
         return MluAccelerator()
 
-    @pytest.fixture
-    def detect_options(self, tmp_path: Path) -> DetectOptions:
-        return _tools(tmp_path / "bin").options()
-
-    @pytest.fixture
-    def child_probe(self, devices: list[Device]) -> Callable[[dict[str, str]], list[str]]:
-        return emulated_runtime_probe("MLU_VISIBLE_DEVICES", devices)
-
-    @pytest.fixture
-    def absent_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions]:
-        return MluAccelerator(), FakeTools(tmp_path / "empty").options()
-
-    @pytest.fixture
-    def hung_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions]:
-        return MluAccelerator(), _tools(tmp_path / "hung", hang_s=60, spawn_child=True).options(timeout_s=0.5)
-
-    @pytest.fixture
-    def garbled_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions, str]:
-        return (
-            MluAccelerator(),
-            _tools(tmp_path / "garbled", '{"CnmonInfo": [{"CardNum": 0}]}').options(),
-            "cnmon",
-        )
+    def fake_tools(self, directory: Path, output: str | None = None, **behaviour: Any) -> FakeTools:
+        return _tools(directory, REPORT if output is None else output, **behaviour)
 
 
 def test_report_on_stdout_is_accepted(tmp_path: Path) -> None:

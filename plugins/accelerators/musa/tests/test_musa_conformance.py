@@ -3,14 +3,13 @@ on a RECONSTRUCTED mthreads-gmi -q output (see fixtures/SOURCE.md)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-import pytest
 from gpustack_accelerator_musa import MusaAccelerator, parse_gmi_query
 
-from gpustack_core import Accelerator, DetectOptions, Device
-from gpustack_core.testing import AcceleratorSuite, Capabilities, FakeTools, emulated_runtime_probe
+from gpustack_core import Accelerator
+from gpustack_core.testing import Capabilities, FakeTools, FakeToolSuite
 
 TEXT = (Path(__file__).parent / "fixtures" / "mthreads-gmi-q.txt").read_text()
 
@@ -21,7 +20,7 @@ def _tools(directory: Path, text: str = TEXT, **kwargs: object) -> FakeTools:
     return tools
 
 
-class TestMusaReconstructed(AcceleratorSuite):
+class TestMusaReconstructed(FakeToolSuite):
     """Two GPUs in a hand-written mthreads-gmi -q layout."""
 
     capabilities = Capabilities(
@@ -35,35 +34,15 @@ class TestMusaReconstructed(AcceleratorSuite):
         independent_source="no second Moore Threads tool was recorded",
     )
 
-    @pytest.fixture
-    def accelerator(self) -> Accelerator:
+    visibility_variable = "MUSA_VISIBLE_DEVICES"
+    garbled_tool = "mthreads-gmi"
+    garbled_output = TEXT.replace("49152MiB", "big")
+
+    def make_accelerator(self) -> Accelerator:
         return MusaAccelerator()
 
-    @pytest.fixture
-    def detect_options(self, tmp_path: Path) -> DetectOptions:
-        return _tools(tmp_path / "bin").options()
-
-    @pytest.fixture
-    def child_probe(self, devices: list[Device]) -> Callable[[dict[str, str]], list[str]]:
-        return emulated_runtime_probe("MUSA_VISIBLE_DEVICES", devices)
-
-    @pytest.fixture
-    def absent_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions]:
-        return MusaAccelerator(), FakeTools(tmp_path / "empty").options()
-
-    @pytest.fixture
-    def hung_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions]:
-        return MusaAccelerator(), _tools(tmp_path / "hung", hang_s=60, spawn_child=True).options(
-            timeout_s=0.5
-        )
-
-    @pytest.fixture
-    def garbled_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions, str]:
-        return (
-            MusaAccelerator(),
-            _tools(tmp_path / "garbled", TEXT.replace("49152MiB", "big")).options(),
-            "mthreads-gmi",
-        )
+    def fake_tools(self, directory: Path, output: str | None = None, **behaviour: Any) -> FakeTools:
+        return _tools(directory, TEXT if output is None else output, **behaviour)
 
 
 def test_parsed_fields(tmp_path: Path) -> None:

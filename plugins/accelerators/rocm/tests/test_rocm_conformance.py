@@ -3,15 +3,15 @@ on rocm-smi/rocminfo output recorded on an RX 7800 XT."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from gpustack_accelerator_rocm import ROCM_SMI_ARGS, RocmAccelerator
 
-from gpustack_core import Accelerator, DetectOptions, Device
+from gpustack_core import Accelerator
 from gpustack_core.errors import AcceleratorNotPresent
-from gpustack_core.testing import AcceleratorSuite, Capabilities, FakeTools, emulated_runtime_probe
+from gpustack_core.testing import Capabilities, FakeTools, FakeToolSuite
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SMI = (FIXTURES / "amd-gpu-6.2.4-rocm-smi.json").read_text()
@@ -28,7 +28,7 @@ def _tools(directory: Path, smi: str = SMI, **kwargs: object) -> FakeTools:
     return tools
 
 
-class TestRocmRecorded(AcceleratorSuite):
+class TestRocmRecorded(FakeToolSuite):
     """Recorded AMD output served by fake tools."""
 
     capabilities = Capabilities(
@@ -42,31 +42,15 @@ class TestRocmRecorded(AcceleratorSuite):
         independent_source="no second AMD tool was recorded on the same machine",
     )
 
-    @pytest.fixture
-    def accelerator(self) -> Accelerator:
+    visibility_variable = "ROCR_VISIBLE_DEVICES"
+    garbled_tool = "rocm-smi"
+    garbled_output = SMI[:300]
+
+    def make_accelerator(self) -> Accelerator:
         return RocmAccelerator()
 
-    @pytest.fixture
-    def detect_options(self, tmp_path: Path) -> DetectOptions:
-        return _tools(tmp_path / "bin").options()
-
-    @pytest.fixture
-    def child_probe(self, devices: list[Device]) -> Callable[[dict[str, str]], list[str]]:
-        return emulated_runtime_probe("ROCR_VISIBLE_DEVICES", devices)
-
-    @pytest.fixture
-    def absent_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions]:
-        return RocmAccelerator(), FakeTools(tmp_path / "empty").options()
-
-    @pytest.fixture
-    def hung_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions]:
-        return RocmAccelerator(), _tools(tmp_path / "hung", hang_s=60, spawn_child=True).options(
-            timeout_s=0.5
-        )
-
-    @pytest.fixture
-    def garbled_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions, str]:
-        return RocmAccelerator(), _tools(tmp_path / "garbled", smi=SMI[:300]).options(), "rocm-smi"
+    def fake_tools(self, directory: Path, output: str | None = None, **behaviour: Any) -> FakeTools:
+        return _tools(directory, SMI if output is None else output, **behaviour)
 
 
 def test_recorded_rx7800xt_fields(tmp_path: Path) -> None:
