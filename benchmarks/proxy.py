@@ -37,8 +37,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # -- the gateway process -----------------------------------------------------------------------------
 
 
-def serve_gateway(upstream: str) -> None:
-    """Run the gateway under uvicorn in this process, one route to ``upstream``; print the port."""
+def serve_gateway(upstream: str, port: int = 0) -> None:
+    """Run the gateway under uvicorn in this process, one route to ``upstream``; print the port.
+
+    The socket is bound with ``SO_REUSEPORT``: several such processes on one port share the
+    incoming connections (the kernel spreads them), which is how ``--gateway-workers`` runs.
+    """
     import uvicorn
 
     from gpustack_core.gateway import (
@@ -64,7 +68,8 @@ def serve_gateway(upstream: str) -> None:
     app = create_gateway(routes, auth, DiscardingSink())
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", port))
     sock.listen(2048)
     print(f"LISTENING {sock.getsockname()[1]}", flush=True)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
@@ -207,7 +212,7 @@ def _ms(v: float) -> str:
 def main(argv: list[str]) -> None:
     """Run the benchmark and print a table (all times in milliseconds)."""
     if argv[:1] == ["--serve-gateway"]:
-        serve_gateway(argv[1])
+        serve_gateway(argv[1], int(argv[2]) if len(argv) > 2 else 0)
         return
     p = argparse.ArgumentParser(prog="python -m benchmarks proxy --")
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
@@ -220,12 +225,20 @@ def main(argv: list[str]) -> None:
         action="store_true",
         help="start each worker at a random time within one stream's duration (no synchronized bursts)",
     )
+    p.add_argument(
+        "--gateway-workers",
+        type=int,
+        default=1,
+        help="gateway processes sharing the port (SO_REUSEPORT); the engine stays one process",
+    )
     args = p.parse_args(argv)
 
     engine, engine_port = _start([sys.executable, "-m", "gpustack_core.gateway.fake_engine", "--port", "0"])
-    gateway, gateway_port = _start(
-        [sys.executable, "-m", "benchmarks.proxy", "--serve-gateway", f"http://127.0.0.1:{engine_port}"]
-    )
+    serve = [sys.executable, "-m", "benchmarks.proxy", "--serve-gateway", f"http://127.0.0.1:{engine_port}"]
+    gateways = [_start(serve)]
+    gateway_port = gateways[0][1]
+    gateways += [_start([*serve, str(gateway_port)]) for _ in range(args.gateway_workers - 1)]
+    gateway_pids = [proc.pid for proc, _ in gateways]
     try:
         time.sleep(0.5)
 
@@ -250,7 +263,7 @@ def main(argv: list[str]) -> None:
         now = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         print(
             f"# {now}, {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
-            f"Python {platform.python_version()}, {loop_name}"
+            f"Python {platform.python_version()}, {loop_name}, {args.gateway_workers} gateway process(es)"
         )
         print(
             f"# streams of {args.tokens} chunks, {args.delay_ms} ms apart; {args.requests} requests per row"
@@ -261,13 +274,13 @@ def main(argv: list[str]) -> None:
         )
         print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for c in args.concurrency:
-            cpu0 = _cpu_seconds(gateway.pid)
+            cpu0 = sum(_cpu_seconds(pid) for pid in gateway_pids)
             stagger_s = args.tokens * args.delay_ms / 1000 if args.stagger else 0.0
             res = asyncio.run(_measure(targets, c, args.requests, args.rounds, stagger_s))
             gateway_requests = sum(
                 len(s.samples) + s.errors + _warmup(c) for n, s in res.items() if n != "direct"
             )
-            cpu_ms = (_cpu_seconds(gateway.pid) - cpu0) * 1000 / max(1, gateway_requests)
+            cpu_ms = (sum(_cpu_seconds(pid) for pid in gateway_pids) - cpu0) * 1000 / max(1, gateway_requests)
             d = res["direct"]
             for name, s in res.items():
                 added = name != "direct"
@@ -281,7 +294,7 @@ def main(argv: list[str]) -> None:
                     flush=True,
                 )
     finally:
-        for proc in (gateway, engine):
+        for proc in [*(g for g, _ in gateways), engine]:
             proc.terminate()
             try:
                 proc.wait(timeout=10)

@@ -6,11 +6,11 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpcore
 from starlette.types import Message, Receive
 
 from .errors import GatewayHTTPError
 from .multipart import MultipartModelSniffer
+from .pool import Origin
 from .protocols import Principal, Upstream
 
 __all__ = [
@@ -23,10 +23,10 @@ __all__ = [
     "may_call",
     "model_not_found",
     "parse_json_body",
+    "request_head",
     "stream_error_event",
     "too_large",
     "upstream_error",
-    "upstream_headers",
     "upstream_timeout",
 ]
 
@@ -150,24 +150,26 @@ def ask_for_usage(body: bytes, obj: dict[str, Any]) -> tuple[bytes, bool]:
     return json.dumps(obj).encode(), True
 
 
-def upstream_headers(
-    url: httpcore.URL, headers: dict[bytes, bytes], length: int | None
-) -> list[tuple[bytes, bytes]]:
-    host = url.host if url.port is None else url.host + b":" + str(url.port).encode()
-    out = [
-        (b"host", host),
-        (b"content-type", headers.get(b"content-type", b"application/json")),
-        (b"accept-encoding", b"identity"),
+def request_head(path: bytes, origin: Origin, headers: dict[bytes, bytes], length: int | None) -> bytes:
+    """The request line and headers of a POST to an engine (``length`` None: a chunked body)."""
+    host, port = origin
+    parts = [
+        b"POST ",
+        path,
+        b" HTTP/1.1\r\nhost: ",
+        (f"[{host}]" if ":" in host else host).encode("ascii" if host.isascii() else "idna"),
+        b":%d\r\ncontent-type: " % port,
+        headers.get(b"content-type", b"application/json"),
+        b"\r\naccept-encoding: identity\r\n",
     ]
     accept = headers.get(b"accept")
     if accept:
-        out.append((b"accept", accept))
-    out.append(
-        (b"content-length", str(length).encode())
-        if length is not None
-        else (b"transfer-encoding", b"chunked")
-    )
-    return out
+        parts += (b"accept: ", accept, b"\r\n")
+    if length is None:
+        parts.append(b"transfer-encoding: chunked\r\n\r\n")
+    else:
+        parts.append(b"content-length: %d\r\n\r\n" % length)
+    return b"".join(parts)
 
 
 def content_length(headers: dict[bytes, bytes]) -> int | None:

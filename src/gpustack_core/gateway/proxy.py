@@ -6,16 +6,15 @@ its connection pool, the balancer's counters and the metrics. Nothing is module-
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-import anyio
-import httpcore
 from starlette.types import Receive, Scope, Send
 
 from ._bodies import (
@@ -28,17 +27,25 @@ from ._bodies import (
     may_call,
     model_not_found,
     parse_json_body,
+    request_head,
     stream_error_event,
     too_large,
     upstream_error,
-    upstream_headers,
     upstream_timeout,
 )
 from .balancer import LeastOutstandingBalancer
 from .errors import GatewayHTTPError
 from .metrics import GatewayMetrics
 from .multipart import MultipartError, MultipartModelSniffer, boundary_of
-from .pool import UPSTREAM_ERRORS, LifoConnectionPool
+from .pool import (
+    Cancellation,
+    UpstreamClosed,
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamPool,
+    UpstreamResponse,
+    UpstreamTimeout,
+)
 from .protocols import (
     INFERENCE_SCOPE,
     KeyAuthenticator,
@@ -80,7 +87,7 @@ class GatewayConfig:
 class _Exchange:
     """The per-request state shared by the forwarding steps."""
 
-    __slots__ = ("disconnected", "finished", "model", "principal", "started", "status")
+    __slots__ = ("cancellation", "disconnected", "finished", "model", "principal", "started", "status")
 
     def __init__(self, started: float) -> None:
         self.started = started
@@ -89,6 +96,7 @@ class _Exchange:
         self.status = 0
         self.disconnected = False
         self.finished = False
+        self.cancellation = Cancellation()  # the watcher stops the engine exchange with it
 
 
 class Gateway:
@@ -109,29 +117,38 @@ class Gateway:
         self.metrics = metrics
         self.config = config
         self.balancer = LeastOutstandingBalancer()
-        self._pool: LifoConnectionPool | None = None
-        c = config
-        self._timeouts = {
-            "connect": c.connect_timeout_s,
-            "read": c.upstream_timeout_s,
-            "write": c.upstream_timeout_s,
-            "pool": c.upstream_timeout_s,
-        }
+        self._pool: UpstreamPool | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Create the shared connection pool to the engines (reused by every request)."""
+        """Create the shared connection pool to the engines (reused by every request).
+
+        The pool runs on asyncio protocols: under another event loop (trio) this raises.
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                "the gateway needs an asyncio event loop (uvicorn, hypercorn's asyncio worker, or "
+                "anyio on its asyncio backend)"
+            ) from None
         if self._pool is None:
-            self._pool = LifoConnectionPool(keepalive_expiry=30.0, max_idle_per_origin=256)
+            c = self.config
+            self._pool = UpstreamPool(
+                connect_timeout=c.connect_timeout_s,
+                read_timeout=c.upstream_timeout_s,
+                keepalive_expiry=30.0,
+                max_idle_per_origin=256,
+            )
 
     async def aclose(self) -> None:
         """Close the pool and its idle connections."""
         pool, self._pool = self._pool, None
         if pool is not None:
-            await pool.aclose()
+            pool.aclose()
 
-    async def _connections(self) -> LifoConnectionPool:
+    async def _connections(self) -> UpstreamPool:
         if self._pool is None:  # mounted without running the lifespan: start lazily
             await self.start()
         assert self._pool is not None
@@ -337,143 +354,114 @@ class Gateway:
         strip_usage: bool,
         headers: dict[bytes, bytes],
     ) -> None:
-        """Forward; a JSON body is already read, so watch for the client leaving from the start."""
-        if not isinstance(body, ModelRewriter):
-            await self._forward_attempts(ex, path, receive, send, upstreams, body, strip_usage, headers, True)
-            return
-        failure: Exception | None = None
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_watch_disconnect, receive, tg.cancel_scope, ex)
+        """Forward and relay the answer, watching for the client leaving once its body is read.
+
+        A JSON body is already read, so the watch starts now; a multipart body is streamed to the
+        engine from ``receive``, so its watch starts when the answer does.
+        """
+        watcher = None if isinstance(body, MultipartBody) else self._watch(ex, receive)
+        try:
+            response, release = await self._send_request(ex, path, upstreams, body, headers)
             try:
-                await self._forward_attempts(
-                    ex, path, receive, send, upstreams, body, strip_usage, headers, False
-                )
-            except Exception as exc:  # raised outside the task group, unwrapped from an ExceptionGroup
-                failure = exc
+                if watcher is None:
+                    watcher = self._watch(ex, receive)
+                await self._relay(ex, send, response, strip_usage)
             finally:
-                tg.cancel_scope.cancel()
-        if failure is not None:
-            raise failure
+                await response.aclose()
+                release()
+        finally:
+            if watcher is not None:
+                watcher.cancel()
         await self._after_disconnect(ex)
 
-    async def _forward_attempts(
+    def _watch(self, ex: _Exchange, receive: Receive) -> asyncio.Task[None]:
+        """A task that stops the engine exchange when the client disconnects."""
+        return asyncio.get_running_loop().create_task(_watch_disconnect(receive, ex))
+
+    async def _send_request(
         self,
         ex: _Exchange,
         path: str,
-        receive: Receive,
-        send: Send,
         upstreams: Sequence[Upstream],
         body: ModelRewriter | MultipartBody,
-        strip_usage: bool,
         headers: dict[bytes, bytes],
-        watch: bool,
-    ) -> None:
+    ) -> tuple[UpstreamResponse, Callable[[], None]]:
+        """Send the request to the least busy instance, then the next, until one answers.
+
+        Returns the answer and the function that gives its instance's slot back. Raises
+        :class:`ClientGone` when the client left first.
+        """
         pool = await self._connections()
         tried: list[str] = []
         in_flight = self.metrics.in_flight.labels(ex.model)
-        in_flight.inc()
-        try:
-            while True:
-                up = self.balancer.pick(ex.model, upstreams, tried)
-                if up is None:
-                    raise GatewayHTTPError(
-                        502,
-                        f"Could not connect to any instance of model '{ex.model}' "
-                        f"(tried {', '.join(tried)}).",
-                        error_type="server_error",
-                        code="upstream_unreachable",
-                    )
-                self.balancer.acquire(up.instance_id)
-                try:
-                    url = httpcore.URL(up.base_url + path)
-                    request = httpcore.Request(
-                        b"POST",
-                        url,
-                        headers=upstream_headers(url, headers, body.content_length(up.served_model_name)),
-                        content=body.content_for(up.served_model_name),
-                        extensions={"timeout": self._timeouts},
-                    )
-                    try:
-                        response = await pool.request(request, replayable=body.replayable)
-                    except (
-                        httpcore.ConnectError,
-                        httpcore.ConnectTimeout,
-                        httpcore.RemoteProtocolError,
-                        httpcore.ReadError,
-                        httpcore.WriteError,
-                    ) as exc:
-                        if not body.replayable:
-                            raise upstream_error(ex.model, up, exc) from exc
-                        logger.warning(
-                            "instance %s of %s failed before answering (%r); retrying",
-                            up.instance_id,
-                            ex.model,
-                            exc,
-                        )
-                        self.metrics.retries.labels(ex.model).inc()
-                        tried.append(up.instance_id)
-                        continue
-                    except BodyTooLarge:
-                        raise too_large(self.config.max_body_bytes) from None
-                    except httpcore.TimeoutException as exc:
-                        raise upstream_timeout(ex.model, up) from exc
-                    except UPSTREAM_ERRORS as exc:
-                        raise upstream_error(ex.model, up, exc) from exc
-                    try:
-                        await self._relay(ex, receive, send, response, strip_usage, watch)
-                    finally:
-                        with anyio.CancelScope(shield=True):
-                            await response.aclose()
-                    return
-                finally:
-                    self.balancer.release(up.instance_id)
-        finally:
-            in_flight.dec()
+        raw_path = path.encode()
+        while True:
+            up = self.balancer.pick(ex.model, upstreams, tried)
+            if up is None:
+                raise GatewayHTTPError(
+                    502,
+                    f"Could not connect to any instance of model '{ex.model}' (tried {', '.join(tried)}).",
+                    error_type="server_error",
+                    code="upstream_unreachable",
+                )
+            instance = up.instance_id
+            self.balancer.acquire(instance)
+            in_flight.inc()
 
-    async def _relay(
-        self,
-        ex: _Exchange,
-        receive: Receive,
-        send: Send,
-        response: httpcore.Response,
-        strip_usage: bool,
-        watch: bool,
-    ) -> None:
-        """Send the engine's response to the client; ``watch``: look out for the client going away."""
+            def release(instance: str = instance) -> None:
+                self.balancer.release(instance)
+                in_flight.dec()
+
+            try:
+                origin, prefix = pool.resolve(up.base_url)
+                served = up.served_model_name
+                length = body.content_length(served)
+                response = await pool.request(
+                    origin,
+                    request_head(prefix + raw_path, origin, headers, length),
+                    body.content_for(served),
+                    chunked=length is None,
+                    replayable=body.replayable,
+                    cancellation=ex.cancellation,
+                )
+            except UpstreamTimeout as exc:
+                release()
+                raise upstream_timeout(ex.model, up) from exc
+            except (UpstreamConnectError, UpstreamClosed) as exc:
+                release()
+                if not body.replayable:
+                    raise upstream_error(ex.model, up, exc) from exc
+                logger.warning(
+                    "instance %s of %s failed before answering (%s); retrying", instance, ex.model, exc
+                )
+                self.metrics.retries.labels(ex.model).inc()
+                tried.append(instance)
+                continue
+            except BodyTooLarge:
+                release()
+                raise too_large(self.config.max_body_bytes) from None
+            except UpstreamError as exc:
+                release()
+                raise upstream_error(ex.model, up, exc) from exc
+            except BaseException:
+                release()
+                raise
+            return response, release
+
+    async def _relay(self, ex: _Exchange, send: Send, response: UpstreamResponse, strip_usage: bool) -> None:
+        """Send the engine's answer to the client."""
         ex.status = response.status
         out_headers = [(k, v) for k, v in response.headers if k.lower() not in _DROP_RESPONSE_HEADERS]
         ctype = next((v.decode("latin-1") for k, v in out_headers if k.lower() == b"content-type"), "")
-        if not watch:
-            await self._relay_body(ex, send, response, out_headers, ctype, strip_usage)
-            return
-        failure: Exception | None = None
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_watch_disconnect, receive, tg.cancel_scope, ex)
-            try:
-                await self._relay_body(ex, send, response, out_headers, ctype, strip_usage)
-            except Exception as exc:  # raised outside the task group, unwrapped from an ExceptionGroup
-                failure = exc
-            finally:
-                tg.cancel_scope.cancel()
-        if failure is not None:
-            raise failure
-        await self._after_disconnect(ex)
-
-    async def _relay_body(
-        self,
-        ex: _Exchange,
-        send: Send,
-        response: httpcore.Response,
-        out_headers: list[tuple[bytes, bytes]],
-        ctype: str,
-        strip_usage: bool,
-    ) -> None:
-        if ctype.startswith("text/event-stream"):
-            await self._relay_stream(ex, send, response, out_headers, SSEUsageScanner(strip_usage))
-        elif ctype.startswith("application/json") or response.status >= 400:
-            await self._relay_whole(ex, send, response, out_headers)
-        else:
-            await self._relay_stream(ex, send, response, out_headers, None)
+        try:
+            if ctype.startswith("text/event-stream"):
+                await self._relay_stream(ex, send, response, out_headers, SSEUsageScanner(strip_usage))
+            elif ctype.startswith("application/json") or response.status >= 400:
+                await self._relay_whole(ex, send, response, out_headers)
+            else:
+                await self._relay_stream(ex, send, response, out_headers, None)
+        except ClientGone:
+            pass  # metered by _after_disconnect
 
     async def _after_disconnect(self, ex: _Exchange) -> None:
         if ex.disconnected and not ex.finished:
@@ -481,13 +469,13 @@ class Gateway:
             await self._finish(ex, None, status=_CLIENT_CLOSED)
 
     async def _relay_whole(
-        self, ex: _Exchange, send: Send, response: httpcore.Response, out_headers: list[tuple[bytes, bytes]]
+        self, ex: _Exchange, send: Send, response: UpstreamResponse, out_headers: list[tuple[bytes, bytes]]
     ) -> None:
         try:
-            data = await response.aread()
-        except httpcore.TimeoutException as exc:
+            data = await response.read()
+        except UpstreamTimeout as exc:
             raise upstream_timeout(ex.model, None) from exc
-        except UPSTREAM_ERRORS as exc:
+        except UpstreamError as exc:
             raise upstream_error(ex.model, None, exc) from exc
         await self._finish(ex, usage_from_body(data))
         out_headers.append((b"content-length", str(len(data)).encode()))
@@ -497,14 +485,14 @@ class Gateway:
         self,
         ex: _Exchange,
         send: Send,
-        response: httpcore.Response,
+        response: UpstreamResponse,
         out_headers: list[tuple[bytes, bytes]],
         scanner: SSEUsageScanner | None,
     ) -> None:
         await send({"type": "http.response.start", "status": response.status, "headers": out_headers})
         first = scanner is not None
         try:
-            async for chunk in response.aiter_stream():
+            while (chunk := await response.next_chunk()) is not None:
                 if first:
                     self.metrics.observe_ttft(ex.model, time.perf_counter() - ex.started)
                     first = False
@@ -515,7 +503,7 @@ class Gateway:
                     if _DONE in chunk and not ex.finished:  # meter before the client sees the end
                         await self._finish(ex, scanner.usage)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except UPSTREAM_ERRORS as exc:  # the engine failed mid-stream: too late for a status code
+        except UpstreamError as exc:  # the engine failed mid-stream: too late for a status code
             logger.warning("stream from model %s broke after it started: %r", ex.model, exc)
             ex.status = 502  # metered as failed, not billed
             if scanner is None:
@@ -564,13 +552,13 @@ class Gateway:
         await err.response()(scope, receive, send)
 
 
-async def _watch_disconnect(receive: Receive, scope: anyio.CancelScope, ex: _Exchange) -> None:
+async def _watch_disconnect(receive: Receive, ex: _Exchange) -> None:
     while True:
         msg = await receive()
         if msg["type"] == "http.disconnect":
             if not ex.finished:
                 ex.disconnected = True
-                scope.cancel()
+                ex.cancellation.cancel(ClientGone())
             return
 
 
