@@ -7,7 +7,8 @@ away. Run it as ``python -m gpustack_core.gateway.fake_engine --port 0``: it pri
 ``LISTENING <port>`` once it accepts connections.
 
 Per-request knobs are extra body fields (the ``openai`` client's ``extra_body``):
-``fake_tokens`` (chunks to generate, default 8), ``fake_delay_s`` (between chunks, default 0.01),
+``fake_tokens`` (chunks to generate, default 8), ``fake_delay_s`` (between chunks, default 0.01;
+token ``i`` is due ``(i + 1) * fake_delay_s`` after the stream started, whatever the reader does),
 ``fake_status`` (answer with this HTTP error status), ``fake_sleep_s`` (wait before answering).
 ``GET /_fake/stats`` returns the counters; ``POST /_fake/reset`` clears them.
 """
@@ -154,8 +155,12 @@ def create_fake_engine(name: str = "fake") -> Starlette:
             try:
                 if chat:
                     yield chunk({"role": "assistant", "content": ""}, None)
+                # token i is due at start + (i + 1) * delay, like an engine generating at a fixed
+                # rate: time the reader takes does not push later tokens back
+                loop = asyncio.get_running_loop()
+                start = loop.time()
                 for i in range(n):
-                    await asyncio.sleep(delay)
+                    await asyncio.sleep(max(0.0, start + (i + 1) * delay - loop.time()))
                     yield chunk({"content": f"tok{i} "}, None)
                 yield chunk({}, "stop") if chat else chunk({"content": ""}, "stop")
                 if include_usage:
