@@ -8,9 +8,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anyio
+import openai
 import psutil
 import pytest
-from server_helpers import Running, fast_config, start_app
+from prometheus_client.parser import text_string_to_metric_families
+from server_helpers import Running, fast_config, serve_http, start_app
 
 from gpustack_core.engines import default_engine_options, ensure_installed
 from gpustack_core.plugins import PluginHost
@@ -71,3 +74,136 @@ async def test_tiny_gguf_on_llama_cpp_end_to_end(server: Running, tiny_model: Pa
 
     await server.wait_for(gone, timeout=60)
     assert not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
+
+
+def _openai_calls(base_url: str, key: str) -> dict[str, tuple[int, int]]:
+    """Chat (plain and streamed), completions and embeddings with the official client and an API key."""
+    usage: dict[str, tuple[int, int]] = {}
+    with openai.OpenAI(api_key=key, base_url=base_url + "/v1", max_retries=0, timeout=120) as client:
+        chat = client.chat.completions.create(
+            model="tiny-chat", messages=[{"role": "user", "content": "Say hello"}], max_tokens=8
+        )
+        assert chat.choices[0].message.role == "assistant"
+        assert chat.usage is not None
+        usage["chat"] = (chat.usage.prompt_tokens, chat.usage.completion_tokens)
+        chunks = list(
+            client.chat.completions.create(
+                model="tiny-chat", messages=[{"role": "user", "content": "Count"}], max_tokens=8, stream=True
+            )
+        )
+        assert len(chunks) >= 2
+        assert all(c.object == "chat.completion.chunk" for c in chunks)
+        assert all(c.usage is None for c in chunks), "the usage chunk the gateway asked for leaked"
+        completion = client.completions.create(model="tiny-chat", prompt="abc", max_tokens=5)
+        assert completion.usage is not None
+        usage["completion"] = (completion.usage.prompt_tokens, completion.usage.completion_tokens)
+        embeddings = client.embeddings.create(model="tiny-embed", input=["hello", "tiny world"])
+        assert len(embeddings.data) == 2
+        assert len(embeddings.data[0].embedding) == 64  # n_embd of the tiny model
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(api_key="sk-wrong", base_url=base_url + "/v1", max_retries=0).models.list()
+    return usage
+
+
+@pytest.fixture
+async def served(tmp_path: Path, database_url: str | None, llama_cpp_built: str) -> AsyncIterator[Running]:
+    """The app under uvicorn on a loopback port, as ``gpustack-core serve`` runs it."""
+    async for running in serve_http(fast_config(tmp_path / "data", database_url)):
+        yield running
+
+
+async def test_openai_client_against_llama_cpp_deployed_by_the_server(
+    served: Running, tmp_path: Path, tiny_model: Path
+) -> None:
+    """Issue 8's acceptance: the served app deploys llama.cpp, the openai client calls it with a key,
+    usage lands in the usage API and ``/metrics`` parses and counts it."""
+    from gpustack_core.testing.gguf_models import TinyLlamaSpec, write_llama_gguf
+
+    server = served
+    assert server.base_url is not None
+    embed_model = write_llama_gguf(tmp_path / "tiny-embed.gguf", TinyLlamaSpec(seed=2, pooling="mean"))
+    deployments = [
+        {
+            "name": "tiny-chat",
+            "model": f"local:{tiny_model}",
+            "engine": "llama.cpp",
+            "context_length": 512,
+        },
+        {
+            "name": "tiny-embed",
+            "model": f"local:{embed_model}",
+            "engine": "llama.cpp",
+            "category": "embedding",
+            "context_length": 512,
+        },
+    ]
+    for body in deployments:
+        r = await server.api("POST", "/deployments", json=body)
+        assert r.status_code == 201, r.text
+
+    async def all_running() -> bool:
+        items = (await server.api("GET", "/instances")).json()["items"]
+        failed = [i for i in items if i["state"] == "error"]
+        if failed:
+            pytest.fail(f"instance failed: {failed[0]['message']}")
+        return len(items) == 2 and all(i["state"] == "running" for i in items)
+
+    await server.wait_for(all_running, timeout=120)
+    r = await server.api("POST", "/api-keys", json={"name": "app", "scopes": ["inference"]})
+    assert r.status_code == 201, r.text
+    key, key_id = r.json()["key"], r.json()["record"]["id"]
+
+    async def routed() -> bool:
+        # The gateway's route table follows the database within a moment.
+        r = await server.client.get("/v1/models", headers={"Authorization": f"Bearer {key}"})
+        return r.status_code == 200 and {"tiny-chat", "tiny-embed"} <= {m["id"] for m in r.json()["data"]}
+
+    await server.wait_for(routed, timeout=30)
+    answered = await anyio.to_thread.run_sync(_openai_calls, server.base_url, key)
+
+    rows = (await server.api("GET", "/usage", params={"key_id": key_id})).json()["items"]
+    by_model = {row["model"]: row for row in rows}
+    assert set(by_model) == {"tiny-chat", "tiny-embed"}
+    chat_row = by_model["tiny-chat"]
+    assert chat_row["requests"] == 3  # chat, streamed chat, completion
+    # the streamed request's tokens came from the usage chunk the gateway asked llama-server for
+    streamed_prompt = chat_row["prompt_tokens"] - answered["chat"][0] - answered["completion"][0]
+    streamed_completion = chat_row["completion_tokens"] - answered["chat"][1] - answered["completion"][1]
+    assert streamed_prompt > 0
+    assert streamed_completion > 0
+    assert by_model["tiny-embed"]["requests"] == 1
+    assert by_model["tiny-embed"]["prompt_tokens"] > 0
+
+    metrics = await server.client.get("/metrics")
+    assert metrics.status_code == 200
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(metrics.text)
+        for s in family.samples
+    }
+    assert samples[("gpustack_gateway_requests_total", (("model", "tiny-chat"), ("status", "200")))] == 3
+    assert samples[("gpustack_gateway_requests_total", (("model", "tiny-embed"), ("status", "200")))] == 1
+    assert samples[("gpustack_gateway_time_to_first_token_seconds_count", (("model", "tiny-chat"),))] == 1
+    assert (
+        samples[("gpustack_gateway_completion_tokens_total", (("model", "tiny-chat"),))]
+        == chat_row["completion_tokens"]
+    )
+    assert samples[("gpustack_instances", (("deployment", "tiny-chat"), ("state", "running")))] == 1
+    assert samples[("gpustack_instances", (("deployment", "tiny-embed"), ("state", "running")))] == 1
+    # the embedded worker's heartbeat and its devices (the host CPU at least), from the last pass
+    assert 0 <= samples[("gpustack_worker_heartbeat_age_seconds", (("worker", "worker-a"),))] < 30
+    memory = {
+        labels: value
+        for (name, labels), value in samples.items()
+        if name == "gpustack_device_memory_total_bytes"
+    }
+    assert memory, "no device memory gauge"
+    assert all(dict(labels)["worker"] == "worker-a" and value > 0 for labels, value in memory.items())
+
+    for name in ("tiny-chat", "tiny-embed"):
+        assert (await server.api("DELETE", f"/deployments/{name}")).status_code == 202
+
+    async def none_left() -> bool:
+        return not (await server.api("GET", "/instances")).json()["items"]
+
+    await server.wait_for(none_left, timeout=60)

@@ -137,3 +137,50 @@ def test_usage_is_upsert_added_and_filtered(store: Store) -> None:
     rows, total = store.query_usage(100, 0, day_from=day - dt.timedelta(days=1))
     assert total == 2
     assert {r.key_id for r in rows} == {"k1", None}
+
+
+def test_concurrent_upserts_neither_deadlock_nor_lose_writes(store: Store) -> None:
+    """Update-then-insert from many threads at once: on InnoDB two inserts of new neighbouring keys
+    deadlock on each other's gap locks; every write must still land exactly once."""
+    worker = store.register_worker(WorkerInfo(name="w")).id
+    day = dt.date(2026, 11, 21)
+    threads_n, rounds = 8, 12
+    barrier = threading.Barrier(threads_n)
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            barrier.wait()
+            for i in range(rounds):
+                store.add_usage(
+                    UsageRow(
+                        user_id="u",
+                        key_id=f"k{n % 4}",
+                        model=f"m{i % 3}",
+                        day=day,
+                        prompt_tokens=2,
+                        completion_tokens=3,
+                        requests=1,
+                    )
+                )
+                # the same values twice in one second: the update matches a row it does not change
+                store.put_model_file(worker, f"model-{n}-{i % 2}", "ready", 10, 10, ["/p"])
+                store.register_worker(WorkerInfo(name=f"w{n}-{i % 2}"))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(threads_n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    rows, total = store.query_usage(1000, 0, user_id="u")
+    assert total == 4 * 3  # (key, model) pairs
+    assert sum(r.requests for r in rows) == threads_n * rounds
+    assert sum(r.prompt_tokens for r in rows) == 2 * threads_n * rounds
+    assert sum(r.completion_tokens for r in rows) == 3 * threads_n * rounds
+    files, count = store.list_model_files(1000, 0, worker_id=worker)
+    assert count == threads_n * 2
+    assert {f.state for f in files} == {"ready"}
+    assert store.list_workers(limit=1000)[1] == 1 + threads_n * 2

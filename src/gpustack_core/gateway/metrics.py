@@ -28,9 +28,10 @@ class DeviceSample:
     device: str
     vendor: str
     memory_total_bytes: int
-    memory_used_bytes: int
-    utilization: float
-    """Busy fraction, 0..1."""
+    memory_used_bytes: int | None
+    """``None`` when the vendor's tool did not report it (the gauge then has no sample)."""
+    utilization: float | None
+    """Busy fraction, 0..1; ``None`` when not reported."""
 
 
 class GatewayMetrics:
@@ -143,8 +144,11 @@ class GatewayMetrics:
         """Replace the device gauges with ``samples``."""
         rows = [((s.worker, s.device, s.vendor), s) for s in samples]
         _replace(self.device_memory_total, ((k, float(s.memory_total_bytes)) for k, s in rows))
-        _replace(self.device_memory_used, ((k, float(s.memory_used_bytes)) for k, s in rows))
-        _replace(self.device_utilization, ((k, s.utilization) for k, s in rows))
+        _replace(
+            self.device_memory_used,
+            ((k, float(s.memory_used_bytes)) for k, s in rows if s.memory_used_bytes is not None),
+        )
+        _replace(self.device_utilization, ((k, s.utilization) for k, s in rows if s.utilization is not None))
 
 
 def _replace(gauge: Gauge, values: Iterable[tuple[tuple[str, ...], float]]) -> None:

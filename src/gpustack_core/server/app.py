@@ -97,6 +97,8 @@ def create_app(
         app.state.services = services
         app.state.bootstrap = boot
         await anyio.to_thread.run_sync(bridge.bind, store)
+        if gateway_app is not None:
+            bridge.routes.metrics = gateway_app.state.metrics  # the reconcile pass sets its gauges
         services.on_routes_changed = functools.partial(bridge.routes.refresh, store)
         controllers = Controllers(services, routes=bridge.routes)
         app.state.controllers = controllers

@@ -1,21 +1,24 @@
 """The server's side of the OpenAI gateway: route table, key authenticator and usage sink on the store.
 
 The route table is an in-memory snapshot (the gateway reads it on every request) that the
-controllers refresh after each reconcile pass; authentication and usage go to the database in a
-worker thread.
+controllers refresh after each reconcile pass; the same pass sets the gateway's cluster gauges
+(instances by state, worker heartbeat age, device memory and utilization). Authentication and
+usage go to the database in a worker thread.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import anyio.to_thread
 
-from gpustack_core.gateway import ModelEntry, Principal, Upstream, UsageRecord
+from gpustack_core.gateway import DeviceSample, GatewayMetrics, ModelEntry, Principal, Upstream, UsageRecord
 from gpustack_core.server.auth import authenticate_key
-from gpustack_core.server.records import InstanceState, UsageRow
+from gpustack_core.server.records import InstanceRecord, InstanceState, UsageRow, WorkerRecord
 from gpustack_core.server.store import Store
 
 __all__ = ["GatewayBridge", "StoreKeyAuthenticator", "StoreRouteTable", "StoreUsageSink"]
@@ -34,9 +37,11 @@ class StoreRouteTable:
     def __init__(self) -> None:
         self._snapshot = _Snapshot()
         self._lock = threading.Lock()
+        self.metrics: GatewayMetrics | None = None
+        """When set, each refresh also sets its cluster gauges."""
 
     def refresh(self, store: Store) -> None:
-        """Rebuild the snapshot from the store (blocking)."""
+        """Rebuild the snapshot from the store (blocking); update the cluster gauges."""
         deployments, _ = store.list_deployments(limit=100000)
         instances, _ = store.list_instances(limit=100000)
         workers = {w.id: w for w in store.list_workers(limit=100000)[0]}
@@ -81,6 +86,8 @@ class StoreRouteTable:
         )
         with self._lock:
             self._snapshot = snapshot
+        if self.metrics is not None:
+            _publish(self.metrics, instances, list(workers.values()))
 
     def upstreams(self, model: str) -> Sequence[Upstream]:
         """Running instances serving ``model``."""
@@ -93,6 +100,29 @@ class StoreRouteTable:
     def instance_states(self, model: str) -> Sequence[tuple[str, str]]:
         """``(instance id, state)`` of ``model``'s instances."""
         return self._snapshot.states.get(model, ())
+
+
+def _publish(
+    metrics: GatewayMetrics, instances: Sequence[InstanceRecord], workers: Sequence[WorkerRecord]
+) -> None:
+    """Instances by (deployment, state), heartbeat ages as of now, and every worker's devices."""
+    metrics.set_instance_states(Counter((i.deployment, i.state.value) for i in instances))
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)  # stored times are naive UTC
+    metrics.set_worker_heartbeat_ages(
+        {w.name: max(0.0, (now - w.last_heartbeat_at).total_seconds()) for w in workers}
+    )
+    metrics.set_device_samples(
+        DeviceSample(
+            worker=w.name,
+            device=f"{d.accelerator}:{d.index}",
+            vendor=d.vendor,
+            memory_total_bytes=d.memory_total_bytes,
+            memory_used_bytes=d.memory_used_bytes,
+            utilization=None if d.utilization_percent is None else d.utilization_percent / 100,
+        )
+        for w in workers
+        for d in w.info.devices
+    )
 
 
 class StoreKeyAuthenticator:

@@ -25,7 +25,7 @@ from gpustack_core.server.records import (
     ModelFileRecord,
     WorkerRecord,
 )
-from gpustack_core.server.store_accounts import AccountStore, ConflictError, new_id, utcnow
+from gpustack_core.server.store_accounts import AccountStore, ConflictError, new_id, upsert, utcnow
 from gpustack_core.types import Deployment, WorkerInfo
 
 __all__ = ["ConflictError", "Store", "utcnow"]
@@ -62,11 +62,11 @@ class Store(AccountStore):
         values = dict(
             address=info.address, state=info.state.value, info=info.model_dump_json(), last_heartbeat_at=now
         )
-        with self.engine.begin() as c:
-            updated = c.execute(t.workers.update().where(t.workers.c.name == info.name).values(**values))
-            if updated.rowcount == 0:
-                c.execute(t.workers.insert().values(id=new_id(), name=info.name, created_at=now, **values))
-            row = c.execute(sa.select(t.workers).where(t.workers.c.name == info.name)).one()
+        w = t.workers
+        insert = dict(id=new_id(), name=info.name, created_at=now, **values)
+        upsert(self.engine, w, (w.c.name == info.name,), values, insert, f"worker {info.name!r}")
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(w).where(w.c.name == info.name)).one()
         return self._worker(row)
 
     def heartbeat(self, worker_id: str, info: WorkerInfo) -> WorkerRecord | None:
@@ -486,12 +486,14 @@ class Store(AccountStore):
             message=message,
             updated_at=utcnow(),
         )
-        with self.engine.begin() as c:
-            done = c.execute(
-                m.update().where(m.c.worker_id == worker_id, m.c.model == model).values(**values)
-            )
-            if done.rowcount == 0:
-                c.execute(m.insert().values(id=new_id(), worker_id=worker_id, model=model, **values))
+        upsert(
+            self.engine,
+            m,
+            (m.c.worker_id == worker_id, m.c.model == model),
+            values,
+            dict(id=new_id(), worker_id=worker_id, model=model, **values),
+            f"the download state of {model!r}",
+        )
 
     def list_model_files(
         self, limit: int, offset: int, worker_id: str | None = None

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import random
+import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from gpustack_core.server import schema as t
 from gpustack_core.server.records import ApiKeyRecord, UsageRow, UserRecord
 
-__all__ = ["AccountStore", "ConflictError", "new_id", "utcnow"]
+__all__ = ["AccountStore", "ConflictError", "is_transient", "new_id", "upsert", "utcnow"]
 
 T = TypeVar("T")
 
@@ -41,6 +43,56 @@ def _dumps(value: Any) -> str | None:
     return None if value is None else json.dumps(value, sort_keys=True)
 
 
+_MYSQL_TRANSIENT = frozenset({1205, 1213})  # lock wait timeout, deadlock
+_SQLSTATE_TRANSIENT = frozenset({"40001", "40P01"})  # serialization failure, deadlock detected
+
+
+def is_transient(exc: DBAPIError) -> bool:
+    """A failure the database asks to retry: a deadlock, lock timeout or serialization failure.
+
+    InnoDB (MySQL, MariaDB) reports a deadlock when two transactions each insert into a gap the
+    other locked by a read (as update-then-insert does for two new keys next to each other);
+    PostgreSQL reports serialization failures; SQLite says "database is locked".
+    """
+    orig = exc.orig
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int) and args[0] in _MYSQL_TRANSIENT:
+        return True
+    if getattr(orig, "sqlstate", None) in _SQLSTATE_TRANSIENT:
+        return True
+    return "database is locked" in str(orig)
+
+
+def upsert(
+    engine: sa.Engine,
+    table: sa.Table,
+    where: Sequence[Any],
+    update: Mapping[str, Any],
+    insert: Mapping[str, Any],
+    what: str,
+    attempts: int = 8,
+) -> None:
+    """Update the row ``where`` selects, or insert it; portable, in one transaction per try.
+
+    Retried when a concurrent insert of the same key won (the update then finds the row) and when
+    the database reports a deadlock or serialization failure, with a short random backoff; after
+    ``attempts`` tries, :class:`ConflictError` says what could not be written.
+    """
+    for attempt in range(attempts):
+        try:
+            with engine.begin() as c:
+                if c.execute(table.update().where(*where).values(**update)).rowcount == 0:
+                    c.execute(table.insert().values(**insert))
+            return
+        except IntegrityError:
+            continue  # a concurrent insert of the same key won; the update now finds the row
+        except DBAPIError as exc:
+            if not is_transient(exc):
+                raise
+            time.sleep(random.uniform(0, 0.005 * 2**attempt))
+    raise ConflictError(f"could not record {what} after {attempts} attempts (concurrent writers)")
+
+
 class AccountStore:
     """Reads and writes of settings, users, keys and usage; each call is one transaction."""
 
@@ -56,12 +108,8 @@ class AccountStore:
 
     def put_setting(self, key: str, value: str) -> None:
         """Insert or replace a setting."""
-        with self.engine.begin() as c:
-            if (
-                c.execute(t.settings.update().where(t.settings.c.key == key).values(value=value)).rowcount
-                == 0
-            ):
-                c.execute(t.settings.insert().values(key=key, value=value))
+        s = t.settings
+        upsert(self.engine, s, (s.c.key == key,), {"value": value}, {"key": key, "value": value}, key)
 
     # ------------------------------------------------------------------ users
 
@@ -224,25 +272,16 @@ class AccountStore:
             completion_tokens=u.c.completion_tokens + row.completion_tokens,
             requests=u.c.requests + row.requests,
         )
-        for _ in range(3):
-            try:
-                with self.engine.begin() as c:
-                    if c.execute(u.update().where(*key).values(**add)).rowcount == 0:
-                        c.execute(
-                            u.insert().values(
-                                user_id=row.user_id,
-                                key_id=row.key_id or "",
-                                model=row.model,
-                                day=row.day,
-                                prompt_tokens=row.prompt_tokens,
-                                completion_tokens=row.completion_tokens,
-                                requests=row.requests,
-                            )
-                        )
-                return
-            except IntegrityError:  # a concurrent insert won; the update now finds the row
-                continue
-        raise ConflictError("could not record usage after 3 attempts")
+        new = dict(
+            user_id=row.user_id,
+            key_id=row.key_id or "",
+            model=row.model,
+            day=row.day,
+            prompt_tokens=row.prompt_tokens,
+            completion_tokens=row.completion_tokens,
+            requests=row.requests,
+        )
+        upsert(self.engine, u, key, add, new, f"usage of {row.model!r}")
 
     def query_usage(
         self,
