@@ -23,9 +23,11 @@ import random
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = ["main", "serve_gateway"]
 
@@ -37,11 +39,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # -- the gateway process -----------------------------------------------------------------------------
 
 
-def serve_gateway(upstream: str, port: int = 0) -> None:
+def serve_gateway(upstream: str, port: int = 0, store_url: str | None = None) -> None:
     """Run the gateway under uvicorn in this process, one route to ``upstream``; print the port.
 
     The socket is bound with ``SO_REUSEPORT``: several such processes on one port share the
     incoming connections (the kernel spreads them), which is how ``--gateway-workers`` runs.
+    With ``store_url`` the keys and usage go through the reference server's database-backed
+    authenticator and usage sink (``--store-backed``), as ``gpustack-core serve`` runs them.
     """
     import uvicorn
 
@@ -65,7 +69,9 @@ def serve_gateway(upstream: str, port: int = 0) -> None:
         async def record(self, usage: object) -> None:
             self.count = getattr(self, "count", 0) + 1
 
-    app = create_gateway(routes, auth, DiscardingSink())
+    app: Any = create_gateway(routes, auth, DiscardingSink())
+    if store_url is not None:
+        app = _store_backed_app(routes, store_url)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -74,6 +80,53 @@ def serve_gateway(upstream: str, port: int = 0) -> None:
     print(f"LISTENING {sock.getsockname()[1]}", flush=True)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def _store_backed_app(routes: Any, store_url: str) -> Any:
+    """The gateway with the server's StoreKeyAuthenticator and batched StoreUsageSink."""
+    import contextlib
+
+    import anyio
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    from gpustack_core.gateway import create_gateway, gateway_lifespan
+    from gpustack_core.server.database import make_engine
+    from gpustack_core.server.gateway_bridge import StoreKeyAuthenticator, StoreUsageSink
+    from gpustack_core.server.store import Store
+
+    store = Store(make_engine(store_url))
+    auth, usage = StoreKeyAuthenticator(), StoreUsageSink()
+    auth.store = usage.store = store
+    gateway = create_gateway(routes, auth, usage)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> Any:
+        async with gateway_lifespan(gateway), anyio.create_task_group() as group:
+            group.start_soon(usage.run)
+            yield
+            group.cancel_scope.cancel()
+        await usage.flush()
+
+    return Starlette(routes=[Mount("", app=gateway)], lifespan=lifespan)
+
+
+def _make_store(path: Path) -> tuple[str, str]:
+    """A fresh SQLite database with one user and an inference key: (URL, key)."""
+    from gpustack_core.server import migrate
+    from gpustack_core.server.database import make_engine
+    from gpustack_core.server.security import hash_secret, new_api_key
+    from gpustack_core.server.store import Store
+
+    url = f"sqlite:///{path}"
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    store = Store(engine)
+    user = store.create_user("bench", "unused", "user")
+    key_id, token = new_api_key()
+    store.create_key(key_id, user.id, "bench", "key", hash_secret(token), ["inference"], None, None)
+    engine.dispose()
+    return url, token
 
 
 def _start(argv: list[str]) -> tuple[subprocess.Popen[str], int]:
@@ -115,8 +168,9 @@ class Series:
 class Connection:
     """A keep-alive HTTP/1.1 connection that posts a JSON body and reads a chunked stream."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, key: str = API_KEY) -> None:
         self.port = port
+        self.key = key
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
@@ -126,7 +180,7 @@ class Connection:
         assert self.reader is not None
         head = (
             f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
-            f"authorization: Bearer {API_KEY}\r\ncontent-length: {len(body)}\r\n\r\n"
+            f"authorization: Bearer {self.key}\r\ncontent-length: {len(body)}\r\n\r\n"
         ).encode()
         t0 = time.perf_counter()
         self.writer.write(head + body)
@@ -160,13 +214,19 @@ class Connection:
 
 
 async def _block(
-    port: int, body: bytes, concurrency: int, count: int, series: Series | None, stagger_s: float = 0.0
+    port: int,
+    body: bytes,
+    concurrency: int,
+    count: int,
+    series: Series | None,
+    stagger_s: float = 0.0,
+    key: str = API_KEY,
 ) -> None:
     remaining = count
 
     async def worker() -> None:
         nonlocal remaining
-        conn = Connection(port)
+        conn = Connection(port, key)
         if stagger_s:
             await asyncio.sleep(random.uniform(0, stagger_s))
         try:
@@ -178,7 +238,7 @@ async def _block(
                     if series is not None:
                         series.errors += 1
                     await conn.close()
-                    conn = Connection(port)
+                    conn = Connection(port, key)
                     continue
                 if series is not None:
                     series.samples.append(sample)
@@ -189,15 +249,20 @@ async def _block(
 
 
 async def _measure(
-    targets: dict[str, tuple[int, bytes]], concurrency: int, requests: int, rounds: int, stagger_s: float
+    targets: dict[str, tuple[int, bytes]],
+    concurrency: int,
+    requests: int,
+    rounds: int,
+    stagger_s: float,
+    key: str = API_KEY,
 ) -> dict[str, Series]:
     out = {name: Series() for name in targets}
     for port, body in targets.values():  # warm up connections and code paths
-        await _block(port, body, concurrency, _warmup(concurrency), None)
+        await _block(port, body, concurrency, _warmup(concurrency), None, key=key)
     per_block = max(concurrency, requests // rounds)
     for _ in range(rounds):
         for name, (port, body) in targets.items():
-            await _block(port, body, concurrency, per_block, out[name], stagger_s)
+            await _block(port, body, concurrency, per_block, out[name], stagger_s, key)
     return out
 
 
@@ -212,7 +277,7 @@ def _ms(v: float) -> str:
 def main(argv: list[str]) -> None:
     """Run the benchmark and print a table (all times in milliseconds)."""
     if argv[:1] == ["--serve-gateway"]:
-        serve_gateway(argv[1], int(argv[2]) if len(argv) > 2 else 0)
+        serve_gateway(argv[1], int(argv[2]), argv[3] or None)
         return
     p = argparse.ArgumentParser(prog="python -m benchmarks proxy --")
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
@@ -231,13 +296,22 @@ def main(argv: list[str]) -> None:
         default=1,
         help="gateway processes sharing the port (SO_REUSEPORT); the engine stays one process",
     )
+    p.add_argument(
+        "--store-backed",
+        action="store_true",
+        help="authenticate keys and meter usage through the reference server's SQLite store",
+    )
     args = p.parse_args(argv)
+    store_url, api_key = "", API_KEY
+    tmp = tempfile.TemporaryDirectory()
+    if args.store_backed:
+        store_url, api_key = _make_store(Path(tmp.name) / "bench.sqlite")
 
     engine, engine_port = _start([sys.executable, "-m", "gpustack_core.gateway.fake_engine", "--port", "0"])
     serve = [sys.executable, "-m", "benchmarks.proxy", "--serve-gateway", f"http://127.0.0.1:{engine_port}"]
-    gateways = [_start(serve)]
+    gateways = [_start([*serve, "0", store_url])]
     gateway_port = gateways[0][1]
-    gateways += [_start([*serve, str(gateway_port)]) for _ in range(args.gateway_workers - 1)]
+    gateways += [_start([*serve, str(gateway_port), store_url]) for _ in range(args.gateway_workers - 1)]
     gateway_pids = [proc.pid for proc, _ in gateways]
     try:
         time.sleep(0.5)
@@ -264,6 +338,7 @@ def main(argv: list[str]) -> None:
         print(
             f"# {now}, {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
             f"Python {platform.python_version()}, {loop_name}, {args.gateway_workers} gateway process(es)"
+            + (", keys and usage in the server's SQLite store" if args.store_backed else "")
         )
         print(
             f"# streams of {args.tokens} chunks, {args.delay_ms} ms apart; {args.requests} requests per row"
@@ -276,7 +351,7 @@ def main(argv: list[str]) -> None:
         for c in args.concurrency:
             cpu0 = sum(_cpu_seconds(pid) for pid in gateway_pids)
             stagger_s = args.tokens * args.delay_ms / 1000 if args.stagger else 0.0
-            res = asyncio.run(_measure(targets, c, args.requests, args.rounds, stagger_s))
+            res = asyncio.run(_measure(targets, c, args.requests, args.rounds, stagger_s, api_key))
             gateway_requests = sum(
                 len(s.samples) + s.errors + _warmup(c) for n, s in res.items() if n != "direct"
             )
@@ -303,6 +378,7 @@ def main(argv: list[str]) -> None:
                 proc.wait()
             if proc.stdout is not None:
                 proc.stdout.close()
+        tmp.cleanup()
 
 
 def _cpu_seconds(pid: int) -> float:

@@ -120,6 +120,12 @@ async def test_unplaceable_instance_explains_why(server: Running, model_file: Pa
         "engine": "fake",
         "label_selector": [{"key": "gpu", "operator": "equals", "values": ["h200"]}],
     }
+
+    async def worker_ready() -> bool:  # else the first explanation can be "the cluster has no workers"
+        items = (await server.api("GET", "/workers")).json()["items"]
+        return any(w["name"] == "worker-a" and w["state"] == "ready" for w in items)
+
+    await server.wait_for(worker_ready)
     assert (
         await server.client.post("/api/v1/deployments", json=body, headers=server.admin)
     ).status_code == 201

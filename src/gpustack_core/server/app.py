@@ -100,6 +100,10 @@ def create_app(
         if gateway_app is not None:
             bridge.routes.metrics = gateway_app.state.metrics  # the reconcile pass sets its gauges
         services.on_routes_changed = functools.partial(bridge.routes.refresh, store)
+        bridge.auth.ttl_s = cfg.auth_cache_ttl_s
+        bridge.usage.flush_interval_s = cfg.usage_flush_interval_s
+        services.on_credentials_changed = bridge.auth.invalidate
+        services.flush_usage = bridge.usage.flush
         controllers = Controllers(services, routes=bridge.routes)
         app.state.controllers = controllers
         app.state.gateway = bridge
@@ -109,10 +113,16 @@ def create_app(
                     await stack.enter_async_context(gateway_lifespan(gateway_app))
                 group = await stack.enter_async_context(anyio.create_task_group())
                 group.start_soon(controllers.run)
+                group.start_soon(bridge.usage.run)
                 if cfg.embedded_worker:
                     group.start_soon(_run_embedded_worker, app, services)
                 yield {}
                 group.cancel_scope.cancel()
+            with anyio.CancelScope(shield=True):
+                try:
+                    await bridge.usage.flush()  # the last requests' usage, before the engine closes
+                except Exception:
+                    logger.exception("could not write %d usage rows at shutdown", bridge.usage.pending)
         finally:
             engine.dispose()
 

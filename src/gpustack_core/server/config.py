@@ -40,6 +40,10 @@ class ServerConfig:
         mount_gateway: mount the OpenAI-compatible gateway at ``/v1`` when it is installed.
         keep_engines_on_exit: the embedded worker leaves engines running when the server stops, and
             the next start adopts them (``False``: stop them with the server).
+        auth_cache_ttl_s: how long the gateway trusts a checked API key without asking the
+            database again (revocations through this server apply at once; 0: no cache).
+        usage_flush_interval_s: the gateway's usage counts are written in batches this often
+            (0: each request's usage is written before it ends).
     """
 
     data_dir: Path = field(default_factory=default_data_dir)
@@ -59,6 +63,8 @@ class ServerConfig:
     keep_engines_on_exit: bool = True
     worker_poll_interval_s: float = 1.0
     worker_heartbeat_interval_s: float = 5.0
+    auth_cache_ttl_s: float = 5.0
+    usage_flush_interval_s: float = 0.5
 
     @property
     def resolved_database_url(self) -> str:

@@ -2,18 +2,26 @@
 
 The route table is an in-memory snapshot (the gateway reads it on every request) that the
 controllers refresh after each reconcile pass; the same pass sets the gateway's cluster gauges
-(instances by state, worker heartbeat age, device memory and utilization). Authentication and
-usage go to the database in a worker thread.
+(instances by state, worker heartbeat age, device memory and utilization).
+
+Keeping the database off each request's path: a key is checked against the database once and
+then served from a short-lived cache (``auth_cache_ttl_s``, cleared at once when this server
+revokes a key or changes a user); usage records are added up in memory and written in one batch
+every ``usage_flush_interval_s`` (and before the usage API answers, and at shutdown).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import logging
 import threading
-from collections import Counter
+import time
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import anyio
 import anyio.to_thread
 
 from gpustack_core.gateway import DeviceSample, GatewayMetrics, ModelEntry, Principal, Upstream, UsageRecord
@@ -22,6 +30,8 @@ from gpustack_core.server.records import InstanceRecord, InstanceState, UsageRow
 from gpustack_core.server.store import Store
 
 __all__ = ["GatewayBridge", "StoreKeyAuthenticator", "StoreRouteTable", "StoreUsageSink"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -126,48 +136,145 @@ def _publish(
 
 
 class StoreKeyAuthenticator:
-    """API keys and login sessions from the store, as gateway principals."""
+    """API keys and login sessions from the store, as gateway principals, cached briefly.
 
-    def __init__(self) -> None:
+    A key that checked out is remembered for ``ttl_s`` seconds (never past its own expiry) by the
+    SHA-256 of the token, so the gateway does not go to the database on every request. Revoking a
+    key or changing a user through this server clears the cache at once (:meth:`invalidate`);
+    another server sharing the database notices within ``ttl_s``. Unknown tokens are not cached.
+    """
+
+    def __init__(self, ttl_s: float = 5.0, max_entries: int = 10_000) -> None:
+        """``ttl_s`` 0 disables the cache."""
         self.store: Store | None = None
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._cache: OrderedDict[bytes, tuple[float, Principal]] = OrderedDict()
+        self._generation = 0  # bumped by invalidate: a lookup that overlapped it is not cached
+
+    def invalidate(self) -> None:
+        """Forget every cached principal (a key was revoked or a user changed)."""
+        self._generation += 1
+        self._cache.clear()
 
     async def authenticate(self, token: str) -> Principal | None:
         """The principal of ``token``, or ``None``."""
         if self.store is None:
             return None
+        digest = hashlib.sha256(token.encode()).digest()
+        now = time.monotonic()
+        hit = self._cache.get(digest)
+        if hit is not None:
+            if hit[0] > now:
+                self._cache.move_to_end(digest)
+                return hit[1]
+            del self._cache[digest]
+        generation = self._generation
         caller = await anyio.to_thread.run_sync(authenticate_key, self.store, token)
         if caller is None:
             return None
         allowed = caller.key.allowed_models
-        return Principal(
+        principal = Principal(
             user_id=caller.user.id,
             key_id=caller.key.id if caller.key.kind == "key" else None,
             scopes=caller.scopes,
             allowed_models=None if allowed is None else frozenset(allowed),
             is_admin=caller.is_admin,
         )
+        if self.ttl_s > 0 and generation == self._generation:
+            deadline = now + self.ttl_s
+            expires = caller.key.expires_at
+            if expires is not None:
+                left = (expires - dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)).total_seconds()
+                deadline = min(deadline, now + left)
+            self._cache[digest] = (deadline, principal)
+            while len(self._cache) > self.max_entries:
+                self._cache.popitem(last=False)
+        return principal
+
+
+_UsageKey = tuple[str, str | None, str, dt.date]
 
 
 class StoreUsageSink:
-    """Adds each request's tokens to the (user, key, model, day) row of the usage table."""
+    """Adds up each request's tokens in memory and writes them to the usage table in batches.
 
-    def __init__(self) -> None:
+    :meth:`record` never waits for the database, so metering adds no latency to a request.
+    :meth:`run` writes the batch every ``flush_interval_s``; :meth:`flush` writes it now (the
+    usage API calls it so that its answer includes every finished request; the server's lifespan
+    calls it at shutdown). A batch the database refused stays pending for the next flush; a
+    process killed outright loses at most ``flush_interval_s`` of counts.
+    """
+
+    def __init__(self, flush_interval_s: float = 0.5) -> None:
+        """Write every ``flush_interval_s`` seconds (0: write each record before returning)."""
         self.store: Store | None = None
+        self.flush_interval_s = flush_interval_s
+        self._pending: dict[_UsageKey, list[int]] = {}
+        self._flushing = anyio.Lock()
 
     async def record(self, usage: UsageRecord) -> None:
-        """Upsert-add one usage record."""
+        """Add one request's tokens to the pending batch."""
         if self.store is None:
             return
-        row = UsageRow(
-            user_id=usage.user_id,
-            key_id=usage.key_id,
-            model=usage.model,
-            day=usage.day,
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            requests=usage.requests,
+        key = (usage.user_id, usage.key_id, usage.model, usage.day)
+        counts = self._pending.get(key)
+        if counts is None:
+            self._pending[key] = [usage.prompt_tokens, usage.completion_tokens, usage.requests]
+        else:
+            counts[0] += usage.prompt_tokens
+            counts[1] += usage.completion_tokens
+            counts[2] += usage.requests
+        if self.flush_interval_s <= 0:
+            await self.flush()
+
+    @property
+    def pending(self) -> int:
+        """Rows waiting to be written."""
+        return len(self._pending)
+
+    async def flush(self) -> None:
+        """Write every pending row now; rows the database refused stay pending (and the error is raised)."""
+        async with self._flushing:
+            store = self.store
+            batch, self._pending = self._pending, {}
+            if not batch or store is None:
+                return
+            try:
+                await anyio.to_thread.run_sync(_write_usage, store, batch)
+            finally:
+                for key, counts in batch.items():  # what was not written goes back into the batch
+                    merged = self._pending.setdefault(key, [0, 0, 0])
+                    for i in range(3):
+                        merged[i] += counts[i]
+
+    async def run(self) -> None:
+        """Flush every ``flush_interval_s`` until cancelled; failures are logged and retried."""
+        while True:
+            await anyio.sleep(self.flush_interval_s if self.flush_interval_s > 0 else 1.0)
+            try:
+                await self.flush()
+            except Exception:
+                logger.exception("writing %d usage rows failed; they stay pending", self.pending)
+
+
+def _write_usage(store: Store, batch: dict[_UsageKey, list[int]]) -> None:
+    """Add each row; a written row leaves ``batch`` at once, so a failure keeps only the rest."""
+    for key in list(batch):
+        user_id, key_id, model, day = key
+        prompt, completion, requests = batch[key]
+        store.add_usage(
+            UsageRow(
+                user_id=user_id,
+                key_id=key_id,
+                model=model,
+                day=day,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                requests=requests,
+            )
         )
-        await anyio.to_thread.run_sync(self.store.add_usage, row)
+        del batch[key]
 
 
 @dataclass

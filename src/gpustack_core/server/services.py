@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from gpustack_core.plugins import PluginHost
@@ -27,3 +27,12 @@ class Services:
     worker_token: str | None = None
     #: called (in a worker thread) after an instance entered or left ``running``
     on_routes_changed: Callable[[], None] | None = None
+    #: called (in the event loop) after a key was revoked or a user changed or deleted
+    on_credentials_changed: Callable[[], None] | None = None
+    #: writes the gateway's pending usage counts (the usage API awaits it before reading)
+    flush_usage: Callable[[], Awaitable[None]] | None = None
+
+    def credentials_changed(self) -> None:
+        """Tell the gateway's key cache that a key or user changed."""
+        if self.on_credentials_changed is not None:
+            self.on_credentials_changed()

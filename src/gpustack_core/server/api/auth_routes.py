@@ -75,6 +75,7 @@ async def login(req: Request) -> LoginResponse:
 async def logout(req: Request) -> None:
     """End the session (or revoke the key) used for this request."""
     await req.db(req.services.store.delete_key, req.require_caller().key.id)
+    req.services.credentials_changed()
 
 
 async def me(req: Request) -> MeResponse:

@@ -15,6 +15,8 @@ async def list_usage(req: Request) -> Page:
     caller = req.require_caller()
     user_id = req.query["user_id"] if caller.is_admin else caller.user.id
     limit, offset = page_args(req)
+    if req.services.flush_usage is not None:
+        await req.services.flush_usage()  # include every request that has finished
     return page(
         await req.db(
             req.services.store.query_usage,

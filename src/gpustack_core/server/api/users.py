@@ -83,6 +83,7 @@ async def update_user(req: Request) -> UserRecord:
     user = await req.db(
         req.services.store.update_user, user_id, role=body.role, password_hash=pw, disabled=body.disabled
     )
+    req.services.credentials_changed()
     if user is None:
         raise not_found("user", user_id)
     return user
@@ -93,7 +94,9 @@ async def delete_user(req: Request) -> None:
     user_id = req.path_params["user_id"]
     if user_id == req.require_caller().user.id:
         raise ApiError(409, "you cannot delete yourself")
-    if not await req.db(req.services.store.delete_user, user_id):
+    deleted = await req.db(req.services.store.delete_user, user_id)
+    req.services.credentials_changed()
+    if not deleted:
         raise not_found("user", user_id)
 
 
@@ -141,6 +144,7 @@ async def delete_key(req: Request) -> None:
     if found is None or (found[0].user_id != caller.user.id and not caller.is_admin):
         raise not_found("API key", key_id)
     await req.db(req.services.store.delete_key, key_id)
+    req.services.credentials_changed()
 
 
 _USER = "/users/{user_id}"
