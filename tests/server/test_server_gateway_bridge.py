@@ -189,3 +189,17 @@ async def test_the_usage_api_and_shutdown_write_pending_usage(tmp_path: Path) ->
     finally:
         engine.dispose()
     assert models == {"m", "late"}  # the lifespan wrote the last record before the app stopped
+
+
+async def test_the_servers_gateway_body_limit_is_configurable(tmp_path: Path) -> None:
+    config = fast_config(tmp_path / "data", embedded_worker=False, gateway_max_body_bytes=200)
+    async for server in start_app(config):
+        r = await server.api("POST", "/api-keys", json={"name": "app", "scopes": ["inference"]})
+        headers = {"Authorization": f"Bearer {r.json()['key']}"}
+        small = {"model": "none", "messages": [{"role": "user", "content": "hi"}]}
+        r = await server.client.post("/v1/chat/completions", json=small, headers=headers)
+        assert r.status_code == 404  # within the limit: the gateway got as far as routing
+        large = {**small, "messages": [{"role": "user", "content": "x" * 300}]}
+        r = await server.client.post("/v1/chat/completions", json=large, headers=headers)
+        assert r.status_code == 413
+        assert "200 bytes" in r.json()["error"]["message"]

@@ -42,6 +42,15 @@ def serve(
         "--stop-engines-on-exit",
         help="Stop engines with the server instead of leaving them for the next start.",
     ),
+    max_body: int = typer.Option(
+        10 * 1024 * 1024, "--max-body-bytes", help="Gateway: larger request bodies get 413.", min=1
+    ),
+    upstream_timeout: float = typer.Option(
+        600.0,
+        "--upstream-timeout",
+        help="Gateway: seconds to wait for an engine's next bytes before 504 (or a stream error).",
+        min=0.001,
+    ),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
 ) -> None:
     """Run the server (REST API, controllers, OpenAI gateway) with an embedded worker."""
@@ -61,6 +70,8 @@ def serve(
         port=port,
         heartbeat_timeout_s=heartbeat_timeout,
         keep_engines_on_exit=not stop_engines_on_exit,
+        gateway_max_body_bytes=max_body,
+        gateway_upstream_timeout_s=upstream_timeout,
     )
     from gpustack_core.server.serving import serve as run
 

@@ -73,7 +73,14 @@ def create_app(
     bridge = GatewayBridge()
     registry = CollectorRegistry()
     gateway_app = (
-        create_gateway(bridge.routes, bridge.auth, bridge.usage, metrics_registry=registry)
+        create_gateway(
+            bridge.routes,
+            bridge.auth,
+            bridge.usage,
+            metrics_registry=registry,
+            max_body_bytes=cfg.gateway_max_body_bytes,
+            upstream_timeout_s=cfg.gateway_upstream_timeout_s,
+        )
         if cfg.mount_gateway
         else None
     )

@@ -44,6 +44,9 @@ class ServerConfig:
             database again (revocations through this server apply at once; 0: no cache).
         usage_flush_interval_s: the gateway's usage counts are written in batches this often
             (0: each request's usage is written before it ends).
+        gateway_max_body_bytes: larger request bodies get 413 from the gateway.
+        gateway_upstream_timeout_s: the longest the gateway waits for an engine's next bytes
+            (its answer's head, or the next chunk of a stream) before 504 or a stream error.
     """
 
     data_dir: Path = field(default_factory=default_data_dir)
@@ -65,6 +68,8 @@ class ServerConfig:
     worker_heartbeat_interval_s: float = 5.0
     auth_cache_ttl_s: float = 5.0
     usage_flush_interval_s: float = 0.5
+    gateway_max_body_bytes: int = 10 * 1024 * 1024
+    gateway_upstream_timeout_s: float = 600.0
 
     @property
     def resolved_database_url(self) -> str:
