@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anyio
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
@@ -74,3 +75,13 @@ def test_create_gateway_rejects_bad_limits() -> None:
         gateway_of(Starlette())
     with pytest.raises(KeyError, match="add_model"):
         routes.set_instance("ghost", Upstream("i", "http://x", "ghost", "d"))
+
+
+def test_the_gateway_says_it_needs_asyncio_under_trio() -> None:
+    app = create_gateway(StaticRouteTable(), StaticKeyAuthenticator(), InMemoryUsageSink())
+
+    async def start() -> None:
+        await gateway_of(app).start()
+
+    with pytest.raises(RuntimeError, match="needs an asyncio event loop"):
+        anyio.run(start, backend="trio")
