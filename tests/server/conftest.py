@@ -55,3 +55,16 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from gpustack_core.testing.gguf_models import TinyLlamaSpec, write_llama_gguf
 
     return write_llama_gguf(tmp_path_factory.mktemp("models") / "tiny.gguf", TinyLlamaSpec.tiny())
+
+
+@pytest.fixture
+def store(tmp_path: Path, database_url: str | None) -> Iterator[Any]:
+    """A migrated :class:`~gpustack_core.server.store.Store` on each configured database."""
+    from gpustack_core.server import migrate
+    from gpustack_core.server.database import make_engine
+    from gpustack_core.server.store import Store
+
+    engine = make_engine(database_url or f"sqlite:///{tmp_path / 'db.sqlite'}")
+    migrate.upgrade(engine)
+    yield Store(engine)
+    engine.dispose()

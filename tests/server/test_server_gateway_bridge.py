@@ -5,7 +5,6 @@ never lost to a failed write, a read of the usage API or a shutdown."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import pytest
 from server_helpers import Running, fast_config, start_app
 
 from gpustack_core.gateway import UsageRecord
-from gpustack_core.server import gateway_bridge, migrate
+from gpustack_core.server import gateway_bridge
 from gpustack_core.server.database import make_engine
 from gpustack_core.server.gateway_bridge import StoreKeyAuthenticator, StoreUsageSink
 from gpustack_core.server.records import UsageRow
@@ -24,14 +23,6 @@ from gpustack_core.server.store import Store
 pytestmark = pytest.mark.anyio
 
 DAY = dt.date(2026, 11, 21)
-
-
-@pytest.fixture
-def store(tmp_path: Path, database_url: str | None) -> Iterator[Store]:
-    engine = make_engine(database_url or f"sqlite:///{tmp_path / 'db.sqlite'}")
-    migrate.upgrade(engine)
-    yield Store(engine)
-    engine.dispose()
 
 
 @pytest.fixture

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -14,18 +12,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from gpustack_core.server import migrate, schema
-from gpustack_core.server.database import make_engine
 from gpustack_core.server.records import UsageRow
 from gpustack_core.server.store import Store
 from gpustack_core.types import Deployment, ModelRef, WorkerInfo
-
-
-@pytest.fixture
-def store(tmp_path: Path, database_url: str | None) -> Iterator[Store]:
-    engine = make_engine(database_url or f"sqlite:///{tmp_path / 'db.sqlite'}")
-    migrate.upgrade(engine)
-    yield Store(engine)
-    engine.dispose()
 
 
 def _deployment(store: Store, replicas: int = 1) -> str:
