@@ -61,7 +61,6 @@ def serve_gateway(upstream: str, port: int = 0, store_url: str | None = None) ->
 
     routes = StaticRouteTable([ModelEntry(MODEL, "bench", 0, "llm")])
     routes.set_instance(MODEL, Upstream("i0", upstream, MODEL, MODEL))
-    auth = StaticKeyAuthenticator({API_KEY: Principal("u", "k", frozenset({"inference"}), None, False)})
 
     class DiscardingSink(InMemoryUsageSink):
         """Counts records without keeping them (a long benchmark must not grow memory)."""
@@ -69,8 +68,11 @@ def serve_gateway(upstream: str, port: int = 0, store_url: str | None = None) ->
         async def record(self, usage: object) -> None:
             self.count = getattr(self, "count", 0) + 1
 
-    app: Any = create_gateway(routes, auth, DiscardingSink())
-    if store_url is not None:
+    app: Any
+    if store_url is None:
+        auth = StaticKeyAuthenticator({API_KEY: Principal("u", "k", frozenset({"inference"}), None, False)})
+        app = create_gateway(routes, auth, DiscardingSink())
+    else:
         app = _store_backed_app(routes, store_url)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -7,13 +7,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import httpx
 import pytest
 import uvicorn
 from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.routing import Mount, Route
 
 from gpustack_core.gateway import (
     InMemoryUsageSink,
@@ -23,6 +26,7 @@ from gpustack_core.gateway import (
     StaticRouteTable,
     Upstream,
     create_gateway,
+    gateway_lifespan,
     metrics_app,
 )
 
@@ -126,9 +130,6 @@ UPSTREAM_TIMEOUT_S = 5.0
 @pytest.fixture
 def gateway() -> Iterator[GatewayServer]:
     """A gateway for model MODEL (no instance yet) with three keys, served under uvicorn."""
-    from starlette.applications import Starlette
-    from starlette.routing import Mount, Route
-
     routes = StaticRouteTable(
         [
             ModelEntry(MODEL, "gpustack", 1_700_000_000, "llm"),
@@ -154,18 +155,13 @@ def gateway() -> Iterator[GatewayServer]:
         max_body_bytes=BODY_LIMIT,
         upstream_timeout_s=UPSTREAM_TIMEOUT_S,
     )
-    host = Starlette(routes=[Route("/metrics", metrics_app(registry)), Mount("/", gw)])
-
-    from contextlib import asynccontextmanager
-
-    from gpustack_core.gateway import gateway_lifespan
 
     @asynccontextmanager
-    async def lifespan(_app: Starlette):  # type: ignore[no-untyped-def]
-        async with gateway_lifespan(gw):
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        async with gateway_lifespan(gw):  # starlette does not run a mounted app's lifespan
             yield
 
-    host.router.lifespan_context = lifespan
+    host = Starlette(routes=[Route("/metrics", metrics_app(registry)), Mount("/", gw)], lifespan=lifespan)
     base_url, server, thread = _serve_in_thread(host)
     yield GatewayServer(base_url, routes, usage, registry, server, thread)
     server.should_exit = True

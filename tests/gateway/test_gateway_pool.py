@@ -211,6 +211,16 @@ def echo_engine(log: list[tuple[int, bytes, bytes]]) -> Handler:
     return handler
 
 
+def first_then_echo(first: Handler, log: list[tuple[int, bytes, bytes]] | None = None) -> Handler:
+    """Runs ``first`` on the engine's first connection and :func:`echo_engine` on every later one."""
+    echo = echo_engine([] if log is None else log)
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await (first if n == 1 else echo)(reader, writer, n)
+
+    return handler
+
+
 # -- keep-alive and body framing -----------------------------------------------------------------
 
 
@@ -317,18 +327,15 @@ async def test_close_delimited_body_is_read_to_the_end_and_not_reused() -> None:
 
 @pytest.mark.anyio
 async def test_connection_close_header_keeps_the_connection_out_of_the_pool() -> None:
-    log: list[tuple[int, bytes, bytes]] = []
     eof = asyncio.Event()
 
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
-        if n > 1:
-            return await echo_engine(log)(reader, writer, n)
+    async def first(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
         await read_request(reader)
         writer.write(answer(b"bye", headers=b"connection: close\r\n"))
         assert await read_to_eof(reader) == b""  # the pool closes it instead of sending more
         eof.set()
 
-    async with Engine(handler) as engine, open_pool() as pool:
+    async with Engine(first_then_echo(first)) as engine, open_pool() as pool:
         response = await post(pool, engine.origin)
         assert await within(response.read()) == b"bye"
         await response.aclose()
@@ -341,18 +348,15 @@ async def test_connection_close_header_keeps_the_connection_out_of_the_pool() ->
 
 @pytest.mark.anyio
 async def test_partly_read_answer_closes_its_connection() -> None:
-    log: list[tuple[int, bytes, bytes]] = []
     eof = asyncio.Event()
 
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
-        if n > 1:
-            return await echo_engine(log)(reader, writer, n)
+    async def first(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
         await read_request(reader)
         writer.write(CHUNKED_HEAD + chunk(b"partial"))
         await read_to_eof(reader)  # never ends its answer; the pool must drop the connection
         eof.set()
 
-    async with Engine(handler) as engine, open_pool() as pool:
+    async with Engine(first_then_echo(first)) as engine, open_pool() as pool:
         response = await post(pool, engine.origin)
         assert await read_at_least(response, 7) == b"partial"
         await response.aclose()
@@ -365,18 +369,15 @@ async def test_partly_read_answer_closes_its_connection() -> None:
 
 @pytest.mark.anyio
 async def test_complete_but_unread_answer_closes_its_connection() -> None:
-    log: list[tuple[int, bytes, bytes]] = []
     eof = asyncio.Event()
 
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
-        if n > 1:
-            return await echo_engine(log)(reader, writer, n)
+    async def first(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
         await read_request(reader)
         writer.write(answer(b"never read"))  # head and whole body in one segment
         assert await read_to_eof(reader) == b""
         eof.set()
 
-    async with Engine(handler) as engine, open_pool() as pool:
+    async with Engine(first_then_echo(first)) as engine, open_pool() as pool:
         response = await post(pool, engine.origin)
         assert response.status == 200
         await response.aclose()  # only the head was looked at
@@ -444,12 +445,9 @@ async def test_connection_idle_longer_than_keepalive_expiry_is_not_reused() -> N
 
 @pytest.mark.anyio
 async def test_idle_connection_closed_by_the_engine_is_not_used_again() -> None:
-    log: list[tuple[int, bytes, bytes]] = []
     first_closed = asyncio.Event()
 
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
-        if n > 1:
-            return await echo_engine(log)(reader, writer, n)
+    async def first(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
         await read_request(reader)
         writer.write(answer(b"first"))
         await writer.drain()
@@ -457,7 +455,7 @@ async def test_idle_connection_closed_by_the_engine_is_not_used_again() -> None:
         await writer.wait_closed()
         first_closed.set()
 
-    async with Engine(handler) as engine, open_pool() as pool:
+    async with Engine(first_then_echo(first)) as engine, open_pool() as pool:
         response = await post(pool, engine.origin)
         assert await within(response.read()) == b"first"
         await response.aclose()
@@ -473,9 +471,7 @@ async def test_idle_connection_closed_by_the_engine_is_not_used_again() -> None:
 def closes_on_second_request(seen: list[tuple[int, bytes]], log: list[tuple[int, bytes, bytes]]) -> Handler:
     """Connection 1 answers one request, reads the next one whole and closes without answering."""
 
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
-        if n > 1:
-            return await echo_engine(log)(reader, writer, n)
+    async def first(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
         _, body = await read_request(reader)
         seen.append((n, body))
         writer.write(answer(b"first"))
@@ -483,7 +479,7 @@ def closes_on_second_request(seen: list[tuple[int, bytes]], log: list[tuple[int,
         seen.append((n, body))
         # closes here, with the request read in full: a clean close, before any answer
 
-    return handler
+    return first_then_echo(first, log)
 
 
 @pytest.mark.anyio
@@ -623,13 +619,10 @@ async def test_garbage_answer_raises_protocol_error() -> None:
 
 @pytest.mark.anyio
 async def test_unsolicited_bytes_on_an_idle_connection_drop_it() -> None:
-    log: list[tuple[int, bytes, bytes]] = []
     go = asyncio.Event()
     dropped = asyncio.Event()
 
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
-        if n > 1:
-            return await echo_engine(log)(reader, writer, n)
+    async def first(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
         await read_request(reader)
         writer.write(answer(b"first"))
         await within(go.wait())
@@ -637,7 +630,7 @@ async def test_unsolicited_bytes_on_an_idle_connection_drop_it() -> None:
         assert await read_to_eof(reader) == b""
         dropped.set()
 
-    async with Engine(handler) as engine, open_pool() as pool:
+    async with Engine(first_then_echo(first)) as engine, open_pool() as pool:
         response = await post(pool, engine.origin)
         assert await within(response.read()) == b"first"
         await response.aclose()

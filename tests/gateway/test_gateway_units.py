@@ -62,7 +62,7 @@ def test_usage_parsing_variants() -> None:
     assert usage_from_body(b'{"id": 1}') is None
 
 
-def testask_for_usage() -> None:
+def test_ask_for_usage() -> None:
     body = b'{"model": "m", "stream": true}  \n'
     out, strip = ask_for_usage(body, json.loads(body))
     assert strip

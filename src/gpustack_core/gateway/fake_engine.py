@@ -255,6 +255,7 @@ def create_fake_engine(name: str = "fake") -> Starlette:
         Route("/v1/images/generations", images, methods=["POST"]),
         Route("/v1/audio/speech", speech, methods=["POST"]),
         Route("/v1/audio/transcriptions", transcriptions, methods=["POST"]),
+        Route("/v1/audio/translations", transcriptions, methods=["POST"]),
         Route("/_fake/stats", stats_route, methods=["GET"]),
         Route("/_fake/reset", reset_route, methods=["POST"]),
     ]

@@ -11,7 +11,8 @@ The pool keeps, per origin, a stack of idle keep-alive connections and takes the
 used one (O(1) per request: checking every pooled connection on each request, as httpcore's pool
 does, cost 30 times the direct first-byte time at 64 streams). A pooled connection the engine
 closed while idle is noticed by the event loop and skipped; one it closes just as a request is
-sent fails with :class:`UpstreamClosed` before any answer, which the caller may retry.
+sent is retried once on a fresh connection when the body can be sent again, and otherwise fails
+with :class:`UpstreamClosed` before any answer, which the caller may retry elsewhere.
 
 It needs an asyncio event loop (uvicorn, hypercorn's asyncio workers, ``anyio.run`` on asyncio)
 and speaks plain ``http://`` only: engines are reached on the cluster's own network.
@@ -309,8 +310,8 @@ def _expire(fut: asyncio.Future[None]) -> None:
 class UpstreamResponse:
     """An engine's answer: status and headers, then the body as it arrives.
 
-    Iterate :meth:`chunks` (or call :meth:`read`), then :meth:`aclose`, which gives the connection
-    back to the pool when the answer was read to its end, and closes it otherwise.
+    Call :meth:`next_chunk` until it returns ``None`` (or :meth:`read`), then :meth:`aclose`, which
+    gives the connection back to the pool when the answer was read to its end, and closes it otherwise.
     """
 
     def __init__(self, pool: UpstreamPool, origin: Origin, conn: _EngineConnection) -> None:
@@ -332,19 +333,12 @@ class UpstreamResponse:
                 return None
             await conn.wait(timeout)
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """The body, piece by piece as the engine sends it."""
-        while (chunk := await self.next_chunk()) is not None:
-            yield chunk
-
     async def read(self) -> bytes:
         """The whole body."""
-        parts = [chunk async for chunk in self.chunks()]
+        parts = []
+        while (chunk := await self.next_chunk()) is not None:
+            parts.append(chunk)
         return b"".join(parts)
-
-    def abort(self, error: BaseException) -> None:
-        """Close the connection now (the client left): a waiting reader gets ``error``."""
-        self._conn.abort(error)
 
     async def aclose(self) -> None:
         """Pool the connection when the answer was read to its end; otherwise close it."""

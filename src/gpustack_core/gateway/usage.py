@@ -126,20 +126,20 @@ class SSEUsageScanner:
         for event in _EVENT_SPLIT.split(complete):
             self._usage_of(event)
 
-    def _usage_of(self, event: bytes) -> tuple[bool, bool]:
-        """Record the usage of ``event``; return (has usage, is usage-only)."""
+    def _usage_of(self, event: bytes) -> bool:
+        """Record the usage of ``event``; True when it is a usage-only event (no choices)."""
         if _USAGE_MARK not in event:
-            return False, False
+            return False
         data = _event_data(event)
         try:
             obj = json.loads(data)
         except ValueError:
-            return False, False
+            return False
         usage = usage_from_object(obj)
         if usage is None:
-            return False, False
+            return False
         self.usage = usage
-        return True, not obj.get("choices")
+        return not obj.get("choices")
 
     def _filter(self, complete: bytes) -> bytes:
         kept: list[bytes] = []
@@ -147,8 +147,7 @@ class SSEUsageScanner:
         for event in _EVENT_SPLIT.split(complete):
             if not event:
                 continue
-            _, usage_only = self._usage_of(event)
-            if usage_only:
+            if self._usage_of(event):
                 dropped = True
             else:
                 kept.append(event)
