@@ -8,7 +8,7 @@ from typing import ClassVar
 import pytest
 
 from gpustack_core.contracts import Engine
-from gpustack_core.engines import refuse_owned_flags
+from gpustack_core.engines import launch_env, refuse_owned_flags
 from gpustack_core.errors import EngineArgumentError
 from gpustack_core.testing import LaunchSpecSuite
 from gpustack_core.types import (
@@ -63,8 +63,9 @@ class ToyEngine(Engine):
             *self.stray,
             *extra,
         )
-        env = {**request.visibility_env, **deployment.env}
-        return LaunchSpec(argv=argv, env=env, port=request.port, served_model_name="qwen-chat")
+        return LaunchSpec(
+            argv=argv, env=launch_env(request), port=request.port, served_model_name="qwen-chat"
+        )
 
 
 class LeakyEngine(ToyEngine):

@@ -7,7 +7,6 @@ unless GPUSTACK_CORE_LLAMA_CPP_SEED_BUILD points at an existing llama.cpp cmake 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import anyio
@@ -29,21 +28,6 @@ EMBED_MODEL = "tiny-embed"
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture(scope="session")
-def llama_cpp() -> EngineInstallation:
-    """llama.cpp at the plugin's default version: the cached build, else built now from the sdist."""
-    from gpustack_engine_llama_cpp import LlamaCppEngine, seed_from_build
-
-    from gpustack_core.engines import default_engine_options, ensure_installed
-
-    engine = LlamaCppEngine()
-    options = default_engine_options()
-    seed = os.environ.get("GPUSTACK_CORE_LLAMA_CPP_SEED_BUILD")
-    if seed and engine.locate(engine.default_version(), options) is None:
-        seed_from_build(engine.default_version(), Path(seed), options)
-    return ensure_installed(engine, None, options)
 
 
 def _openai_checks(base_url: str) -> dict[str, object]:
@@ -74,7 +58,7 @@ def _openai_checks(base_url: str) -> dict[str, object]:
 
 
 async def test_openai_client_through_gateway_to_llama_server(  # type: ignore[no-untyped-def]
-    llama_cpp: EngineInstallation, gateway: GatewayServer, tmp_path: Path
+    llama_cpp_installation: EngineInstallation, gateway: GatewayServer, tmp_path: Path
 ) -> None:
     from gpustack_engine_llama_cpp import LlamaCppEngine
 
@@ -87,10 +71,12 @@ async def test_openai_client_through_gateway_to_llama_server(  # type: ignore[no
     chat_model = str(write_llama_gguf(tmp_path / "tiny.gguf", TinyLlamaSpec(seed=1)))
     embed_model = str(write_llama_gguf(tmp_path / "tiny-embed.gguf", TinyLlamaSpec(seed=2, pooling="mean")))
     chat_spec = engine.launch_spec(
-        helper.make_request(llama_cpp, ModelCategory.LLM, (chat_model,), DeviceSetup.cpu())
+        helper.make_request(llama_cpp_installation, ModelCategory.LLM, (chat_model,), DeviceSetup.cpu())
     )
     embed_spec = engine.launch_spec(
-        helper.make_request(llama_cpp, ModelCategory.EMBEDDING, (embed_model,), DeviceSetup.cpu())
+        helper.make_request(
+            llama_cpp_installation, ModelCategory.EMBEDDING, (embed_model,), DeviceSetup.cpu()
+        )
     )
     gateway.routes.add_model(ModelEntry(EMBED_MODEL, "gpustack", 1_700_000_002, "embedding"))
     async with Supervisor(tmp_path / "state", tmp_path / "logs", RestartPolicy()) as sup:

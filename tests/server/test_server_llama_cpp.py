@@ -15,22 +15,16 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from server_helpers import Running, fast_config, serve_http, start_app
 
-from gpustack_core.engines import default_engine_options, ensure_installed
 from gpustack_core.plugins import PluginHost
+from gpustack_core.types import EngineInstallation
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def llama_cpp_built() -> str:
-    """The llama.cpp plugin's default version, from the shared cache (built once if missing)."""
-    from gpustack_engine_llama_cpp import LlamaCppEngine
-
-    return ensure_installed(LlamaCppEngine(), None, default_engine_options()).executable
-
-
 @pytest.fixture
-async def server(tmp_path: Path, database_url: str | None, llama_cpp_built: str) -> AsyncIterator[Running]:
+async def server(
+    tmp_path: Path, database_url: str | None, llama_cpp_installation: EngineInstallation
+) -> AsyncIterator[Running]:
     host = PluginHost(environ={})
     async for running in start_app(fast_config(tmp_path / "data", database_url), host=host):
         yield running
@@ -106,7 +100,9 @@ def _openai_calls(base_url: str, key: str) -> dict[str, tuple[int, int]]:
 
 
 @pytest.fixture
-async def served(tmp_path: Path, database_url: str | None, llama_cpp_built: str) -> AsyncIterator[Running]:
+async def served(
+    tmp_path: Path, database_url: str | None, llama_cpp_installation: EngineInstallation
+) -> AsyncIterator[Running]:
     """The app under uvicorn on a loopback port, as ``gpustack-core serve`` runs it."""
     async for running in serve_http(fast_config(tmp_path / "data", database_url)):
         yield running

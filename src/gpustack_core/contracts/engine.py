@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import ClassVar
 
-from ..errors import EngineArgumentError, EngineNotInstalledError
+from ..errors import EngineNotInstalledError
 from ..types import EngineCapabilities, EngineInstallation, EngineOptions, LaunchRequest, LaunchSpec
 
 __all__ = ["Engine"]
@@ -117,6 +117,10 @@ class Engine(ABC):
     def validate_extra_args(self, args: Sequence[str]) -> tuple[str, ...]:
         """Check user-supplied arguments: owned flags are refused, unknown flags pass through.
 
+        Every spelling counts (``--flag value``, ``--flag=value``, short aliases listed in
+        ``owned_flags``); a negative number is a value, not a flag. Override only for an engine
+        whose arguments have another shape (MindIE's config overrides).
+
         Parameters:
             args: ``Deployment.extra_args``, e.g. ``("--ctx-size", "4096")`` or ``("--ctx-size=4096",)``.
 
@@ -126,11 +130,6 @@ class Engine(ABC):
         Raises:
             EngineArgumentError: naming the flag and why it is refused.
         """
-        for arg in args:
-            flag = arg.split("=", 1)[0]
-            if flag in self.owned_flags:
-                raise EngineArgumentError(
-                    f"engine {self.name!r} sets {flag} itself (from the placement and the model); "
-                    "remove it from the deployment's extra arguments"
-                )
-        return tuple(args)
+        from gpustack_core.engines.flags import refuse_owned_flags  # engines imports contracts
+
+        return refuse_owned_flags(self.name, args, self.owned_flags)

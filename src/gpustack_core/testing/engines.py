@@ -32,7 +32,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -58,15 +57,9 @@ from gpustack_core.types import (
     Placement,
     ResourceClaim,
 )
+from gpustack_core.worker.runner import free_port
 
 __all__ = ["DeviceSetup", "EngineConformanceSuite", "check_category_endpoints", "free_port"]
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -20,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from gpustack_core.worker.runner import free_port
 
 __all__ = ["LlamaServerMeasurement", "find_llama_server", "measure_llama_server", "parse_buffer_sizes"]
 
@@ -68,12 +69,6 @@ class LlamaServerMeasurement:
     log: str = field(repr=False)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _proc_status(pid: int) -> dict[str, int]:
     out: dict[str, int] = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -100,7 +95,7 @@ def measure_llama_server(
         RuntimeError: the server exited, did not become ready within ``timeout_s`` or refused the
             request (with the tail of its log or its answer).
     """
-    port = _free_port()
+    port = free_port()
     cmd = [binary, "-m", os.fspath(model), "--host", "127.0.0.1", "--port", str(port), *args]
     with tempfile.TemporaryFile(mode="w+") as log_file:
         proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, text=True)

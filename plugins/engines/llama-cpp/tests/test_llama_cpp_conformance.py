@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from pathlib import Path
 
 import pytest
-from gpustack_engine_llama_cpp import LlamaCppEngine, seed_from_build
+from gpustack_engine_llama_cpp import LlamaCppEngine, ensure_default_build
 
 from gpustack_core.contracts import Engine
-from gpustack_core.engines import default_engine_options, ensure_installed
 from gpustack_core.testing.engines import DeviceSetup, EngineConformanceSuite
 from gpustack_core.testing.gguf_models import TinyLlamaSpec, write_llama_gguf
 from gpustack_core.types import EngineInstallation, ModelCategory
@@ -18,12 +15,7 @@ from gpustack_core.types import EngineInstallation, ModelCategory
 
 @pytest.fixture(scope="module")
 def built() -> EngineInstallation:
-    engine = LlamaCppEngine()
-    options = default_engine_options()
-    seed = os.environ.get("GPUSTACK_CORE_LLAMA_CPP_SEED_BUILD")
-    if seed and engine.locate(engine.default_version(), options) is None:
-        seed_from_build(engine.default_version(), Path(seed), options)
-    return ensure_installed(engine, None, options)
+    return ensure_default_build()
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from typing import Any
 
 from gpustack_core import Engine, hookimpl
 from gpustack_core.engines import (
@@ -90,10 +91,6 @@ class LlamaBoxEngine(Engine):
         """Delete a recorded installation under the engines directory."""
         remove_installation(installation, options)
 
-    def validate_extra_args(self, args: Sequence[str]) -> tuple[str, ...]:
-        """Refuse the flags this plugin always sets (every spelling, ``--f v`` and ``--f=v``)."""
-        return refuse_owned_flags(self.name, args, self.owned_flags)
-
     def launch_spec(self, request: LaunchRequest) -> LaunchSpec:
         """The server on rank 0, the RPC server on the other ranks."""
         deployment = request.deployment
@@ -101,18 +98,10 @@ class LlamaBoxEngine(Engine):
         extra = refuse_owned_flags(self.name, deployment.extra_args, owned)
         exe = request.installation.executable
         gpus = accelerated_devices(request)
-        name = served_model_name(request)
         if request.node_rank > 0:
             argv = [exe, "--rpc-server-host", request.host, "--rpc-server-port", str(request.port)]
             argv += ["--rpc-server-main-gpu", "0" if gpus else "-1", *extra]
-            return LaunchSpec(
-                argv=tuple(argv),
-                env=launch_env(request),
-                port=request.port,
-                probe_host=probe_host(request),
-                served_model_name=name,
-                readiness_mode="tcp",
-            )
+            return _spec(request, argv, readiness_mode="tcp")
         if deployment.category not in CATEGORY_FLAGS:
             raise EngineArgumentError(
                 f"engine 'llama-box' does not serve {deployment.category.value!r} models"
@@ -120,7 +109,7 @@ class LlamaBoxEngine(Engine):
         if not request.model_paths:
             raise EngineArgumentError("engine 'llama-box' needs the path of the GGUF file to serve")
         argv = [exe, "--host", request.host, "--port", str(request.port), "--model", request.model_paths[0]]
-        argv += ["--alias", name]
+        argv += ["--alias", served_model_name(request)]
         if deployment.context_length:
             argv += ["--ctx-size", str(deployment.context_length)]
         claim = request.placement.claim
@@ -137,15 +126,24 @@ class LlamaBoxEngine(Engine):
         if request.rpc_servers:
             argv += ["--rpc", ",".join(request.rpc_servers)]
         argv += [*CATEGORY_FLAGS[deployment.category], "--metrics", *extra]
-        return LaunchSpec(
-            argv=tuple(argv),
-            env=launch_env(request),
-            port=request.port,
-            probe_host=probe_host(request),
-            served_model_name=name,
+        return _spec(
+            request,
+            argv,
             readiness=HttpProbe(path="/health"),
             health=HttpProbe(path="/health", timeout_s=5.0),
         )
+
+
+def _spec(request: LaunchRequest, argv: list[str], **probes: Any) -> LaunchSpec:
+    """The launch spec of ``argv`` with ``probes``; environment, port and names as for every rank."""
+    return LaunchSpec(
+        argv=tuple(argv),
+        env=launch_env(request),
+        port=request.port,
+        probe_host=probe_host(request),
+        served_model_name=served_model_name(request),
+        **probes,
+    )
 
 
 @hookimpl

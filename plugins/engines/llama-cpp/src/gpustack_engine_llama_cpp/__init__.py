@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
-import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 from gpustack_core import Engine, hookimpl
 from gpustack_core.engines import (
     accelerated_devices,
+    default_engine_options,
+    ensure_installed,
     launch_env,
     list_installations,
+    located_on_path,
     probe_host,
     refuse_owned_flags,
     remove_installation,
@@ -31,7 +33,18 @@ from gpustack_core.types import (
 
 from ._build import build_llama_server, seed_from_build
 
-__all__ = ["LlamaCppEngine", "build_llama_server", "gpustack_register_engines", "seed_from_build"]
+__all__ = [
+    "SEED_BUILD_ENV",
+    "LlamaCppEngine",
+    "build_llama_server",
+    "ensure_default_build",
+    "gpustack_register_engines",
+    "seed_from_build",
+]
+
+#: An existing cmake build directory of llama.cpp that :func:`ensure_default_build` caches instead
+#: of building (tests and CI: saves the 10-20 minute build).
+SEED_BUILD_ENV = "GPUSTACK_CORE_LLAMA_CPP_SEED_BUILD"
 
 #: Every spelling of the flags the plugin always sets (common/arg.cpp at llama.cpp 0c1e57098).
 OWNED_FLAGS: frozenset[str] = frozenset(
@@ -89,13 +102,7 @@ class LlamaCppEngine(Engine):
     def installed_versions(self, options: EngineOptions) -> list[EngineInstallation]:
         """Builds under ``<engines_dir>/llama.cpp/``, after a ``llama-server`` found on ``PATH``
         (version ``"system"``, listed first so that a pinned build wins)."""
-        found: list[EngineInstallation] = []
-        on_path = shutil.which("llama-server")
-        if on_path:
-            found.append(
-                EngineInstallation(engine=self.name, version="system", executable=on_path, origin="located")
-            )
-        return found + list_installations(options, self.name)
+        return located_on_path(self.name, "llama-server") + list_installations(options, self.name)
 
     def install(self, version: str, options: EngineOptions) -> EngineInstallation:
         """Build ``llama-server`` from the llama-cpp-python ``version`` sdist (cached by version)."""
@@ -104,10 +111,6 @@ class LlamaCppEngine(Engine):
     def remove(self, installation: EngineInstallation, options: EngineOptions) -> None:
         """Delete a cached build; a ``llama-server`` found on ``PATH`` is refused."""
         remove_installation(installation, options)
-
-    def validate_extra_args(self, args: Sequence[str]) -> tuple[str, ...]:
-        """Refuse the flags this plugin always sets (every spelling, ``--f v`` and ``--f=v``)."""
-        return refuse_owned_flags(self.name, args, self.owned_flags)
 
     def launch_spec(self, request: LaunchRequest) -> LaunchSpec:
         """``llama-server`` for rank 0, ``rpc-server`` for the subordinate workers (rank > 0)."""
@@ -182,6 +185,22 @@ class LlamaCppEngine(Engine):
             served_model_name=served_model_name(request),
             readiness_mode="tcp",
         )
+
+
+def ensure_default_build(options: EngineOptions | None = None) -> EngineInstallation:
+    """``llama-server`` at the plugin's default version: the cached build; else the build directory
+    named by ``$GPUSTACK_CORE_LLAMA_CPP_SEED_BUILD``, cached with :func:`seed_from_build`; else
+    built now from the sdist (which takes long).
+
+    Parameters:
+        options: the engines directory; default: :func:`gpustack_core.engines.default_engine_options`.
+    """
+    engine = LlamaCppEngine()
+    options = options or default_engine_options()
+    seed = os.environ.get(SEED_BUILD_ENV)
+    if seed and engine.locate(engine.default_version(), options) is None:
+        seed_from_build(engine.default_version(), Path(seed), options)
+    return ensure_installed(engine, None, options)
 
 
 @hookimpl

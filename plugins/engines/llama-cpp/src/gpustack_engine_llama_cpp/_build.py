@@ -42,11 +42,11 @@ DEFAULT_CMAKE_ARGS: tuple[str, ...] = (
 )
 
 
-def _run(argv: Sequence[str], what: str, log: Path, cwd: Path | None = None) -> None:
+def _run(argv: Sequence[str], what: str, log: Path) -> None:
     with log.open("ab") as out:
         out.write(f"$ {shlex.join(argv)}\n".encode())
         out.flush()
-        result = subprocess.run(list(argv), stdout=out, stderr=subprocess.STDOUT, cwd=cwd, check=False)
+        result = subprocess.run(list(argv), stdout=out, stderr=subprocess.STDOUT, check=False)
     if result.returncode != 0:
         tail = log.read_text(errors="replace")[-3000:]
         raise EngineNotInstalledError(f"{what} failed (exit {result.returncode}); log {log}:\n{tail}")
@@ -65,14 +65,14 @@ def _vendored_commit(source: Path, version: str) -> str | None:
     return commit.group(1) if commit else None
 
 
-def _finish(directory: Path, version: str, origin: str, facts: dict[str, object]) -> EngineInstallation:
+def _finish(directory: Path, version: str, facts: dict[str, object]) -> EngineInstallation:
     (directory / "build-info.json").write_text(json.dumps(facts, indent=2))
     installation = EngineInstallation(
         engine=ENGINE_NAME,
         version=version,
         executable=str(directory / "bin" / "llama-server"),
         prefix=str(directory),
-        origin="built" if origin == "built" else "installed",
+        origin="built",
     )
     record_installation(installation, directory)
     return installation
@@ -111,7 +111,6 @@ def build_llama_server(
     with install_lock(options, ENGINE_NAME, version) as directory:
         if (directory / MARKER_FILE).exists():
             return EngineInstallation.model_validate_json((directory / MARKER_FILE).read_text())
-        directory.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f".build-{version}-", dir=directory.parent))
         log = directory.parent / f".{version}.build.log"
         log.write_text("")
@@ -159,7 +158,7 @@ def build_llama_server(
                 "cmake_args": all_args,
                 "targets": targets,
             }
-            return _finish(directory, version, "built", facts)
+            return _finish(directory, version, facts)
         except BaseException:
             if not (directory / MARKER_FILE).exists():
                 shutil.rmtree(directory, ignore_errors=True)
@@ -198,9 +197,7 @@ def seed_from_build(version: str, build_dir: Path, options: EngineOptions) -> En
             )
             if "not found" in ldd.stdout:
                 raise EngineNotInstalledError(f"the seeded llama-server misses libraries:\n{ldd.stdout}")
-            return _finish(
-                directory, version, "built", {"llama_cpp_python": version, "seeded_from": str(build_dir)}
-            )
+            return _finish(directory, version, {"llama_cpp_python": version, "seeded_from": str(build_dir)})
         except BaseException:
             shutil.rmtree(directory, ignore_errors=True)
             raise

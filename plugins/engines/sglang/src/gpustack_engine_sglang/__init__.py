@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 from gpustack_core import Engine, hookimpl
@@ -77,10 +77,6 @@ class SglangEngine(Engine):
     def remove(self, installation: EngineInstallation, options: EngineOptions) -> None:
         """Delete a virtualenv this plugin installed."""
         remove_installation(installation, options)
-
-    def validate_extra_args(self, args: Sequence[str]) -> tuple[str, ...]:
-        """Refuse the flags this plugin always sets (every spelling, ``--f v`` and ``--f=v``)."""
-        return refuse_owned_flags(self.name, args, self.owned_flags)
 
     def launch_spec(self, request: LaunchRequest) -> LaunchSpec:
         """One ``sglang.launch_server`` per node."""

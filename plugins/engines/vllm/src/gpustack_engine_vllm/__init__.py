@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 from gpustack_core import Engine, hookimpl
@@ -96,10 +96,6 @@ class VllmEngine(Engine):
     def remove(self, installation: EngineInstallation, options: EngineOptions) -> None:
         """Delete a virtualenv this plugin installed."""
         remove_installation(installation, options)
-
-    def validate_extra_args(self, args: Sequence[str]) -> tuple[str, ...]:
-        """Refuse the flags this plugin always sets (every spelling, ``--f v`` and ``--f=v``)."""
-        return refuse_owned_flags(self.name, args, self.owned_flags)
 
     def launch_spec(self, request: LaunchRequest) -> LaunchSpec:
         """``vllm serve`` on rank 0 (behind ``ray start --head`` when multi-node), ``ray start`` on others."""
