@@ -1,14 +1,18 @@
-"""Fixtures for supervisor tests: anyio backend, free ports and fake-engine launch specs."""
+"""Fixtures for supervisor tests: anyio backend, free ports and fake-engine launch specs. Helpers
+live in ``supervisor_helpers`` (imported by name: this directory is put on ``sys.path``)."""
 
 from __future__ import annotations
 
 import socket
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from gpustack_core.types import HttpProbe, LaunchSpec
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 @pytest.fixture

@@ -15,13 +15,13 @@ from pathlib import Path
 import anyio
 import psutil
 import pytest
+from supervisor_helpers import FAST, group_pids
 
-from gpustack_core.supervisor import RestartPolicy, Supervisor
+from gpustack_core.supervisor import Supervisor
 from gpustack_core.types import LaunchSpec
 
 pytestmark = pytest.mark.anyio
 
-FAST = RestartPolicy(initial_backoff_s=0.1, max_backoff_s=0.4, health_interval_s=0.2)
 
 OLD_WORKER = textwrap.dedent(
     """
@@ -43,17 +43,6 @@ OLD_WORKER = textwrap.dedent(
 )
 
 
-def live_group(pgid: int) -> list[int]:
-    found = []
-    for process in psutil.process_iter(["status"]):
-        try:
-            if os.getpgid(process.pid) == pgid and process.info["status"] != psutil.STATUS_ZOMBIE:
-                found.append(process.pid)
-        except ProcessLookupError:
-            continue
-    return found
-
-
 def run_old_worker(state: Path, logs: Path, *specs: LaunchSpec) -> None:
     subprocess.run(
         [sys.executable, "-c", OLD_WORKER, str(state), str(logs), *(s.model_dump_json() for s in specs)],
@@ -68,7 +57,7 @@ async def test_adopt_live_and_restart_after_crash(
     state, logs = tmp_path / "state", tmp_path / "logs"
     run_old_worker(state, logs, fake_spec("--child"))
     record = json.loads((state / "engine-0.json").read_text())
-    assert live_group(record["pgid"]), "the detached engine should still run"
+    assert group_pids(record["pgid"]), "the detached engine should still run"
     async with Supervisor(state, logs, FAST) as sup:
         assert await sup.adopt() == ["engine-0"]
         assert await sup.adopt() == []  # already adopted
@@ -79,7 +68,7 @@ async def test_adopt_live_and_restart_after_crash(
         with anyio.fail_after(30):
             while not (sup.status("engine-0").restarts == 1 and sup.status("engine-0").state == "ready"):
                 await anyio.sleep(0.05)
-        assert live_group(record["pgid"]) == [], "the adopted group's leftovers are killed"
+        assert group_pids(record["pgid"]) == [], "the adopted group's leftovers are killed"
     assert list(state.glob("*.json")) == []
 
 
@@ -101,11 +90,11 @@ async def test_adopt_cleans_dead_unknown_and_corrupt(
             psutil.pid_exists(first["pid"]) and psutil.Process(first["pid"]).status() != psutil.STATUS_ZOMBIE
         ):
             await anyio.sleep(0.05)
-    assert live_group(first["pgid"]), "the dead engine's child is still there"
+    assert group_pids(first["pgid"]), "the dead engine's child is still there"
     async with Supervisor(state, logs, FAST) as sup:
         assert await sup.adopt() == []
         with anyio.fail_after(10):
-            while live_group(first["pgid"]) or live_group(second["pgid"]):
+            while group_pids(first["pgid"]) or group_pids(second["pgid"]):
                 await anyio.sleep(0.05)
     assert list(state.glob("*.json")) == []
 

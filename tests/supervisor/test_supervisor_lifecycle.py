@@ -10,27 +10,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import anyio
-import psutil
 import pytest
+from supervisor_helpers import FAST, group_pids
 
 from gpustack_core.errors import EngineError, EngineLaunchError
 from gpustack_core.supervisor import ProcessStatus, RestartPolicy, Supervisor
 from gpustack_core.types import LaunchSpec
 
 pytestmark = pytest.mark.anyio
-
-FAST = RestartPolicy(initial_backoff_s=0.1, max_backoff_s=0.4, health_interval_s=0.2)
-
-
-def group_pids(pgid: int) -> list[int]:
-    pids = []
-    for process in psutil.process_iter(["status"]):
-        try:
-            if os.getpgid(process.pid) == pgid and process.info["status"] != psutil.STATUS_ZOMBIE:
-                pids.append(process.pid)
-        except ProcessLookupError:
-            continue
-    return pids
 
 
 async def wait_for(

@@ -29,7 +29,7 @@ from gpustack_core.types import Placement
 
 from .gateway_bridge import StoreRouteTable
 from .planning import EstimateCache
-from .records import InstanceRecord, InstanceState
+from .records import ACTIVE_STATES, InstanceRecord, InstanceState
 from .services import Services
 from .store import utcnow
 
@@ -134,16 +134,18 @@ class Controllers:
     def schedule_pending(self) -> None:
         """Place pending instances, or record why they cannot be placed."""
         store = self.services.store
-        pending, _ = store.list_instances(states=[InstanceState.PENDING.value])
-        pending = [i for i in pending if i.desired == "running"]
+        # pending instances and those holding resources, in one read
+        states = [InstanceState.PENDING.value, *(s.value for s in ACTIVE_STATES)]
+        instances, _ = store.list_instances(1_000_000, states=states)
+        pending = [i for i in instances if i.state == InstanceState.PENDING and i.desired == "running"]
         if not pending:
             return
         workers, _ = store.list_workers(limit=1_000_000)
         ready = [w for w in workers if w.state == "ready"]
         by_name = {w.name: w for w in ready}
         placements: list[Placement] = []
-        for inst in store.active_placements():
-            if inst.placement is not None:
+        for inst in instances:
+            if inst.state in ACTIVE_STATES and inst.placement is not None:
                 try:
                     placements.append(Placement.model_validate(inst.placement))
                 except ValueError:

@@ -18,25 +18,37 @@ from sqlalchemy.exc import IntegrityError
 
 from gpustack_core.server import schema as t
 from gpustack_core.server.records import (
-    ACTIVE_STATES,
     DeploymentRecord,
     InstanceRecord,
     InstanceState,
     ModelFileRecord,
     WorkerRecord,
 )
-from gpustack_core.server.store_accounts import AccountStore, ConflictError, new_id, upsert, utcnow
+from gpustack_core.server.store_accounts import (
+    AccountStore,
+    ConflictError,
+    _dumps,
+    _loads,
+    new_id,
+    upsert,
+    utcnow,
+)
 from gpustack_core.types import Deployment, WorkerInfo
 
 __all__ = ["ConflictError", "Store", "utcnow"]
 
 
-def _loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
-
-
-def _dumps(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, sort_keys=True)
+def _back_to_pending(reason: str) -> dict[str, Any]:
+    """Column values that take an instance off its worker, back to pending (version bumped by the caller)."""
+    return dict(
+        state=InstanceState.PENDING.value,
+        worker_id=None,
+        placement=None,
+        port=None,
+        pid=None,
+        message=reason,
+        state_changed_at=utcnow(),
+    )
 
 
 class Store(AccountStore):
@@ -69,18 +81,15 @@ class Store(AccountStore):
             row = c.execute(sa.select(w).where(w.c.name == info.name)).one()
         return self._worker(row)
 
-    def heartbeat(self, worker_id: str, info: WorkerInfo) -> WorkerRecord | None:
-        """Store a worker's latest status; ``None`` when the worker is unknown (it must register)."""
+    def heartbeat(self, worker_id: str, info: WorkerInfo) -> bool:
+        """Store a worker's latest status; ``False`` when the worker is unknown (it must register)."""
         with self.engine.begin() as c:
             updated = c.execute(
                 t.workers.update()
                 .where(t.workers.c.id == worker_id)
                 .values(state=info.state.value, info=info.model_dump_json(), last_heartbeat_at=utcnow())
             )
-            if updated.rowcount == 0:
-                return None
-            row = c.execute(sa.select(t.workers).where(t.workers.c.id == worker_id)).one()
-        return self._worker(row)
+        return updated.rowcount > 0
 
     def get_worker(self, worker_id: str) -> WorkerRecord | None:
         """A worker by id or by name."""
@@ -269,6 +278,26 @@ class Store(AccountStore):
             ).fetchall()
         return [self._instance(r) for r in rows], int(total)
 
+    def worker_assignments(self, worker_id: str) -> list[tuple[InstanceRecord, Deployment]]:
+        """The instances placed on a worker, each with its deployment's spec, in one query."""
+        i = t.instances
+        query = (
+            self._instance_query()
+            .add_columns(t.deployments.c.spec.label("deployment_spec"))
+            .where(i.c.worker_id == worker_id)
+            .order_by(i.c.deployment_id, i.c.replica)
+        )
+        with self.engine.connect() as c:
+            rows = c.execute(query).fetchall()
+        specs: dict[str, Deployment] = {}
+        out = []
+        for row in rows:
+            spec = specs.get(row.deployment_id)
+            if spec is None:
+                spec = specs[row.deployment_id] = Deployment.model_validate_json(row.deployment_spec)
+            out.append((self._instance(row), spec))
+        return out
+
     def get_instance(self, instance_id: str) -> InstanceRecord | None:
         """An instance by id."""
         with self.engine.connect() as c:
@@ -404,16 +433,7 @@ class Store(AccountStore):
         return c.execute(
             i.update()
             .where(i.c.worker_id.in_(list(worker_ids)))
-            .values(
-                state=InstanceState.PENDING.value,
-                worker_id=None,
-                placement=None,
-                port=None,
-                pid=None,
-                message=reason,
-                version=i.c.version + 1,
-                state_changed_at=utcnow(),
-            )
+            .values(version=i.c.version + 1, **_back_to_pending(reason))
         ).rowcount
 
     def retry_instance(self, instance_id: str, version: int, reason: str) -> bool:
@@ -426,17 +446,7 @@ class Store(AccountStore):
                     .where(
                         i.c.id == instance_id, i.c.version == version, i.c.state == InstanceState.ERROR.value
                     )
-                    .values(
-                        state=InstanceState.PENDING.value,
-                        worker_id=None,
-                        placement=None,
-                        port=None,
-                        pid=None,
-                        message=reason,
-                        restarts=i.c.restarts + 1,
-                        version=version + 1,
-                        state_changed_at=utcnow(),
-                    )
+                    .values(restarts=i.c.restarts + 1, version=version + 1, **_back_to_pending(reason))
                 ).rowcount
                 == 1
             )
@@ -445,10 +455,6 @@ class Store(AccountStore):
         """Delete an instance row (after its process stopped, or when it never ran)."""
         with self.engine.begin() as c:
             return c.execute(t.instances.delete().where(t.instances.c.id == instance_id)).rowcount > 0
-
-    def active_placements(self) -> list[InstanceRecord]:
-        """Instances that hold resources on a worker (scheduled through running)."""
-        return self.list_instances(1_000_000, states=[s.value for s in ACTIVE_STATES])[0]
 
     # ------------------------------------------------------------------ model files
 

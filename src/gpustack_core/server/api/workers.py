@@ -94,10 +94,10 @@ async def register(req: Request) -> Registered:
 async def heartbeat(req: Request) -> Registered:
     """A worker's periodic status; 404 tells it to register again."""
     body: Heartbeat = req.body
-    worker = await req.db(req.services.store.heartbeat, req.path_params["worker_id"], body.info)
-    if worker is None:
+    worker_id = req.path_params["worker_id"]
+    if not await req.db(req.services.store.heartbeat, worker_id, body.info):
         raise ApiError(404, "unknown worker: register again")
-    return _registered(req, worker.id)
+    return _registered(req, worker_id)
 
 
 async def assignments(req: Request) -> Assignments:
@@ -106,20 +106,13 @@ async def assignments(req: Request) -> Assignments:
     store = req.services.store
     if await req.db(store.get_worker, worker_id) is None:
         raise ApiError(404, "unknown worker: register again")
-    instances, _ = await req.db(store.list_instances, worker_id=worker_id)
-    deployments: dict[str, Any] = {}
-    items = []
-    for inst in instances:
-        if inst.deployment_id not in deployments:
-            deployments[inst.deployment_id] = await req.db(store.get_deployment, inst.deployment_id)
-        dep = deployments[inst.deployment_id]
-        if dep is None:
-            continue
-        items.append(
+    placed = await req.db(store.worker_assignments, worker_id)
+    return Assignments(
+        items=[
             Assignment(
                 instance_id=inst.id,
-                deployment_id=dep.id,
-                deployment=dep.spec,
+                deployment_id=inst.deployment_id,
+                deployment=spec,
                 replica=inst.replica,
                 desired=inst.desired,
                 state=inst.state.value,
@@ -127,8 +120,9 @@ async def assignments(req: Request) -> Assignments:
                 placement=inst.placement,
                 port=inst.port,
             )
-        )
-    return Assignments(items=items)
+            for inst, spec in placed
+        ]
+    )
 
 
 async def report(req: Request) -> dict[str, Any]:
@@ -137,12 +131,15 @@ async def report(req: Request) -> dict[str, Any]:
     worker_id, instance_id = req.path_params["worker_id"], req.path_params["instance_id"]
     store = req.services.store
     state = InstanceState(body.state)
-    if state == InstanceState.STOPPED:
-        inst = await req.db(store.get_instance, instance_id)
-        if inst is not None and inst.worker_id == worker_id and inst.desired == "stopped":
-            await req.db(store.delete_instance, instance_id)
-            return {"accepted": True, "deleted": True}
     before = await req.db(store.get_instance, instance_id)
+    if (
+        state == InstanceState.STOPPED
+        and before is not None
+        and before.worker_id == worker_id
+        and before.desired == "stopped"
+    ):
+        await req.db(store.delete_instance, instance_id)
+        return {"accepted": True, "deleted": True}
     updated = await req.db(
         store.report,
         instance_id,
