@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .types import ModelFormat
+from .types import ModelFile, ModelFormat
 
 __all__ = [
     "GGUF_MAGIC",
     "SAFETENSORS_MAX_HEADER_BYTES",
     "format_from_name",
+    "model_format_of",
     "parse_safetensors_header",
     "read_safetensors_header",
     "sniff_format",
@@ -30,6 +32,15 @@ def format_from_name(name: str) -> ModelFormat:
         return ModelFormat.GGUF
     if lower.endswith(".safetensors"):
         return ModelFormat.SAFETENSORS
+    return ModelFormat.OTHER
+
+
+def model_format_of(files: Sequence[ModelFile]) -> ModelFormat:
+    """A model's format from its files: GGUF if any file is GGUF, else safetensors if any is, else other."""
+    formats = {f.format for f in files}
+    for candidate in (ModelFormat.GGUF, ModelFormat.SAFETENSORS):
+        if candidate in formats:
+            return candidate
     return ModelFormat.OTHER
 
 

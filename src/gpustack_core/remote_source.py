@@ -25,7 +25,7 @@ import httpx
 from .cache import FileRequest, ModelCache, check_response
 from .contracts import ModelSource, ProgressCallback
 from .errors import DownloadError, ModelNotFoundError, OfflineModeError
-from .formats import SAFETENSORS_MAX_HEADER_BYTES, parse_safetensors_header
+from .formats import SAFETENSORS_MAX_HEADER_BYTES, model_format_of, parse_safetensors_header
 from .gguf_header import GGUFHeaderError, metadata_for_display, read_gguf_header_growing
 from .selection import select_model_files
 from .types import DownloadResult, GGUFTensor, ModelFile, ModelFormat, ModelMetadata, ModelRef, SourceOptions
@@ -42,15 +42,6 @@ class RemoteListing:
 
     files: tuple[ModelFile, ...]
     commit: str | None = None
-
-
-def model_format_of(files: Sequence[ModelFile]) -> ModelFormat:
-    """GGUF if any file is GGUF, else safetensors if any is, else other."""
-    formats = {f.format for f in files}
-    for candidate in (ModelFormat.GGUF, ModelFormat.SAFETENSORS):
-        if candidate in formats:
-            return candidate
-    return ModelFormat.OTHER
 
 
 def http_read_range(client: httpx.Client, url: str, start: int, length: int) -> bytes:

@@ -202,6 +202,33 @@ def test_remote_header_description_gives_the_same_estimate(small_q8_gguf: Path) 
     assert info_from_model_metadata(SimpleNamespace(gguf_metadata=None, gguf_tensors=None)) is None
 
 
+def test_metadata_as_a_source_stores_it_describes_the_model_like_the_file(small_q8_gguf: Path) -> None:
+    """ModelMetadata carries long arrays as {"array_length": N} and lists every file of the repo."""
+    from gpustack_core.estimate import info_from_model_metadata
+    from gpustack_core.gguf_header import metadata_for_display, read_gguf_header
+    from gpustack_core.types import ModelFile, ModelFormat, ModelMetadata, ModelRef
+
+    local = read_gguf_file(small_q8_gguf)
+    header = read_gguf_header(small_q8_gguf)
+    size = small_q8_gguf.stat().st_size
+    metadata = ModelMetadata(
+        ref=ModelRef.parse("huggingface:org/m#Q8_0"),
+        format=ModelFormat.GGUF,
+        files=(
+            ModelFile(path=small_q8_gguf.name, size_bytes=size, format=ModelFormat.GGUF),
+            ModelFile(path="small-q4.gguf", size_bytes=123, format=ModelFormat.GGUF),
+        ),
+        gguf_metadata=metadata_for_display(header.metadata),
+        gguf_tensors=header.tensors,
+    )
+    remote = info_from_model_metadata(metadata)
+    assert remote is not None
+    assert remote.array_lengths["tokenizer.ggml.tokens"] == local.array_lengths["tokenizer.ggml.tokens"]
+    assert remote.file_size == local.file_size == size  # the selected file, not the other quantization
+    options = EstimateOptions(ctx_size=4096)
+    assert GGUFEstimator(remote, options).cpu_only() == GGUFEstimator(local, options).cpu_only()
+
+
 def test_cpu_repack_copy_of_q4_0_matrices(tmp_path: Path) -> None:
     info = read_gguf_file(write_llama_gguf(tmp_path / "q4.gguf", TinyLlamaSpec.tiny("Q4_0")))
     est = GGUFEstimator(info, EstimateOptions(ctx_size=512))

@@ -47,26 +47,20 @@ def _parse_ref(text: str) -> ModelRef:
     return ModelRef.parse(text)
 
 
+def _models_api() -> Any:
+    # looked up at call time, so that a test can stand in for it through sys.modules
+    return importlib.import_module("gpustack_core.models_api")
+
+
 def _resolve(ref: ModelRef, source_options: SourceOptions) -> tuple[ModelMetadata, str | None]:
-    host = make_host()
-    if ref.source == "local":
-        return host.model_source("local").resolve(ref, source_options), ref.id
-    try:
-        models_api: Any = importlib.import_module("gpustack_core.models_api")
-    except ImportError as exc:
-        raise GPUStackError(
-            f"hub model references need gpustack_core.models_api (model sources); it is not installed: {exc}"
-        ) from exc
-    metadata: ModelMetadata = models_api.resolve_model(host, ref, source_options)
-    return metadata, None
+    """The metadata, and the local path the estimate should read the model from, if any.
 
-
-def _default_cache_dir() -> str:
-    try:
-        models_api: Any = importlib.import_module("gpustack_core.models_api")
-        return str(models_api.default_cache_dir())
-    except (ImportError, AttributeError):
-        return os.path.expanduser("~/.cache/gpustack-core/models")
+    The local source has already read the selected GGUF headers: they are not read again. A
+    local safetensors model keeps its path (a single file's config.json lies beside it).
+    """
+    metadata: ModelMetadata = _models_api().resolve_model(make_host(), ref, source_options)
+    local_path = ref.id if ref.source == "local" and not metadata.gguf_tensors else None
+    return metadata, local_path
 
 
 def _print(estimate: ResourceEstimate) -> None:
@@ -165,7 +159,7 @@ def estimate(
     try:
         ref = _parse_ref(model_ref)
         source_options = SourceOptions(
-            cache_dir=cache_dir or _default_cache_dir(), offline=offline, token=token
+            cache_dir=cache_dir or str(_models_api().default_cache_dir()), offline=offline, token=token
         )
         metadata, local_path = _resolve(ref, source_options)
         result = estimate_model(metadata, options, local_path=local_path)

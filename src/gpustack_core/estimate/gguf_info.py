@@ -136,12 +136,16 @@ def info_from_metadata(
 ) -> GGUFModelInfo:
     """Build a description from plain key/values and tensors (any reader).
 
-    Arrays longer than 64 entries are replaced by their length in ``array_lengths``.
+    Arrays longer than 64 entries are replaced by their length in ``array_lengths``, and so are
+    arrays a source already summarised as ``{"array_length": N}``
+    (:func:`gpustack_core.gguf_header.metadata_for_display`, what ``ModelMetadata`` carries).
     """
     small: dict[str, Any] = {}
     lengths: dict[str, int] = {}
     for key, value in kv.items():
-        if isinstance(value, (list, tuple)):
+        if isinstance(value, Mapping) and set(value) == {"array_length"}:
+            lengths[key] = int(value["array_length"])
+        elif isinstance(value, (list, tuple)):
             lengths[key] = len(value)
             if len(value) > _MAX_ARRAY:
                 continue
@@ -209,7 +213,9 @@ def info_from_model_metadata(metadata: Any) -> GGUFModelInfo | None:
     """Build a description from a source's ``ModelMetadata`` (header read by range requests).
 
     Uses ``metadata.gguf_metadata`` and ``metadata.gguf_tensors`` (items with ``name``,
-    ``shape``, ``ggml_type`` and ``size_bytes``); ``None`` when the source gave no tensor infos.
+    ``shape``, ``ggml_type``, ``size_bytes`` and ``file``); ``None`` when the source gave no
+    tensor infos. ``file_size`` sums the files the tensors come from (every shard of the selected
+    quantization), or every file when the tensors name none.
     """
     kv = getattr(metadata, "gguf_metadata", None)
     tensors = getattr(metadata, "gguf_tensors", None)
@@ -230,4 +236,10 @@ def info_from_model_metadata(metadata: Any) -> GGUFModelInfo | None:
                 n_bytes=int(size) if size is not None else ggml_row_bytes(int(t.ggml_type), n),
             )
         )
-    return info_from_metadata(kv, infos, file_size=int(getattr(metadata, "total_size_bytes", 0) or 0))
+    files = getattr(metadata, "files", None) or ()
+    shards = {getattr(t, "file", None) for t in tensors} - {None}
+    if shards and files:
+        file_size = sum(f.size_bytes or 0 for f in files if f.path in shards)
+    else:
+        file_size = int(getattr(metadata, "total_size_bytes", 0) or 0)
+    return info_from_metadata(kv, infos, file_size=file_size)

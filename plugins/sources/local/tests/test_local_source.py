@@ -81,6 +81,21 @@ def test_safetensors_directory_reads_config_and_headers_and_selects_needed_files
     ]
 
 
+def test_safetensors_headers_are_read_for_the_selected_weights_only(
+    tmp_path: Path, options: SourceOptions
+) -> None:
+    """A Mistral-style directory ships its weights twice; only the ones engines load are sized."""
+    repo = tmp_path / "mistral"
+    (repo / "onnx").mkdir(parents=True)
+    write_safetensors(repo / "model.safetensors")
+    write_safetensors(repo / "consolidated.safetensors")
+    write_safetensors(repo / "onnx" / "model.safetensors")
+    (repo / "config.json").write_text("{}")
+    meta = LocalModelSource().resolve(ModelRef.parse(f"local:{repo}"), options)
+    assert meta.safetensors_headers is not None
+    assert sorted(meta.safetensors_headers) == ["model.safetensors"]
+
+
 def test_format_detected_from_bytes_not_only_the_name(tmp_path: Path, options: SourceOptions) -> None:
     model = tmp_path / "weights.bin"
     write_gguf(model)

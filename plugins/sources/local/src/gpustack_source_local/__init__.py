@@ -11,7 +11,7 @@ from typing import Any
 from gpustack_core import ModelSource, hookimpl
 from gpustack_core.contracts import ProgressCallback
 from gpustack_core.errors import DownloadError, ModelNotFoundError
-from gpustack_core.formats import format_from_name, read_safetensors_header, sniff_format
+from gpustack_core.formats import format_from_name, model_format_of, read_safetensors_header, sniff_format
 from gpustack_core.gguf_header import GGUFHeaderError, metadata_for_display, read_gguf_header
 from gpustack_core.selection import select_model_files
 from gpustack_core.types import (
@@ -40,14 +40,30 @@ def _file_format(path: Path) -> ModelFormat:
     return sniffed if sniffed != ModelFormat.OTHER else format_from_name(path.name)
 
 
+def _selected(files: tuple[ModelFile, ...], ref: ModelRef) -> Sequence[ModelFile]:
+    """The files ``select_files`` will choose, or none when the selection fails."""
+    try:
+        return files if len(files) == 1 else select_model_files(files, ref.selector)
+    except ModelNotFoundError:
+        return ()  # e.g. several quantizations and none chosen: select_files will say so
+
+
+def _safetensors_headers(root: Path, selected: Sequence[ModelFile]) -> dict[str, Any]:
+    """file -> header of every selected safetensors file (the weights an engine loads)."""
+    headers: dict[str, Any] = {}
+    for f in selected:
+        if f.format == ModelFormat.SAFETENSORS:
+            try:
+                headers[f.path] = read_safetensors_header(root / f.path)
+            except (OSError, ValueError) as exc:
+                raise DownloadError(f"cannot read safetensors header of {root / f.path}: {exc}") from exc
+    return headers
+
+
 def _gguf_headers(
-    root: Path, files: tuple[ModelFile, ...], ref: ModelRef
+    root: Path, selected: Sequence[ModelFile]
 ) -> tuple[dict[str, Any] | None, tuple[GGUFTensor, ...] | None]:
     """Header key/values of the first selected GGUF and tensor infos of every selected shard."""
-    try:
-        selected = files if len(files) == 1 else tuple(select_model_files(files, ref.selector))
-    except ModelNotFoundError:
-        return None, None  # several quantizations and none chosen: select_files will say so
     weights = [f for f in selected if f.format == ModelFormat.GGUF and "mmproj" not in f.path.lower()]
     metadata: dict[str, Any] | None = None
     tensors: list[GGUFTensor] = []
@@ -87,7 +103,8 @@ class LocalModelSource(ModelSource):
         raise ModelNotFoundError(f"local model path {path} does not exist")
 
     def resolve(self, ref: ModelRef, options: SourceOptions) -> ModelMetadata:
-        """List files and sizes, detect the format, read config.json and safetensors headers."""
+        """List files and sizes, detect the format, read config.json and the headers (GGUF or
+        safetensors) of the files ``select_files`` chooses."""
         root, paths = self._root_and_files(ref)
         files = tuple(
             ModelFile(
@@ -97,14 +114,7 @@ class LocalModelSource(ModelSource):
             )
             for p in paths
         )
-        formats = {f.format for f in files}
-        model_format = (
-            ModelFormat.GGUF
-            if ModelFormat.GGUF in formats
-            else ModelFormat.SAFETENSORS
-            if ModelFormat.SAFETENSORS in formats
-            else ModelFormat.OTHER
-        )
+        model_format = model_format_of(files)
         config: dict[str, Any] | None = None
         config_path = root / "config.json"
         if len(paths) > 1 and config_path.is_file():
@@ -113,19 +123,10 @@ class LocalModelSource(ModelSource):
             except (OSError, ValueError) as exc:
                 raise ModelNotFoundError(f"{config_path} is not valid JSON: {exc}") from exc
             config = loaded if isinstance(loaded, dict) else None
-        headers: dict[str, Any] | None = None
-        if model_format == ModelFormat.SAFETENSORS:
-            headers = {}
-            for f in files:
-                if f.format == ModelFormat.SAFETENSORS:
-                    try:
-                        headers[f.path] = read_safetensors_header(root / f.path)
-                    except (OSError, ValueError) as exc:
-                        raise DownloadError(
-                            f"cannot read safetensors header of {root / f.path}: {exc}"
-                        ) from exc
+        selected = _selected(files, ref)
+        headers = _safetensors_headers(root, selected) if model_format == ModelFormat.SAFETENSORS else None
         gguf_metadata, gguf_tensors = (
-            _gguf_headers(root, files, ref) if model_format == ModelFormat.GGUF else (None, None)
+            _gguf_headers(root, selected) if model_format == ModelFormat.GGUF else (None, None)
         )
         return ModelMetadata(
             ref=ref,

@@ -27,6 +27,7 @@ from gpustack_core import ModelSource, hookimpl
 from gpustack_core.cache import check_response
 from gpustack_core.errors import DownloadError, InvalidModelReferenceError, ModelNotFoundError
 from gpustack_core.remote_source import RemoteListing, RemoteModelSource
+from gpustack_core.selection import is_gguf
 from gpustack_core.types import ModelFile, ModelFormat, ModelMetadata, ModelRef, SourceOptions
 
 __all__ = ["DEFAULT_REGISTRY", "MANIFEST_ACCEPT", "OllamaModelSource", "gpustack_register_model_sources"]
@@ -105,7 +106,7 @@ class OllamaModelSource(RemoteModelSource):
             files.append(
                 ModelFile(path=path, size_bytes=int(layer["size"]), sha256=digest[7:].lower(), format=fmt)
             )
-        if not any(f.format == ModelFormat.GGUF for f in files):
+        if not is_gguf(files):
             raise ModelNotFoundError(
                 f"{url}: the manifest has no {_MEDIA_PREFIX}model (GGUF) layer; models stored as tensor "
                 "layers are not supported by this plugin"
