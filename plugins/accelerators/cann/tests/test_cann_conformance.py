@@ -2,29 +2,40 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-import pytest
 from gpustack_accelerator_cann import CannAccelerator
 
-from gpustack_core import Accelerator, DetectOptions, Device
-from gpustack_core.testing import AcceleratorSuite, Capabilities, FakeTools, emulated_runtime_probe
+from gpustack_core import Accelerator
+from gpustack_core.testing import Capabilities, FakeTools, FakeToolSuite
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def _tools(directory: Path, capture: str = "atlas-800-9010-24.1.RC2", **kwargs: object) -> FakeTools:
+def _recorded(capture: str, command: str) -> str:
+    return (FIXTURES / f"{capture}-npu-smi-{command}.txt").read_text()
+
+
+def _tools(
+    directory: Path, capture: str = "atlas-800-9010-24.1.RC2", info: str | None = None, **kwargs: object
+) -> FakeTools:
+    """npu-smi printing the capture (``info`` replaces the output of ``npu-smi info``)."""
     tools = FakeTools(directory)
     table = {
-        "info": (FIXTURES / f"{capture}-npu-smi-info.txt").read_text(),
-        "info -m": (FIXTURES / f"{capture}-npu-smi-info-m.txt").read_text(),
+        "info": _recorded(capture, "info") if info is None else info,
+        "info -m": _recorded(capture, "info-m"),
     }
     tools.add("npu-smi", table, **kwargs)  # type: ignore[arg-type]
     return tools
 
 
-class TestCann910Recorded(AcceleratorSuite):
+def _truncated_info(capture: str) -> str:
+    """The capture's ``npu-smi info`` cut after seven lines: the first NPU row without its chip row."""
+    return "\n".join(_recorded(capture, "info").splitlines()[:7]) + "\n"
+
+
+class TestCann910Recorded(FakeToolSuite):
     """8 x Ascend 910A (npu-smi 24.1.RC2)."""
 
     capture = "atlas-800-9010-24.1.RC2"
@@ -39,39 +50,22 @@ class TestCann910Recorded(AcceleratorSuite):
         independent_source="no second Ascend tool was recorded on the same machine",
     )
 
-    @pytest.fixture
-    def accelerator(self) -> Accelerator:
+    visibility_variable = "ASCEND_RT_VISIBLE_DEVICES"
+    garbled_tool = "npu-smi"
+    garbled_output = _truncated_info(capture)
+
+    def make_accelerator(self) -> Accelerator:
         return CannAccelerator()
 
-    @pytest.fixture
-    def detect_options(self, tmp_path: Path) -> DetectOptions:
-        return _tools(tmp_path / "bin", self.capture).options()
-
-    @pytest.fixture
-    def child_probe(self, devices: list[Device]) -> Callable[[dict[str, str]], list[str]]:
-        return emulated_runtime_probe("ASCEND_RT_VISIBLE_DEVICES", devices)
-
-    @pytest.fixture
-    def absent_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions]:
-        return CannAccelerator(), FakeTools(tmp_path / "empty").options()
-
-    @pytest.fixture
-    def hung_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions]:
-        tools = _tools(tmp_path / "hung", self.capture, hang_s=60, spawn_child=True)
-        return CannAccelerator(), tools.options(timeout_s=0.5)
-
-    @pytest.fixture
-    def garbled_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions, str]:
-        tools = FakeTools(tmp_path / "garbled")
-        text = (FIXTURES / f"{self.capture}-npu-smi-info.txt").read_text().splitlines()
-        tools.add("npu-smi", {"info": "\n".join(text[:7]) + "\n", "info -m": ""})
-        return CannAccelerator(), tools.options(), "npu-smi"
+    def fake_tools(self, directory: Path, output: str | None = None, **behaviour: Any) -> FakeTools:
+        return _tools(directory, self.capture, info=output, **behaviour)
 
 
 class TestCann310Recorded(TestCann910Recorded):
     """One card with 4 x Ascend 310 chips (npu-smi 21.0.4)."""
 
     capture = "atlas-800-3000-21.0.4"
+    garbled_output = _truncated_info(capture)
 
 
 def test_recorded_910a(tmp_path: Path) -> None:

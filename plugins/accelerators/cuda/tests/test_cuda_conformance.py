@@ -33,12 +33,8 @@ def _smi_view(options: DetectOptions) -> list[IndependentDevice]:
     return [IndependentDevice(d.uuid, d.name, d.memory_total_bytes, d.memory_used_bytes) for d in devices]
 
 
-def _tool_setups(tmp_path: Path) -> FakeTools:
-    return FakeTools(tmp_path / "bin")
-
-
-class TestCudaRecordedH200(AcceleratorSuite):
-    """NVML through a fake returning the H200's recorded NVML numbers; nvidia-smi as a fake tool."""
+class _CudaSuite(AcceleratorSuite):
+    """What the recorded and the real-hardware suites share: every capability, and a hung nvidia-smi."""
 
     capabilities = Capabilities(
         has_devices=True,
@@ -52,8 +48,18 @@ class TestCudaRecordedH200(AcceleratorSuite):
     )
 
     @pytest.fixture
+    def hung_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions]:
+        tools = FakeTools(tmp_path / "hung")
+        tools.add("nvidia-smi", XML, hang_s=60, spawn_child=True)
+        return CudaAccelerator(nvml=None), tools.options(timeout_s=0.5)
+
+
+class TestCudaRecordedH200(_CudaSuite):
+    """NVML through a fake returning the H200's recorded NVML numbers; nvidia-smi as a fake tool."""
+
+    @pytest.fixture
     def tools(self, tmp_path: Path) -> FakeTools:
-        tools = _tool_setups(tmp_path)
+        tools = FakeTools(tmp_path / "bin")
         tools.add("nvidia-smi", {"-q -x": XML})
         return tools
 
@@ -77,12 +83,6 @@ class TestCudaRecordedH200(AcceleratorSuite):
     def absent_setup(self, tmp_path: Path, fake_nvml: Any) -> tuple[Accelerator, DetectOptions]:
         empty = FakeTools(tmp_path / "empty")
         return CudaAccelerator(nvml=fake_nvml(init_error="NVML Shared Library Not Found")), empty.options()
-
-    @pytest.fixture
-    def hung_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions]:
-        tools = FakeTools(tmp_path / "hung")
-        tools.add("nvidia-smi", XML, hang_s=60, spawn_child=True)
-        return CudaAccelerator(nvml=None), tools.options(timeout_s=0.5)
 
     @pytest.fixture
     def garbled_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions, str]:
@@ -152,19 +152,8 @@ def _real_devices() -> list[Device]:
 
 
 @pytest.mark.device
-class TestCudaRealHardware(AcceleratorSuite):
+class TestCudaRealHardware(_CudaSuite):
     """The suite against the machine's real NVIDIA GPUs (skipped where NVML finds none)."""
-
-    capabilities = Capabilities(
-        has_devices=True,
-        independent_source=True,
-        visibility_restricts=True,
-        has_temperature=True,
-        has_utilization=True,
-        absent_vendor=True,
-        tool_timeout=True,
-        garbled_output=True,
-    )
 
     @pytest.fixture
     def accelerator(self) -> Accelerator:
@@ -201,12 +190,6 @@ class TestCudaRealHardware(AcceleratorSuite):
     @pytest.fixture
     def absent_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions]:
         return CudaAccelerator(nvml=None), FakeTools(tmp_path / "empty").options()
-
-    @pytest.fixture
-    def hung_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions]:
-        tools = FakeTools(tmp_path / "hung")
-        tools.add("nvidia-smi", XML, hang_s=60, spawn_child=True)
-        return CudaAccelerator(nvml=None), tools.options(timeout_s=0.5)
 
     @pytest.fixture
     def garbled_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions, str]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
-import pytest
 from gpustack_accelerator_metal import MetalAccelerator, parse_displays
 
-from gpustack_core import Accelerator, DetectOptions
-from gpustack_core.testing import AcceleratorSuite, Capabilities, FakeTools
+from gpustack_core import Accelerator
+from gpustack_core.testing import Capabilities, FakeTools, FakeToolSuite
 
 FIXTURES = Path(__file__).parent / "fixtures"
 M1_PRO = (FIXTURES / "system_profiler-SPDisplaysDataType.m1pro-recorded.json").read_text()
@@ -25,7 +25,7 @@ def _tools(directory: Path, profile: str = M1_PRO, **kwargs: object) -> FakeTool
     return tools
 
 
-class TestMetalRecordedM1Pro(AcceleratorSuite):
+class TestMetalRecordedM1Pro(FakeToolSuite):
     """One M1 Pro GPU driving three displays (internal, external, Sidecar), as recorded."""
 
     capabilities = Capabilities(
@@ -39,27 +39,14 @@ class TestMetalRecordedM1Pro(AcceleratorSuite):
         independent_source="no second source recorded",
     )
 
-    @pytest.fixture
-    def accelerator(self) -> Accelerator:
+    garbled_tool = "system_profiler"
+    garbled_output = M1_PRO[:60]
+
+    def make_accelerator(self) -> Accelerator:
         return MetalAccelerator()
 
-    @pytest.fixture
-    def detect_options(self, tmp_path: Path) -> DetectOptions:
-        return _tools(tmp_path / "bin").options()
-
-    @pytest.fixture
-    def absent_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions]:
-        return MetalAccelerator(), FakeTools(tmp_path / "empty").options()
-
-    @pytest.fixture
-    def hung_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions]:
-        return MetalAccelerator(), _tools(tmp_path / "hung", hang_s=60, spawn_child=True).options(
-            timeout_s=0.5
-        )
-
-    @pytest.fixture
-    def garbled_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions, str]:
-        return MetalAccelerator(), _tools(tmp_path / "garbled", M1_PRO[:60]).options(), "system_profiler"
+    def fake_tools(self, directory: Path, output: str | None = None, **behaviour: Any) -> FakeTools:
+        return _tools(directory, M1_PRO if output is None else output, **behaviour)
 
 
 def test_recorded_m1_pro_one_gpu_not_three_displays(tmp_path: Path) -> None:
