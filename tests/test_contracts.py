@@ -99,7 +99,7 @@ def _policy_plugin(policy: SchedulerPolicy) -> SimpleNamespace:
 
 
 @pytest.fixture
-def options(tmp_path: object) -> EngineOptions:
+def options() -> EngineOptions:
     return EngineOptions(engines_dir="/opt/engines")
 
 
@@ -111,9 +111,9 @@ def test_locate_prefers_the_pin_then_the_default_then_the_newest(options: Engine
     assert engine.default_version() == "2.0"
     assert engine.capabilities().vendors == ("cpu",)
     assert [i.version for i in engine.installed_versions(options)] == ["1.0", "2.0", "3.0"]
-    assert (
-        engine.locate("1.0", options) or EngineInstallation(engine="", version="", executable="")
-    ).version == "1.0"
+    pinned = engine.locate("1.0", options)
+    assert pinned is not None
+    assert pinned.version == "1.0"
     assert engine.locate("9.9", options) is None
     default = engine.locate(None, options)
     assert default is not None

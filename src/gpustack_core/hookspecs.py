@@ -17,7 +17,8 @@ The entry point names a module (or any object) carrying ``@hookimpl`` functions.
 each plugin's hook on its own, so one plugin that raises never stops another from registering.
 
 Ordering: hooks are called once per host, lazily, in order of entry-point name within an area
-(deterministic). Objects keep their registration order; scheduler filters run in that order.
+(an entry point named ``builtin`` first; deterministic). Objects keep their registration order;
+scheduler filters run in that order.
 """
 
 from __future__ import annotations

@@ -205,6 +205,7 @@ def test_fast_path_agrees_with_general_path() -> None:
             a = fast.schedule_in(state, dep, simple_estimate(gib), 0)
             c = general.schedule_in(state, dep, simple_estimate(gib), 0)
             assert a.placement == c.placement
+            assert a.explanation == c.explanation
 
 
 def test_from_host_uses_the_builtin_entry_point(clean_plugin_env: None) -> None:

@@ -44,6 +44,7 @@ class SchedulerPolicy:
         Returns:
             A score in ``[0, 100]`` (higher is better), or ``None`` for no opinion. The scheduler sums
             ``weight * score`` over policies and picks the highest; ties go to the candidate that
-            sorts first by label, so the result is deterministic.
+            comes first in the scheduler's fixed order (workers by name, devices by accelerator
+            and index), so the result is deterministic.
         """
         return None

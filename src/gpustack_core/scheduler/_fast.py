@@ -108,25 +108,22 @@ def fast_single(
     selected = view.selected_refs if gpu is not None and view.selected_refs else None
     fit = any(isinstance(p, ResourceFit) for p in active)
     strategy = view.deployment.placement_strategy
-    terms = [(type(p), p.weight) for p in scorers]
-    mode = ""
-    if any(kind is Binpack for kind, _ in terms) and strategy == "binpack":
-        mode = "binpack"
-    elif any(kind is Spread for kind, _ in terms) and strategy == "spread":
-        mode = "spread"
     replicas = state.replicas.get(view.deployment.name, {})
     keys = view.cached_keys
     free, alloc, max_free = state.dev_free, state.dev_alloc, state.worker_max_free
     best_device, uniform, workers = state.worker_best_device, state.worker_uniform_alloc, state.workers
     # score terms in policy order, as _score sums them (0: cached, 1: binpack, 2: spread)
     codes: list[tuple[int, float]] = []
-    for kind, weight in terms:
+    for p in scorers:
+        kind = type(p)
         if kind is ModelCached:
-            codes.append((0, weight))
+            codes.append((0, p.weight))
         elif kind is Binpack and strategy == "binpack":
-            codes.append((1, weight))
+            codes.append((1, p.weight))
         elif kind is Spread and strategy == "spread":
-            codes.append((2, weight))
+            codes.append((2, p.weight))
+    active_codes = {code for code, _ in codes}
+    mode = "binpack" if 1 in active_codes else "spread" if 2 in active_codes else ""
     unfiltered = selected is None and vendors is None
     best: Option | None = None
     best_score = -math.inf

@@ -238,11 +238,9 @@ class Scheduler:
         claims, notes = self._plan(view, estimate)
         notes = [*self._notes, *notes]
         considered = 0
-        tried: list[str] = []
         misses_by_claim: list[tuple[ResourceClaim, dict[int, _Miss]]] = []
         deferred: list[ResourceClaim] = []
         for claim in claims:
-            tried.append(claim_phrase(claim))
             found: tuple[Option, float] | None = None
             if self._fast_path and is_single_device(claim):
                 found, n = fast_single(view, claim, self._builtin_filters, self._scorers)
@@ -268,7 +266,7 @@ class Scheduler:
             _, _, misses = self._general(view, claim)
             misses_by_claim.append((claim, misses))
         misses_by_claim.sort(key=lambda cm: claims.index(cm[0]))
-        return self._failure(view, replica, claims, tried, misses_by_claim, considered, notes)
+        return self._failure(view, replica, claims, misses_by_claim, considered, notes)
 
     # ------------------------------------------------------------------ planning
 
@@ -457,7 +455,6 @@ class Scheduler:
         view: DecisionView,
         replica: int,
         claims: list[ResourceClaim],
-        tried: list[str],
         misses_by_claim: list[tuple[ResourceClaim, dict[int, _Miss]]],
         considered: int,
         notes: list[str],
@@ -499,6 +496,7 @@ class Scheduler:
                 rejections.append(rejection)
                 first.append(rejection)
             sections.append(("no allowed claim", len(state.workers)))
+        tried = [claim_phrase(claim) for claim in claims]
         summary = failure_summary(
             view.deployment.name, replica, tried, first, best_memory, len(state.workers)
         )
