@@ -120,7 +120,9 @@ def estimate(
     ),
     cache_dir: str | None = typer.Option(None, "--cache-dir", help="model cache (hub refs)"),
     offline: bool = typer.Option(False, "--offline", help="use cached metadata only"),
-    token: str | None = typer.Option(None, "--token", envvar="HF_TOKEN", help="hub access token"),
+    token: str | None = typer.Option(
+        None, "--token", envvar="GPUSTACK_CORE_TOKEN", help="Access token for gated models (as for download)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the estimate as JSON."),
 ) -> None:
     """Estimate the memory a model needs: per device, per strategy, with a breakdown."""
