@@ -93,9 +93,9 @@ def _store_backed_app(routes: Any, store_url: str) -> Any:
     from starlette.routing import Mount
 
     from gpustack_core.gateway import create_gateway, gateway_lifespan
-    from gpustack_core.server.database import make_engine
     from gpustack_core.server.gateway_bridge import StoreKeyAuthenticator, StoreUsageSink
     from gpustack_core.server.store import Store
+    from gpustack_core.server.store.database import make_engine
 
     store = Store(make_engine(store_url))
     auth, usage = StoreKeyAuthenticator(), StoreUsageSink()
@@ -115,10 +115,9 @@ def _store_backed_app(routes: Any, store_url: str) -> Any:
 
 def _make_store(path: Path) -> tuple[str, str]:
     """A fresh SQLite database with one user and an inference key: (URL, key)."""
-    from gpustack_core.server import migrate
-    from gpustack_core.server.database import make_engine
     from gpustack_core.server.security import hash_secret, new_api_key
-    from gpustack_core.server.store import Store
+    from gpustack_core.server.store import Store, migrate
+    from gpustack_core.server.store.database import make_engine
 
     url = f"sqlite:///{path}"
     engine = make_engine(url)

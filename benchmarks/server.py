@@ -28,16 +28,15 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from gpustack_core.plugins import PluginHost
-from gpustack_core.server import migrate
 from gpustack_core.server.auth import authenticate_key
 from gpustack_core.server.config import ServerConfig
 from gpustack_core.server.controllers import Controllers
-from gpustack_core.server.database import make_engine
 from gpustack_core.server.gateway_bridge import StoreRouteTable
-from gpustack_core.server.records import InstanceState
 from gpustack_core.server.security import hash_secret, new_api_key
 from gpustack_core.server.services import Services
-from gpustack_core.server.store import Store
+from gpustack_core.server.store import Store, migrate
+from gpustack_core.server.store.database import make_engine
+from gpustack_core.server.store.records import InstanceState
 from gpustack_core.testing.gguf_models import TinyLlamaSpec, write_llama_gguf
 from gpustack_core.types import Deployment, Device, ModelRef, WorkerInfo
 

@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "sourc
 
 from fake_hubs import COMMIT, HubServer, HubState, huggingface_app
 
-from gpustack_core.cache import FileRequest, ModelCache
-from gpustack_core.gguf_header import parse_gguf_header
-from gpustack_core.models_api import resolve_model
+from gpustack_core.models.api import resolve_model
+from gpustack_core.models.cache import FileRequest, ModelCache
+from gpustack_core.models.gguf_header import parse_gguf_header
 from gpustack_core.plugins import PluginHost
 from gpustack_core.types import SourceOptions
 

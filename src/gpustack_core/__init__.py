@@ -15,8 +15,8 @@ server, database or network is involved::
 """
 
 from .__about__ import __version__
+from .accelerators.detection import AcceleratorReport, DeviceInventory, detect_devices
 from .contracts import Accelerator, Engine, ModelSource, SchedulerPolicy
-from .devices import AcceleratorReport, DeviceInventory, detect_devices
 from .errors import GPUStackError, PluginError, PluginNotFoundError
 from .hookspecs import hookimpl
 from .plugins import PluginHost, PluginRecord

@@ -93,7 +93,7 @@ def test_parse_size(text: str, expected: int) -> None:
 def test_hub_reference_goes_through_models_api(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean_plugin_env: None
 ) -> None:
-    """A hub reference is resolved by gpustack_core.models_api (a stand-in here) and estimated."""
+    """A hub reference is resolved by gpustack_core.models.api (a stand-in here) and estimated."""
     import sys
     from types import SimpleNamespace
 
@@ -107,7 +107,7 @@ def test_hub_reference_goes_through_models_api(
         return ModelMetadata(ref=ref, format=ModelFormat.SAFETENSORS, files=(), config=config)
 
     fake = SimpleNamespace(resolve_model=resolve_model, default_cache_dir=lambda: str(tmp_path))
-    monkeypatch.setitem(sys.modules, "gpustack_core.models_api", fake)
+    monkeypatch.setitem(sys.modules, "gpustack_core.models.api", fake)
     args = [
         "estimate",
         "huggingface:Qwen/Qwen2.5-7B-Instruct",

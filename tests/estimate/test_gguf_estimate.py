@@ -205,7 +205,7 @@ def test_remote_header_description_gives_the_same_estimate(small_q8_gguf: Path) 
 def test_metadata_as_a_source_stores_it_describes_the_model_like_the_file(small_q8_gguf: Path) -> None:
     """ModelMetadata carries long arrays as {"array_length": N} and lists every file of the repo."""
     from gpustack_core.estimate import info_from_model_metadata
-    from gpustack_core.gguf_header import metadata_for_display, read_gguf_header
+    from gpustack_core.models.gguf_header import metadata_for_display, read_gguf_header
     from gpustack_core.types import ModelFile, ModelFormat, ModelMetadata, ModelRef
 
     local = read_gguf_file(small_q8_gguf)

@@ -60,9 +60,8 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def store(tmp_path: Path, database_url: str | None) -> Iterator[Any]:
     """A migrated :class:`~gpustack_core.server.store.Store` on each configured database."""
-    from gpustack_core.server import migrate
-    from gpustack_core.server.database import make_engine
-    from gpustack_core.server.store import Store
+    from gpustack_core.server.store import Store, migrate
+    from gpustack_core.server.store.database import make_engine
 
     engine = make_engine(database_url or f"sqlite:///{tmp_path / 'db.sqlite'}")
     migrate.upgrade(engine)

@@ -14,12 +14,11 @@ import sqlalchemy as sa
 from server_fake_engine import make_host
 from server_helpers import fast_config
 
-from gpustack_core.server import migrate, schema
 from gpustack_core.server.controllers import Controllers
-from gpustack_core.server.database import make_engine
-from gpustack_core.server.records import InstanceState
 from gpustack_core.server.services import Services
-from gpustack_core.server.store import Store
+from gpustack_core.server.store import Store, migrate, schema
+from gpustack_core.server.store.database import make_engine
+from gpustack_core.server.store.records import InstanceState
 from gpustack_core.types import Deployment, DownloadProgress, ModelRef, WorkerInfo
 from gpustack_core.worker.runner import DownloadTracker
 

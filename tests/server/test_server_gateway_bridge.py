@@ -14,11 +14,11 @@ from server_helpers import Running, fast_config, start_app
 
 from gpustack_core.gateway import UsageRecord
 from gpustack_core.server import gateway_bridge
-from gpustack_core.server.database import make_engine
 from gpustack_core.server.gateway_bridge import StoreKeyAuthenticator, StoreUsageSink
-from gpustack_core.server.records import UsageRow
 from gpustack_core.server.security import hash_secret, new_api_key
 from gpustack_core.server.store import Store
+from gpustack_core.server.store.database import make_engine
+from gpustack_core.server.store.records import UsageRow
 
 pytestmark = pytest.mark.anyio
 

@@ -11,9 +11,8 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from gpustack_core.server import migrate, schema
-from gpustack_core.server.records import UsageRow
-from gpustack_core.server.store import Store
+from gpustack_core.server.store import Store, migrate, schema
+from gpustack_core.server.store.records import UsageRow
 from gpustack_core.types import Deployment, ModelRef, WorkerInfo
 
 

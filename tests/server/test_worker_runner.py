@@ -9,8 +9,8 @@ from types import SimpleNamespace
 from server_fake_engine import FakeEngine
 
 from gpustack_core import PluginHost, hookimpl
+from gpustack_core.accelerators.detection import detect_devices
 from gpustack_core.contracts import Engine
-from gpustack_core.devices import detect_devices
 from gpustack_core.types import Deployment, LaunchRequest, LaunchSpec, ModelRef, Placement, ResourceClaim
 from gpustack_core.worker.protocol import Assignment
 from gpustack_core.worker.runner import build_launch_spec

@@ -12,9 +12,9 @@ import pytest
 from conftest import GGUF_Q4
 from fake_hubs import COMMIT, HubServer, HubState
 
-from gpustack_core import cache as cache_module
-from gpustack_core.cache import FileRequest, ModelCache
 from gpustack_core.errors import DownloadError, ModelNotFoundError
+from gpustack_core.models import cache as cache_module
+from gpustack_core.models.cache import FileRequest, ModelCache
 
 KEY = "org/tiny-gguf/tiny-Q4_K_M.gguf"
 

@@ -9,7 +9,7 @@ import gguf
 import pytest
 from model_files import make_gguf
 
-from gpustack_core.gguf_header import (
+from gpustack_core.models.gguf_header import (
     GGUFHeaderError,
     GGUFHeaderIncomplete,
     metadata_for_display,

@@ -10,7 +10,7 @@ from conftest import CONFIG, GGUF_Q4, MMPROJ
 from fake_hubs import COMMIT
 
 from gpustack_core.errors import DownloadError, ModelAccessDeniedError, ModelNotFoundError, OfflineModeError
-from gpustack_core.models_api import download_model, resolve_model
+from gpustack_core.models.api import download_model, resolve_model
 from gpustack_core.types import DownloadProgress, ModelFormat
 
 

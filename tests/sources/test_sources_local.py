@@ -6,7 +6,7 @@ from pathlib import Path
 
 from conftest import GGUF_Q4, GGUF_Q8, MMPROJ
 
-from gpustack_core.models_api import download_model, resolve_model
+from gpustack_core.models.api import download_model, resolve_model
 from gpustack_core.types import SourceOptions
 
 

@@ -9,7 +9,7 @@ import pytest
 from conftest import GGUF_Q8, SAFETENSORS
 
 from gpustack_core.errors import ModelAccessDeniedError, ModelNotFoundError
-from gpustack_core.models_api import download_model, resolve_model
+from gpustack_core.models.api import download_model, resolve_model
 from gpustack_core.types import ModelFormat
 
 

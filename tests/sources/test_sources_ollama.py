@@ -8,7 +8,7 @@ import pytest
 from conftest import GGUF_Q4, MMPROJ
 
 from gpustack_core.errors import DownloadError, ModelNotFoundError
-from gpustack_core.models_api import download_model, resolve_model
+from gpustack_core.models.api import download_model, resolve_model
 from gpustack_core.types import ModelFormat
 
 

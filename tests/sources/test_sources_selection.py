@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from gpustack_core.errors import ModelNotFoundError
-from gpustack_core.formats import format_from_name
-from gpustack_core.selection import gguf_quantization, select_model_files
+from gpustack_core.models.formats import format_from_name
+from gpustack_core.models.selection import gguf_quantization, select_model_files
 from gpustack_core.types import ModelFile
 
 

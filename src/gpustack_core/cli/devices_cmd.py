@@ -6,7 +6,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gpustack_core.devices import detect_devices
+from gpustack_core.accelerators.detection import detect_devices
 from gpustack_core.types import DetectOptions
 
 from ._common import console, make_host, print_json

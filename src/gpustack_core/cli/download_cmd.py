@@ -20,7 +20,7 @@ from rich.progress import (
 )
 
 from gpustack_core.errors import GPUStackError
-from gpustack_core.models_api import default_cache_dir, download_model
+from gpustack_core.models.api import default_cache_dir, download_model
 from gpustack_core.types import DownloadProgress, SourceOptions
 
 from ._common import console, make_host, print_json

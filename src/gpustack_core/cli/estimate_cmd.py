@@ -49,7 +49,7 @@ def _parse_ref(text: str) -> ModelRef:
 
 def _models_api() -> Any:
     # looked up at call time, so that a test can stand in for it through sys.modules
-    return importlib.import_module("gpustack_core.models_api")
+    return importlib.import_module("gpustack_core.models.api")
 
 
 def _resolve(ref: ModelRef, source_options: SourceOptions) -> tuple[ModelMetadata, str | None]:

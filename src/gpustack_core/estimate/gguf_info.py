@@ -138,7 +138,7 @@ def info_from_metadata(
 
     Arrays longer than 64 entries are replaced by their length in ``array_lengths``, and so are
     arrays a source already summarised as ``{"array_length": N}``
-    (:func:`gpustack_core.gguf_header.metadata_for_display`, what ``ModelMetadata`` carries).
+    (:func:`gpustack_core.models.gguf_header.metadata_for_display`, what ``ModelMetadata`` carries).
     """
     small: dict[str, Any] = {}
     lengths: dict[str, int] = {}

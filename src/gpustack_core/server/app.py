@@ -29,11 +29,11 @@ from gpustack_core.plugins import PluginHost
 from .api import all_endpoints, build_routes, openapi_document
 from .config import ServerConfig
 from .controllers import Controllers
-from .database import bootstrap, make_engine
 from .gateway_bridge import GatewayBridge
 from .security import LoginRateLimiter, PasswordHashing, hash_secret
 from .services import Services
 from .store import Store
+from .store.database import bootstrap, make_engine
 
 __all__ = ["API_PREFIX", "create_app"]
 

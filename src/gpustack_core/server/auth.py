@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from .records import ApiKeyRecord, UserRecord
 from .security import hash_secret, secrets_equal, split_api_key
 from .store import Store, utcnow
+from .store.records import ApiKeyRecord, UserRecord
 
 __all__ = ["Caller", "authenticate_key", "bearer_token"]
 

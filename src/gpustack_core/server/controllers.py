@@ -29,9 +29,9 @@ from gpustack_core.types import Placement
 
 from .gateway_bridge import StoreRouteTable
 from .planning import EstimateCache
-from .records import ACTIVE_STATES, InstanceRecord, InstanceState
 from .services import Services
 from .store import utcnow
+from .store.records import ACTIVE_STATES, InstanceRecord, InstanceState
 
 __all__ = ["Controllers"]
 

@@ -26,8 +26,8 @@ import anyio.to_thread
 
 from gpustack_core.gateway import DeviceSample, GatewayMetrics, ModelEntry, Principal, Upstream, UsageRecord
 from gpustack_core.server.auth import authenticate_key
-from gpustack_core.server.records import InstanceRecord, InstanceState, UsageRow, WorkerRecord
 from gpustack_core.server.store import Store
+from gpustack_core.server.store.records import InstanceRecord, InstanceState, UsageRow, WorkerRecord
 
 __all__ = ["GatewayBridge", "StoreKeyAuthenticator", "StoreRouteTable", "StoreUsageSink"]
 

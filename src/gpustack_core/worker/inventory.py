@@ -7,7 +7,7 @@ import socket
 
 import psutil
 
-from gpustack_core.devices import detect_devices
+from gpustack_core.accelerators.detection import detect_devices
 from gpustack_core.plugins import PluginHost
 from gpustack_core.types import DetectOptions, WorkerInfo, WorkerState
 

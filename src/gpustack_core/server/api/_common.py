@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gpustack_core.server.records import Page
+from gpustack_core.server.store.records import Page
 
 from ._framework import ApiError, Query, Request
 

@@ -19,9 +19,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gpustack_core.server.auth import Caller, authenticate_key, bearer_token
-from gpustack_core.server.records import Page
 from gpustack_core.server.security import hash_secret, secrets_equal
 from gpustack_core.server.services import Services
+from gpustack_core.server.store.records import Page
 
 __all__ = ["ApiError", "AuthLevel", "Endpoint", "Query", "Request", "build_routes", "openapi_document"]
 

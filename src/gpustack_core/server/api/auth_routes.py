@@ -6,9 +6,9 @@ import datetime as dt
 
 from pydantic import BaseModel, Field
 
-from gpustack_core.server.records import ApiKeyRecord, UserRecord
 from gpustack_core.server.security import hash_secret, new_api_key
 from gpustack_core.server.store import utcnow
+from gpustack_core.server.store.records import ApiKeyRecord, UserRecord
 
 from ._framework import ApiError, Endpoint, Request
 

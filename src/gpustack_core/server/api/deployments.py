@@ -7,8 +7,8 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from gpustack_core.errors import GPUStackError, PluginNotFoundError
-from gpustack_core.server.records import DeploymentRecord, InstanceRecord, Page
 from gpustack_core.server.store import ConflictError
+from gpustack_core.server.store.records import DeploymentRecord, InstanceRecord, Page
 from gpustack_core.types import Deployment, ModelRef
 
 from ._common import PAGE_QUERY, not_found, page, page_args

@@ -6,7 +6,7 @@ import anyio.to_thread
 from pydantic import BaseModel
 
 from gpustack_core.engines import default_engine_options
-from gpustack_core.server.records import Page
+from gpustack_core.server.store.records import Page
 from gpustack_core.types import EngineCapabilities, EngineInstallation
 
 from ._framework import Endpoint, Request

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gpustack_core.server.records import Page, UsageRow
+from gpustack_core.server.store.records import Page, UsageRow
 
 from ._common import PAGE_QUERY, page, page_args
 from ._framework import Endpoint, Query, Request

@@ -6,9 +6,9 @@ import datetime as dt
 
 from pydantic import BaseModel, Field
 
-from gpustack_core.server.records import ApiKeyRecord, Page, Role, Scope, UserRecord
 from gpustack_core.server.security import hash_secret, new_api_key
 from gpustack_core.server.store import ConflictError, utcnow
+from gpustack_core.server.store.records import ApiKeyRecord, Page, Role, Scope, UserRecord
 
 from ._common import PAGE_QUERY, not_found, page, page_args
 from ._framework import ApiError, Endpoint, Query, Request

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from gpustack_core.server.records import InstanceState, ModelFileRecord, Page, WorkerRecord
+from gpustack_core.server.store.records import InstanceState, ModelFileRecord, Page, WorkerRecord
 from gpustack_core.types import Device
 from gpustack_core.worker.protocol import (
     Assignment,

@@ -5,7 +5,7 @@ Listing and metadata come from :class:`huggingface_hub.HfApi` (``model_info`` wi
 :func:`huggingface_hub.hf_hub_url` at the resolved commit, request headers (user agent, token) from
 :func:`huggingface_hub.utils.build_hf_headers`. Headers are read by HTTP range requests and files
 are downloaded into gpustack-core's shared cache (lock, resume, verification) by the core's
-:class:`~gpustack_core.remote_source.RemoteModelSource`.
+:class:`~gpustack_core.models.remote_source.RemoteModelSource`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 from gpustack_core import ModelSource, hookimpl
 from gpustack_core.errors import DownloadError, ModelAccessDeniedError, ModelNotFoundError
-from gpustack_core.formats import format_from_name
-from gpustack_core.remote_source import RemoteListing, RemoteModelSource
+from gpustack_core.models.formats import format_from_name
+from gpustack_core.models.remote_source import RemoteListing, RemoteModelSource
 from gpustack_core.types import ModelFile, ModelMetadata, ModelRef, SourceOptions
 
 __all__ = ["DEFAULT_ENDPOINT", "HuggingFaceModelSource", "gpustack_register_model_sources"]

@@ -11,9 +11,14 @@ from typing import Any
 from gpustack_core import ModelSource, hookimpl
 from gpustack_core.contracts import ProgressCallback
 from gpustack_core.errors import DownloadError, ModelNotFoundError
-from gpustack_core.formats import format_from_name, model_format_of, read_safetensors_header, sniff_format
-from gpustack_core.gguf_header import GGUFHeaderError, metadata_for_display, read_gguf_header
-from gpustack_core.selection import select_model_files
+from gpustack_core.models.formats import (
+    format_from_name,
+    model_format_of,
+    read_safetensors_header,
+    sniff_format,
+)
+from gpustack_core.models.gguf_header import GGUFHeaderError, metadata_for_display, read_gguf_header
+from gpustack_core.models.selection import select_model_files
 from gpustack_core.types import (
     DownloadProgress,
     DownloadResult,

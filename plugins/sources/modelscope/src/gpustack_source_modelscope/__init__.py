@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 from gpustack_core import ModelSource, hookimpl
 from gpustack_core.errors import DownloadError, ModelAccessDeniedError, ModelNotFoundError
-from gpustack_core.formats import format_from_name
-from gpustack_core.remote_source import RemoteListing, RemoteModelSource
+from gpustack_core.models.formats import format_from_name
+from gpustack_core.models.remote_source import RemoteListing, RemoteModelSource
 from gpustack_core.types import ModelFile, ModelMetadata, ModelRef, SourceOptions
 
 if TYPE_CHECKING:

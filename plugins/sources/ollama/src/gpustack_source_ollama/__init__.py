@@ -24,10 +24,10 @@ from typing import Any
 import httpx
 
 from gpustack_core import ModelSource, hookimpl
-from gpustack_core.cache import check_response
 from gpustack_core.errors import DownloadError, InvalidModelReferenceError, ModelNotFoundError
-from gpustack_core.remote_source import RemoteListing, RemoteModelSource
-from gpustack_core.selection import is_gguf
+from gpustack_core.models.cache import check_response
+from gpustack_core.models.remote_source import RemoteListing, RemoteModelSource
+from gpustack_core.models.selection import is_gguf
 from gpustack_core.types import ModelFile, ModelFormat, ModelMetadata, ModelRef, SourceOptions
 
 __all__ = ["DEFAULT_REGISTRY", "MANIFEST_ACCEPT", "OllamaModelSource", "gpustack_register_model_sources"]

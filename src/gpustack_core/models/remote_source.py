@@ -6,7 +6,7 @@ cache, without network), :meth:`~RemoteModelSource.list_remote` (the hub's file 
 the hub's own client) and :meth:`~RemoteModelSource.file_url`. Everything else is shared: reading
 ``config.json``, GGUF headers and safetensors headers through HTTP range requests, offline mode
 from the cached metadata, file selection, and verified resumable downloads through
-:class:`~gpustack_core.cache.ModelCache`.
+:class:`~gpustack_core.models.cache.ModelCache`.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ from typing import Any
 
 import httpx
 
+from ..contracts import ModelSource, ProgressCallback
+from ..errors import DownloadError, ModelNotFoundError, OfflineModeError
+from ..types import DownloadResult, GGUFTensor, ModelFile, ModelFormat, ModelMetadata, ModelRef, SourceOptions
 from .cache import FileRequest, ModelCache, check_response
-from .contracts import ModelSource, ProgressCallback
-from .errors import DownloadError, ModelNotFoundError, OfflineModeError
 from .formats import SAFETENSORS_MAX_HEADER_BYTES, model_format_of, parse_safetensors_header
 from .gguf_header import GGUFHeaderError, metadata_for_display, read_gguf_header_growing
 from .selection import select_model_files
-from .types import DownloadResult, GGUFTensor, ModelFile, ModelFormat, ModelMetadata, ModelRef, SourceOptions
 
 __all__ = ["RemoteListing", "RemoteModelSource", "http_read_range", "model_format_of"]
 
@@ -190,7 +190,7 @@ class RemoteModelSource(ModelSource):
             raise DownloadError(f"{url}: {exc}") from exc
 
     def select_files(self, metadata: ModelMetadata, ref: ModelRef) -> list[ModelFile]:
-        """The core's shared selection rules (:func:`gpustack_core.selection.select_model_files`)."""
+        """The core's shared selection rules (:func:`gpustack_core.models.selection.select_model_files`)."""
         return select_model_files(metadata.files, ref.selector)
 
     def download(

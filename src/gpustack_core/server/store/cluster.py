@@ -16,26 +16,20 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from gpustack_core.server import schema as t
-from gpustack_core.server.records import (
+from gpustack_core.types import Deployment, WorkerInfo
+
+from . import schema as t
+from ._sql import ConflictError, dump_json, load_json, new_id, upsert, utcnow
+from .accounts import AccountStore
+from .records import (
     DeploymentRecord,
     InstanceRecord,
     InstanceState,
     ModelFileRecord,
     WorkerRecord,
 )
-from gpustack_core.server.store_accounts import (
-    AccountStore,
-    ConflictError,
-    _dumps,
-    _loads,
-    new_id,
-    upsert,
-    utcnow,
-)
-from gpustack_core.types import Deployment, WorkerInfo
 
-__all__ = ["ConflictError", "Store", "utcnow"]
+__all__ = ["Store"]
 
 
 def _back_to_pending(reason: str) -> dict[str, Any]:
@@ -241,11 +235,11 @@ class Store(AccountStore):
             message=row.message,
             worker_id=row.worker_id,
             worker=row.worker_name,
-            placement=_loads(row.placement),
-            explanation=_loads(row.explanation),
+            placement=load_json(row.placement),
+            explanation=load_json(row.explanation),
             port=row.port,
             pid=row.pid,
-            download=_loads(row.download),
+            download=load_json(row.download),
             restarts=row.restarts,
             version=row.version,
             state_changed_at=row.state_changed_at,
@@ -363,7 +357,7 @@ class Store(AccountStore):
                 .values(
                     state=InstanceState.SCHEDULED.value,
                     worker_id=worker_id,
-                    placement=_dumps(placement),
+                    placement=dump_json(placement),
                     explanation=None,
                     message="",
                     version=version + 1,
@@ -383,7 +377,7 @@ class Store(AccountStore):
                 .where(
                     i.c.id == instance_id, i.c.version == version, i.c.state == InstanceState.PENDING.value
                 )
-                .values(message=message, explanation=_dumps(explanation))
+                .values(message=message, explanation=dump_json(explanation))
             )
 
     def report(
@@ -406,7 +400,7 @@ class Store(AccountStore):
         if pid is not None:
             values["pid"] = pid
         if download is not None:
-            values["download"] = _dumps(download)
+            values["download"] = dump_json(download)
         with self.engine.begin() as c:
             current = c.execute(
                 sa.select(i.c.state).where(i.c.id == instance_id, i.c.worker_id == worker_id)
@@ -467,7 +461,7 @@ class Store(AccountStore):
             state=row.state,
             downloaded_bytes=row.downloaded_bytes,
             total_bytes=row.total_bytes,
-            paths=tuple(_loads(row.paths)),
+            paths=tuple(load_json(row.paths)),
             message=row.message,
             updated_at=row.updated_at,
         )

@@ -32,8 +32,8 @@ from urllib.parse import quote
 
 import httpx
 
-from .errors import DownloadError, ModelAccessDeniedError, ModelNotFoundError, OfflineModeError
-from .types import DownloadProgress, ModelMetadata
+from ..errors import DownloadError, ModelAccessDeniedError, ModelNotFoundError, OfflineModeError
+from ..types import DownloadProgress, ModelMetadata
 
 __all__ = ["FileRequest", "ModelCache", "check_response", "free_bytes"]
 

@@ -4,93 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import random
-import time
-import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 
-from gpustack_core.server import schema as t
-from gpustack_core.server.records import ApiKeyRecord, UsageRow, UserRecord
+from . import schema as t
+from ._sql import ConflictError, dump_json, load_json, new_id, upsert, utcnow
+from .records import ApiKeyRecord, UsageRow, UserRecord
 
-__all__ = ["AccountStore", "ConflictError", "is_transient", "new_id", "upsert", "utcnow"]
+__all__ = ["AccountStore"]
 
 T = TypeVar("T")
-
-
-class ConflictError(Exception):
-    """A write lost a race or broke a uniqueness rule; the message says which."""
-
-
-def utcnow() -> dt.datetime:
-    """Naive UTC now, as stored in the database (whole seconds, as MySQL keeps them)."""
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
-
-
-def new_id() -> str:
-    """A new random id."""
-    return str(uuid.uuid4())
-
-
-def _loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
-
-
-def _dumps(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, sort_keys=True)
-
-
-_MYSQL_TRANSIENT = frozenset({1205, 1213})  # lock wait timeout, deadlock
-_SQLSTATE_TRANSIENT = frozenset({"40001", "40P01"})  # serialization failure, deadlock detected
-
-
-def is_transient(exc: DBAPIError) -> bool:
-    """A failure the database asks to retry: a deadlock, lock timeout or serialization failure.
-
-    InnoDB (MySQL, MariaDB) reports a deadlock when two transactions each insert into a gap the
-    other locked by a read (as update-then-insert does for two new keys next to each other);
-    PostgreSQL reports serialization failures; SQLite says "database is locked".
-    """
-    orig = exc.orig
-    args = getattr(orig, "args", ())
-    if args and isinstance(args[0], int) and args[0] in _MYSQL_TRANSIENT:
-        return True
-    if getattr(orig, "sqlstate", None) in _SQLSTATE_TRANSIENT:
-        return True
-    return "database is locked" in str(orig)
-
-
-def upsert(
-    engine: sa.Engine,
-    table: sa.Table,
-    where: Sequence[Any],
-    update: Mapping[str, Any],
-    insert: Mapping[str, Any],
-    what: str,
-    attempts: int = 8,
-) -> None:
-    """Update the row ``where`` selects, or insert it; portable, in one transaction per try.
-
-    Retried when a concurrent insert of the same key won (the update then finds the row) and when
-    the database reports a deadlock or serialization failure, with a short random backoff; after
-    ``attempts`` tries, :class:`ConflictError` says what could not be written.
-    """
-    for attempt in range(attempts):
-        try:
-            with engine.begin() as c:
-                if c.execute(table.update().where(*where).values(**update)).rowcount == 0:
-                    c.execute(table.insert().values(**insert))
-            return
-        except IntegrityError:
-            continue  # a concurrent insert of the same key won; the update now finds the row
-        except DBAPIError as exc:
-            if not is_transient(exc):
-                raise
-            time.sleep(random.uniform(0, 0.005 * 2**attempt))
-    raise ConflictError(f"could not record {what} after {attempts} attempts (concurrent writers)")
 
 
 class AccountStore:
@@ -189,13 +115,13 @@ class AccountStore:
 
     @staticmethod
     def _key(row: sa.Row[Any]) -> ApiKeyRecord:
-        allowed = _loads(row.allowed_models)
+        allowed = load_json(row.allowed_models)
         return ApiKeyRecord(
             id=row.id,
             user_id=row.user_id,
             name=row.name,
             kind=row.kind,
-            scopes=tuple(_loads(row.scopes)),
+            scopes=tuple(load_json(row.scopes)),
             allowed_models=None if allowed is None else tuple(allowed),
             expires_at=row.expires_at,
             created_at=row.created_at,
@@ -221,7 +147,7 @@ class AccountStore:
             kind=kind,
             secret_hash=secret_hash,
             scopes=json.dumps(sorted(scopes)),
-            allowed_models=_dumps(None if allowed_models is None else sorted(allowed_models)),
+            allowed_models=dump_json(None if allowed_models is None else sorted(allowed_models)),
             expires_at=expires_at,
             created_at=utcnow(),
             last_used_at=None,

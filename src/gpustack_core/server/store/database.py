@@ -10,9 +10,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ..security import PasswordHashing, hash_secret, new_password, new_token
 from . import migrate
-from .security import PasswordHashing, hash_secret, new_password, new_token
-from .store import Store
+from .cluster import Store
 
 __all__ = ["Bootstrap", "bootstrap", "make_engine"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
-from .contracts import ProgressCallback
-from .plugins import PluginHost
-from .types import DownloadResult, ModelMetadata, ModelRef, SourceOptions
+from ..contracts import ProgressCallback
+from ..plugins import PluginHost
+from ..types import DownloadResult, ModelMetadata, ModelRef, SourceOptions
 
 __all__ = ["default_cache_dir", "download_model", "resolve_model"]
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .types import ModelFile, ModelFormat
+from ..types import ModelFile, ModelFormat
 
 __all__ = [
     "GGUF_MAGIC",

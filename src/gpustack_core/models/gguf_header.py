@@ -19,7 +19,7 @@ from typing import Any
 
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType
 
-from .types import GGUFTensor
+from ..types import GGUFTensor
 
 __all__ = [
     "GGUFHeader",

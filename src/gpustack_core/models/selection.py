@@ -6,8 +6,8 @@ import fnmatch
 import re
 from collections.abc import Sequence
 
-from .errors import ModelNotFoundError
-from .types import ModelFile, ModelFormat
+from ..errors import ModelNotFoundError
+from ..types import ModelFile, ModelFormat
 
 __all__ = ["gguf_quantization", "is_gguf", "select_model_files"]
 

@@ -6,9 +6,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .errors import AcceleratorNotPresent, GPUStackError
-from .plugins import PluginHost
-from .types import DetectOptions, Device
+from ..errors import AcceleratorNotPresent, GPUStackError
+from ..plugins import PluginHost
+from ..types import DetectOptions, Device
 
 __all__ = ["AcceleratorReport", "DeviceInventory", "detect_devices"]
 
