@@ -43,6 +43,13 @@ def worker(
     stop_engines_on_exit: bool = typer.Option(
         False, "--stop-engines-on-exit", help="Stop engines when the worker exits."
     ),
+    api_port: int = typer.Option(
+        10150,
+        "--api-port",
+        min=0,
+        max=65535,
+        help="Port of this worker's HTTP API, which the server calls for engine logs (0: any free port).",
+    ),
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:
     """Register with a server, heartbeat, and run assigned instances until interrupted."""
@@ -61,6 +68,7 @@ def worker(
         data_dir=(data_dir or default_data_dir() / "worker").expanduser().resolve(),
         labels=_labels(label or []),
         keep_engines_on_exit=not stop_engines_on_exit,
+        api_port=api_port,
     )
     agent = WorkerAgent(config, make_host())
     typer.echo(f"worker {agent.name} joining {server_url} (state in {config.data_dir})")

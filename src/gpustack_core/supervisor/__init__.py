@@ -15,8 +15,17 @@ States: ``starting`` -> ``ready`` (<-> ``unhealthy``); an unrequested exit makes
 :meth:`Supervisor.stop` makes it ``stopped``. See ``docs/engines.md``.
 """
 
-from ._logs import RotatingLogWriter, log_tail
+from ._logs import RotatingLogWriter, follow_log, log_tail, log_tail_lines
 from ._supervisor import Supervisor
 from ._types import ProcessState, ProcessStatus, RestartPolicy
 
-__all__ = ["ProcessState", "ProcessStatus", "RestartPolicy", "RotatingLogWriter", "Supervisor", "log_tail"]
+__all__ = [
+    "ProcessState",
+    "ProcessStatus",
+    "RestartPolicy",
+    "RotatingLogWriter",
+    "Supervisor",
+    "follow_log",
+    "log_tail",
+    "log_tail_lines",
+]

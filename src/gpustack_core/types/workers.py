@@ -25,6 +25,12 @@ class WorkerInfo(ValueModel):
 
     name: str = Field(min_length=1)
     address: str = Field(default="127.0.0.1", description="host or IP other workers and the server reach")
+    api_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="port of the worker's own HTTP API at address, if it serves one",
+    )
     state: WorkerState = WorkerState.READY
     labels: dict[str, str] = Field(default_factory=dict)
     devices: tuple[Device, ...] = ()

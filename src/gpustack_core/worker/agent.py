@@ -16,14 +16,24 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import httpx
+from starlette.applications import Starlette
 
 from gpustack_core.engines import default_engines_dir
 from gpustack_core.plugins import PluginHost
 from gpustack_core.supervisor import ProcessStatus, RestartPolicy, Supervisor
-from gpustack_core.types import Device
+from gpustack_core.types import Device, WorkerInfo
 
+from .api import WorkerApi, bind_api_socket, create_worker_api, serve_worker_api
 from .inventory import collect_worker_info, default_worker_name
-from .protocol import Assignment, Assignments, InstanceReport, ModelFileReport, Registered, Registration
+from .protocol import (
+    Assignment,
+    Assignments,
+    InstanceReport,
+    ModelFileReport,
+    Registered,
+    Registration,
+    token_sha256,
+)
 from .runner import DownloadTracker, build_launch_spec, download_model, free_port
 
 __all__ = ["WorkerAgent", "WorkerConfig"]
@@ -58,6 +68,9 @@ class WorkerConfig:
         engine_bind_host: address engines listen on (default: loopback when ``address`` is
             loopback, else all interfaces, so that the server's gateway reaches them).
         ready_timeout_s: seconds an engine may take to become ready after starting.
+        api_port: port of the worker's own HTTP API (engine logs for the server); 0 picks a free
+            port, ``None`` serves none.
+        api_host: address the worker API listens on (default: like ``engine_bind_host``).
     """
 
     server_url: str
@@ -71,6 +84,8 @@ class WorkerConfig:
     engine_bind_host: str | None = None
     restart: RestartPolicy = field(default_factory=lambda: RestartPolicy(max_restarts=3))
     retry_interval_s: float = 2.0
+    api_port: int | None = 0
+    api_host: str | None = None
 
 
 class WorkerAgent:
@@ -94,6 +109,8 @@ class WorkerAgent:
         self._downloads = DownloadTracker()
         self.supervisor: Supervisor | None = None
         self.registered = anyio.Event()
+        #: the port the worker API listens on, once :meth:`run` bound it
+        self.api_port: int | None = None
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -117,17 +134,37 @@ class WorkerAgent:
             adopted = await supervisor.adopt()
             if adopted:
                 logger.info("adopted %d running engine(s): %s", len(adopted), ", ".join(adopted))
+            api_socket = None
+            if self.config.api_port is not None:
+                api_socket = bind_api_socket(self.config.api_host or self._bind_host(), self.config.api_port)
+                self.api_port = api_socket.getsockname()[1]
             await self._register(client)
             async with anyio.create_task_group() as group:
+                if api_socket is not None:
+                    group.start_soon(serve_worker_api, self._api_app(supervisor), api_socket)
                 group.start_soon(self._heartbeat_loop, client)
                 group.start_soon(self._assignment_loop, client, group)
+
+    def _api_app(self, supervisor: Supervisor) -> Starlette:
+        def log_path(instance_id: str) -> Path:
+            if instance_id in supervisor.statuses():
+                return Path(supervisor.status(instance_id).log_path)
+            return supervisor.log_dir / f"{instance_id}.log"
+
+        return create_worker_api(
+            WorkerApi(worker_name=self.name, token_sha256=token_sha256(self.config.token), log_path=log_path)
+        )
+
+    async def _collect_info(self) -> WorkerInfo:
+        info = await anyio.to_thread.run_sync(
+            collect_worker_info, self.host, self.name, self.config.address, self.config.labels
+        )
+        return info if self.api_port is None else info.model_copy(update={"api_port": self.api_port})
 
     async def _register(self, client: httpx.AsyncClient) -> None:
         while True:
             try:
-                info = await anyio.to_thread.run_sync(
-                    collect_worker_info, self.host, self.name, self.config.address, self.config.labels
-                )
+                info = await self._collect_info()
                 self._devices = info.devices
                 response = await client.post(
                     "/worker/register", json=Registration(info=info).model_dump(mode="json")
@@ -148,9 +185,7 @@ class WorkerAgent:
         while True:
             await anyio.sleep(self._heartbeat_s)
             try:
-                info = await anyio.to_thread.run_sync(
-                    collect_worker_info, self.host, self.name, self.config.address, self.config.labels
-                )
+                info = await self._collect_info()
                 self._devices = info.devices
                 response = await client.post(
                     f"/worker/{self.worker_id}/heartbeat", json={"info": info.model_dump(mode="json")}

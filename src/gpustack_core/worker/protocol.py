@@ -7,10 +7,18 @@ Worker routes live under ``/api/v1/worker`` and authenticate with the worker joi
 ``GET  /worker/{id}/assignments``                 -> :class:`Assignments`
 ``POST /worker/{id}/instances/{iid}/report``      :class:`InstanceReport`
 ``POST /worker/{id}/model-files``                 :class:`ModelFileReport`
+
+The other way, the server (and, later, peer workers) call the worker's own HTTP API
+(:mod:`gpustack_core.worker.api`) at ``http://<info.address>:<info.api_port>``. Those calls carry a
+short-lived token that any holder of the join token's SHA-256 can mint (:func:`mint_api_token`),
+so the server needs only the hash it already stores, and nothing long-lived crosses the wire.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import time
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -18,6 +26,7 @@ from pydantic import BaseModel, Field
 from gpustack_core.types import Deployment, WorkerInfo
 
 __all__ = [
+    "API_TOKEN_TTL_S",
     "Assignment",
     "Assignments",
     "Heartbeat",
@@ -25,7 +34,48 @@ __all__ = [
     "ModelFileReport",
     "Registered",
     "Registration",
+    "mint_api_token",
+    "token_sha256",
+    "verify_api_token",
 ]
+
+#: Seconds a minted worker-API token stays valid.
+API_TOKEN_TTL_S = 120
+
+
+def token_sha256(token: str) -> str:
+    """Hex SHA-256 of the join token: the key worker-API tokens are signed with (the server stores it)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _api_signature(token_sha256: str, worker_name: str, expires: int) -> str:
+    message = f"gpustack-worker-api:{worker_name}:{expires}".encode()
+    return hmac.new(token_sha256.encode(), message, hashlib.sha256).hexdigest()
+
+
+def mint_api_token(token_sha256: str, worker_name: str, now: float | None = None) -> str:
+    """A bearer token for one worker's HTTP API, valid for :data:`API_TOKEN_TTL_S` seconds.
+
+    Parameters:
+        token_sha256: hex SHA-256 of the cluster's worker join token (what the server stores).
+        worker_name: the worker being called (a token for one worker is refused by the others).
+        now: the current time (seconds since the epoch); default: the clock.
+    """
+    expires = int(now if now is not None else time.time()) + API_TOKEN_TTL_S
+    return f"{expires}.{_api_signature(token_sha256, worker_name, expires)}"
+
+
+def verify_api_token(token: str, token_sha256: str, worker_name: str, now: float | None = None) -> bool:
+    """Whether ``token`` was minted for ``worker_name`` with this join token and has not expired."""
+    expires_text, _, signature = token.partition(".")
+    if not expires_text.isdigit() or not signature:
+        return False
+    expires = int(expires_text)
+    current = now if now is not None else time.time()
+    if not current <= expires <= current + API_TOKEN_TTL_S + 5:
+        return False
+    return hmac.compare_digest(signature, _api_signature(token_sha256, worker_name, expires))
+
 
 ReportedState = Literal["downloading", "starting", "running", "error", "stopped"]
 

@@ -67,6 +67,8 @@ class Endpoint:
     list_of: type[BaseModel] | None = None
     query: tuple[Query, ...] = ()
     status: int = 200
+    #: a non-JSON answer's media type (e.g. ``text/plain; charset=utf-8`` for logs), for the document
+    media_type: str | None = None
 
 
 @dataclass
@@ -289,6 +291,11 @@ def openapi_document(endpoints: Sequence[Endpoint], prefix: str, version: str) -
             responses[str(ep.status)] = {
                 "description": "one page",
                 "content": {"application/json": {"schema": page}},
+            }
+        elif ep.media_type is not None:
+            responses[str(ep.status)] = {
+                "description": "OK",
+                "content": {ep.media_type: {"schema": {"type": "string"}}},
             }
         else:
             responses[str(ep.status)] = {"description": "OK"}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import auth_routes, deployments, engines, usage, users, workers
+from . import auth_routes, deployments, engines, instance_logs, usage, users, workers
 from ._framework import Endpoint
 
 __all__ = ["all_endpoints"]
@@ -15,6 +15,7 @@ def all_endpoints() -> tuple[Endpoint, ...]:
         *users.ENDPOINTS,
         *workers.ENDPOINTS,
         *deployments.ENDPOINTS,
+        *instance_logs.ENDPOINTS,
         *engines.ENDPOINTS,
         *usage.ENDPOINTS,
     )
