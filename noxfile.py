@@ -14,7 +14,7 @@ nox.options.default_venv_backend = "none"
 nox.options.sessions = ["lint", "typecheck", "docs", "tests"]
 nox.options.error_on_missing_interpreters = True
 
-SRC_PATHS = ["src", "plugins", "tests", "benchmarks", "noxfile.py", "scripts"]
+SRC_PATHS = ["src", "plugins", "tests", "benchmarks", "noxfile.py", "scripts", "docs/examples"]
 
 
 @nox.session

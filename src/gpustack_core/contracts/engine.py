@@ -16,6 +16,10 @@ class Engine(ABC):
     """Knows one inference engine: what it serves, where its versions are, and how to launch it.
 
     Register instances through :func:`gpustack_core.hookspecs.gpustack_register_engines`.
+    A plugin usually subclasses a base of the engine plugin kit (:mod:`gpustack_core.engines`):
+    ``VenvEngine`` (installed with pip, one virtual environment per version) or ``VersionedEngine``
+    (versions under the engines directory and a system install), which implement the version
+    methods, and writes ``capabilities``, ``default_version`` and ``launch_spec`` itself.
     """
 
     #: Unique plugin-object name, e.g. ``"vllm"``, ``"llama.cpp"``.

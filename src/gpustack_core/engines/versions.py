@@ -17,12 +17,13 @@ import contextlib
 import fcntl
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from gpustack_core.errors import EngineError, EngineNotInstalledError
 from gpustack_core.types import EngineInstallation, EngineOptions
@@ -38,10 +39,12 @@ __all__ = [
     "ensure_installed",
     "install_lock",
     "install_venv",
+    "install_version",
     "list_installations",
     "located_on_path",
     "record_installation",
     "remove_installation",
+    "run_logged",
     "version_dir",
     "version_sort_key",
 ]
@@ -153,14 +156,87 @@ def install_lock(options: EngineOptions, engine: str, version: str) -> Iterator[
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _run(argv: Sequence[str], what: str, log: Path) -> None:
+def run_logged(argv: Sequence[str], what: str, log: Path) -> None:
+    """Run one step of an install, appending the command line and its output to ``log``.
+
+    Parameters:
+        argv: the command.
+        what: the step, for the error message, e.g. ``"creating the environment"``.
+        log: the install's log file (see :func:`install_version`).
+
+    Raises:
+        EngineNotInstalledError: the command failed; the message has the log's tail.
+    """
     with log.open("ab") as out:
-        out.write(f"$ {' '.join(argv)}\n".encode())
+        out.write(f"$ {shlex.join(argv)}\n".encode())
         out.flush()
         result = subprocess.run(list(argv), stdout=out, stderr=subprocess.STDOUT, check=False)
     if result.returncode != 0:
         tail = log.read_text(errors="replace")[-3000:]
         raise EngineNotInstalledError(f"{what} failed (exit {result.returncode}); log {log}:\n{tail}")
+
+
+def install_version(
+    options: EngineOptions,
+    engine: str,
+    version: str,
+    populate: Callable[[Path, Path], None],
+    *,
+    executable: str,
+    what: str,
+    origin: Literal["installed", "built"] = "installed",
+    log_name: str = "install",
+) -> EngineInstallation:
+    """Install one version into its own directory, all or nothing: the common part of every install.
+
+    Under :func:`install_lock`: a complete installation of that version is returned as is; an
+    interrupted one is deleted; then ``populate(directory, log)`` fills the new, empty directory
+    (running its steps with :func:`run_logged`), ``executable`` must exist in it, and the marker is
+    written last. Whatever goes wrong (an exception, an interrupt), the directory is deleted, so a
+    version is either complete or absent.
+
+    Parameters:
+        options: the engines directory.
+        engine: engine name (directory name).
+        version: engine version (directory name).
+        populate: fills ``directory`` (first argument); may write to the log file (second argument),
+            ``<engines_dir>/<engine>/.<version>.<log_name>.log``.
+        executable: the program, relative to the version's directory, e.g. ``"bin/llama-server"``.
+        what: what is installed, for messages, e.g. ``"vllm==0.7.3"``.
+        origin: recorded in the installation: ``"installed"`` (downloaded) or ``"built"``.
+        log_name: the middle of the log file's name.
+
+    Returns:
+        The recorded installation.
+
+    Raises:
+        EngineNotInstalledError: ``populate`` failed, or ``executable`` does not exist afterwards.
+    """
+    with install_lock(options, engine, version) as directory:
+        existing = directory / MARKER_FILE
+        if existing.exists():
+            return EngineInstallation.model_validate_json(existing.read_text())
+        if directory.exists():
+            shutil.rmtree(directory)
+        directory.mkdir(parents=True)
+        log = directory.parent / f".{version}.{log_name}.log"
+        log.write_text("")
+        try:
+            populate(directory, log)
+            program = directory / executable
+            if not program.exists():
+                raise EngineNotInstalledError(
+                    f"installed {what} but {program} does not exist: {what} does not provide the "
+                    f"{program.name!r} program"
+                )
+            installation = EngineInstallation(
+                engine=engine, version=version, executable=str(program), prefix=str(directory), origin=origin
+            )
+            record_installation(installation, directory)
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+        return installation
 
 
 def install_venv(
@@ -176,7 +252,7 @@ def install_venv(
 
     From the package index, or only from ``options.wheelhouse`` (``pip --no-index --find-links``)
     when one is set; ``options.offline`` without a wheelhouse is refused. An existing complete
-    installation is returned as is; an interrupted one is replaced.
+    installation is returned as is; an interrupted one is replaced (see :func:`install_version`).
 
     Parameters:
         engine: engine name (directory name).
@@ -194,42 +270,19 @@ def install_venv(
             f"cannot install {engine} {version} offline without a wheelhouse: set EngineOptions.wheelhouse "
             "to a directory of wheels (pip download ... -d DIR on a connected machine)"
         )
-    with install_lock(options, engine, version) as directory:
-        existing = directory / MARKER_FILE
-        if existing.exists():
-            return EngineInstallation.model_validate_json(existing.read_text())
-        if directory.exists():
-            shutil.rmtree(directory)
-        directory.mkdir(parents=True)
-        log = directory.parent / f".{version}.install.log"
-        log.write_text("")
-        try:
-            # No pip inside: this process's pip installs into the environment (pip --python).
-            venv = [python or sys.executable, "-m", "venv", "--without-pip", str(directory)]
-            _run(venv, "creating the environment", log)
-            pip = [sys.executable, "-m", "pip", "--python", str(directory / "bin" / "python"), "install"]
-            pip += ["--disable-pip-version-check"]
-            if options.wheelhouse:
-                pip += ["--no-index", "--find-links", options.wheelhouse]
-            _run([*pip, *requirements], f"pip install {' '.join(requirements)}", log)
-            program = directory / "bin" / executable
-            if not program.exists():
-                raise EngineNotInstalledError(
-                    f"installed {' '.join(requirements)} but {program} does not exist; the package "
-                    f"does not provide the {executable!r} program"
-                )
-            installation = EngineInstallation(
-                engine=engine,
-                version=version,
-                executable=str(program),
-                prefix=str(directory),
-                origin="installed",
-            )
-            record_installation(installation, directory)
-        except BaseException:
-            shutil.rmtree(directory, ignore_errors=True)
-            raise
-        return installation
+
+    def populate(directory: Path, log: Path) -> None:
+        # No pip inside: this process's pip installs into the environment (pip --python).
+        venv = [python or sys.executable, "-m", "venv", "--without-pip", str(directory)]
+        run_logged(venv, "creating the environment", log)
+        pip = [sys.executable, "-m", "pip", "--python", str(directory / "bin" / "python"), "install"]
+        pip += ["--disable-pip-version-check"]
+        if options.wheelhouse:
+            pip += ["--no-index", "--find-links", options.wheelhouse]
+        run_logged([*pip, *requirements], f"pip install {' '.join(requirements)}", log)
+
+    what = " ".join(requirements)
+    return install_version(options, engine, version, populate, executable=f"bin/{executable}", what=what)
 
 
 def ensure_installed(engine: Engine, version: str | None, options: EngineOptions) -> EngineInstallation:

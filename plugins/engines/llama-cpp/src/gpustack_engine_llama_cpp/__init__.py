@@ -6,25 +6,12 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from gpustack_core import Engine, hookimpl
-from gpustack_core.engines import (
-    accelerated_devices,
-    default_engine_options,
-    ensure_installed,
-    launch_env,
-    list_installations,
-    located_on_path,
-    probe_host,
-    refuse_owned_flags,
-    remove_installation,
-    served_model_name,
-)
-from gpustack_core.errors import EngineArgumentError, EngineNotInstalledError
+from gpustack_core import Engine, engines, hookimpl
+from gpustack_core.errors import EngineNotInstalledError
 from gpustack_core.types import (
     EngineCapabilities,
     EngineInstallation,
     EngineOptions,
-    HttpProbe,
     LaunchRequest,
     LaunchSpec,
     ModelCategory,
@@ -62,9 +49,15 @@ OWNED_FLAGS: frozenset[str] = frozenset(
 )  # fmt: skip
 #: Owned as well when the deployment sets ``context_length``.
 CONTEXT_FLAGS: frozenset[str] = frozenset({"-c", "--ctx-size"})
+#: What each category it serves adds to ``llama-server``'s arguments.
+CATEGORY_FLAGS: dict[ModelCategory, tuple[str, ...]] = {
+    ModelCategory.LLM: (),
+    ModelCategory.EMBEDDING: ("--embeddings",),
+    ModelCategory.RERANK: ("--reranking",),
+}
 
 
-class LlamaCppEngine(Engine):
+class LlamaCppEngine(engines.VersionedEngine):
     """llama.cpp's OpenAI-compatible ``llama-server`` for GGUF models.
 
     One replica is one ``llama-server``; with several GPUs it splits layers across them
@@ -75,100 +68,58 @@ class LlamaCppEngine(Engine):
 
     name = "llama.cpp"
     owned_flags = OWNED_FLAGS
+    system_program = "llama-server"
 
     def capabilities(self) -> EngineCapabilities:
         """GGUF; LLM, embedding and rerank; CPU and the GPU vendors llama.cpp has backends for."""
         return EngineCapabilities(
             formats=(ModelFormat.GGUF,),
-            categories=(ModelCategory.LLM, ModelCategory.EMBEDDING, ModelCategory.RERANK),
+            categories=tuple(CATEGORY_FLAGS),
             vendors=("cpu", "nvidia", "amd", "apple"),
-            tensor_parallel=False,
             pipeline_parallel=True,
             multi_worker=True,
             cpu_offload=True,
-            openai_endpoints=(
-                "/v1/models",
-                "/v1/chat/completions",
-                "/v1/completions",
-                "/v1/embeddings",
-                "/v1/rerank",
-            ),
+            openai_endpoints=(*engines.TEXT_ENDPOINTS, "/v1/embeddings", "/v1/rerank"),
         )
 
     def default_version(self) -> str:
         """llama-cpp-python 0.3.36, which vendors llama.cpp 0c1e57098."""
         return "0.3.36"
 
-    def installed_versions(self, options: EngineOptions) -> list[EngineInstallation]:
-        """Builds under ``<engines_dir>/llama.cpp/``, after a ``llama-server`` found on ``PATH``
-        (version ``"system"``, listed first so that a pinned build wins)."""
-        return located_on_path(self.name, "llama-server") + list_installations(options, self.name)
-
     def install(self, version: str, options: EngineOptions) -> EngineInstallation:
         """Build ``llama-server`` from the llama-cpp-python ``version`` sdist (cached by version)."""
         return build_llama_server(version, options)
 
-    def remove(self, installation: EngineInstallation, options: EngineOptions) -> None:
-        """Delete a cached build; a ``llama-server`` found on ``PATH`` is refused."""
-        remove_installation(installation, options)
-
     def launch_spec(self, request: LaunchRequest) -> LaunchSpec:
         """``llama-server`` for rank 0, ``rpc-server`` for the subordinate workers (rank > 0)."""
         deployment = request.deployment
-        owned = OWNED_FLAGS | (CONTEXT_FLAGS if deployment.context_length else frozenset())
-        extra = refuse_owned_flags(self.name, deployment.extra_args, owned)
+        extra = engines.user_args(self, request, CONTEXT_FLAGS)
         executable = Path(request.installation.executable)
-        env_extra: dict[str, str] = {}
-        if any(executable.parent.glob("lib*.so*")):
+        env: dict[str, str] = {}
+        if any(executable.parent.glob("lib*.so*")):  # a seeded build with shared libraries
             inherited = os.environ.get("LD_LIBRARY_PATH")
-            env_extra["LD_LIBRARY_PATH"] = (
+            env["LD_LIBRARY_PATH"] = (
                 f"{executable.parent}:{inherited}" if inherited else str(executable.parent)
             )
         if request.node_rank > 0:
-            return self._rpc_server_spec(request, executable, extra, env_extra)
-        if not request.model_paths:
-            raise EngineArgumentError(f"engine {self.name!r} needs the path of the GGUF file to serve")
-        name = served_model_name(request)
-        argv = [str(executable), "--model", request.model_paths[0], "--host", request.host]
-        argv += ["--port", str(request.port), "--alias", name]
+            return self._rpc_server_spec(request, executable, extra, env)
+        model = engines.model_path(self, request, "the GGUF file to serve")
+        argv = [str(executable), "--model", model, "--host", request.host]
+        argv += ["--port", str(request.port), "--alias", engines.served_model_name(request)]
         if deployment.context_length:
             argv += ["--ctx-size", str(deployment.context_length)]
-        gpus = accelerated_devices(request)
-        claim = request.placement.claim
-        if gpus or request.rpc_servers:
-            layers = claim.offloaded_layers if claim.strategy == "partial_offload" else None
-            argv += ["--n-gpu-layers", str(layers if layers is not None else 999)]
-        else:
-            argv += ["--n-gpu-layers", "0"]
-        if len(gpus) > 1:
-            shares = [device_claim.memory_bytes for device_claim in claim.devices]
-            if len(shares) != len(gpus) or not all(shares):
-                shares = [1] * len(gpus)
-            argv += ["--split-mode", "layer", "--tensor-split", ",".join(str(s) for s in shares)]
+        argv += ["--n-gpu-layers", str(engines.gpu_layers(request))]
+        split = engines.tensor_split(request)
+        if split is not None:
+            argv += ["--split-mode", "layer", "--tensor-split", split]
         if request.rpc_servers:
             argv += ["--rpc", ",".join(request.rpc_servers)]
-        if deployment.category == ModelCategory.EMBEDDING:
-            argv.append("--embeddings")
-        elif deployment.category == ModelCategory.RERANK:
-            argv.append("--reranking")
-        elif deployment.category not in (ModelCategory.LLM,):
-            raise EngineArgumentError(
-                f"engine {self.name!r} does not serve {deployment.category.value!r} models; "
-                "use one of: llm, embedding, rerank"
-            )
-        argv += ["--metrics", "--no-webui", *extra]
-        return LaunchSpec(
-            argv=tuple(argv),
-            env=launch_env(request, **env_extra),
-            port=request.port,
-            probe_host=probe_host(request),
-            served_model_name=name,
-            readiness=HttpProbe(path="/health"),
-            health=HttpProbe(path="/health", timeout_s=5.0),
-        )
+        engines.check_served(self, request)
+        argv += CATEGORY_FLAGS[deployment.category]
+        return engines.make_launch_spec(request, [*argv, "--metrics", "--no-webui", *extra], extra_env=env)
 
     def _rpc_server_spec(
-        self, request: LaunchRequest, executable: Path, extra: tuple[str, ...], env_extra: dict[str, str]
+        self, request: LaunchRequest, executable: Path, extra: tuple[str, ...], env: dict[str, str]
     ) -> LaunchSpec:
         rpc_server = executable.parent / "rpc-server"
         if request.installation.origin != "located" and not rpc_server.exists() and executable.exists():
@@ -177,14 +128,7 @@ class LlamaCppEngine(Engine):
                 "(GPUSTACK_CORE_LLAMA_CPP_CMAKE_ARGS=-DGGML_RPC=ON) to serve across workers"
             )
         argv = [str(rpc_server), "--host", request.host, "--port", str(request.port), *extra]
-        return LaunchSpec(
-            argv=tuple(argv),
-            env=launch_env(request, **env_extra),
-            port=request.port,
-            probe_host=probe_host(request),
-            served_model_name=served_model_name(request),
-            readiness_mode="tcp",
-        )
+        return engines.make_launch_spec(request, argv, health_path=None, extra_env=env, readiness_mode="tcp")
 
 
 def ensure_default_build(options: EngineOptions | None = None) -> EngineInstallation:
@@ -196,11 +140,11 @@ def ensure_default_build(options: EngineOptions | None = None) -> EngineInstalla
         options: the engines directory; default: :func:`gpustack_core.engines.default_engine_options`.
     """
     engine = LlamaCppEngine()
-    options = options or default_engine_options()
+    options = options or engines.default_engine_options()
     seed = os.environ.get(SEED_BUILD_ENV)
     if seed and engine.locate(engine.default_version(), options) is None:
         seed_from_build(engine.default_version(), Path(seed), options)
-    return ensure_installed(engine, None, options)
+    return engines.ensure_installed(engine, None, options)
 
 
 @hookimpl

@@ -13,21 +13,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from gpustack_core import Engine, hookimpl
-from gpustack_core.engines import (
-    accelerated_devices,
-    launch_env,
-    list_installations,
-    probe_host,
-    remove_installation,
-    served_model_name,
-)
+from gpustack_core import Engine, engines, hookimpl
 from gpustack_core.errors import EngineArgumentError
 from gpustack_core.types import (
     EngineCapabilities,
     EngineInstallation,
-    EngineOptions,
-    HttpProbe,
     LaunchRequest,
     LaunchSpec,
     ModelCategory,
@@ -61,7 +51,7 @@ def build_config(request: LaunchRequest) -> dict[str, Any]:
     next two ports. NPUs are numbered from 0 because the accelerator plugin's
     ``ASCEND_RT_VISIBLE_DEVICES`` makes only the placement's devices visible.
     """
-    devices = accelerated_devices(request)
+    devices = engines.accelerated_devices(request)
     world = max(1, len(devices))
     context = request.deployment.context_length or 8192
     host = request.host
@@ -98,7 +88,7 @@ def build_config(request: LaunchRequest) -> dict[str, Any]:
                 "ModelConfig": [
                     {
                         "modelInstanceType": "Standard",
-                        "modelName": served_model_name(request),
+                        "modelName": engines.served_model_name(request),
                         "modelWeightPath": request.model_paths[0],
                         "worldSize": world,
                         "cpuMemSize": 5,
@@ -176,7 +166,7 @@ def apply_overrides(config: dict[str, Any], args: Sequence[str]) -> dict[str, An
     return config
 
 
-class MindieEngine(Engine):
+class MindieEngine(engines.VersionedEngine):
     """MindIE on Ascend NPUs, one worker, tensor parallel over its NPUs (``worldSize``)."""
 
     name = "mindie"
@@ -189,30 +179,29 @@ class MindieEngine(Engine):
             categories=(ModelCategory.LLM,),
             vendors=("ascend",),
             tensor_parallel=True,
-            openai_endpoints=("/v1/models", "/v1/chat/completions", "/v1/completions"),
+            openai_endpoints=engines.TEXT_ENDPOINTS,
         )
 
     def default_version(self) -> str:
         """The MindIE release this plugin's config layout follows."""
         return "2.0.RC1"
 
-    def installed_versions(self, options: EngineOptions) -> list[EngineInstallation]:
-        """``$MIES_INSTALL_PATH`` (or the default Ascend path) when its daemon exists (version
-        ``system``), then installations recorded under the engines directory."""
+    def system_installations(self) -> list[EngineInstallation]:
+        """``$MIES_INSTALL_PATH`` (or the default Ascend path) when its daemon exists, as version
+        ``system``; installations recorded under the engines directory are listed after it."""
         install = Path(os.environ.get("MIES_INSTALL_PATH", DEFAULT_INSTALL))
         daemon = install / "bin" / "mindieservice_daemon"
-        found: list[EngineInstallation] = []
-        if daemon.is_file():
-            found.append(
-                EngineInstallation(
-                    engine=self.name,
-                    version="system",
-                    executable=str(daemon),
-                    prefix=str(install),
-                    origin="located",
-                )
+        if not daemon.is_file():
+            return []
+        return [
+            EngineInstallation(
+                engine=self.name,
+                version="system",
+                executable=str(daemon),
+                prefix=str(install),
+                origin="located",
             )
-        return found + list_installations(options, self.name)
+        ]
 
     def validate_extra_args(self, args: Sequence[str]) -> tuple[str, ...]:
         """Config overrides must be ``--Section.key=value`` (or ``--Section.key value``) and must not
@@ -220,40 +209,25 @@ class MindieEngine(Engine):
         apply_overrides({}, args)
         return tuple(args)
 
-    def remove(self, installation: EngineInstallation, options: EngineOptions) -> None:
-        """Delete an installation recorded under the engines directory (a system MindIE is refused)."""
-        remove_installation(installation, options)
-
     def launch_spec(self, request: LaunchRequest) -> LaunchSpec:
         """``mindieservice_daemon`` with a generated config.json in ``request.work_dir``."""
-        deployment = request.deployment
-        if deployment.category != ModelCategory.LLM:
-            raise EngineArgumentError(f"engine 'mindie' does not serve {deployment.category.value!r} models")
-        if request.node_count > 1:
-            raise EngineArgumentError(
-                "engine 'mindie' runs on one worker here (multi-node needs a rank table)"
-            )
-        if not request.model_paths:
-            raise EngineArgumentError("engine 'mindie' needs the local path of the model directory")
+        engines.check_served(self, request, "multi-node needs a rank table")
+        engines.model_path(self, request)
         if request.work_dir is None:
             raise EngineArgumentError(
                 "engine 'mindie' writes its config.json into the instance's work_dir; set it"
             )
-        config = apply_overrides(build_config(request), deployment.extra_args)
+        config = apply_overrides(build_config(request), request.deployment.extra_args)
         config_path = str(Path(request.work_dir) / "config.json")
         install = request.installation.prefix or str(Path(request.installation.executable).parent.parent)
-        env = launch_env(request, MIES_CONFIG_JSON_PATH=config_path, MIES_INSTALL_PATH=install)
-        return LaunchSpec(
-            argv=(request.installation.executable,),
-            env=env,
-            cwd=request.work_dir,
-            port=request.port,
-            probe_host=probe_host(request),
-            served_model_name=served_model_name(request),
-            readiness=HttpProbe(path="/v1/models"),
-            health=HttpProbe(path="/v1/models", timeout_s=5.0),
-            files={config_path: json.dumps(config, indent=2)},
+        return engines.make_launch_spec(
+            request,
+            (request.installation.executable,),
+            health_path="/v1/models",
+            extra_env={"MIES_CONFIG_JSON_PATH": config_path, "MIES_INSTALL_PATH": install},
             ready_timeout_s=1800.0,
+            cwd=request.work_dir,
+            files={config_path: json.dumps(config, indent=2)},
         )
 
 

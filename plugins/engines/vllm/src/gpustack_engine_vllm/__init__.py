@@ -6,29 +6,9 @@ import shlex
 from collections.abc import Callable
 from pathlib import Path
 
-from gpustack_core import Engine, hookimpl
-from gpustack_core.engines import (
-    accelerated_devices,
-    install_venv,
-    launch_env,
-    list_installations,
-    located_on_path,
-    probe_host,
-    refuse_owned_flags,
-    remove_installation,
-    served_model_name,
-)
+from gpustack_core import Engine, engines, hookimpl
 from gpustack_core.errors import EngineArgumentError
-from gpustack_core.types import (
-    EngineCapabilities,
-    EngineInstallation,
-    EngineOptions,
-    HttpProbe,
-    LaunchRequest,
-    LaunchSpec,
-    ModelCategory,
-    ModelFormat,
-)
+from gpustack_core.types import EngineCapabilities, LaunchRequest, LaunchSpec, ModelCategory, ModelFormat
 
 __all__ = ["VllmEngine", "gpustack_register_engines"]
 
@@ -51,7 +31,7 @@ TASKS: dict[ModelCategory, str] = {
 DEFAULT_RAY_PORT = 6379
 
 
-class VllmEngine(Engine):
+class VllmEngine(engines.VenvEngine):
     """vLLM's OpenAI-compatible server for safetensors models on NVIDIA and AMD GPUs.
 
     One node: ``--tensor-parallel-size`` = the node's devices. Several nodes: tensor parallel
@@ -61,6 +41,8 @@ class VllmEngine(Engine):
 
     name = "vllm"
     owned_flags = OWNED_FLAGS
+    requirements = ("vllm=={version}", "ray[default]")  # ray for multi-node
+    program = system_program = "vllm"
 
     def capabilities(self) -> EngineCapabilities:
         """safetensors; LLM, VLM, embedding, rerank; NVIDIA and AMD; TP, PP and multi-node."""
@@ -72,92 +54,41 @@ class VllmEngine(Engine):
             pipeline_parallel=True,
             multi_worker=True,
             cpu_offload=True,
-            openai_endpoints=(
-                "/v1/models",
-                "/v1/chat/completions",
-                "/v1/completions",
-                "/v1/embeddings",
-                "/v1/score",
-            ),
+            openai_endpoints=(*engines.TEXT_ENDPOINTS, "/v1/embeddings", "/v1/score"),
         )
 
     def default_version(self) -> str:
         """The vLLM release whose CLI the recorded flags come from."""
         return "0.7.3"
 
-    def installed_versions(self, options: EngineOptions) -> list[EngineInstallation]:
-        """``vllm`` on PATH (version ``system``), then virtualenvs under the engines directory."""
-        return located_on_path(self.name, "vllm") + list_installations(options, self.name)
-
-    def install(self, version: str, options: EngineOptions) -> EngineInstallation:
-        """``pip install vllm==<version>`` (and ray for multi-node) into its own virtualenv."""
-        return install_venv(self.name, version, [f"vllm=={version}", "ray[default]"], "vllm", options)
-
-    def remove(self, installation: EngineInstallation, options: EngineOptions) -> None:
-        """Delete a virtualenv this plugin installed."""
-        remove_installation(installation, options)
-
     def launch_spec(self, request: LaunchRequest) -> LaunchSpec:
         """``vllm serve`` on rank 0 (behind ``ray start --head`` when multi-node), ``ray start`` on others."""
         deployment = request.deployment
-        owned = OWNED_FLAGS | (CONTEXT_FLAGS if deployment.context_length else frozenset())
-        extra = refuse_owned_flags(self.name, deployment.extra_args, owned)
-        if deployment.category not in TASKS:
-            raise EngineArgumentError(
-                f"engine 'vllm' does not serve {deployment.category.value!r} models; "
-                f"use one of: {', '.join(c.value for c in TASKS)}"
-            )
+        extra = engines.user_args(self, request, CONTEXT_FLAGS)
+        engines.check_served(self, request)
         executable = Path(request.installation.executable)
         ray = str(executable.parent / "ray")
-        name = served_model_name(request)
-        devices_per_node = max(1, len(accelerated_devices(request)))
         ray_port = _ray_port(request.head_address)
         if request.node_rank > 0:
             if not request.head_address:
                 raise EngineArgumentError("a vLLM worker node needs the head's address (head_address)")
             head_host = request.head_address.rsplit(":", 1)[0]
-            return LaunchSpec(
-                argv=(ray, "start", "--address", f"{head_host}:{ray_port}", "--block"),
-                env=launch_env(request),
-                port=request.port,
-                probe_host=probe_host(request),
-                served_model_name=name,
-                readiness_mode="process",
-            )
-        if not request.model_paths:
-            raise EngineArgumentError("engine 'vllm' needs the local path of the model directory")
-        model_dir = (
-            str(Path(request.model_paths[0]).parent)
-            if request.model_paths[0].endswith((".safetensors", ".json"))
-            else request.model_paths[0]
-        )
-        serve = [str(executable), "serve", model_dir, "--host", request.host, "--port", str(request.port)]
-        serve += ["--served-model-name", name, "--task", TASKS[deployment.category]]
-        serve += ["--tensor-parallel-size", str(devices_per_node)]
+            join = (ray, "start", "--address", f"{head_host}:{ray_port}", "--block")
+            return engines.make_launch_spec(request, join, health_path=None, readiness_mode="process")
+        serve = [str(executable), "serve", engines.model_directory(self, request), "--host", request.host]
+        serve += ["--port", str(request.port), "--served-model-name", engines.served_model_name(request)]
+        serve += ["--task", TASKS[deployment.category]]
+        serve += ["--tensor-parallel-size", str(max(1, len(engines.accelerated_devices(request))))]
         serve += ["--pipeline-parallel-size", str(request.node_count)]
         if deployment.context_length:
             serve += ["--max-model-len", str(deployment.context_length)]
-        env = launch_env(request)
-        if request.node_count > 1:
-            serve += ["--distributed-executor-backend", "ray"]
-            serve += extra
-            script = (
-                f"{shlex.join([ray, 'start', '--head', '--port', str(ray_port)])} && exec {shlex.join(serve)}"
-            )
-            argv: tuple[str, ...] = ("/bin/sh", "-c", script)
-            env = launch_env(request, RAY_ADDRESS=f"127.0.0.1:{ray_port}")
-        else:
-            argv = (*serve, *extra)
-        return LaunchSpec(
-            argv=argv,
-            env=env,
-            port=request.port,
-            probe_host=probe_host(request),
-            served_model_name=name,
-            readiness=HttpProbe(path="/health"),
-            health=HttpProbe(path="/health", timeout_s=5.0),
-            ready_timeout_s=1800.0,
-        )
+        if request.node_count == 1:
+            return engines.make_launch_spec(request, (*serve, *extra), ready_timeout_s=1800.0)
+        serve += ["--distributed-executor-backend", "ray", *extra]
+        head = shlex.join([ray, "start", "--head", "--port", str(ray_port)])
+        argv = ("/bin/sh", "-c", f"{head} && exec {shlex.join(serve)}")
+        env = {"RAY_ADDRESS": f"127.0.0.1:{ray_port}"}
+        return engines.make_launch_spec(request, argv, extra_env=env, ready_timeout_s=1800.0)
 
 
 def _ray_port(head_address: str | None) -> int:
