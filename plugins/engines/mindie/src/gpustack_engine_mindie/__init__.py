@@ -212,7 +212,7 @@ class MindieEngine(engines.VersionedEngine):
     def launch_spec(self, request: LaunchRequest) -> LaunchSpec:
         """``mindieservice_daemon`` with a generated config.json in ``request.work_dir``."""
         engines.check_served(self, request, "multi-node needs a rank table")
-        engines.model_path(self, request)
+        engines.model_path(self, request)  # refuses a request without one: build_config serves it
         if request.work_dir is None:
             raise EngineArgumentError(
                 "engine 'mindie' writes its config.json into the instance's work_dir; set it"
