@@ -3,8 +3,9 @@
 ``python -m benchmarks detection [-- --repeat N] [-- --fixtures]``
 
 * default: every installed accelerator plugin against this machine's real tools and drivers;
-* ``--fixtures``: every built-in plugin against its recorded fixtures, served by fake tools on a
-  private ``PATH`` (what CI can measure: process start-up of the tool + parsing);
+* ``--fixtures``: every built-in plugin against the first recording its ``conformance.toml``
+  declares, served by fake tools on a private ``PATH`` (what CI can measure: process start-up of
+  the tool + parsing);
 * where NVML loads a real GPU, also NVML on its own: ``nvmlInit`` and a full scan with NVML held
   open (the 50 ms target is for the scan).
 """
@@ -89,103 +90,27 @@ def _nvml(repeat: int) -> list[str]:
 
 
 def _fixtures(repeat: int) -> list[str]:
-    from gpustack_core.testing import FakeTools
+    """Every installed built-in plugin on the first recording its conformance manifest declares."""
+    from gpustack_accelerator_cuda import CudaAccelerator
+
+    from gpustack_core.testing import ConformanceManifest, FakeTools
 
     rows = []
-    for name, make in _fixture_setups().items():
+    for accelerator in PluginHost().accelerators():
+        name = accelerator.name
+        if name == "cuda":
+            accelerator, name = CudaAccelerator(nvml=None), "cuda (nvidia-smi path)"
+        manifest = PLUGINS / accelerator.name / "tests" / "fixtures" / "conformance.toml"
         with tempfile.TemporaryDirectory() as tmp:
-            accelerator, options = make(FakeTools(Path(tmp) / "bin"))
+            if manifest.exists():
+                recording = ConformanceManifest.load(manifest).recordings[0]
+                tools, name = recording.fake_tools(Path(tmp) / "bin"), f"{name} ({recording.id})"
+            else:
+                tools = FakeTools(Path(tmp) / "bin")  # the CPU plugin reads the machine, not tools
+            options = tools.options()
             samples, outcome = _time(lambda a=accelerator, o=options: a.detect(o), repeat)
         rows.append(_row(f"{name} (fixtures, fake tools)", samples, outcome))
     return rows
-
-
-def _fixture_setups() -> dict[str, Callable[[Any], tuple[Any, DetectOptions]]]:
-    """Per built-in plugin: the accelerator and fake tools serving its recorded fixtures."""
-
-    def read(plugin: str, name: str) -> str:
-        return (PLUGINS / plugin / "tests" / "fixtures" / name).read_text()
-
-    def cpu(tools: Any) -> tuple[Any, DetectOptions]:
-        from gpustack_accelerator_cpu import CpuAccelerator
-
-        return CpuAccelerator(), tools.options()
-
-    def cuda(tools: Any) -> tuple[Any, DetectOptions]:
-        from gpustack_accelerator_cuda import CudaAccelerator
-
-        tools.add("nvidia-smi", {"-q -x": read("cuda", "nvidia-smi-q.xml")})
-        return CudaAccelerator(nvml=None), tools.options()
-
-    def rocm(tools: Any) -> tuple[Any, DetectOptions]:
-        from gpustack_accelerator_rocm import ROCM_SMI_ARGS, RocmAccelerator
-
-        tools.add("rocm-smi", {" ".join(ROCM_SMI_ARGS): read("rocm", "amd-gpu-6.2.4-rocm-smi.json")})
-        tools.add("rocminfo", read("rocm", "amd-gpu-6.2.4-rocminfo.txt"))
-        return RocmAccelerator(), tools.options()
-
-    def dtk(tools: Any) -> tuple[Any, DetectOptions]:
-        from gpustack_accelerator_dtk import DtkAccelerator
-        from gpustack_accelerator_rocm import ROCM_SMI_ARGS
-
-        tools.add("rocm-smi", {" ".join(ROCM_SMI_ARGS): read("dtk", "hygon-gpu-24.04.3-rocm-smi.json")})
-        tools.add("rocminfo", read("dtk", "hygon-gpu-24.04.3-rocminfo.txt"))
-        return DtkAccelerator(), tools.options()
-
-    def cann(tools: Any) -> tuple[Any, DetectOptions]:
-        from gpustack_accelerator_cann import CannAccelerator
-
-        capture = "atlas-800-9010-24.1.RC2"
-        tools.add(
-            "npu-smi",
-            {
-                "info": read("cann", f"{capture}-npu-smi-info.txt"),
-                "info -m": read("cann", f"{capture}-npu-smi-info-m.txt"),
-            },
-        )
-        return CannAccelerator(), tools.options()
-
-    def corex(tools: Any) -> tuple[Any, DetectOptions]:
-        from gpustack_accelerator_corex import QUERY, CorexAccelerator
-
-        tools.add("ixsmi", {" ".join(QUERY): read("corex", "ixsmi-query-gpu.csv")})
-        return CorexAccelerator(), tools.options()
-
-    def musa(tools: Any) -> tuple[Any, DetectOptions]:
-        from gpustack_accelerator_musa import MusaAccelerator
-
-        tools.add("mthreads-gmi", {"-q": read("musa", "mthreads-gmi-q.txt")})
-        return MusaAccelerator(), tools.options()
-
-    def mlu(tools: Any) -> tuple[Any, DetectOptions]:
-        from gpustack_accelerator_mlu import MluAccelerator
-
-        tools.add(
-            "cnmon", {"info -e -m -u -j": ""}, writes={"cnmon_info.json": read("mlu", "cnmon_info.json")}
-        )
-        return MluAccelerator(), tools.options()
-
-    def metal(tools: Any) -> tuple[Any, DetectOptions]:
-        from gpustack_accelerator_metal import MetalAccelerator
-
-        tools.add(
-            "system_profiler",
-            {"SPDisplaysDataType -json": read("metal", "system_profiler-SPDisplaysDataType.json")},
-        )
-        tools.add("sysctl", {"-n hw.memsize": read("metal", "sysctl-n-hw.memsize.txt")})
-        return MetalAccelerator(), tools.options()
-
-    return {
-        "cpu": cpu,
-        "cuda (nvidia-smi path)": cuda,
-        "rocm": rocm,
-        "dtk": dtk,
-        "cann": cann,
-        "corex": corex,
-        "musa": musa,
-        "mlu": mlu,
-        "metal": metal,
-    }
 
 
 def main(argv: list[str]) -> None:

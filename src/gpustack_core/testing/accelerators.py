@@ -1,15 +1,15 @@
-"""The accelerator conformance suite: every accelerator plugin runs it against its fixtures.
+"""The accelerator conformance suite: every accelerator plugin runs it.
 
-A plugin author adopts it with a test module of a few lines::
+A plugin that reads vendor tools adopts it through
+:class:`~gpustack_core.testing.recordings.RecordedToolSuite`: a subclass naming the accelerator,
+with capabilities and recordings declared in ``fixtures/conformance.toml``. A suite that runs on
+the machine itself (the CPU, real GPUs) subclasses :class:`AcceleratorSuite` directly::
 
     from gpustack_core.testing import AcceleratorSuite, Capabilities
 
     class TestMyAccelerator(AcceleratorSuite):
+        accelerator_class = MyAccelerator
         capabilities = Capabilities(has_devices=True, has_temperature="the tool has no sensor")
-
-        @pytest.fixture
-        def accelerator(self, tmp_path):
-            return MyAccelerator()
 
 Capabilities open, close or skip tests: ``True`` opens the tests that need it, ``False`` or a string
 (the reason) closes them; a closed test is skipped with the reason. Fixtures a test needs and the
@@ -18,7 +18,8 @@ without its fixture fails loudly instead of passing quietly.
 
 Fixtures the suite uses (override them as pytest fixtures on the subclass):
 
-``accelerator``           the :class:`~gpustack_core.contracts.Accelerator` under test (required)
+``accelerator``           the :class:`~gpustack_core.contracts.Accelerator` under test (default:
+                          :meth:`AcceleratorSuite.make_accelerator`, which calls ``accelerator_class``)
 ``detect_options``        :class:`~gpustack_core.types.DetectOptions` for it (default: the defaults)
 ``independent_views``     ``{source name: [IndependentDevice, ...]}``: another view of the same devices
                           (``independent_source``)
@@ -33,7 +34,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import subprocess
 import sys
 import textwrap
@@ -53,8 +53,6 @@ from gpustack_core.types import DetectOptions, Device
 __all__ = [
     "AcceleratorSuite",
     "Capabilities",
-    "FakeToolSuite",
-    "FakeTools",
     "IndependentDevice",
     "emulated_runtime_probe",
     "requires",
@@ -111,66 +109,10 @@ class IndependentDevice:
     memory_total_bytes: int | None = None
     memory_used_bytes: int | None = None
 
-
-class FakeTools:
-    """Small executables on a private ``PATH`` that print recorded vendor-tool output.
-
-    Parameters:
-        directory: an empty directory (``tmp_path / "bin"``) to put the executables in.
-    """
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
-
-    def add(
-        self,
-        name: str,
-        outputs: dict[str, str] | str,
-        *,
-        exit_code: int = 0,
-        hang_s: float | None = None,
-        spawn_child: bool = False,
-        writes: dict[str, str] | None = None,
-    ) -> Path:
-        """Add tool ``name``: it prints ``outputs`` (or ``outputs[" ".join(args)]``) and exits.
-
-        ``hang_s`` makes it sleep first (a hung tool); ``spawn_child`` makes it also start a
-        sleeping grandchild, to prove the whole process group is killed. ``writes`` maps file
-        names to contents the tool writes into its working directory (tools that report to a file).
-        """
-        table = {"": outputs} if isinstance(outputs, str) else outputs
-        script = textwrap.dedent(
-            f"""\
-            #!{sys.executable}
-            import os, subprocess, sys, time
-            table = {table!r}
-            if {spawn_child!r}:
-                subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-            if {hang_s!r} is not None:
-                time.sleep({hang_s!r})
-            for file_name, content in {writes or {}!r}.items():
-                with open(file_name, "w") as handle:
-                    handle.write(content)
-            key = " ".join(sys.argv[1:])
-            text = table.get(key, table.get(""))
-            if text is None:
-                sys.stderr.write("fake {name}: no recorded output for arguments %r\\n" % key)
-                sys.exit(2)
-            sys.stdout.write(text)
-            sys.exit({exit_code!r})
-            """
-        )
-        path = self.directory / name
-        path.write_text(script)
-        path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-        return path
-
-    def options(self, timeout_s: float = 5.0) -> DetectOptions:
-        """DetectOptions whose ``PATH`` holds only these tools."""
-        env = {k: v for k, v in os.environ.items() if k != "PATH"}
-        env["PATH"] = str(self.directory)
-        return DetectOptions(tool_timeout_s=timeout_s, env=env)
+    @classmethod
+    def of(cls, device: Device) -> IndependentDevice:
+        """``device`` as another source (another tool, another backend of the plugin) detected it."""
+        return cls(device.uuid, device.name, device.memory_total_bytes, device.memory_used_bytes)
 
 
 _PROBE = textwrap.dedent(
@@ -262,8 +204,11 @@ def requires(*capabilities: str) -> Callable[[_F], _F]:
 class AcceleratorSuite:
     """Base class of the conformance suite; subclass it in a test module named ``test_*.py``."""
 
-    #: what the plugin under test can do; each test group checks its capability first
-    capabilities: ClassVar[Capabilities] = Capabilities()
+    #: the accelerator under test, when its constructor needs no arguments (see :meth:`make_accelerator`)
+    accelerator_class: ClassVar[type[Accelerator] | None] = None
+    #: what the plugin under test can do; each test group checks its capability first (an instance
+    #: attribute: a suite whose declarations depend on the test's parameters sets it per test)
+    capabilities: Capabilities = Capabilities()
     #: how far memory totals may differ from an independent source (fraction of the total)
     memory_total_tolerance: ClassVar[float] = 0.01
     #: how far "used" may differ from an independent source that reports it, in bytes
@@ -275,10 +220,19 @@ class AcceleratorSuite:
 
     # ------------------------------------------------------------------ fixtures to provide
 
+    def make_accelerator(self) -> Accelerator:
+        """A fresh accelerator under test: ``accelerator_class()``; override it where that needs arguments."""
+        if self.accelerator_class is None:
+            raise NotImplementedError(
+                f"{type(self).__name__}: set accelerator_class, or override make_accelerator() "
+                "or the 'accelerator' fixture"
+            )
+        return self.accelerator_class()
+
     @pytest.fixture
     def accelerator(self) -> Accelerator:
-        """The accelerator under test. Required."""
-        raise NotImplementedError("the suite subclass must provide the 'accelerator' fixture")
+        """The accelerator under test (default: :meth:`make_accelerator`)."""
+        return self.make_accelerator()
 
     @pytest.fixture
     def detect_options(self) -> DetectOptions:
@@ -506,76 +460,3 @@ class AcceleratorSuite:
 
 def _identity(devices: list[Device]) -> list[tuple[int, str, str, int]]:
     return [(d.index, d.uuid, d.name, d.memory_total_bytes) for d in devices]
-
-
-class FakeToolSuite(AcceleratorSuite):
-    """The suite for a plugin that reads vendor tools, served recorded output by :class:`FakeTools`.
-
-    Instead of writing the six fixtures, the subclass says how to lay out its tools and what
-    breaks them; the fixtures follow (absent: an empty ``PATH``; hung: the tools sleep and start
-    a child, killed after 0.5 s; garbled: ``garbled_output`` in place of the recording)::
-
-        class TestAcmeRecorded(FakeToolSuite):
-            capabilities = Capabilities(has_devices=True, visibility_restricts=True, ...)
-            visibility_variable = "ACME_VISIBLE_DEVICES"
-            garbled_tool = "acme-smi"
-            garbled_output = RECORDED[:200]
-
-            def make_accelerator(self) -> Accelerator:
-                return AcmeAccelerator()
-
-            def fake_tools(self, directory: Path, output: str | None = None, **behaviour: Any) -> FakeTools:
-                tools = FakeTools(directory)
-                tools.add("acme-smi", output if output is not None else RECORDED, **behaviour)
-                return tools
-    """
-
-    #: the variable the vendor runtime reads; the child probe emulates it over the detected devices
-    visibility_variable: ClassVar[str] = ""
-    #: the tool an unparseable-output error must name
-    garbled_tool: ClassVar[str] = ""
-    #: output that replaces the recording in the garbled-output check
-    garbled_output: ClassVar[str] = ""
-
-    def make_accelerator(self) -> Accelerator:
-        """A fresh accelerator under test. Required."""
-        raise NotImplementedError("a FakeToolSuite subclass must implement make_accelerator()")
-
-    def fake_tools(self, directory: Path, output: str | None = None, **behaviour: Any) -> FakeTools:
-        """The vendor's tools in ``directory``, printing the recording (or ``output``).
-
-        ``behaviour`` (``hang_s``, ``spawn_child``) goes to :meth:`FakeTools.add`. Required.
-        """
-        raise NotImplementedError("a FakeToolSuite subclass must implement fake_tools()")
-
-    @pytest.fixture
-    def accelerator(self) -> Accelerator:
-        """The accelerator from :meth:`make_accelerator`."""
-        return self.make_accelerator()
-
-    @pytest.fixture
-    def detect_options(self, tmp_path: Path) -> DetectOptions:
-        """A ``PATH`` holding only the recorded tools."""
-        return self.fake_tools(tmp_path / "bin").options()
-
-    @pytest.fixture
-    def child_probe(self, devices: list[Device]) -> Callable[[dict[str, str]], list[str]]:
-        """The vendor runtime's visibility rule, emulated for :attr:`visibility_variable`."""
-        return emulated_runtime_probe(self.visibility_variable, devices)
-
-    @pytest.fixture
-    def absent_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions]:
-        """No vendor tool on ``PATH``."""
-        return self.make_accelerator(), FakeTools(tmp_path / "empty").options()
-
-    @pytest.fixture
-    def hung_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions]:
-        """Tools that hang (and start a child) past a 0.5 s timeout."""
-        tools = self.fake_tools(tmp_path / "hung", hang_s=60, spawn_child=True)
-        return self.make_accelerator(), tools.options(timeout_s=0.5)
-
-    @pytest.fixture
-    def garbled_setup(self, tmp_path: Path) -> tuple[Accelerator, DetectOptions, str]:
-        """Tools printing :attr:`garbled_output`, and the tool the error must name."""
-        tools = self.fake_tools(tmp_path / "garbled", self.garbled_output)
-        return self.make_accelerator(), tools.options(), self.garbled_tool

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -66,3 +67,8 @@ def test_this_machine(tmp_path: Path) -> None:
 def test_registered_through_its_entry_point() -> None:
     host = PluginHost(allow=["cpu"])
     assert host.owner("accelerators", "cpu").distribution == "gpustack-core-accelerator-cpu"
+
+
+def test_core_count_matches_os() -> None:
+    result = CpuAccelerator().detect(DetectOptions())
+    assert sum(d.core_count or 0 for d in result) == os.cpu_count()

@@ -1,5 +1,5 @@
 """Unit tests of the CUDA plugin's parts the conformance suite does not reach: MIG, visibility,
-the NVML life cycle and error messages."""
+the NVML life cycle, error messages, and the recorded NVML and nvidia-smi numbers side by side."""
 
 from __future__ import annotations
 
@@ -103,3 +103,18 @@ def test_garbled_xml_names_tool_and_part(text: str, fragment: str) -> None:
         parse_smi_xml(text, "cuda", "nvidia")
     assert "nvidia-smi -q -x" in str(info.value)
     assert fragment in str(info.value)
+
+
+def test_recorded_nvml_and_smi_agree_on_the_h200(fake_nvml: Any) -> None:
+    """The two recorded sources give the same device; used memory differs only by rounding to MiB."""
+    nvml = CudaAccelerator(nvml=fake_nvml(), smi_fallback=False).detect(DetectOptions())[0]
+    smi = parse_smi_xml(XML, "cuda", "nvidia")[0]
+    assert (nvml.uuid, nvml.name, nvml.memory_total_bytes) == (smi.uuid, smi.name, smi.memory_total_bytes)
+    assert nvml.memory_total_bytes == 150754820096 == 143771 * 2**20
+    assert nvml.memory_used_bytes == 644939776
+    assert smi.memory_used_bytes == (0 + 616) * 2**20
+    assert nvml.compute_capability == "9.0"
+    assert nvml.runtime_version == "13.0"
+    assert nvml.driver_version == smi.driver_version == "580.159.04"
+    assert smi.architecture == "hopper"
+    assert smi.temperature_celsius == 40.0
