@@ -22,10 +22,18 @@ import httpx
 
 from gpustack_core.worker.runner import free_port
 
-__all__ = ["LlamaServerMeasurement", "find_llama_server", "measure_llama_server", "parse_buffer_sizes"]
+__all__ = [
+    "BufferLine",
+    "LlamaServerMeasurement",
+    "find_llama_server",
+    "measure_llama_server",
+    "parse_buffer_lines",
+    "parse_buffer_sizes",
+]
 
 _BUFFER_RE = re.compile(
-    r"(?P<where>\S+)\s+(?P<kind>model|KV|compute|output|RS)\s+buffer size\s*=\s*(?P<mib>[\d.]+) MiB"
+    r"(?:(?P<func>\w+):\s+)?(?P<where>\S+)\s+(?P<kind>model|KV|compute|output|RS)\s+buffer size\s*=\s*"
+    r"(?P<mib>[\d.]+) MiB"
 )
 _MIB = 2**20
 
@@ -38,6 +46,35 @@ def find_llama_server(explicit: str | None = None) -> str | None:
     return shutil.which("llama-server")
 
 
+@dataclass(frozen=True)
+class BufferLine:
+    """One buffer-size line of a llama.cpp log.
+
+    ``function`` is the logging function (``load_tensors``, ``llama_kv_cache``,
+    ``sched_reserve``, ...; empty when the line has none), ``where`` the backend buffer type
+    (``CUDA0``, ``CUDA_Host``, ``CPU_Mapped``, ...), ``kind`` one of ``model``, ``KV``,
+    ``compute``, ``output``, ``RS``; ``bytes`` from the logged MiB with two decimals.
+    """
+
+    function: str
+    where: str
+    kind: str
+    bytes: int
+
+
+def parse_buffer_lines(log: str) -> list[BufferLine]:
+    """Every buffer-size line of a llama.cpp log, in order."""
+    return [
+        BufferLine(
+            function=m.group("func") or "",
+            where=m.group("where"),
+            kind=m.group("kind"),
+            bytes=round(float(m.group("mib")) * _MIB),
+        )
+        for m in _BUFFER_RE.finditer(log)
+    ]
+
+
 def parse_buffer_sizes(log: str) -> dict[str, int]:
     """Sum llama.cpp's logged buffer sizes by kind: ``model``, ``KV``, ``compute``, ``output``.
 
@@ -47,13 +84,11 @@ def parse_buffer_sizes(log: str) -> dict[str, int]:
     """
     sizes: dict[str, int] = {}
     compute: dict[str, int] = {}
-    for m in _BUFFER_RE.finditer(log):
-        kind = m.group("kind")
-        value = round(float(m.group("mib")) * _MIB)
-        if kind == "compute":
-            compute[m.group("where")] = value
+    for line in parse_buffer_lines(log):
+        if line.kind == "compute":
+            compute[line.where] = line.bytes
         else:
-            sizes[kind] = sizes.get(kind, 0) + value
+            sizes[line.kind] = sizes.get(line.kind, 0) + line.bytes
     if compute:
         sizes["compute"] = sum(compute.values())
     return sizes
