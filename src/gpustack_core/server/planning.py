@@ -14,7 +14,7 @@ from gpustack_core.estimate import EstimateOptions, estimate_model
 from gpustack_core.plugins import PluginHost
 from gpustack_core.types import Deployment, ModelMetadata, ResourceClaim, ResourceEstimate, SourceOptions
 
-__all__ = ["EstimateCache", "fallback_estimate"]
+__all__ = ["MULTI_WORKER_SPANS", "EstimateCache", "fallback_estimate", "with_multi_worker_claims"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,4 +63,35 @@ class EstimateCache:
         if deployment.model.source == "local" and Path(deployment.model.id).exists():
             local_path = deployment.model.id
         options = EstimateOptions(ctx_size=deployment.context_length)
-        return estimate_model(metadata, options, local_path=local_path)
+        estimate = estimate_model(metadata, options, local_path=local_path)
+        if not deployment.allow_multi_worker:
+            return estimate
+        return with_multi_worker_claims(estimate, metadata, options, local_path, deployment.gpus_per_replica)
+
+
+#: Devices a multi-worker claim may span when the deployment does not say (``gpus_per_replica``).
+MULTI_WORKER_SPANS = (2, 3, 4)
+
+
+def with_multi_worker_claims(
+    estimate: ResourceEstimate,
+    metadata: ModelMetadata,
+    options: EstimateOptions,
+    local_path: str | None,
+    gpus: int | None = None,
+) -> ResourceEstimate:
+    """``estimate`` plus the split of the model over 2, 3 and 4 devices (or ``gpus``) as
+    ``multi_worker`` claims: the scheduler spreads those devices over several workers (the head
+    and its subordinates) when no single worker has them."""
+    spans = (gpus,) if gpus and gpus > 1 else MULTI_WORKER_SPANS
+    extra: list[ResourceClaim] = []
+    for span in spans:
+        split = estimate_model(metadata, options.model_copy(update={"gpus": span}), local_path=local_path)
+        extra.extend(
+            c.model_copy(update={"strategy": "multi_worker"})
+            for c in split.claims
+            if c.strategy == "multi_device" and c.device_count == span
+        )
+    if not extra:
+        return estimate
+    return estimate.model_copy(update={"claims": (*estimate.claims, *extra)})

@@ -21,15 +21,18 @@ from starlette.applications import Starlette
 from gpustack_core.engines import default_engines_dir
 from gpustack_core.plugins import PluginHost
 from gpustack_core.supervisor import ProcessStatus, RestartPolicy, Supervisor
-from gpustack_core.types import Device, WorkerInfo
+from gpustack_core.errors import GPUStackError
+from gpustack_core.types import Device, DownloadResult, EngineCapabilities, WorkerInfo
 
 from .api import WorkerApi, bind_api_socket, create_worker_api, serve_worker_api
+from .groups import GroupChanged, group_failure, may_start, part_report, ready_rpc_servers
 from .inventory import collect_worker_info, default_worker_name
 from .protocol import (
     Assignment,
     Assignments,
     InstanceReport,
     ModelFileReport,
+    PartReport,
     Registered,
     Registration,
     token_sha256,
@@ -106,6 +109,8 @@ class WorkerAgent:
         self._stopping: set[str] = set()
         self._reported: dict[str, tuple[str, str]] = {}
         self._ports: dict[str, int] = {}
+        #: process id -> the latest assignment of it (the head of a group waits on its parts here)
+        self._latest: dict[str, Assignment] = {}
         self._downloads = DownloadTracker()
         self.supervisor: Supervisor | None = None
         self.registered = anyio.Event()
@@ -217,32 +222,39 @@ class WorkerAgent:
             return
         response.raise_for_status()
         assignments = Assignments.model_validate(response.json()).items
-        wanted = {a.instance_id: a for a in assignments}
+        wanted = {a.process_id: a for a in assignments}
+        self._latest = wanted
         local = sup.statuses()
         for assignment in assignments:
-            iid = assignment.instance_id
+            iid = assignment.process_id  # the instance id, or "<instance id>.p<rank>" for a part
             if iid in self._launching or iid in self._stopping:
                 continue
             if assignment.desired == "stopped":
                 self._stopping.add(iid)
-                group.start_soon(self._stop, client, iid, True)
+                group.start_soon(self._stop, client, iid, assignment.rank == 0)
                 continue
             status = local.get(iid)
-            if status is None or (status.state in {"stopped", "failed"} and assignment.state == "scheduled"):
-                if assignment.state == "scheduled":
+            state = assignment.part_state
+            if status is None or (status.state in {"stopped", "failed"} and state == "scheduled"):
+                if state == "scheduled" and may_start(assignment, self._capabilities(assignment)):
                     self._launching.add(iid)
                     group.start_soon(self._launch, client, assignment)
-                elif assignment.state in {"downloading", "starting", "running"}:
+                elif state in {"downloading", "starting", "running"}:
                     # The server believes it runs here, but no process exists (it died with an
                     # earlier agent, or its launch was interrupted): report it so it is retried.
-                    await self._report(
-                        client,
-                        iid,
-                        InstanceReport(state="error", message="engine process not found on the worker"),
-                    )
+                    message = "engine process not found on the worker"
+                    if assignment.rank:
+                        await self._report_part(client, assignment, PartReport(state="error", message=message))
+                    else:
+                        await self._report(client, iid, InstanceReport(state="error", message=message))
                 continue
-            if assignment.port is not None:
+            if assignment.port is not None and assignment.rank == 0:
                 self._ports.setdefault(iid, assignment.port)
+            if assignment.rank:
+                report = part_report(status, self.config.address, self._ports.get(iid))
+                if report is not None:
+                    await self._report_part(client, assignment, report)
+                continue
             await self._report_status(client, assignment, status)
         for iid, status in local.items():
             if iid not in wanted and iid not in self._stopping and status.state not in {"stopped"}:
@@ -250,7 +262,7 @@ class WorkerAgent:
                 group.start_soon(self._stop, client, iid, False)
         for iid in list(self._launching):
             progress = self._downloads.take(iid)
-            if progress is not None and iid in wanted:
+            if progress is not None and iid in wanted and wanted[iid].rank == 0:
                 await self._report(
                     client, iid, InstanceReport(state="downloading", download=progress), force=True
                 )
@@ -260,6 +272,9 @@ class WorkerAgent:
     ) -> None:
         state = _SUPERVISOR_TO_REPORT[status.state]
         message = status.message if state != "running" else ""
+        failure = group_failure(status) if assignment.node_count > 1 else None
+        if failure is not None:  # a group's head that exited fails the group (its parts lose it too)
+            state, message = "error", f"the head process failed: {failure}"
         if state == "error" and self.supervisor is not None:
             tail = self.supervisor.log_tail(assignment.instance_id, 1500).strip()
             message = f"{status.message}; last log lines:\n{tail}" if tail else status.message
@@ -286,58 +301,133 @@ class WorkerAgent:
         response.raise_for_status()
         self._reported[iid] = key
 
+    async def _report_part(
+        self, client: httpx.AsyncClient, assignment: Assignment, report: PartReport, force: bool = False
+    ) -> None:
+        pid_key = assignment.process_id
+        key = (report.state, report.message)
+        if not force and self._reported.get(pid_key) == key:
+            return
+        response = await client.post(
+            f"/worker/{self.worker_id}/instances/{assignment.instance_id}/parts/{assignment.rank}/report",
+            json=report.model_dump(mode="json", exclude_none=True),
+        )
+        response.raise_for_status()
+        self._reported[pid_key] = key
+
+    def _capabilities(self, assignment: Assignment) -> EngineCapabilities | None:
+        try:
+            engine = self.host.engine(assignment.deployment.engine)
+            with self.host.guard("engines", engine.name, "capabilities()"):
+                return engine.capabilities()
+        except GPUStackError:
+            return None  # the launch reports the missing engine with its reason
+
     # ---------------------------------------------------------------- launch and stop
 
+    async def _download(self, client: httpx.AsyncClient, assignment: Assignment) -> DownloadResult:
+        data = Path(self.config.data_dir)
+        model = str(assignment.deployment.model)
+        result = await anyio.to_thread.run_sync(
+            download_model, self.host, assignment, data / "models", self._downloads.callback(assignment.process_id)
+        )
+        await self._post_model_file(
+            client,
+            ModelFileReport(
+                model=model, state="ready", downloaded_bytes=result.downloaded_bytes, paths=result.paths
+            ),
+        )
+        return result
+
     async def _launch(self, client: httpx.AsyncClient, assignment: Assignment) -> None:
-        iid = assignment.instance_id
+        iid = assignment.process_id
         sup = self.supervisor
         assert sup is not None
         data = Path(self.config.data_dir)
         model = str(assignment.deployment.model)
+        capabilities = self._capabilities(assignment)
+        head_first = capabilities is not None and capabilities.multi_worker_order == "head_first"
+        grouped_head = assignment.rank == 0 and assignment.node_count > 1
+        needs_weights = assignment.rank == 0 or capabilities is None or capabilities.subordinates_need_weights
         try:
-            await self._report(client, iid, InstanceReport(state="downloading", message=f"fetching {model}"))
-            result = await anyio.to_thread.run_sync(
-                download_model, self.host, assignment, data / "models", self._downloads.callback(iid)
-            )
-            await self._post_model_file(
-                client,
-                ModelFileReport(
-                    model=model, state="ready", downloaded_bytes=result.downloaded_bytes, paths=result.paths
-                ),
-            )
+            paths: tuple[str, ...] = ()
+            if assignment.rank == 0:
+                head_address = None
+                if grouped_head and head_first:
+                    # published first, so that the other ranks download while this one does;
+                    # they join this address, which the engine's head process listens on
+                    head_address = f"{self.config.address}:{free_port()}"
+                    assignment = assignment.model_copy(update={"head_address": head_address})
+                report = InstanceReport(state="downloading", message=f"fetching {model}", head_address=head_address)
+                await self._report(client, iid, report)
+            if needs_weights:
+                paths = (await self._download(client, assignment)).paths
+            rpc_servers: tuple[str, ...] = ()
+            if grouped_head and not head_first:
+                await self._report(
+                    client,
+                    iid,
+                    InstanceReport(
+                        state="starting",
+                        message=f"waiting for {assignment.node_count - 1} subordinate part(s) to be ready",
+                    ),
+                )
+                rpc_servers = await self._wait_for_parts(iid)
             port = free_port()
             spec = await anyio.to_thread.run_sync(
                 build_launch_spec,
                 self.host,
                 assignment,
-                result.paths,
+                paths,
                 self._devices,
                 self.config.engines_dir or default_engines_dir(),
                 port,
                 self._bind_host(),
                 data / "instances" / iid,
+                rpc_servers,
             )
             self._ports[iid] = spec.port
             status = await sup.start(iid, spec)
-            await self._report(
-                client,
-                iid,
-                InstanceReport(
-                    state="starting", message="waiting for readiness", pid=status.pid, port=spec.port
-                ),
-            )
+            if assignment.rank:
+                report = PartReport(state="starting", message="waiting for readiness", pid=status.pid, port=spec.port)
+                await self._report_part(client, assignment, report)
+            else:
+                await self._report(
+                    client,
+                    iid,
+                    InstanceReport(
+                        state="starting", message="waiting for readiness", pid=status.pid, port=spec.port
+                    ),
+                )
+        except GroupChanged as exc:
+            logger.info("instance %s: not starting the head: %s", iid, exc)
         except Exception as exc:  # every failure becomes an error state with its reason
             logger.warning("instance %s failed to launch: %s", iid, exc)
             message = f"{type(exc).__name__}: {exc}"
             try:
-                await self._post_model_file(
-                    client, ModelFileReport(model=model, state="error", message=message)
-                )
-                await self._report(client, iid, InstanceReport(state="error", message=message))
+                if needs_weights:
+                    await self._post_model_file(
+                        client, ModelFileReport(model=model, state="error", message=message)
+                    )
+                if assignment.rank:
+                    await self._report_part(client, assignment, PartReport(state="error", message=message))
+                else:
+                    await self._report(client, iid, InstanceReport(state="error", message=message))
             except httpx.HTTPError:
                 logger.warning("could not report the failure of %s", iid)
         finally:
             self._launching.discard(iid)
+
+    async def _wait_for_parts(self, iid: str) -> tuple[str, ...]:
+        """The subordinates' ``host:port`` once all run (refreshed by every reconcile pass)."""
+        while True:
+            latest = self._latest.get(iid)
+            if latest is None:
+                raise GroupChanged(f"instance {iid} is no longer assigned to this worker")
+            servers = ready_rpc_servers(latest)
+            if servers is not None:
+                return servers
+            await anyio.sleep(self._poll_s)
 
     def _bind_host(self) -> str:
         if self.config.engine_bind_host:

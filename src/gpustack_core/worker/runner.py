@@ -86,11 +86,14 @@ def build_launch_spec(
     port: int,
     bind_host: str = "127.0.0.1",
     work_dir: Path | None = None,
+    rpc_servers: tuple[str, ...] = (),
 ) -> LaunchSpec:
     """Find (or install) the engine version and ask the engine plugin for the launch spec (blocking).
 
     ``work_dir`` is created and handed to the engine as the instance's own writable directory
-    (generated configs such as MindIE's live there).
+    (generated configs such as MindIE's live there). For a multi-worker instance the request
+    carries the assignment's rank (``node_rank``), ``node_count`` and ``head_address``, and for
+    the head the subordinates' ``host:port`` as ``rpc_servers`` (rank order).
     """
     deployment = assignment.deployment
     engine = host.engine(deployment.engine)
@@ -104,7 +107,9 @@ def build_launch_spec(
     if assignment.placement is None:
         raise ValueError(f"instance {assignment.instance_id} has no placement")
     placement = Placement.model_validate(assignment.placement)
-    wanted = {(d.accelerator, d.index) for d in placement.devices}
+    me = placement.worker if assignment.rank == 0 else placement.subordinate_workers[assignment.rank - 1]
+    group = bool(placement.subordinate_workers)
+    wanted = {(d.accelerator, d.index) for d in placement.devices if not group or d.worker == me}
     chosen = tuple(d for d in devices if (d.accelerator, d.index) in wanted)
     env: dict[str, str] = {}
     for accelerator in host.accelerators():
@@ -121,6 +126,10 @@ def build_launch_spec(
         visibility_env=env,
         host=bind_host,
         port=port,
+        rpc_servers=rpc_servers,
+        node_rank=assignment.rank,
+        node_count=assignment.node_count,
+        head_address=assignment.head_address,
         work_dir=str(work_dir) if work_dir is not None else None,
     )
     if work_dir is not None:

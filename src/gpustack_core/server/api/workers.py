@@ -14,6 +14,8 @@ from gpustack_core.worker.protocol import (
     Heartbeat,
     InstanceReport,
     ModelFileReport,
+    PartAssignment,
+    PartReport,
     Registered,
     Registration,
 )
@@ -119,8 +121,17 @@ async def assignments(req: Request) -> Assignments:
                 version=inst.version,
                 placement=inst.placement,
                 port=inst.port,
+                rank=rank,
+                node_count=inst.node_count,
+                head_address=inst.head_address,
+                parts=[
+                    PartAssignment(
+                        rank=p.rank, worker=p.worker, state=p.state.value, address=p.address, port=p.port
+                    )
+                    for p in inst.parts
+                ],
             )
-            for inst, spec in placed
+            for inst, spec, rank in placed
         ]
     )
 
@@ -149,6 +160,7 @@ async def report(req: Request) -> dict[str, Any]:
         port=body.port,
         pid=body.pid,
         download=body.download,
+        head_address=body.head_address,
     )
     running = InstanceState.RUNNING
     changed = (
@@ -157,6 +169,29 @@ async def report(req: Request) -> dict[str, Any]:
     if changed and req.services.on_routes_changed is not None:
         await req.db(req.services.on_routes_changed)
     return {"accepted": updated is not None, "deleted": False}
+
+
+async def part_report(req: Request) -> dict[str, Any]:
+    """A worker reports the state (and, once running, the address) of its part of a multi-worker
+    instance; a part in error fails the whole group (it restarts with backoff)."""
+    body: PartReport = req.body
+    try:
+        rank = int(req.path_params["rank"])
+    except ValueError:
+        raise ApiError(422, f"rank must be an integer, got {req.path_params['rank']!r}") from None
+    store = req.services.store
+    accepted = await req.db(
+        store.report_part,
+        req.path_params["instance_id"],
+        rank,
+        req.path_params["worker_id"],
+        InstanceState(body.state),
+        message=body.message,
+        address=body.address,
+        port=body.port,
+        pid=body.pid,
+    )
+    return {"accepted": accepted}
 
 
 async def model_file_report(req: Request) -> None:
@@ -254,6 +289,15 @@ ENDPOINTS = (
         "worker-protocol",
         auth="worker",
         body=InstanceReport,
+    ),
+    Endpoint(
+        "POST",
+        f"{_W}/instances/{{instance_id}}/parts/{{rank}}/report",
+        part_report,
+        "worker: report the state of its part of a multi-worker instance",
+        "worker-protocol",
+        auth="worker",
+        body=PartReport,
     ),
     Endpoint(
         "POST",

@@ -41,6 +41,7 @@ class SglangEngine(engines.VenvEngine):
             vendors=("nvidia", "amd"),
             tensor_parallel=True,
             multi_worker=True,
+            multi_worker_order="head_first",
             openai_endpoints=(*engines.TEXT_ENDPOINTS, "/v1/embeddings"),
         )
 
