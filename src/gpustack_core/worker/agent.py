@@ -235,6 +235,17 @@ class WorkerAgent:
                 continue
             status = local.get(iid)
             state = assignment.part_state
+            if (
+                status is not None
+                and state == "scheduled"
+                and assignment.node_count > 1
+                and status.state not in {"stopped", "failed"}
+            ):
+                # a process of the group's previous placement (the group restarted between two
+                # polls): its peers are gone, so it is replaced, never adopted
+                self._launching.add(iid)
+                group.start_soon(self._replace, client, assignment)
+                continue
             if status is None or (status.state in {"stopped", "failed"} and state == "scheduled"):
                 if state == "scheduled" and may_start(assignment, self._capabilities(assignment)):
                     self._launching.add(iid)
@@ -417,6 +428,16 @@ class WorkerAgent:
                 logger.warning("could not report the failure of %s", iid)
         finally:
             self._launching.discard(iid)
+
+    async def _replace(self, client: httpx.AsyncClient, assignment: Assignment) -> None:
+        sup = self.supervisor
+        assert sup is not None
+        try:
+            await sup.stop(assignment.process_id, grace_s=10)
+        except Exception as exc:
+            logger.warning("stopping the previous process of %s failed: %s", assignment.process_id, exc)
+        self._reported.pop(assignment.process_id, None)
+        await self._launch(client, assignment)
 
     async def _wait_for_parts(self, iid: str) -> tuple[str, ...]:
         """The subordinates' ``host:port`` once all run (refreshed by every reconcile pass)."""

@@ -35,7 +35,7 @@ def subordinate_worker_ids(c: sa.Connection, placement: dict[str, Any]) -> list[
     if not names:
         return []
     w = t.workers
-    ids = dict(c.execute(sa.select(w.c.name, w.c.id).where(w.c.name.in_(names))).tuples())
+    ids = {row.name: row.id for row in c.execute(sa.select(w.c.name, w.c.id).where(w.c.name.in_(names)))}
     if any(n not in ids for n in names):
         return None
     return [ids[n] for n in names]

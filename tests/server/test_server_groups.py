@@ -1,0 +1,282 @@
+"""Instance groups: a placement across workers is one group whose every worker starts its part.
+
+Store level (every database): placing creates the parts, each worker's assignments carry its
+rank, a failed part fails the instance, a retry or a lost subordinate worker restarts the whole
+group, deleting the instance removes every part.
+
+End to end (real server over HTTP, two real worker processes on loopback, distinct ports): each
+worker reports one test device too small for the tiny GGUF, so the scheduler must split it over
+both; the subordinate starts a TCP stand-in of ``rpc-server`` (no llama.cpp RPC build here), the
+head starts only once it is ready, with ``--rpc 127.0.0.1:<its port>``; the model answers through
+the gateway with the ``openai`` client; killing the stand-in restarts the whole group; deleting
+the deployment stops every process on both workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import psutil
+import pytest
+import uvicorn
+from server_group_plugins import make_group_host
+from server_helpers import Running, cheap_hashing, fast_config, free_port
+
+from gpustack_core.server import create_app
+from gpustack_core.server.store import Store
+from gpustack_core.server.store.records import InstanceState
+from gpustack_core.types import Deployment, ModelRef, WorkerInfo
+
+HERE = Path(__file__).resolve().parent
+
+# ----------------------------------------------------------------------------- store
+
+
+def _placed_group(store: Store) -> tuple[str, str, str, str]:
+    spec = Deployment(name="g", model=ModelRef(source="local", id="/m.gguf"), engine="fake", replicas=1)
+    dep_id = store.create_deployment(spec).id
+    store.ensure_replicas(dep_id, 1)
+    head = store.register_worker(WorkerInfo(name="head")).id
+    sub = store.register_worker(WorkerInfo(name="sub")).id
+    inst = store.list_instances(deployment_id=dep_id)[0][0]
+    placement = {"worker": "head", "subordinate_workers": ["sub"], "deployment": "g", "replica": 0}
+    assert store.place(inst.id, inst.version, head, placement)
+    return dep_id, inst.id, head, sub
+
+
+def test_placing_a_group_hands_every_worker_its_part(store: Store) -> None:
+    _, iid, head, sub = _placed_group(store)
+    [(h, _, head_rank)] = store.worker_assignments(head)
+    [(s, _, sub_rank)] = store.worker_assignments(sub)
+    assert (h.id, head_rank, s.id, sub_rank) == (iid, 0, iid, 1)
+    assert [(p.rank, p.worker, p.state) for p in h.parts] == [(1, "sub", InstanceState.SCHEDULED)]
+    assert h.node_count == 2
+
+    assert store.report_part(iid, 1, sub, InstanceState.RUNNING, address="10.0.0.2", port=50052, pid=7)
+    assert not store.report_part(iid, 1, head, InstanceState.RUNNING)  # not that worker's part
+    assert not store.report_part(iid, 2, sub, InstanceState.RUNNING)  # no such rank
+    part = store.get_instance(iid).parts[0]  # type: ignore[union-attr]
+    assert (part.state, part.address, part.port, part.pid) == (InstanceState.RUNNING, "10.0.0.2", 50052, 7)
+
+
+def test_a_failed_part_fails_the_group_and_a_retry_restarts_it_whole(store: Store) -> None:
+    _, iid, head, sub = _placed_group(store)
+    store.report(iid, head, InstanceState.RUNNING, port=40000)
+    assert store.report_part(iid, 1, sub, InstanceState.ERROR, message="exited with code 1")
+    inst = store.get_instance(iid)
+    assert inst is not None and inst.state == InstanceState.ERROR
+    assert inst.message == "rank 1 on worker sub failed: exited with code 1"
+    assert store.retry_instance(iid, inst.version, "retrying")
+    again = store.get_instance(iid)
+    assert again is not None and again.state == InstanceState.PENDING and again.parts == ()
+    assert store.worker_assignments(sub) == [] and store.worker_assignments(head) == []
+
+
+def test_losing_a_subordinate_worker_requeues_the_group(store: Store) -> None:
+    _, iid, head, sub = _placed_group(store)
+    assert store.requeue_workers([sub], "worker sub stopped sending heartbeats") == 1
+    inst = store.get_instance(iid)
+    assert inst is not None and inst.state == InstanceState.PENDING and inst.worker_id is None
+    assert inst.parts == () and store.worker_assignments(head) == []
+
+
+def test_deleting_the_instance_removes_its_parts(store: Store) -> None:
+    _, iid, _, sub = _placed_group(store)
+    assert store.delete_instance(iid)
+    assert store.worker_assignments(sub) == []
+
+
+def test_a_placement_naming_an_unknown_subordinate_is_refused(store: Store) -> None:
+    dep_id = store.create_deployment(
+        Deployment(name="g", model=ModelRef(source="local", id="/m.gguf"), engine="fake")
+    ).id
+    store.ensure_replicas(dep_id, 1)
+    head = store.register_worker(WorkerInfo(name="head")).id
+    inst = store.list_instances(deployment_id=dep_id)[0][0]
+    assert not store.place(inst.id, inst.version, head, {"worker": "head", "subordinate_workers": ["ghost"]})
+    after = store.get_instance(inst.id)
+    assert after is not None and after.state == InstanceState.PENDING
+
+
+# ----------------------------------------------------------------------------- end to end
+
+def _kill_tree(pid: int) -> None:
+    with contextlib.suppress(psutil.NoSuchProcess):
+        proc = psutil.Process(pid)
+        for child in [*proc.children(recursive=True), proc]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+
+
+def _cmdline(pid: int) -> list[str]:
+    return psutil.Process(pid).cmdline()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.fixture
+def split_device_bytes(tiny_model: Path) -> int:
+    """A device size that holds half of the tiny model but not all of it (from the estimator)."""
+    from gpustack_core.estimate import EstimateOptions, estimate_model
+    from gpustack_core.types import SourceOptions
+
+    host = make_group_host(1, "x")
+    metadata = host.model_source("local").resolve(
+        ModelRef(source="local", id=str(tiny_model)), SourceOptions(cache_dir=str(tiny_model.parent))
+    )
+    whole = estimate_model(metadata, EstimateOptions(), local_path=str(tiny_model)).claims[0]
+    split = next(
+        c
+        for c in estimate_model(metadata, EstimateOptions(gpus=2), local_path=str(tiny_model)).claims
+        if c.strategy == "multi_device"
+    )
+    need = max(d.memory_bytes for d in split.devices)
+    assert need < whole.devices[0].memory_bytes, "the split must need less per device than one device"
+    return (need + whole.devices[0].memory_bytes) // 2
+
+
+@pytest.fixture
+async def group_server(tmp_path: Path, split_device_bytes: int) -> AsyncIterator[Running]:
+    """The server over HTTP without an embedded worker (both workers are processes)."""
+    config = fast_config(tmp_path / "server", embedded_worker=False)
+    app = create_app(config, host=make_group_host(split_device_bytes, "server"), hashing=cheap_hashing())
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    base = f"http://127.0.0.1:{port}"
+    async with anyio.create_task_group() as group:
+        group.start_soon(server.serve)
+        async with httpx.AsyncClient(base_url=base) as client:
+            with anyio.fail_after(30):
+                while not server.started:
+                    await anyio.sleep(0.05)
+            running = Running(app, client, Path(config.data_dir), base)
+            await running.login_admin()
+            try:
+                yield running
+            finally:
+                server.should_exit = True
+
+
+def _start_worker(server: Running, name: str, data: Path, device_bytes: int) -> subprocess.Popen[bytes]:
+    token = (server.data_dir / "token").read_text().strip()
+    argv = [sys.executable, str(HERE / "server_group_worker_main.py"), str(server.base_url), token, name]
+    with open(data.parent / f"{name}.log", "wb") as log:  # the child keeps its own descriptor
+        return subprocess.Popen([*argv, str(data), str(device_bytes)], stdout=log, stderr=subprocess.STDOUT)
+
+
+async def _instance(server: Running, name: str) -> dict[str, Any] | None:
+    items = (await server.api("GET", "/instances", params={"deployment": name})).json()["items"]
+    return items[0] if items else None
+
+
+@pytest.mark.anyio
+async def test_a_model_split_over_two_workers_runs_as_one_group(
+    group_server: Running, tmp_path: Path, tiny_model: Path, split_device_bytes: int
+) -> None:
+    server = group_server
+    workers = [
+        _start_worker(server, name, tmp_path / name, split_device_bytes) for name in ("worker-a", "worker-b")
+    ]
+    seen_pids: list[int] = []
+    try:
+
+        async def both_ready() -> bool:
+            r = await server.api("GET", "/workers", params={"state": "ready"})
+            return {w["name"] for w in r.json()["items"]} == {"worker-a", "worker-b"}
+
+        await server.wait_for(both_ready, timeout=60)
+        body = {
+            "name": "split",
+            "model": f"local:{tiny_model}",
+            "engine": "fake-group",
+            "allow_multi_worker": True,
+            "allow_cpu_offload": False,
+        }
+        assert (await server.api("POST", "/deployments", json=body)).status_code == 201
+
+        last: list[Any] = [None]
+
+        async def running() -> dict[str, Any] | None:
+            inst = await _instance(server, "split")
+            view = inst and (inst["state"], inst["message"][:200], [(p["state"], p["message"][:200]) for p in inst["parts"]])
+            if view != last[0]:
+                print("instance:", view, flush=True)
+                last[0] = view
+            ok = inst is not None and inst["state"] == "running" and inst["parts"]
+            return inst if ok and all(p["state"] == "running" for p in inst["parts"]) else None
+
+        inst = await server.wait_for(running, timeout=90)
+        assert inst["placement"]["claim"]["strategy"] == "multi_worker"
+        [part] = inst["parts"]
+        assert {inst["worker"], part["worker"]} == {"worker-a", "worker-b"}
+        assert part["rank"] == 1 and part["address"] == "127.0.0.1"
+        seen_pids += [inst["pid"], part["pid"]]
+        head_argv = _cmdline(inst["pid"])
+        assert head_argv[head_argv.index("--rpc") + 1] == f"127.0.0.1:{part['port']}"
+        assert "rpc" in Path(_cmdline(part["pid"])[1]).name
+
+        # the subordinate downloaded nothing: llama.cpp-style parts need no weights
+        files = (await server.api("GET", "/model-files")).json()["items"]
+        assert {f["worker_id"] for f in files} == {inst["worker_id"]}
+
+        # served through the gateway with the official client
+        r = await server.api("POST", "/api-keys", json={"name": "app", "scopes": ["inference"]})
+        key = r.json()["key"]
+        import openai
+
+        client = openai.AsyncOpenAI(base_url=f"{server.base_url}/v1", api_key=key)
+        reply = await client.chat.completions.create(
+            model="split", messages=[{"role": "user", "content": "hi"}], max_tokens=4
+        )
+        assert reply.choices[0].message.content
+        await client.close()
+
+        # the subordinate's process dies: the whole group restarts (new head, new part)
+        os.kill(part["pid"], signal.SIGKILL)
+
+        async def restarted() -> dict[str, Any] | None:
+            now = await running()
+            return now if now is not None and now["restarts"] >= 1 else None
+
+        again = await server.wait_for(restarted, timeout=90)
+        assert again["pid"] != inst["pid"] and again["parts"][0]["pid"] != part["pid"]
+        assert not _alive(inst["pid"])
+        seen_pids += [again["pid"], again["parts"][0]["pid"]]
+
+        # delete: every part on every worker stops
+        assert (await server.api("DELETE", "/deployments/split")).status_code == 202
+
+        async def gone() -> bool:
+            return (await server.api("GET", "/deployments/split")).status_code == 404
+
+        await server.wait_for(gone, timeout=60)
+
+        async def all_stopped() -> bool:
+            return not any(_alive(pid) for pid in seen_pids)
+
+        await server.wait_for(all_stopped, timeout=30)
+    finally:
+        for proc in workers:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(10)
+        for pid in seen_pids:
+            _kill_tree(pid)
