@@ -11,7 +11,7 @@ machine; the launch order, addresses, reports and group lifecycle they exercise 
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,8 @@ from gpustack_core.types import (
 __all__ = ["GroupEngine", "TestGpu", "make_group_host"]
 
 HERE = Path(__file__).resolve().parent
+#: Device memory the head (rank 0) and a part (rank >= 1) declare they use.
+USED_BYTES = (3_000_000, 2_000_000)
 
 
 class TestGpu(Accelerator):
@@ -61,6 +63,22 @@ class TestGpu(Accelerator):
 
     def visibility_env(self, devices: Sequence[Device]) -> dict[str, str]:
         return {"TESTGPU_VISIBLE_DEVICES": ",".join(str(d.index) for d in devices)}
+
+    def process_memory(
+        self, devices: Sequence[Device], pids: Collection[int], options: DetectOptions
+    ) -> dict[int, int] | None:
+        """What the processes declare in ``TESTGPU_USED_BYTES`` (read from ``/proc/<pid>/environ``),
+        the way a vendor tool reports each process's use of a device."""
+        used = 0
+        for pid in pids:
+            try:
+                environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            for item in environ:
+                if item.startswith(b"TESTGPU_USED_BYTES="):
+                    used += int(item.split(b"=", 1)[1])
+        return {d.index: used for d in devices}
 
 
 class GroupEngine(Engine):
@@ -91,6 +109,7 @@ class GroupEngine(Engine):
         served = request.deployment.served_model_name or request.deployment.name
         python = request.installation.executable
         env = dict(request.visibility_env)
+        env["TESTGPU_USED_BYTES"] = str(USED_BYTES[min(request.node_rank, 1)])
         if request.node_rank > 0:
             argv: tuple[str, ...] = (
                 python,

@@ -28,7 +28,7 @@ import httpx
 import psutil
 import pytest
 import uvicorn
-from server_group_plugins import make_group_host
+from server_group_plugins import USED_BYTES, make_group_host
 from server_helpers import Running, cheap_hashing, fast_config, free_port
 
 from gpustack_core.server import create_app
@@ -229,9 +229,27 @@ async def test_a_model_split_over_two_workers_runs_as_one_group(
         assert head_argv[head_argv.index("--rpc") + 1] == f"127.0.0.1:{part['port']}"
         assert "rpc" in Path(_cmdline(part["pid"])[1]).name
 
+        # instance detail: every part's log, through the server from the worker that runs it
+        r = await server.api("GET", f"/instances/{inst['id']}/logs", params={"rank": 1, "tail": 20})
+        assert r.status_code == 200 and f"rpc stand-in listening on 127.0.0.1:{part['port']}" in r.text
+        r = await server.api("GET", f"/instances/{inst['id']}/logs", params={"tail": 20})
+        assert f"connected to rpc server 127.0.0.1:{part['port']}" in r.text
+        r = await server.api("GET", f"/instances/{inst['id']}/logs", params={"rank": 2})
+        assert r.status_code == 404 and "its parts: 1" in r.text
+
         # the subordinate downloaded nothing: llama.cpp-style parts need no weights
         files = (await server.api("GET", "/model-files")).json()["items"]
         assert {f["worker_id"] for f in files} == {inst["worker_id"]}
+
+        # workers report measured device memory of their engines and the models they hold
+        async def measured() -> dict[str, Any] | None:
+            found = {w["name"]: w["info"] for w in (await server.api("GET", "/workers")).json()["items"]}
+            managed = {n: sum(i["managed_device_memory_used_bytes"].values()) for n, i in found.items()}
+            return found if managed == {inst["worker"]: USED_BYTES[0], part["worker"]: USED_BYTES[1]} else None
+
+        infos = await server.wait_for(measured, timeout=30)
+        assert f"local:{tiny_model}" in infos[inst["worker"]]["cached_models"]
+        assert infos[part["worker"]]["cached_models"] == []
 
         # served through the gateway with the official client
         r = await server.api("POST", "/api-keys", json={"name": "app", "scopes": ["inference"]})
@@ -280,3 +298,39 @@ async def test_a_model_split_over_two_workers_runs_as_one_group(
                     proc.wait(10)
         for pid in seen_pids:
             _kill_tree(pid)
+
+
+# ----------------------------------------------------------------------------- locality
+
+
+@pytest.mark.parametrize("cached_on", [None, "w2"])
+def test_a_worker_reporting_the_model_cached_attracts_the_placement(
+    tmp_path: Path, tiny_model: Path, cached_on: str | None
+) -> None:
+    from server_fake_engine import make_host
+
+    from gpustack_core.server.controllers import Controllers
+    from gpustack_core.server.services import Services
+    from gpustack_core.server.store import migrate
+    from gpustack_core.server.store.database import make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    migrate.upgrade(engine)
+    try:
+        store = Store(engine)
+        ctl = Controllers(Services(config=fast_config(tmp_path), store=store, host=make_host()))
+        model = ModelRef(source="local", id=str(tiny_model))
+        for name in ("w1", "w2"):
+            cached = (f"local:{tiny_model}",) if name == cached_on else ()
+            info = WorkerInfo(
+                name=name, cpu_count=8, memory_total_bytes=64 * 2**30, engines=("fake",), cached_models=cached
+            )
+            store.register_worker(info)
+        store.create_deployment(Deployment(name="d", model=model, engine="fake"))
+        ctl.reconcile_deployments()
+        ctl.schedule_pending()
+        [inst] = store.list_instances()[0]
+        # equal workers: the first by name, unless the other holds the model already
+        assert inst.worker == (cached_on or "w1")
+    finally:
+        engine.dispose()

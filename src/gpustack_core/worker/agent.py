@@ -8,7 +8,9 @@ Engine processes are supervised by :class:`~gpustack_core.supervisor.Supervisor`
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ from gpustack_core.types import Device, DownloadResult, EngineCapabilities, Work
 
 from .api import WorkerApi, bind_api_socket, create_worker_api, serve_worker_api
 from .groups import GroupChanged, group_failure, may_start, part_report, ready_rpc_servers
-from .inventory import collect_worker_info, default_worker_name
+from .inventory import collect_worker_info, default_worker_name, process_tree_pids
 from .protocol import (
     Assignment,
     Assignments,
@@ -111,6 +113,8 @@ class WorkerAgent:
         self._ports: dict[str, int] = {}
         #: process id -> the latest assignment of it (the head of a group waits on its parts here)
         self._latest: dict[str, Assignment] = {}
+        #: keys of models whose files this worker downloaded (reported for the locality policy)
+        self._cached_models: set[str] = set()
         self._downloads = DownloadTracker()
         self.supervisor: Supervisor | None = None
         self.registered = anyio.Event()
@@ -136,6 +140,7 @@ class WorkerAgent:
             supervisor,
         ):
             self.supervisor = supervisor
+            self._cached_models = _load_cached_models(data / "cached_models.json")
             adopted = await supervisor.adopt()
             if adopted:
                 logger.info("adopted %d running engine(s): %s", len(adopted), ", ".join(adopted))
@@ -161,9 +166,20 @@ class WorkerAgent:
         )
 
     async def _collect_info(self) -> WorkerInfo:
-        info = await anyio.to_thread.run_sync(
-            collect_worker_info, self.host, self.name, self.config.address, self.config.labels
-        )
+        sup = self.supervisor
+        roots = [] if sup is None else [s.pid for s in sup.statuses().values() if s.pid is not None]
+
+        def collect() -> WorkerInfo:
+            return collect_worker_info(
+                self.host,
+                self.name,
+                self.config.address,
+                self.config.labels,
+                engine_pids=process_tree_pids(roots),
+                cached_models=self._cached_models,
+            )
+
+        info = await anyio.to_thread.run_sync(collect)
         return info if self.api_port is None else info.model_copy(update={"api_port": self.api_port})
 
     async def _register(self, client: httpx.AsyncClient) -> None:
@@ -348,6 +364,11 @@ class WorkerAgent:
                 model=model, state="ready", downloaded_bytes=result.downloaded_bytes, paths=result.paths
             ),
         )
+        ref = assignment.deployment.model
+        keys = {str(ref), f"{ref.source}:{ref.id}"}
+        if not keys <= self._cached_models:
+            self._cached_models |= keys
+            _save_cached_models(data / "cached_models.json", self._cached_models)
         return result
 
     async def _launch(self, client: httpx.AsyncClient, assignment: Assignment) -> None:
@@ -484,3 +505,19 @@ class WorkerAgent:
             "launching": sorted(self._launching),
             "processes": {} if sup is None else {k: v.state for k, v in sup.statuses().items()},
         }
+
+
+def _load_cached_models(path: Path) -> set[str]:
+    try:
+        loaded = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return set()
+    return {str(k) for k in loaded} if isinstance(loaded, list) else set()
+
+
+def _save_cached_models(path: Path, keys: set[str]) -> None:
+    """Write the list atomically (a crash never leaves half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(sorted(keys)))
+    os.replace(tmp, path)
