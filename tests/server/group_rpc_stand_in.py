@@ -1,5 +1,7 @@
 """A TCP stand-in for llama.cpp's ``rpc-server``: listens on ``--host``/``--port`` and answers each
-``PING`` line with ``PONG`` until the peer closes. Usage: ``python group_rpc_stand_in.py --host H --port P``."""
+``PING`` line with ``PONG`` until the peer closes.
+
+Usage: ``python group_rpc_stand_in.py --host H --port P``."""
 
 from __future__ import annotations
 

@@ -159,4 +159,6 @@ def make_group_host(memory_bytes: int, uuid: str) -> PluginHost:
     """Installed plugins plus the test accelerator (one device of ``memory_bytes``) and the group
     engine."""
     plugin = _Plugin(memory_bytes, uuid)
-    return PluginHost(plugins=[("accelerators", "testgpu", plugin), ("engines", "fake-group", plugin)], environ={})
+    return PluginHost(
+        plugins=[("accelerators", "testgpu", plugin), ("engines", "fake-group", plugin)], environ={}
+    )

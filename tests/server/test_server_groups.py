@@ -28,6 +28,7 @@ import httpx
 import psutil
 import pytest
 import uvicorn
+from netns_pair import entered, netns_pair, netns_unavailable
 from server_group_plugins import USED_BYTES, make_group_host
 from server_helpers import Running, cheap_hashing, fast_config, free_port
 
@@ -73,20 +74,27 @@ def test_a_failed_part_fails_the_group_and_a_retry_restarts_it_whole(store: Stor
     store.report(iid, head, InstanceState.RUNNING, port=40000)
     assert store.report_part(iid, 1, sub, InstanceState.ERROR, message="exited with code 1")
     inst = store.get_instance(iid)
-    assert inst is not None and inst.state == InstanceState.ERROR
+    assert inst is not None
+    assert inst.state == InstanceState.ERROR
     assert inst.message == "rank 1 on worker sub failed: exited with code 1"
     assert store.retry_instance(iid, inst.version, "retrying")
     again = store.get_instance(iid)
-    assert again is not None and again.state == InstanceState.PENDING and again.parts == ()
-    assert store.worker_assignments(sub) == [] and store.worker_assignments(head) == []
+    assert again is not None
+    assert again.state == InstanceState.PENDING
+    assert again.parts == ()
+    assert store.worker_assignments(sub) == []
+    assert store.worker_assignments(head) == []
 
 
 def test_losing_a_subordinate_worker_requeues_the_group(store: Store) -> None:
     _, iid, head, sub = _placed_group(store)
     assert store.requeue_workers([sub], "worker sub stopped sending heartbeats") == 1
     inst = store.get_instance(iid)
-    assert inst is not None and inst.state == InstanceState.PENDING and inst.worker_id is None
-    assert inst.parts == () and store.worker_assignments(head) == []
+    assert inst is not None
+    assert inst.state == InstanceState.PENDING
+    assert inst.worker_id is None
+    assert inst.parts == ()
+    assert store.worker_assignments(head) == []
 
 
 def test_deleting_the_instance_removes_its_parts(store: Store) -> None:
@@ -104,10 +112,12 @@ def test_a_placement_naming_an_unknown_subordinate_is_refused(store: Store) -> N
     inst = store.list_instances(deployment_id=dep_id)[0][0]
     assert not store.place(inst.id, inst.version, head, {"worker": "head", "subordinate_workers": ["ghost"]})
     after = store.get_instance(inst.id)
-    assert after is not None and after.state == InstanceState.PENDING
+    assert after is not None
+    assert after.state == InstanceState.PENDING
 
 
 # ----------------------------------------------------------------------------- end to end
+
 
 def _kill_tree(pid: int) -> None:
     with contextlib.suppress(psutil.NoSuchProcess):
@@ -155,7 +165,9 @@ async def group_server(tmp_path: Path, split_device_bytes: int) -> AsyncIterator
     config = fast_config(tmp_path / "server", embedded_worker=False)
     app = create_app(config, host=make_group_host(split_device_bytes, "server"), hashing=cheap_hashing())
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
     base = f"http://127.0.0.1:{port}"
     async with anyio.create_task_group() as group:
         group.start_soon(server.serve)
@@ -183,121 +195,191 @@ async def _instance(server: Running, name: str) -> dict[str, Any] | None:
     return items[0] if items else None
 
 
+def _stop_all(workers: list[subprocess.Popen[bytes]], pids: list[int]) -> None:
+    for proc in workers:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+    for pid in pids:
+        _kill_tree(pid)
+
+
+async def _split_group_scenario(
+    server: Running, tiny_model: Path, addresses: dict[str, str], seen_pids: list[int]
+) -> None:
+    """Both workers registered: deploy the split model, check the group, chat, kill the part,
+    see the group restart, delete. ``addresses``: worker name -> the address it reports."""
+
+    async def both_ready() -> bool:
+        r = await server.api("GET", "/workers", params={"state": "ready"})
+        return {w["name"] for w in r.json()["items"]} == set(addresses)
+
+    await server.wait_for(both_ready, timeout=60)
+    body = {
+        "name": "split",
+        "model": f"local:{tiny_model}",
+        "engine": "fake-group",
+        "allow_multi_worker": True,
+        "allow_cpu_offload": False,
+    }
+    assert (await server.api("POST", "/deployments", json=body)).status_code == 201
+
+    async def running() -> dict[str, Any] | None:
+        inst = await _instance(server, "split")
+        ok = inst is not None and inst["state"] == "running" and inst["parts"]
+        return inst if ok and all(p["state"] == "running" for p in inst["parts"]) else None
+
+    inst = await server.wait_for(running, timeout=90)
+    assert inst["placement"]["claim"]["strategy"] == "multi_worker"
+    [part] = inst["parts"]
+    assert {inst["worker"], part["worker"]} == set(addresses)
+    assert part["rank"] == 1
+    assert part["address"] == addresses[part["worker"]]
+    seen_pids += [inst["pid"], part["pid"]]
+    head_argv = _cmdline(inst["pid"])
+    assert head_argv[head_argv.index("--rpc") + 1] == f"{part['address']}:{part['port']}"
+    assert "rpc" in Path(_cmdline(part["pid"])[1]).name
+
+    # instance detail: every part's log, through the server from the worker that runs it
+    r = await server.api("GET", f"/instances/{inst['id']}/logs", params={"rank": 1, "tail": 20})
+    assert r.status_code == 200
+    assert "rpc stand-in listening on " in r.text
+    assert str(part["port"]) in r.text
+    r = await server.api("GET", f"/instances/{inst['id']}/logs", params={"tail": 20})
+    assert f"connected to rpc server {part['address']}:{part['port']}" in r.text
+    r = await server.api("GET", f"/instances/{inst['id']}/logs", params={"rank": 2})
+    assert r.status_code == 404
+    assert "its parts: 1" in r.text
+
+    # the subordinate downloaded nothing: llama.cpp-style parts need no weights
+    files = (await server.api("GET", "/model-files")).json()["items"]
+    assert {f["worker_id"] for f in files} == {inst["worker_id"]}
+
+    # workers report measured device memory of their engines and the models they hold
+    async def measured() -> dict[str, Any] | None:
+        found = {w["name"]: w["info"] for w in (await server.api("GET", "/workers")).json()["items"]}
+        managed = {n: sum(i["managed_device_memory_used_bytes"].values()) for n, i in found.items()}
+        return found if managed == {inst["worker"]: USED_BYTES[0], part["worker"]: USED_BYTES[1]} else None
+
+    infos = await server.wait_for(measured, timeout=30)
+    assert f"local:{tiny_model}" in infos[inst["worker"]]["cached_models"]
+    assert infos[part["worker"]]["cached_models"] == []
+
+    # served through the gateway with the official client
+    r = await server.api("POST", "/api-keys", json={"name": "app", "scopes": ["inference"]})
+    key = r.json()["key"]
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=f"{server.base_url}/v1", api_key=key)
+    reply = await client.chat.completions.create(
+        model="split", messages=[{"role": "user", "content": "hi"}], max_tokens=4
+    )
+    assert reply.choices[0].message.content
+    await client.close()
+
+    # the subordinate's process dies: the whole group restarts (new head, new part)
+    os.kill(part["pid"], signal.SIGKILL)
+
+    async def restarted() -> dict[str, Any] | None:
+        now = await running()
+        return now if now is not None and now["restarts"] >= 1 else None
+
+    again = await server.wait_for(restarted, timeout=90)
+    assert again["pid"] != inst["pid"]
+    assert again["parts"][0]["pid"] != part["pid"]
+    assert not _alive(inst["pid"])
+    seen_pids += [again["pid"], again["parts"][0]["pid"]]
+
+    # delete: every part on every worker stops
+    assert (await server.api("DELETE", "/deployments/split")).status_code == 202
+
+    async def gone() -> bool:
+        return (await server.api("GET", "/deployments/split")).status_code == 404
+
+    await server.wait_for(gone, timeout=60)
+
+    async def all_stopped() -> bool:
+        return not any(_alive(pid) for pid in seen_pids)
+
+    await server.wait_for(all_stopped, timeout=30)
+
+
 @pytest.mark.anyio
 async def test_a_model_split_over_two_workers_runs_as_one_group(
     group_server: Running, tmp_path: Path, tiny_model: Path, split_device_bytes: int
 ) -> None:
-    server = group_server
-    workers = [
-        _start_worker(server, name, tmp_path / name, split_device_bytes) for name in ("worker-a", "worker-b")
-    ]
+    """Loopback variant: both workers on this host, distinct ports."""
+    names = ("worker-a", "worker-b")
+    workers = [_start_worker(group_server, n, tmp_path / n, split_device_bytes) for n in names]
     seen_pids: list[int] = []
     try:
-
-        async def both_ready() -> bool:
-            r = await server.api("GET", "/workers", params={"state": "ready"})
-            return {w["name"] for w in r.json()["items"]} == {"worker-a", "worker-b"}
-
-        await server.wait_for(both_ready, timeout=60)
-        body = {
-            "name": "split",
-            "model": f"local:{tiny_model}",
-            "engine": "fake-group",
-            "allow_multi_worker": True,
-            "allow_cpu_offload": False,
-        }
-        assert (await server.api("POST", "/deployments", json=body)).status_code == 201
-
-        last: list[Any] = [None]
-
-        async def running() -> dict[str, Any] | None:
-            inst = await _instance(server, "split")
-            view = inst and (inst["state"], inst["message"][:200], [(p["state"], p["message"][:200]) for p in inst["parts"]])
-            if view != last[0]:
-                print("instance:", view, flush=True)
-                last[0] = view
-            ok = inst is not None and inst["state"] == "running" and inst["parts"]
-            return inst if ok and all(p["state"] == "running" for p in inst["parts"]) else None
-
-        inst = await server.wait_for(running, timeout=90)
-        assert inst["placement"]["claim"]["strategy"] == "multi_worker"
-        [part] = inst["parts"]
-        assert {inst["worker"], part["worker"]} == {"worker-a", "worker-b"}
-        assert part["rank"] == 1 and part["address"] == "127.0.0.1"
-        seen_pids += [inst["pid"], part["pid"]]
-        head_argv = _cmdline(inst["pid"])
-        assert head_argv[head_argv.index("--rpc") + 1] == f"127.0.0.1:{part['port']}"
-        assert "rpc" in Path(_cmdline(part["pid"])[1]).name
-
-        # instance detail: every part's log, through the server from the worker that runs it
-        r = await server.api("GET", f"/instances/{inst['id']}/logs", params={"rank": 1, "tail": 20})
-        assert r.status_code == 200 and f"rpc stand-in listening on 127.0.0.1:{part['port']}" in r.text
-        r = await server.api("GET", f"/instances/{inst['id']}/logs", params={"tail": 20})
-        assert f"connected to rpc server 127.0.0.1:{part['port']}" in r.text
-        r = await server.api("GET", f"/instances/{inst['id']}/logs", params={"rank": 2})
-        assert r.status_code == 404 and "its parts: 1" in r.text
-
-        # the subordinate downloaded nothing: llama.cpp-style parts need no weights
-        files = (await server.api("GET", "/model-files")).json()["items"]
-        assert {f["worker_id"] for f in files} == {inst["worker_id"]}
-
-        # workers report measured device memory of their engines and the models they hold
-        async def measured() -> dict[str, Any] | None:
-            found = {w["name"]: w["info"] for w in (await server.api("GET", "/workers")).json()["items"]}
-            managed = {n: sum(i["managed_device_memory_used_bytes"].values()) for n, i in found.items()}
-            return found if managed == {inst["worker"]: USED_BYTES[0], part["worker"]: USED_BYTES[1]} else None
-
-        infos = await server.wait_for(measured, timeout=30)
-        assert f"local:{tiny_model}" in infos[inst["worker"]]["cached_models"]
-        assert infos[part["worker"]]["cached_models"] == []
-
-        # served through the gateway with the official client
-        r = await server.api("POST", "/api-keys", json={"name": "app", "scopes": ["inference"]})
-        key = r.json()["key"]
-        import openai
-
-        client = openai.AsyncOpenAI(base_url=f"{server.base_url}/v1", api_key=key)
-        reply = await client.chat.completions.create(
-            model="split", messages=[{"role": "user", "content": "hi"}], max_tokens=4
-        )
-        assert reply.choices[0].message.content
-        await client.close()
-
-        # the subordinate's process dies: the whole group restarts (new head, new part)
-        os.kill(part["pid"], signal.SIGKILL)
-
-        async def restarted() -> dict[str, Any] | None:
-            now = await running()
-            return now if now is not None and now["restarts"] >= 1 else None
-
-        again = await server.wait_for(restarted, timeout=90)
-        assert again["pid"] != inst["pid"] and again["parts"][0]["pid"] != part["pid"]
-        assert not _alive(inst["pid"])
-        seen_pids += [again["pid"], again["parts"][0]["pid"]]
-
-        # delete: every part on every worker stops
-        assert (await server.api("DELETE", "/deployments/split")).status_code == 202
-
-        async def gone() -> bool:
-            return (await server.api("GET", "/deployments/split")).status_code == 404
-
-        await server.wait_for(gone, timeout=60)
-
-        async def all_stopped() -> bool:
-            return not any(_alive(pid) for pid in seen_pids)
-
-        await server.wait_for(all_stopped, timeout=30)
+        await _split_group_scenario(group_server, tiny_model, dict.fromkeys(names, "127.0.0.1"), seen_pids)
     finally:
-        for proc in workers:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(10)
-        for pid in seen_pids:
-            _kill_tree(pid)
+        _stop_all(workers, seen_pids)
+
+
+@pytest.mark.anyio
+async def test_a_model_split_across_two_network_namespaces(
+    tmp_path: Path, tiny_model: Path, split_device_bytes: int
+) -> None:
+    """Two hosts as two network namespaces joined by veth: the server and worker-a in one,
+    worker-b in the other; the head reaches the RPC stand-in across the link."""
+    reason = netns_unavailable()
+    if reason is not None:
+        pytest.skip(f"{reason}; the loopback variant covers the group on one host")
+    with netns_pair() as pair:
+        port = free_port()
+        data = tmp_path / "server"
+        serve = [
+            sys.executable,
+            str(HERE / "server_group_serve_main.py"),
+            str(data),
+            pair.address_a,
+            str(port),
+        ]
+        with open(tmp_path / "server.log", "wb") as log:
+            server_proc = subprocess.Popen(
+                [*pair.exec_argv(pair.a), *serve, str(split_device_bytes)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        processes = [server_proc]
+        seen_pids: list[int] = []
+        try:
+            with entered(pair.a):
+                base = f"http://{pair.address_a}:{port}"
+                async with httpx.AsyncClient(base_url=base) as client:
+                    server = Running(None, client, data, base)
+
+                    async def up() -> bool:
+                        try:
+                            return (await client.get("/healthz")).status_code == 200
+                        except httpx.HTTPError:
+                            return False
+
+                    await server.wait_for(up, timeout=60)
+                    await server.login_admin()
+                    token = (data / "token").read_text().strip()
+                    for name, ns, address in (
+                        ("worker-a", pair.a, pair.address_a),
+                        ("worker-b", pair.b, pair.address_b),
+                    ):
+                        argv = [sys.executable, str(HERE / "server_group_worker_main.py"), base, token, name]
+                        argv += [str(tmp_path / name), str(split_device_bytes), address]
+                        with open(tmp_path / f"{name}.log", "wb") as log:
+                            processes.append(
+                                subprocess.Popen(
+                                    [*pair.exec_argv(ns), *argv], stdout=log, stderr=subprocess.STDOUT
+                                )
+                            )
+                    addresses = {"worker-a": pair.address_a, "worker-b": pair.address_b}
+                    await _split_group_scenario(server, tiny_model, addresses, seen_pids)
+        finally:
+            _stop_all(processes[::-1], seen_pids)
 
 
 # ----------------------------------------------------------------------------- locality

@@ -21,9 +21,9 @@ import httpx
 from starlette.applications import Starlette
 
 from gpustack_core.engines import default_engines_dir
+from gpustack_core.errors import GPUStackError
 from gpustack_core.plugins import PluginHost
 from gpustack_core.supervisor import ProcessStatus, RestartPolicy, Supervisor
-from gpustack_core.errors import GPUStackError
 from gpustack_core.types import Device, DownloadResult, EngineCapabilities, WorkerInfo
 
 from .api import WorkerApi, bind_api_socket, create_worker_api, serve_worker_api
@@ -271,7 +271,9 @@ class WorkerAgent:
                     # earlier agent, or its launch was interrupted): report it so it is retried.
                     message = "engine process not found on the worker"
                     if assignment.rank:
-                        await self._report_part(client, assignment, PartReport(state="error", message=message))
+                        await self._report_part(
+                            client, assignment, PartReport(state="error", message=message)
+                        )
                     else:
                         await self._report(client, iid, InstanceReport(state="error", message=message))
                 continue
@@ -356,7 +358,11 @@ class WorkerAgent:
         data = Path(self.config.data_dir)
         model = str(assignment.deployment.model)
         result = await anyio.to_thread.run_sync(
-            download_model, self.host, assignment, data / "models", self._downloads.callback(assignment.process_id)
+            download_model,
+            self.host,
+            assignment,
+            data / "models",
+            self._downloads.callback(assignment.process_id),
         )
         await self._post_model_file(
             client,
@@ -390,7 +396,9 @@ class WorkerAgent:
                     # they join this address, which the engine's head process listens on
                     head_address = f"{self.config.address}:{free_port()}"
                     assignment = assignment.model_copy(update={"head_address": head_address})
-                report = InstanceReport(state="downloading", message=f"fetching {model}", head_address=head_address)
+                report = InstanceReport(
+                    state="downloading", message=f"fetching {model}", head_address=head_address
+                )
                 await self._report(client, iid, report)
             if needs_weights:
                 paths = (await self._download(client, assignment)).paths
@@ -421,7 +429,9 @@ class WorkerAgent:
             self._ports[iid] = spec.port
             status = await sup.start(iid, spec)
             if assignment.rank:
-                report = PartReport(state="starting", message="waiting for readiness", pid=status.pid, port=spec.port)
+                report = PartReport(
+                    state="starting", message="waiting for readiness", pid=status.pid, port=spec.port
+                )
                 await self._report_part(client, assignment, report)
             else:
                 await self._report(

@@ -253,7 +253,9 @@ class Store(AccountStore):
     @staticmethod
     def _with_parts(c: sa.Connection, records: list[InstanceRecord]) -> list[InstanceRecord]:
         """The records with their subordinate parts attached (one query for all of them)."""
-        parts = load_parts(c, [r.id for r in records if r.placement and r.placement.get("subordinate_workers")])
+        parts = load_parts(
+            c, [r.id for r in records if r.placement and r.placement.get("subordinate_workers")]
+        )
         return [r.model_copy(update={"parts": parts[r.id]}) if r.id in parts else r for r in records]
 
     def list_instances(
