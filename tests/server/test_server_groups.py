@@ -196,6 +196,11 @@ async def _instance(server: Running, name: str) -> dict[str, Any] | None:
 
 
 def _stop_all(workers: list[subprocess.Popen[bytes]], pids: list[int]) -> None:
+    """Stop the worker (and server) processes, then kill every engine they started, even one
+    the test never saw (a failed run must not leave processes behind)."""
+    for proc in workers:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            pids += [child.pid for child in psutil.Process(proc.pid).children(recursive=True)]
     for proc in workers:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
