@@ -80,6 +80,9 @@ def netns_pair() -> Iterator[NetnsPair]:
             _ip("-n", ns, "addr", "add", f"{address}/24", "dev", f"{tag}{ns[-1]}")
             _ip("-n", ns, "link", "set", f"{tag}{ns[-1]}", "up")
             _ip("-n", ns, "link", "set", "lo", "up")
+            # a default route over the link: programs that find their address by routing
+            # (Ray's node IP) pick the link's address; nothing lies beyond it
+            _ip("-n", ns, "route", "add", "default", "dev", f"{tag}{ns[-1]}")
         yield pair
     finally:
         for ns in made:
