@@ -39,7 +39,10 @@ def main() -> None:
     deadline = time.monotonic() + 240
     while True:
         status = subprocess.run(
-            [ray, "status", "--address", os.environ["RAY_ADDRESS"]], capture_output=True, text=True, timeout=120
+            [ray, "status", "--address", os.environ["RAY_ADDRESS"]],
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         active = status.stdout.split("Pending:")[0]
         if len(re.findall(r"^\s*1 node_", active, re.MULTILINE)) >= nodes:

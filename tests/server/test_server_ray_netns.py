@@ -93,9 +93,8 @@ def test_vllm_multi_node_specs_form_a_real_two_node_ray_cluster(tmp_path: Path) 
                 assert {a.split("=")[0] for a in part if a.startswith("-")} <= known
             serve_flags = {a for a in vllm_serve.split()[3:] if a.startswith("--")}
             assert serve_flags <= VLLM_SERVE_FLAGS
-            assert "--distributed-executor-backend" in serve_flags and head.env["RAY_ADDRESS"].endswith(
-                head_address.rsplit(":", 1)[1]
-            )
+            assert "--distributed-executor-backend" in serve_flags
+            assert head.env["RAY_ADDRESS"].endswith(head_address.rsplit(":", 1)[1])
 
             env = {**os.environ, "RAY_TMPDIR": str(ray_tmp), "RAY_USAGE_STATS_ENABLED": "0"}
             for ns, spec, name in ((pair.a, head, "head"), (pair.b, worker, "worker")):
@@ -122,7 +121,9 @@ def test_vllm_multi_node_specs_form_a_real_two_node_ray_cluster(tmp_path: Path) 
                         if proc.poll() is not None and name == "head":
                             pytest.fail(f"head exited: {(tmp_path / 'head.log').read_text()[-3000:]}")
                     if time.monotonic() > deadline:
-                        logs = "".join((tmp_path / f"{n}.log").read_text()[-2000:] for n in ("head", "worker"))
+                        logs = "".join(
+                            (tmp_path / f"{n}.log").read_text()[-2000:] for n in ("head", "worker")
+                        )
                         pytest.fail(f"the head never became ready:\n{logs}")
                     time.sleep(1)
             status = (root / "ray-status.txt").read_text()

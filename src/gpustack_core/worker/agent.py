@@ -429,10 +429,10 @@ class WorkerAgent:
             self._ports[iid] = spec.port
             status = await sup.start(iid, spec)
             if assignment.rank:
-                report = PartReport(
+                starting = PartReport(
                     state="starting", message="waiting for readiness", pid=status.pid, port=spec.port
                 )
-                await self._report_part(client, assignment, report)
+                await self._report_part(client, assignment, starting)
             else:
                 await self._report(
                     client,

@@ -55,8 +55,10 @@ def test_mixed_vendor_rpc_placement_matches_golden(rank: int, golden: str) -> No
 def test_each_worker_sees_only_its_vendor_and_the_split_puts_the_remote_device_first() -> None:
     head = LlamaCppEngine().launch_spec(_request(0))
     worker = LlamaCppEngine().launch_spec(_request(1))
-    assert head.env["CUDA_VISIBLE_DEVICES"] == "0" and "HIP_VISIBLE_DEVICES" not in head.env
-    assert worker.env["HIP_VISIBLE_DEVICES"] == "0" and "CUDA_VISIBLE_DEVICES" not in worker.env
+    assert head.env["CUDA_VISIBLE_DEVICES"] == "0"
+    assert "HIP_VISIBLE_DEVICES" not in head.env
+    assert worker.env["HIP_VISIBLE_DEVICES"] == "0"
+    assert "CUDA_VISIBLE_DEVICES" not in worker.env
     argv = list(head.argv)
     assert argv[argv.index("--tensor-split") + 1] == f"{8 * _GIB},{12 * _GIB}"
     assert argv[argv.index("--rpc") + 1] == "10.0.0.2:50052"
