@@ -421,3 +421,74 @@ def test_a_worker_reporting_the_model_cached_attracts_the_placement(
         assert inst.worker == (cached_on or "w1")
     finally:
         engine.dispose()
+
+
+# ----------------------------------------------------------------------------- server restart
+
+
+@pytest.mark.anyio
+async def test_a_server_restart_adopts_every_part_of_a_running_group(
+    tmp_path: Path, tiny_model: Path, split_device_bytes: int
+) -> None:
+    """The server stops and starts again on the same database; the group's processes on both
+    workers keep running (same pids, no restart) and the instance stays running with its part."""
+    data, port = tmp_path / "server", free_port()
+    base = f"http://127.0.0.1:{port}"
+    serve = [sys.executable, str(HERE / "server_group_serve_main.py"), str(data), "127.0.0.1", str(port)]
+
+    def start_server() -> subprocess.Popen[bytes]:
+        with open(tmp_path / "server.log", "ab") as log:
+            return subprocess.Popen([*serve, str(split_device_bytes)], stdout=log, stderr=subprocess.STDOUT)
+
+    processes = [start_server()]
+    seen_pids: list[int] = []
+    async with httpx.AsyncClient(base_url=base) as client:
+        server = Running(None, client, data, base)
+
+        async def up() -> bool:
+            try:
+                return (await client.get("/healthz")).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        try:
+            await server.wait_for(up, timeout=60)
+            await server.login_admin()
+            names = ("worker-a", "worker-b")
+            processes += [_start_worker(server, n, tmp_path / n, split_device_bytes) for n in names]
+
+            async def both_ready() -> bool:
+                r = await server.api("GET", "/workers", params={"state": "ready"})
+                return {w["name"] for w in r.json()["items"]} == set(names)
+
+            await server.wait_for(both_ready, timeout=60)
+            body = {
+                "name": "split",
+                "model": f"local:{tiny_model}",
+                "engine": "fake-group",
+                "allow_multi_worker": True,
+                "allow_cpu_offload": False,
+            }
+            assert (await server.api("POST", "/deployments", json=body)).status_code == 201
+
+            async def running() -> dict[str, Any] | None:
+                inst = await _instance(server, "split")
+                ok = inst is not None and inst["state"] == "running" and inst["parts"]
+                return inst if ok and all(p["state"] == "running" for p in inst["parts"]) else None
+
+            before = await server.wait_for(running, timeout=90)
+            seen_pids += [before["pid"], before["parts"][0]["pid"]]
+
+            processes[0].send_signal(signal.SIGTERM)
+            processes[0].wait(30)
+            processes[0] = start_server()
+            await server.wait_for(up, timeout=60)
+            await server.login_admin()
+            await server.wait_for(both_ready, timeout=60)
+            await anyio.sleep(3)  # several poll and report rounds of both workers
+            after = await server.wait_for(running, timeout=30)
+            assert (after["id"], after["pid"], after["restarts"]) == (before["id"], before["pid"], 0)
+            assert after["parts"][0]["pid"] == before["parts"][0]["pid"]
+            assert all(_alive(pid) for pid in seen_pids)
+        finally:
+            _stop_all(processes[::-1], seen_pids)
