@@ -20,6 +20,7 @@ from .models import (
     ModelFormat,
     ModelMetadata,
     ModelRef,
+    PeerCache,
     SourceOptions,
 )
 from .resources import ClaimStrategy, DeviceClaim, MemoryItem, ResourceClaim, ResourceEstimate
@@ -52,6 +53,7 @@ __all__ = [
     "ModelFormat",
     "ModelMetadata",
     "ModelRef",
+    "PeerCache",
     "Placement",
     "PlacementStrategy",
     "PolicyContext",
