@@ -24,7 +24,7 @@ from gpustack_core.engines import default_engines_dir
 from gpustack_core.errors import GPUStackError
 from gpustack_core.plugins import PluginHost
 from gpustack_core.supervisor import ProcessStatus, RestartPolicy, Supervisor
-from gpustack_core.types import Device, DownloadResult, EngineCapabilities, WorkerInfo
+from gpustack_core.types import Device, DownloadResult, EngineCapabilities, PeerCache, WorkerInfo
 
 from .api import WorkerApi, bind_api_socket, create_worker_api, serve_worker_api
 from .groups import GroupChanged, group_failure, may_start, part_report, ready_rpc_servers
@@ -37,6 +37,7 @@ from .protocol import (
     PartReport,
     Registered,
     Registration,
+    mint_api_token,
     token_sha256,
 )
 from .runner import DownloadTracker, build_launch_spec, download_model, free_port
@@ -162,7 +163,12 @@ class WorkerAgent:
             return supervisor.log_dir / f"{instance_id}.log"
 
         return create_worker_api(
-            WorkerApi(worker_name=self.name, token_sha256=token_sha256(self.config.token), log_path=log_path)
+            WorkerApi(
+                worker_name=self.name,
+                token_sha256=token_sha256(self.config.token),
+                log_path=log_path,
+                model_cache=Path(self.config.data_dir) / "models",
+            )
         )
 
     async def _collect_info(self) -> WorkerInfo:
@@ -357,12 +363,22 @@ class WorkerAgent:
     async def _download(self, client: httpx.AsyncClient, assignment: Assignment) -> DownloadResult:
         data = Path(self.config.data_dir)
         model = str(assignment.deployment.model)
+        key = token_sha256(self.config.token)
+        peers = tuple(
+            PeerCache(
+                url=f"http://{_url_host(p.address)}:{p.api_port}/models/cache",
+                headers={"Authorization": f"Bearer {mint_api_token(key, p.worker)}"},
+            )
+            for p in assignment.peers
+            if p.worker != self.name
+        )
         result = await anyio.to_thread.run_sync(
             download_model,
             self.host,
             assignment,
             data / "models",
             self._downloads.callback(assignment.process_id),
+            peers,
         )
         await self._post_model_file(
             client,
@@ -515,6 +531,10 @@ class WorkerAgent:
             "launching": sorted(self._launching),
             "processes": {} if sup is None else {k: v.state for k, v in sup.statuses().items()},
         }
+
+
+def _url_host(address: str) -> str:
+    return f"[{address}]" if ":" in address and not address.startswith("[") else address
 
 
 def _load_cached_models(path: Path) -> set[str]:

@@ -33,6 +33,7 @@ __all__ = [
     "Heartbeat",
     "InstanceReport",
     "ModelFileReport",
+    "ModelPeer",
     "PartAssignment",
     "PartReport",
     "Registered",
@@ -103,6 +104,15 @@ class Heartbeat(BaseModel):
     info: WorkerInfo
 
 
+class ModelPeer(BaseModel):
+    """Another worker that holds the assignment's model files and serves its cache
+    (``http://<address>:<api_port>/models/cache``); tried before the model's source."""
+
+    worker: str
+    address: str
+    api_port: int = Field(ge=1, le=65535)
+
+
 class PartAssignment(BaseModel):
     """A subordinate part of a multi-worker instance as the server last heard of it."""
 
@@ -135,6 +145,9 @@ class Assignment(BaseModel):
     node_count: int = Field(default=1, ge=1, description="workers the instance spans")
     head_address: str | None = Field(default=None, description="host:port the other ranks join")
     parts: list[PartAssignment] = Field(default_factory=list)
+    peers: list[ModelPeer] = Field(
+        default_factory=list, description="workers that hold the model's files (download from them first)"
+    )
 
     @property
     def process_id(self) -> str:

@@ -15,6 +15,7 @@ from gpustack_core.types import (
     EngineOptions,
     LaunchRequest,
     LaunchSpec,
+    PeerCache,
     Placement,
     SourceOptions,
 )
@@ -63,12 +64,17 @@ class DownloadTracker:
 
 
 def download_model(
-    host: PluginHost, assignment: Assignment, cache_dir: Path, progress: Callable[[DownloadProgress], None]
+    host: PluginHost,
+    assignment: Assignment,
+    cache_dir: Path,
+    progress: Callable[[DownloadProgress], None],
+    peers: tuple[PeerCache, ...] = (),
 ) -> DownloadResult:
-    """Resolve, select and download the deployment's model files (blocking)."""
+    """Resolve, select and download the deployment's model files (blocking); ``peers`` (other
+    workers' caches) are tried for each file before the source."""
     ref = assignment.deployment.model
     source = host.model_source(ref.source)
-    options = SourceOptions(cache_dir=str(cache_dir))
+    options = SourceOptions(cache_dir=str(cache_dir), peers=peers)
     with host.guard("sources", source.name, "resolve()"):
         metadata = source.resolve(ref, options)
     with host.guard("sources", source.name, "select_files()"):

@@ -14,6 +14,7 @@ from gpustack_core.worker.protocol import (
     Heartbeat,
     InstanceReport,
     ModelFileReport,
+    ModelPeer,
     PartAssignment,
     PartReport,
     Registered,
@@ -109,6 +110,7 @@ async def assignments(req: Request) -> Assignments:
     if await req.db(store.get_worker, worker_id) is None:
         raise ApiError(404, "unknown worker: register again")
     placed = await req.db(store.worker_assignments, worker_id)
+    peers = await req.db(_model_peers, store, worker_id, {str(spec.model) for _, spec, _ in placed})
     return Assignments(
         items=[
             Assignment(
@@ -130,10 +132,33 @@ async def assignments(req: Request) -> Assignments:
                     )
                     for p in inst.parts
                 ],
+                peers=peers.get(str(spec.model), []),
             )
             for inst, spec, rank in placed
         ]
     )
+
+
+def _model_peers(store: Any, worker_id: str, models: set[str]) -> dict[str, list[ModelPeer]]:
+    """For each model: the other ready workers that reported its files ``ready`` and serve an API."""
+    if not models:
+        return {}
+    files, _ = store.list_model_files(1_000_000, 0)
+    holders: dict[str, list[str]] = {}
+    for f in files:
+        if f.model in models and f.state == "ready" and f.worker_id != worker_id:
+            holders.setdefault(f.model, []).append(f.worker_id)
+    if not holders:
+        return {}
+    workers = {w.id: w for w in store.list_workers(limit=1_000_000, state="ready")[0]}
+    return {
+        model: [
+            ModelPeer(worker=w.name, address=w.info.address, api_port=w.info.api_port)
+            for wid in sorted(ids)
+            if (w := workers.get(wid)) is not None and w.info.api_port is not None
+        ]
+        for model, ids in holders.items()
+    }
 
 
 async def report(req: Request) -> dict[str, Any]:
