@@ -24,7 +24,8 @@ pytestmark = pytest.mark.anyio
 def _fake_hubs() -> Any:
     path = Path(__file__).resolve().parent.parent / "sources" / "fake_hubs.py"
     spec = importlib.util.spec_from_file_location("fake_hubs_for_server_tests", path)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
