@@ -1,6 +1,8 @@
 """A stand-in for ``llama-server --rpc a,b``: connects to every RPC server (exits 2 naming the one it
 cannot reach), then serves the gateway's fake OpenAI engine; exits 3 when an RPC server goes away,
-as ``llama-server`` does when it loses a backend."""
+as ``llama-server`` does when it loses a backend. With ``--rendezvous HOST:PORT --nodes N`` it is a
+head that others join (Ray, torch distributed): it listens there and waits for ``N - 1`` ranks
+before serving, and exits 3 when one of them goes away."""
 
 from __future__ import annotations
 
@@ -46,7 +48,18 @@ def main() -> None:
     parser.add_argument("--model", required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--rpc", default="")
+    parser.add_argument("--rendezvous", default="", help="HOST:PORT the other ranks join (head first)")
+    parser.add_argument("--nodes", type=int, default=1)
     args = parser.parse_args()
+    if args.rendezvous:
+        _, _, port = args.rendezvous.rpartition(":")
+        listener = socket.create_server((args.host, int(port)))
+        print(f"waiting for {args.nodes - 1} rank(s) at {args.rendezvous}", flush=True)
+        for _ in range(args.nodes - 1):
+            conn, _ = listener.accept()
+            hello = conn.makefile("rb").readline().strip().decode()
+            threading.Thread(target=_watch, args=(conn, hello), daemon=True).start()
+            print(f"rank joined: {hello}", flush=True)
     for endpoint in filter(None, args.rpc.split(",")):
         sock = _connect(endpoint)
         threading.Thread(target=_watch, args=(sock, endpoint), daemon=True).start()

@@ -31,7 +31,7 @@ from gpustack_core.types import (
     ModelFormat,
 )
 
-__all__ = ["GroupEngine", "TestGpu", "make_group_host"]
+__all__ = ["USED_BYTES", "GroupEngine", "HeadFirstEngine", "TestGpu", "make_group_host"]
 
 HERE = Path(__file__).resolve().parent
 #: Device memory the head (rank 0) and a part (rank >= 1) declare they use.
@@ -141,6 +141,50 @@ class GroupEngine(Engine):
         )
 
 
+class HeadFirstEngine(GroupEngine):
+    """The Ray / torch-distributed shape with stand-ins: the head starts first at ``head_address``,
+    the other ranks join it; every rank reads the weights."""
+
+    name = "fake-head-first"
+
+    def capabilities(self) -> EngineCapabilities:
+        return (
+            super()
+            .capabilities()
+            .model_copy(update={"multi_worker_order": "head_first", "subordinates_need_weights": True})
+        )
+
+    def launch_spec(self, request: LaunchRequest) -> LaunchSpec:
+        if not request.head_address or not request.model_paths:
+            raise ValueError("every rank needs the head address and the model file")
+        served = request.deployment.served_model_name or request.deployment.name
+        python = request.installation.executable
+        env = {**request.visibility_env, "TESTGPU_USED_BYTES": str(USED_BYTES[min(request.node_rank, 1)])}
+        if request.node_rank > 0:
+            argv: tuple[str, ...] = (
+                python,
+                str(HERE / "group_join_stand_in.py"),
+                "--head",
+                request.head_address,
+            )
+            argv += ("--rank", str(request.node_rank))
+            return LaunchSpec(
+                argv=argv, env=env, port=request.port, served_model_name=served, readiness_mode="process"
+            )
+        argv = (python, str(HERE / "group_head_stand_in.py"), "--port", str(request.port), "--name", served)
+        argv += ("--model", request.model_paths[0], "--host", request.host)
+        argv += ("--rendezvous", request.head_address, "--nodes", str(request.node_count))
+        return LaunchSpec(
+            argv=argv,
+            env=env,
+            port=request.port,
+            served_model_name=served,
+            readiness=HttpProbe(path="/_fake/stats"),
+            health=HttpProbe(path="/_fake/stats", timeout_s=2.0),
+            ready_timeout_s=60,
+        )
+
+
 class _Plugin:
     def __init__(self, memory_bytes: int, uuid: str) -> None:
         self.memory_bytes = memory_bytes
@@ -153,6 +197,7 @@ class _Plugin:
     @hookimpl
     def gpustack_register_engines(self, register: Any) -> None:
         register(GroupEngine())
+        register(HeadFirstEngine())
 
 
 def make_group_host(memory_bytes: int, uuid: str) -> PluginHost:

@@ -214,10 +214,16 @@ def _stop_all(workers: list[subprocess.Popen[bytes]], pids: list[int]) -> None:
 
 
 async def _split_group_scenario(
-    server: Running, tiny_model: Path, addresses: dict[str, str], seen_pids: list[int]
+    server: Running,
+    tiny_model: Path,
+    addresses: dict[str, str],
+    seen_pids: list[int],
+    engine: str = "fake-group",
 ) -> None:
     """Both workers registered: deploy the split model, check the group, chat, kill the part,
-    see the group restart, delete. ``addresses``: worker name -> the address it reports."""
+    see the group restart, delete. ``addresses``: worker name -> the address it reports.
+    ``engine``: ``fake-group`` (subordinates first, llama.cpp RPC) or ``fake-head-first`` (Ray)."""
+    head_first = engine == "fake-head-first"
 
     async def both_ready() -> bool:
         r = await server.api("GET", "/workers", params={"state": "ready"})
@@ -227,7 +233,7 @@ async def _split_group_scenario(
     body = {
         "name": "split",
         "model": f"local:{tiny_model}",
-        "engine": "fake-group",
+        "engine": engine,
         "allow_multi_worker": True,
         "allow_cpu_offload": False,
     }
@@ -245,24 +251,36 @@ async def _split_group_scenario(
     assert part["rank"] == 1
     assert part["address"] == addresses[part["worker"]]
     seen_pids += [inst["pid"], part["pid"]]
-    head_argv = _cmdline(inst["pid"])
-    assert head_argv[head_argv.index("--rpc") + 1] == f"{part['address']}:{part['port']}"
-    assert "rpc" in Path(_cmdline(part["pid"])[1]).name
+    head_argv, part_argv = _cmdline(inst["pid"]), _cmdline(part["pid"])
+    if head_first:  # the head published its address first; the other rank joined it there
+        head_address = inst["head_address"]
+        assert head_address.startswith(f"{addresses[inst['worker']]}:")
+        assert head_argv[head_argv.index("--rendezvous") + 1] == head_address
+        assert part_argv[part_argv.index("--head") + 1] == head_address
+        part_says, head_says = f"joined head at {head_address} as rank 1", "rank joined: JOIN 1"
+    else:  # the part started first; the head got its address
+        assert head_argv[head_argv.index("--rpc") + 1] == f"{part['address']}:{part['port']}"
+        assert "rpc" in Path(part_argv[1]).name
+        bind = "127.0.0.1" if part["address"] == "127.0.0.1" else "0.0.0.0"  # noqa: S104 - what it printed
+        part_says = f"rpc stand-in listening on {bind}:{part['port']}"
+        head_says = f"connected to rpc server {part['address']}:{part['port']}"
 
     # instance detail: every part's log, through the server from the worker that runs it
-    r = await server.api("GET", f"/instances/{inst['id']}/logs", params={"rank": 1, "tail": 20})
-    assert r.status_code == 200
-    assert "rpc stand-in listening on " in r.text
-    assert str(part["port"]) in r.text
-    r = await server.api("GET", f"/instances/{inst['id']}/logs", params={"tail": 20})
-    assert f"connected to rpc server {part['address']}:{part['port']}" in r.text
+    async def log_says(rank: int, text: str) -> bool:  # the log pump writes lines as they come
+        r = await server.api("GET", f"/instances/{inst['id']}/logs", params={"rank": rank, "tail": 20})
+        assert r.status_code == 200, r.text
+        return text in r.text
+
+    await server.wait_for(lambda: log_says(1, part_says), timeout=15)
+    await server.wait_for(lambda: log_says(0, head_says), timeout=15)
     r = await server.api("GET", f"/instances/{inst['id']}/logs", params={"rank": 2})
     assert r.status_code == 404
     assert "its parts: 1" in r.text
 
-    # the subordinate downloaded nothing: llama.cpp-style parts need no weights
+    # llama.cpp-style parts download nothing; head-first ranks read the weights too
     files = (await server.api("GET", "/model-files")).json()["items"]
-    assert {f["worker_id"] for f in files} == {inst["worker_id"]}
+    on = {inst["worker_id"], part["worker_id"]} if head_first else {inst["worker_id"]}
+    assert {f["worker_id"] for f in files} == on
 
     # workers report measured device memory of their engines and the models they hold
     async def measured() -> dict[str, Any] | None:
@@ -272,7 +290,7 @@ async def _split_group_scenario(
 
     infos = await server.wait_for(measured, timeout=30)
     assert f"local:{tiny_model}" in infos[inst["worker"]]["cached_models"]
-    assert infos[part["worker"]]["cached_models"] == []
+    assert (f"local:{tiny_model}" in infos[part["worker"]]["cached_models"]) == head_first
 
     # served through the gateway with the official client
     r = await server.api("POST", "/api-keys", json={"name": "app", "scopes": ["inference"]})
@@ -323,6 +341,21 @@ async def test_a_model_split_over_two_workers_runs_as_one_group(
     seen_pids: list[int] = []
     try:
         await _split_group_scenario(group_server, tiny_model, dict.fromkeys(names, "127.0.0.1"), seen_pids)
+    finally:
+        _stop_all(workers, seen_pids)
+
+
+@pytest.mark.anyio
+async def test_a_head_first_group_starts_the_head_and_the_other_rank_joins_it(
+    group_server: Running, tmp_path: Path, tiny_model: Path, split_device_bytes: int
+) -> None:
+    """Loopback: the Ray / torch-distributed order (head first, ranks join its address)."""
+    names = ("worker-a", "worker-b")
+    workers = [_start_worker(group_server, n, tmp_path / n, split_device_bytes) for n in names]
+    seen_pids: list[int] = []
+    try:
+        addresses = dict.fromkeys(names, "127.0.0.1")
+        await _split_group_scenario(group_server, tiny_model, addresses, seen_pids, "fake-head-first")
     finally:
         _stop_all(workers, seen_pids)
 

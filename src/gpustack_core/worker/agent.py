@@ -114,6 +114,8 @@ class WorkerAgent:
         self._ports: dict[str, int] = {}
         #: process id -> the latest assignment of it (the head of a group waits on its parts here)
         self._latest: dict[str, Assignment] = {}
+        #: process id -> the instance version (placement) its process was started for
+        self._placement_versions: dict[str, int] = {}
         #: keys of models whose files this worker downloaded (reported for the locality policy)
         self._cached_models: set[str] = set()
         self._downloads = DownloadTracker()
@@ -262,9 +264,11 @@ class WorkerAgent:
                 and state == "scheduled"
                 and assignment.node_count > 1
                 and status.state not in {"stopped", "failed"}
+                and self._placement_versions.get(iid) != assignment.version
             ):
                 # a process of the group's previous placement (the group restarted between two
-                # polls): its peers are gone, so it is replaced, never adopted
+                # polls): its peers are gone, so it is replaced, never adopted. (One started for
+                # this placement may still look "scheduled" in an answer fetched before its report.)
                 self._launching.add(iid)
                 group.start_soon(self._replace, client, assignment)
                 continue
@@ -288,7 +292,10 @@ class WorkerAgent:
             if assignment.rank:
                 report = part_report(status, self.config.address, self._ports.get(iid))
                 if report is not None:
-                    await self._report_part(client, assignment, report)
+                    version = self._placement_versions.get(iid)
+                    await self._report_part(
+                        client, assignment, report.model_copy(update={"version": version})
+                    )
                 continue
             await self._report_status(client, assignment, status)
         for iid, status in local.items():
@@ -319,7 +326,15 @@ class WorkerAgent:
             client,
             assignment.instance_id,
             InstanceReport(
-                state=state, message=message, pid=status.pid, port=self._ports.get(assignment.instance_id)
+                state=state,
+                message=message,
+                pid=status.pid,
+                port=self._ports.get(assignment.instance_id),
+                # a group's process reports for the placement it was started for: after the group
+                # restarted on the same workers, the old process's last word is ignored
+                version=self._placement_versions.get(assignment.instance_id)
+                if assignment.node_count > 1
+                else None,
             ),
         )
 
@@ -444,6 +459,7 @@ class WorkerAgent:
             )
             self._ports[iid] = spec.port
             status = await sup.start(iid, spec)
+            self._placement_versions[iid] = assignment.version
             if assignment.rank:
                 starting = PartReport(
                     state="starting", message="waiting for readiness", pid=status.pid, port=spec.port

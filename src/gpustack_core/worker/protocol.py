@@ -179,6 +179,9 @@ class InstanceReport(BaseModel):
     head_address: str | None = Field(
         default=None, max_length=255, description="multi-worker head: host:port the other ranks join"
     )
+    version: int | None = Field(
+        default=None, description="the placement (instance version) the report is about; ignored when stale"
+    )
 
 
 class PartReport(BaseModel):
@@ -190,6 +193,9 @@ class PartReport(BaseModel):
     address: str | None = Field(default=None, max_length=255)
     port: int | None = Field(default=None, ge=1, le=65535)
     pid: int | None = Field(default=None, ge=1)
+    version: int | None = Field(
+        default=None, description="the placement (instance version) the report is about; ignored when stale"
+    )
 
 
 class ModelFileReport(BaseModel):

@@ -186,6 +186,7 @@ async def report(req: Request) -> dict[str, Any]:
         pid=body.pid,
         download=body.download,
         head_address=body.head_address,
+        version=body.version,
     )
     running = InstanceState.RUNNING
     changed = (
@@ -215,6 +216,7 @@ async def part_report(req: Request) -> dict[str, Any]:
         address=body.address,
         port=body.port,
         pid=body.pid,
+        version=body.version,
     )
     return {"accepted": accepted}
 

@@ -418,9 +418,12 @@ class Store(AccountStore):
         pid: int | None = None,
         download: dict[str, Any] | None = None,
         head_address: str | None = None,
+        version: int | None = None,
     ) -> InstanceRecord | None:
         """A worker's report of one instance it runs; ignored (``None``) when the instance is no
-        longer placed on that worker (it was rescheduled while the worker was away)."""
+        longer placed on that worker (it was rescheduled while the worker was away), or when
+        ``version`` is given and the instance has moved on since (a report about the process of an
+        earlier placement, e.g. of a group that restarted on the same workers)."""
         i = t.instances
         values: dict[str, Any] = {"state": state.value, "message": message}
         if head_address is not None:
@@ -431,15 +434,16 @@ class Store(AccountStore):
             values["pid"] = pid
         if download is not None:
             values["download"] = dump_json(download)
+        where = [i.c.id == instance_id, i.c.worker_id == worker_id]
+        if version is not None:
+            where.append(i.c.version == version)
         with self.engine.begin() as c:
-            current = c.execute(
-                sa.select(i.c.state).where(i.c.id == instance_id, i.c.worker_id == worker_id)
-            ).scalar()
+            current = c.execute(sa.select(i.c.state).where(*where)).scalar()
             if current is None:
                 return None
             if current != state.value:
                 values["state_changed_at"] = utcnow()
-            c.execute(i.update().where(i.c.id == instance_id, i.c.worker_id == worker_id).values(**values))
+            c.execute(i.update().where(*where).values(**values))
         return self.get_instance(instance_id)
 
     def requeue_workers(self, worker_ids: Sequence[str], reason: str) -> int:
@@ -496,12 +500,14 @@ class Store(AccountStore):
         address: str | None = None,
         port: int | None = None,
         pid: int | None = None,
+        version: int | None = None,
     ) -> bool:
         """A worker's report of the part it runs for a multi-worker instance; ``False`` (ignored)
         when that part is no longer placed on the worker.
 
         A part in ``error`` puts the whole instance in ``error`` (when it is meant to run): the
-        controller then restarts the group with the usual backoff."""
+        controller then restarts the group with the usual backoff. With ``version``, a report about
+        an earlier placement of the instance is ignored."""
         i, p = t.instances, t.instance_parts
         values: dict[str, Any] = {"state": state.value, "message": message}
         for key, value in (("address", address), ("port", port), ("pid", pid)):
@@ -509,6 +515,10 @@ class Store(AccountStore):
                 values[key] = value
         where = (p.c.instance_id == instance_id, p.c.rank == rank, p.c.worker_id == worker_id)
         with self.engine.begin() as c:
+            if version is not None:
+                now = c.execute(sa.select(i.c.version).where(i.c.id == instance_id)).scalar()
+                if now != version:
+                    return False
             current = c.execute(sa.select(p.c.state).where(*where)).scalar()
             if current is None:
                 return False
