@@ -261,7 +261,7 @@ async def _split_group_scenario(
     else:  # the part started first; the head got its address
         assert head_argv[head_argv.index("--rpc") + 1] == f"{part['address']}:{part['port']}"
         assert "rpc" in Path(part_argv[1]).name
-        bind = "127.0.0.1" if part["address"] == "127.0.0.1" else "0.0.0.0"  # noqa: S104 - what it printed
+        bind = "127.0.0.1" if part["address"] == "127.0.0.1" else "0.0.0.0"
         part_says = f"rpc stand-in listening on {bind}:{part['port']}"
         head_says = f"connected to rpc server {part['address']}:{part['port']}"
 

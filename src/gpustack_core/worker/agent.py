@@ -500,7 +500,17 @@ class WorkerAgent:
         except Exception as exc:
             logger.warning("stopping the previous process of %s failed: %s", assignment.process_id, exc)
         self._reported.pop(assignment.process_id, None)
-        await self._launch(client, assignment)
+        latest = self._latest.get(assignment.process_id)
+        if (
+            latest is None
+            or latest.version != assignment.version
+            or not may_start(latest, self._capabilities(latest))
+        ):
+            # the placement moved on, or a rank that joins its head waits for the new head's
+            # address: a later pass starts it the usual way (its old process is stopped now)
+            self._launching.discard(assignment.process_id)
+            return
+        await self._launch(client, latest)
 
     async def _wait_for_parts(self, iid: str) -> tuple[str, ...]:
         """The subordinates' ``host:port`` once all run (refreshed by every reconcile pass)."""
