@@ -24,7 +24,7 @@ def main() -> None:
     """Serve until SIGTERM."""
     logging.basicConfig(level=logging.INFO)
     data_dir, host, port, device_bytes = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-    config = fast_config(data_dir, host=host, port=port, embedded_worker=False)
+    config = fast_config(data_dir, host=host, port=port, embedded_worker=False, heartbeat_timeout_s=15.0)
     plugins = make_group_host(device_bytes, "server")
     anyio.run(lambda: serve(config, host=plugins, log_level="warning", on_started=print))
 

@@ -162,7 +162,9 @@ def split_device_bytes(tiny_model: Path) -> int:
 @pytest.fixture
 async def group_server(tmp_path: Path, split_device_bytes: int) -> AsyncIterator[Running]:
     """The server over HTTP without an embedded worker (both workers are processes)."""
-    config = fast_config(tmp_path / "server", embedded_worker=False)
+    # 15 s: on a loaded machine a worker's heartbeat can come late; a worker declared lost would
+    # restart the group in the middle of the scenario (worker loss is covered in the store tests)
+    config = fast_config(tmp_path / "server", embedded_worker=False, heartbeat_timeout_s=15.0)
     app = create_app(config, host=make_group_host(split_device_bytes, "server"), hashing=cheap_hashing())
     port = free_port()
     server = uvicorn.Server(

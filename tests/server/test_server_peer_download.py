@@ -43,7 +43,8 @@ def hub(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 @pytest.fixture
 async def server(tmp_path: Path, hub: Any) -> AsyncIterator[Running]:
-    async for running in serve_http(fast_config(tmp_path / "server", embedded_worker=False)):
+    config = fast_config(tmp_path / "server", embedded_worker=False, heartbeat_timeout_s=15.0)
+    async for running in serve_http(config):
         yield running
 
 
