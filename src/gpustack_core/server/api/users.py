@@ -86,6 +86,10 @@ async def update_user(req: Request) -> UserRecord:
     req.services.credentials_changed()
     if user is None:
         raise not_found("user", user_id)
+    if pw is not None:  # a password set by an admin for someone else is a one-time password
+        await req.db(
+            req.services.store.require_password_change, user_id, user_id != req.require_caller().user.id
+        )
     return user
 
 
