@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from gpustack_core.errors import GPUStackError, PluginNotFoundError
 from gpustack_core.server.store import ConflictError
 from gpustack_core.server.store.records import DeploymentRecord, InstanceRecord, Page
-from gpustack_core.types import Deployment, ModelRef
+from gpustack_core.types import Deployment, DeviceRef, LabelRequirement, ModelRef
 
 from ._common import PAGE_QUERY, not_found, page, page_args
 from ._framework import ApiError, Endpoint, Query, Request, validation_detail
@@ -45,6 +45,11 @@ class DeploymentPatch(BaseModel):
     context_length: int | None = Field(default=None, ge=1)
     gpus_per_replica: int | None = Field(default=None, ge=0)
     placement_strategy: str | None = None
+    category: str | None = None
+    label_selector: tuple[LabelRequirement, ...] | None = None
+    gpu_selector: tuple[DeviceRef, ...] | None = None
+    allow_cpu_offload: bool | None = None
+    allow_multi_worker: bool | None = None
 
 
 class ScaleRequest(BaseModel):
