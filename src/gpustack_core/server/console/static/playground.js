@@ -33,8 +33,13 @@
   // ---------------------------------------------------------------- chat
   function chatParams() {
     const stop = $("chat-stop").value.split(",").map(x => x.trim()).filter(Boolean);
+    const extraText = $("chat-extra").value.trim();
+    let extra = {};
+    if (extraText) {
+      try { extra = JSON.parse(extraText); } catch (e) { throw new Error(`extra body parameters: not JSON (${e.message})`); }
+    }
     return { temperature: Number($("chat-temperature").value), top_p: Number($("chat-top-p").value),
-             max_tokens: Number($("chat-max-tokens").value), ...(stop.length ? { stop } : {}) };
+             max_tokens: Number($("chat-max-tokens").value), ...(stop.length ? { stop } : {}), ...extra };
   }
   function chatMessages(model, text) {
     const sys = $("chat-system").value.trim();
@@ -81,6 +86,7 @@
     const text = $("chat-input").value.trim();
     if (!models.length) { C.showError(new Error("pick at least one running chat model")); return; }
     if (!text) return;
+    try { chatParams(); } catch (e) { C.showError(e); return; }
     $("chat-send").disabled = true;
     const columns = models.map(m => {
       const box = h("div", { class: "answer", "aria-live": "polite" }), stats = h("p", { class: "stats" }, "waiting…");

@@ -1,0 +1,219 @@
+"""The quick-start journey in a real browser: log in and change the password, create an API key
+(shown once), deploy a tiny GGUF from the catalog through the form and its compatibility check,
+watch it run and read its log, chat with streaming, compare two models, embed texts, delete.
+Screenshots of every page are taken on the way (see docs/console.md)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from console_helpers import ConsoleServer
+
+NEW_PASSWORD = "a-new-admin-password"
+
+
+@pytest.fixture(scope="module")
+def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from gpustack_core.testing.gguf_models import TinyLlamaSpec, write_llama_gguf
+
+    return write_llama_gguf(tmp_path_factory.mktemp("models") / "tiny.gguf", TinyLlamaSpec.tiny())
+
+
+def _wait_running(server: ConsoleServer, headers: dict[str, str], name: str) -> None:
+    import time
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        r = httpx.get(f"{server.url}/api/v1/instances", params={"deployment": name}, headers=headers)
+        items = r.json()["items"]
+        if items and all(i["state"] == "running" for i in items):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{name} did not reach running: {items}")
+
+
+def test_quick_start_journey(
+    console_server: ConsoleServer, browser: Any, tiny_gguf: Path, screenshots: Path, tmp_path: Path
+) -> None:
+    server = console_server
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    page.on("dialog", lambda d: d.accept())
+    shot = lambda name: page.screenshot(path=str(screenshots / f"{name}.png"), full_page=True)  # noqa: E731
+
+    # -- log in as admin; the generated password must be changed first
+    page.goto(server.url + "/deployments")
+    assert page.url.startswith(server.url + "/login")
+    page.fill("#password", server.admin_password)
+    shot("login")
+    page.click("button[type=submit]")
+    page.wait_for_url("**/account/password?required=1")
+    assert "first login" in page.inner_text("main")
+    page.goto(server.url + "/")  # every page sends the admin back until the password changed
+    page.wait_for_url("**/account/password?required=1")
+    page.fill("#current", server.admin_password)
+    page.fill("#new", NEW_PASSWORD)
+    page.fill("#again", NEW_PASSWORD)
+    shot("change-password")
+    page.click("button[type=submit]")
+    page.wait_for_url(server.url + "/")
+    server.admin_password = NEW_PASSWORD
+    cookies = {c["name"]: c for c in context.cookies()}
+    session = cookies["gpustack_session"]
+    assert session["httpOnly"] is True
+    assert session["sameSite"] == "Strict"
+
+    # -- API key: shown once, works, then never shown again
+    page.goto(server.url + "/api-keys")
+    page.fill("#k-name", "quickstart")
+    page.click("#key-form button[type=submit]")
+    key = page.inner_text("#the-key pre").strip()
+    assert key.startswith("gpsk_")
+    shot("api-keys")
+    models = httpx.get(f"{server.url}/v1/models", headers={"Authorization": f"Bearer {key}"})
+    assert models.status_code == 200, models.text
+    page.reload()
+    page.wait_for_selector("text=quickstart")
+    assert key not in page.content()
+
+    # -- the catalog, extended with the tiny model from a file, then deploy from it
+    catalog_file = tmp_path / "catalog.json"
+    entry = {
+        "id": "tiny-chat",
+        "name": "Tiny chat (test GGUF)",
+        "category": "llm",
+        "engine": "fake-openai",
+        "model": f"local:{tiny_gguf}",
+        "quantizations": [],
+        "description": "A random-weight llama GGUF for the browser test.",
+    }
+    catalog_file.write_text(json.dumps({"entries": [entry]}))
+    page.goto(server.url + "/catalog")
+    page.set_input_files("#cat-file", str(catalog_file))
+    page.click("#cat-apply")
+    page.wait_for_selector("text=Tiny chat (test GGUF)")
+    assert page.locator("text=Qwen3 0.6B").count() == 1  # the shipped entries stay (extend)
+    shot("catalog")
+    page.click("a[aria-label='Deploy Tiny chat (test GGUF)']")
+    page.wait_for_url("**/deployments/new?catalog=tiny-chat")
+    assert page.input_value("#f-name") == "tiny-chat"
+    assert page.input_value("#f-engine") == "fake-openai"
+    page.click("#check")
+    summary = page.locator("#check-summary")
+    summary.filter(has_text="fits on worker worker-a").wait_for()
+    assert page.locator("#check-result li").count() >= 1  # the estimate's claims
+    shot("deployment-form")
+    page.click("#save")
+    page.wait_for_url(server.url + "/deployments")
+    page.locator("td", has_text="running").first.wait_for(timeout=60_000)
+    shot("deployments")
+
+    # -- the instance: running, its log visible
+    page.click("a:text('#0')")
+    page.wait_for_url("**/instances/*")
+    page.locator("#instance-state", has_text="running").wait_for()
+    page.locator("#log", has_text="LISTENING").wait_for()
+    shot("instance")
+
+    # -- two more deployments through the public API: a second chat model and an embedding model
+    admin = server.api_login()
+    for name, category in (("tiny-chat-b", "llm"), ("tiny-embed", "embedding")):
+        body = {"name": name, "model": f"local:{tiny_gguf}", "engine": "fake-openai", "category": category}
+        r = httpx.post(f"{server.url}/api/v1/deployments", json=body, headers=admin)
+        assert r.status_code == 201, r.text
+    for name in ("tiny-chat-b", "tiny-embed"):
+        _wait_running(server, admin, name)
+
+    # -- playground chat streams tokens
+    page.goto(server.url + "/playground")
+    page.locator("#chat-models option[value='tiny-chat-b']").wait_for(state="attached")
+    page.select_option("#chat-models", ["tiny-chat"])
+    page.fill("#chat-extra", json.dumps({"fake_tokens": 8, "fake_delay_s": 0.1}))
+    page.fill("#chat-system", "You are terse.")
+    page.fill("#chat-input", "Say hello")
+    page.click("#chat-send")
+    answer = page.locator("article[data-model='tiny-chat'] .answer")
+    answer.wait_for()
+    page.evaluate(
+        """() => {
+            window.__updates = 0;
+            const box = document.querySelector("article[data-model='tiny-chat'] .answer");
+            new MutationObserver(() => { window.__updates += 1; })
+                .observe(box, {childList: true, characterData: true, subtree: true});
+        }"""
+    )
+    page.locator("article[data-model='tiny-chat'] .stats[data-done]").wait_for()
+    assert page.evaluate("window.__updates") >= 2  # the answer grew piece by piece
+    stats = page.inner_text("article[data-model='tiny-chat'] .stats")
+    assert "TTFT" in stats
+    assert "8 completion tokens" in stats
+    assert answer.inner_text().strip()
+
+    # -- compare two models on one prompt
+    page.select_option("#chat-models", ["tiny-chat", "tiny-chat-b"])
+    page.fill("#chat-extra", "")
+    page.click("#chat-clear")
+    page.fill("#chat-input", "Compare")
+    page.click("#chat-send")
+    for model in ("tiny-chat", "tiny-chat-b"):
+        page.locator(f"article[data-model='{model}'] .stats[data-done]").wait_for()
+        assert "tokens/s" in page.inner_text(f"article[data-model='{model}'] .stats")
+    shot("playground-chat")
+
+    # -- view code: real base URL and model
+    page.click("#panel-chat .view-code")
+    code = page.inner_text("#code-body")
+    assert f"{server.url}/v1/chat/completions" in code
+    assert '"model": "tiny-chat"' in code
+    page.click("#code-dialog [data-lang='python']")
+    assert f'base_url="{server.url}/v1"' in page.inner_text("#code-body")
+    page.click("#code-dialog form button")
+
+    # -- embeddings: one point per text and the similarity matrix
+    page.click("#tab-embeddings")
+    page.locator("#emb-model option[value='tiny-embed']").wait_for(state="attached")
+    page.fill("#emb-texts", "a cat\na dog\na car")
+    page.click("#emb-form button[type=submit]")
+    page.locator("#emb-plot svg").wait_for()
+    assert page.locator("#emb-plot svg g.point").count() == 3
+    assert page.locator("#cosine tbody tr").count() == 3
+    assert page.inner_text("#cosine tbody tr:first-child td:nth-child(2)") == "1.000"
+    shot("playground-embeddings")
+
+    # -- the remaining pages, for the record
+    for path, name in (("/", "dashboard"), ("/workers", "workers"), ("/usage", "usage"), ("/users", "users")):
+        page.goto(server.url + path)
+        page.wait_for_load_state("networkidle")
+        shot(name)
+    page.goto(server.url + "/workers")
+    page.locator(".copyable pre", has_text="gpustack-core worker --server-url").wait_for()
+
+    # -- narrow screen and dark theme
+    narrow = browser.new_context(viewport={"width": 390, "height": 844}, color_scheme="dark")
+    narrow.add_cookies(context.cookies())
+    npage = narrow.new_page()
+    npage.goto(server.url + "/deployments")
+    npage.locator("td", has_text="running").first.wait_for()
+    assert (
+        npage.evaluate("document.documentElement.scrollWidth") <= 390
+    )  # wide tables scroll inside their frame
+    npage.screenshot(path=str(screenshots / "deployments-390-dark.png"), full_page=True)
+    narrow.close()
+
+    # -- delete the deployment from the list
+    page.goto(server.url + "/deployments")
+    row = page.locator("tr", has_text="tiny-chat-b")
+    row.locator("button", has_text="Delete").click()
+    row.wait_for(state="detached", timeout=60_000)
+
+    # -- log out: the session is revoked
+    page.click("#logout")
+    page.wait_for_url("**/login")
+    r = httpx.get(f"{server.url}/api/v1/auth/me", cookies={"gpustack_session": session["value"]})
+    assert r.status_code == 401
+    context.close()
