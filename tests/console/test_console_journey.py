@@ -39,6 +39,8 @@ def _wait_running(server: ConsoleServer, headers: dict[str, str], name: str) -> 
 def test_quick_start_journey(
     console_server: ConsoleServer, browser: Any, tiny_gguf: Path, screenshots: Path, tmp_path: Path
 ) -> None:
+    from playwright.sync_api import expect
+
     server = console_server
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
@@ -101,8 +103,8 @@ def test_quick_start_journey(
     shot("catalog")
     page.click("a[aria-label='Deploy Tiny chat (test GGUF)']")
     page.wait_for_url("**/deployments/new?catalog=tiny-chat")
-    assert page.input_value("#f-name") == "tiny-chat"
-    assert page.input_value("#f-engine") == "fake-openai"
+    expect(page.locator("#f-name")).to_have_value("tiny-chat")
+    expect(page.locator("#f-engine")).to_have_value("fake-openai")
     page.click("#check")
     summary = page.locator("#check-summary")
     summary.filter(has_text="fits on worker worker-a").wait_for()
@@ -216,4 +218,71 @@ def test_quick_start_journey(
     page.wait_for_url("**/login")
     r = httpx.get(f"{server.url}/api/v1/auth/me", cookies={"gpustack_session": session["value"]})
     assert r.status_code == 401
+    context.close()
+
+
+def test_a_user_cannot_reach_admin_pages_nor_other_keys(console_server: ConsoleServer, browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    server = console_server
+    admin = server.api_login()
+    r = httpx.post(
+        f"{server.url}/api/v1/users",
+        json={"username": "alice", "password": "alice-initial-pw", "role": "user"},
+        headers=admin,
+    )
+    assert r.status_code == 201, r.text
+    r = httpx.post(f"{server.url}/api/v1/api-keys", json={"name": "admin-secret-key"}, headers=admin)
+    assert r.status_code == 201, r.text
+    admin_key_id = r.json()["record"]["id"]
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    page.goto(server.url + "/login")
+    page.fill("#username", "alice")
+    page.fill("#password", "alice-initial-pw")
+    page.click("button[type=submit]")
+    page.wait_for_url("**/account/password?required=1")  # a password set by an admin is one-time
+    page.fill("#current", "alice-initial-pw")
+    page.fill("#new", "alice-own-password")
+    page.fill("#again", "alice-own-password")
+    page.click("button[type=submit]")
+    page.wait_for_url(server.url + "/")
+
+    # UI: no admin navigation, admin pages refused
+    assert page.locator("nav.main a", has_text="Users").count() == 0
+    response = page.goto(server.url + "/users")
+    assert response is not None
+    assert response.status == 403
+    assert "This page is for admins" in page.inner_text("main")
+    assert page.goto(server.url + "/deployments/new").status == 403
+    page.goto(server.url + "/api-keys")
+    page.fill("#k-name", "alice-key")
+    page.click("#key-form button[type=submit]")
+    page.locator("#the-key pre").wait_for()
+    page.locator("td", has_text="alice-key").wait_for()
+    assert page.locator("td", has_text="admin-secret-key").count() == 0
+    csrf = page.get_attribute("meta[name=csrf-token]", "content")
+    assert csrf
+
+    # HTTP with the same session cookie: the API gives what the UI shows, no more
+    request = context.request
+    assert request.get(f"{server.url}/api/v1/users").status == 403
+    keys = request.get(f"{server.url}/api/v1/api-keys").json()["items"]
+    assert {k["name"] for k in keys if k["kind"] == "key"} == {"alice-key"}
+    me = request.get(f"{server.url}/api/v1/auth/me").json()["user"]
+    assert {k["user_id"] for k in keys} == {me["id"]}
+    headers = {"X-CSRF-Token": csrf}
+    assert request.delete(f"{server.url}/api/v1/api-keys/{admin_key_id}", headers=headers).status == 404
+    created = {"name": "tiny-x", "model": "local:/nonexistent.gguf", "engine": "fake-openai"}
+    assert request.post(f"{server.url}/api/v1/deployments", data=created, headers=headers).status == 403
+
+    # CSRF: a write authenticated by the cookie alone is refused
+    forged = request.post(f"{server.url}/api/v1/api-keys", data={"name": "forged"})
+    assert forged.status == 403
+    assert "X-CSRF-Token" in forged.json()["detail"]
+    ok = request.post(f"{server.url}/api/v1/api-keys", data={"name": "with-token"}, headers=headers)
+    assert ok.status == 201
+    expect(page.locator("#whoami")).to_have_text("alice")
     context.close()

@@ -56,13 +56,16 @@ async def list_users(req: Request) -> Page:
 
 
 async def create_user(req: Request) -> UserRecord:
-    """Create a user."""
+    """Create a user; they must change the password an admin gave them at first login."""
     body: UserCreate = req.body
     pw = await req.db(req.services.hashing.hash, body.password)
     try:
-        return await req.db(req.services.store.create_user, body.username, pw, body.role)
+        user = await req.db(req.services.store.create_user, body.username, pw, body.role)
     except ConflictError as exc:
         raise ApiError(409, str(exc)) from exc
+    # the admin chose this password: the user replaces it at first login
+    await req.db(req.services.store.require_password_change, user.id, True)
+    return user
 
 
 async def get_user(req: Request) -> UserRecord:

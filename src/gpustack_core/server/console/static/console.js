@@ -61,7 +61,7 @@ const C = (() => {
 
   function table(columns, rows, empty = "nothing yet") {
     if (!rows.length) return h("p", { class: "muted" }, empty);
-    return h("div", { class: "table-wrap" }, h("table", {},
+    return h("div", { class: "table-wrap" }, h("table", { class: "list" },
       h("thead", {}, h("tr", {}, columns.map(c => h("th", { scope: "col", class: c.cls }, c.label)))),
       h("tbody", {}, rows.map(r => h("tr", {}, columns.map(c => h("td", { class: c.cls, "data-label": c.label }, c.cell(r))))))));
   }
