@@ -13,6 +13,8 @@ import httpx
 import pytest
 from console_helpers import ConsoleServer
 
+pytestmark = pytest.mark.console
+
 NEW_PASSWORD = "a-new-admin-password"
 
 
@@ -34,6 +36,16 @@ def _wait_running(server: ConsoleServer, headers: dict[str, str], name: str) -> 
             return
         time.sleep(0.2)
     raise AssertionError(f"{name} did not reach running: {items}")
+
+
+def _unlabelled(page: Any) -> list[str]:
+    """Form controls without a label a screen reader can read."""
+    found: list[str] = page.evaluate(
+        """() => [...document.querySelectorAll("input:not([type=hidden]), select, textarea")]
+            .filter(e => !(e.labels && e.labels.length) && !e.getAttribute("aria-label"))
+            .map(e => e.id || e.outerHTML)"""
+    )
+    return found
 
 
 def test_quick_start_journey(
@@ -110,6 +122,7 @@ def test_quick_start_journey(
     summary.filter(has_text="fits on worker worker-a").wait_for()
     assert page.locator("#check-result li").count() >= 1  # the estimate's claims
     shot("deployment-form")
+    assert _unlabelled(page) == []
     page.click("#save")
     page.wait_for_url(server.url + "/deployments")
     page.locator("td", has_text="running").first.wait_for(timeout=60_000)
@@ -124,11 +137,19 @@ def test_quick_start_journey(
 
     # -- two more deployments through the public API: a second chat model and an embedding model
     admin = server.api_login()
-    for name, category in (("tiny-chat-b", "llm"), ("tiny-embed", "embedding")):
+    others = {
+        "tiny-chat-b": "llm",
+        "tiny-embed": "embedding",
+        "tiny-rerank": "rerank",
+        "tiny-image": "image",
+        "tiny-tts": "text_to_speech",
+        "tiny-stt": "speech_to_text",
+    }
+    for name, category in others.items():
         body = {"name": name, "model": f"local:{tiny_gguf}", "engine": "fake-openai", "category": category}
         r = httpx.post(f"{server.url}/api/v1/deployments", json=body, headers=admin)
         assert r.status_code == 201, r.text
-    for name in ("tiny-chat-b", "tiny-embed"):
+    for name in others:
         _wait_running(server, admin, name)
 
     # -- playground chat streams tokens
@@ -187,11 +208,40 @@ def test_quick_start_journey(
     assert page.inner_text("#cosine tbody tr:first-child td:nth-child(2)") == "1.000"
     shot("playground-embeddings")
 
+    # -- rerank, images, text to speech, speech to text
+    page.click("#tab-rerank")
+    page.locator("#rr-model option[value='tiny-rerank']").wait_for(state="attached")
+    page.fill("#rr-query", "pets")
+    page.fill("#rr-docs", "a cat\na dog\na car")
+    page.click("#rr-form button[type=submit]")
+    page.locator("#rr-result tbody tr").first.wait_for()
+    assert page.locator("#rr-result tbody tr").count() == 3
+    assert page.inner_text("#rr-result tbody tr:first-child").split("\t")[:3] == ["1", "1.0000", "a cat"]
+    page.click("#tab-images")
+    page.locator("#img-model option[value='tiny-image']").wait_for(state="attached")
+    page.fill("#img-prompt", "a lighthouse")
+    page.click("#img-form button[type=submit]")
+    assert page.locator("#img-result img").get_attribute("src").startswith("data:image/png;base64,")
+    page.click("#tab-speech")
+    page.locator("#tts-model option[value='tiny-tts']").wait_for(state="attached")
+    page.fill("#tts-input", "hello")
+    page.click("#tts-form button[type=submit]")
+    assert page.locator("#tts-result audio").get_attribute("src").startswith("blob:")
+    page.click("#tab-transcription")
+    page.locator("#stt-model option[value='tiny-stt']").wait_for(state="attached")
+    audio = tmp_path / "hello.wav"
+    audio.write_bytes(b"RIFF" + bytes(2000))
+    page.set_input_files("#stt-file", str(audio))
+    page.click("#stt-form button[type=submit]")
+    page.locator("#stt-result pre", has_text="bytes for tiny-stt").wait_for()
+    assert _unlabelled(page) == []
+
     # -- the remaining pages, for the record
     for path, name in (("/", "dashboard"), ("/workers", "workers"), ("/usage", "usage"), ("/users", "users")):
         page.goto(server.url + path)
         page.wait_for_load_state("networkidle")
         shot(name)
+        assert _unlabelled(page) == [], path
     page.goto(server.url + "/workers")
     page.locator(".copyable pre", has_text="gpustack-core worker --server-url").wait_for()
 
