@@ -203,3 +203,25 @@ async def test_join_command_and_console_routing(server: Running) -> None:
         assert (await server.client.get("/api/v1/worker-join-command")).status_code == 403
     finally:
         server.client.cookies.clear()
+
+
+async def test_patch_takes_every_field_the_edit_form_sends(server: Running, tiny_model: Path) -> None:
+    body = {"name": "edited", "model": f"local:{tiny_model}", "engine": "fake", "replicas": 0}
+    assert (await server.api("POST", "/deployments", json=body)).status_code == 201
+    changes = {
+        "category": "embedding",
+        "label_selector": [{"key": "zone", "operator": "equals", "values": ["a"]}],
+        "gpu_selector": [{"worker": "worker-a", "accelerator": "cpu", "index": 0}],
+        "allow_cpu_offload": False,
+        "allow_multi_worker": True,
+    }
+    r = await server.api("PATCH", "/deployments/edited", json=changes)
+    assert r.status_code == 200, r.text
+    spec = r.json()["spec"]
+    assert spec["category"] == "embedding"
+    assert spec["label_selector"] == changes["label_selector"]
+    assert spec["gpu_selector"] == changes["gpu_selector"]
+    assert spec["allow_cpu_offload"] is False
+    assert spec["allow_multi_worker"] is True
+    bad = await server.api("PATCH", "/deployments/edited", json={"category": "poetry"})
+    assert bad.status_code == 422
