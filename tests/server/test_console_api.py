@@ -66,6 +66,14 @@ async def test_session_cookie_authenticates_and_writes_need_the_csrf_token(serve
         server.client.cookies.clear()
 
 
+async def test_cookie_login_takes_json_only(server: Running) -> None:
+    password = (server.data_dir / "initial_admin_password").read_text().strip()
+    form = f'{{"username": "admin", "password": "{password}"}}'
+    r = await server.client.post("/api/v1/auth/session", content=form, headers={"content-type": "text/plain"})
+    assert r.status_code == 415
+    assert "set-cookie" not in r.headers
+
+
 async def test_bearer_requests_ignore_the_cookie_and_need_no_csrf_token(server: Running) -> None:
     server.client.cookies.set("gpustack_session", "gpsk_0000000000000000_not-a-session")
     try:

@@ -38,7 +38,14 @@ class PasswordChange(BaseModel):
 
 
 async def create_session(req: Request) -> Response:
-    """Log in with a password and keep the session in an HttpOnly, SameSite=Strict cookie."""
+    """Log in with a password and keep the session in an HttpOnly, SameSite=Strict cookie.
+
+    Only ``application/json`` bodies: a cross-site HTML form cannot send that type, so another site
+    cannot log a visitor's browser into an account of its choosing (login CSRF).
+    """
+    content_type = req.raw.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise ApiError(415, "send the credentials as JSON (Content-Type: application/json)")
     answer = await login(req)
     ttl = int(req.services.config.session_ttl_s)
     created = SessionCreated(
