@@ -117,6 +117,8 @@ def test_quick_start_journey(
     page.wait_for_url("**/deployments/new?catalog=tiny-chat")
     expect(page.locator("#f-name")).to_have_value("tiny-chat")
     expect(page.locator("#f-engine")).to_have_value("fake-openai")
+    page.click("#list-files")
+    page.locator("#files-note", has_text="gguf, 1 files").wait_for()
     page.click("#check")
     summary = page.locator("#check-summary")
     summary.filter(has_text="fits on worker worker-a").wait_for()

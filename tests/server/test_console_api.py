@@ -233,3 +233,23 @@ async def test_patch_takes_every_field_the_edit_form_sends(server: Running, tiny
     assert spec["allow_multi_worker"] is True
     bad = await server.api("PATCH", "/deployments/edited", json={"category": "poetry"})
     assert bad.status_code == 422
+
+
+async def test_model_resolution_lists_files_and_quantizations(server: Running, tmp_path: Path) -> None:
+    from gpustack_core.testing.gguf_models import TinyLlamaSpec, write_llama_gguf
+
+    tiny_model = write_llama_gguf(tmp_path / "tiny-Q8_0.gguf", TinyLlamaSpec.tiny())
+    r = await server.api("POST", "/model-resolutions", json={"model": f"local:{tiny_model}"})
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert answer["format"] == "gguf"
+    assert [f["path"] for f in answer["files"]] == [tiny_model.name]
+    assert answer["total_size_bytes"] == tiny_model.stat().st_size
+    assert answer["quantizations"] == ["Q8_0"]
+    missing = await server.api("POST", "/model-resolutions", json={"model": "local:/no/such/model.gguf"})
+    assert missing.status_code == 422
+    bad = await server.api("POST", "/model-resolutions", json={"model": "nosource"})
+    assert bad.status_code == 422
+    unknown = await server.api("POST", "/model-resolutions", json={"model": "nope:x/y"})
+    assert unknown.status_code == 422
+    assert "unknown source" in unknown.json()["detail"][0]["msg"]
