@@ -49,7 +49,7 @@ def _unlabelled(page: Any) -> list[str]:
 
 
 def test_quick_start_journey(
-    console_server: ConsoleServer, browser: Any, tiny_gguf: Path, screenshots: Path, tmp_path: Path
+    browser: Any, console_server: ConsoleServer, tiny_gguf: Path, screenshots: Path, tmp_path: Path
 ) -> None:
     from playwright.sync_api import expect
 
@@ -273,7 +273,7 @@ def test_quick_start_journey(
     context.close()
 
 
-def test_a_user_cannot_reach_admin_pages_nor_other_keys(console_server: ConsoleServer, browser: Any) -> None:
+def test_a_user_cannot_reach_admin_pages_nor_other_keys(browser: Any, console_server: ConsoleServer) -> None:
     from playwright.sync_api import expect
 
     server = console_server
