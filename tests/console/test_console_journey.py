@@ -259,6 +259,28 @@ def test_quick_start_journey(
     npage.screenshot(path=str(screenshots / "deployments-390-dark.png"), full_page=True)
     narrow.close()
 
+    # -- stop, start and duplicate from the list
+    page.goto(server.url + "/deployments")
+    row = page.locator("tr", has_text="tiny-chat-b")
+    row.locator("button", has_text="Stop").click()
+    row.locator("button", has_text="Start").wait_for()
+    row.locator("text=running").wait_for(state="detached", timeout=60_000)
+    row.locator("button", has_text="Start").click()
+    row.locator("text=running").wait_for(timeout=60_000)
+    row.locator("a", has_text="Duplicate").click()
+    page.wait_for_url("**/deployments/new?from=tiny-chat-b")
+    expect(page.locator("#f-name")).to_have_value("tiny-chat-b-copy")
+    expect(page.locator("#f-model")).to_have_value(str(tiny_gguf))
+
+    # -- usage exported as CSV
+    page.goto(server.url + "/usage")
+    page.locator("#table td", has_text="tiny-chat").first.wait_for()
+    with page.expect_download() as download:
+        page.click("#csv")
+    csv_lines = Path(download.value.path()).read_text().splitlines()
+    assert csv_lines[0] == "day,user,key_id,model,requests,prompt_tokens,completion_tokens"
+    assert any(",tiny-chat," in line for line in csv_lines[1:])
+
     # -- delete the deployment from the list
     page.goto(server.url + "/deployments")
     row = page.locator("tr", has_text="tiny-chat-b")
@@ -278,12 +300,20 @@ def test_a_user_cannot_reach_admin_pages_nor_other_keys(browser: Any, console_se
 
     server = console_server
     admin = server.api_login()
-    r = httpx.post(
-        f"{server.url}/api/v1/users",
-        json={"username": "alice", "password": "alice-initial-pw", "role": "user"},
-        headers=admin,
-    )
-    assert r.status_code == 201, r.text
+    # the admin creates the user in the Users page
+    admin_context = browser.new_context(viewport={"width": 1280, "height": 900})
+    admin_page = admin_context.new_page()
+    admin_page.set_default_timeout(30_000)
+    admin_page.on("dialog", lambda d: d.accept())
+    admin_page.goto(server.url + "/login")
+    admin_page.fill("#password", server.admin_password)
+    admin_page.click("button[type=submit]")
+    admin_page.wait_for_url(server.url + "/")
+    admin_page.goto(server.url + "/users")
+    admin_page.fill("#u-name", "alice")
+    admin_page.fill("#u-password", "alice-initial-pw")
+    admin_page.click("#user-form button[type=submit]")
+    admin_page.locator("tr", has_text="alice").wait_for()
     r = httpx.post(f"{server.url}/api/v1/api-keys", json={"name": "admin-secret-key"}, headers=admin)
     assert r.status_code == 201, r.text
     admin_key_id = r.json()["record"]["id"]
@@ -337,4 +367,11 @@ def test_a_user_cannot_reach_admin_pages_nor_other_keys(browser: Any, console_se
     ok = request.post(f"{server.url}/api/v1/api-keys", data={"name": "with-token"}, headers=headers)
     assert ok.status == 201
     expect(page.locator("#whoami")).to_have_text("alice")
+
+    # the admin disables alice: her session stops working at once
+    row = admin_page.locator("tr", has_text="alice")
+    row.locator("button", has_text="Disable").click()
+    row.locator("text=disabled").wait_for()
+    assert request.get(f"{server.url}/api/v1/auth/me").status == 401
     context.close()
+    admin_context.close()
