@@ -267,6 +267,19 @@ def test_quick_start_journey(
     row.locator("text=running").wait_for(state="detached", timeout=60_000)
     row.locator("button", has_text="Start").click()
     row.locator("text=running").wait_for(timeout=60_000)
+    row.locator("a", has_text="Edit").click()
+    page.wait_for_url("**/deployments/tiny-chat-b/edit")
+    expect(page.locator("#f-model")).to_have_value(str(tiny_gguf))
+    assert page.locator("#f-name").is_disabled()
+    page.fill("#f-env", "GREETING=hello")
+    page.fill("#f-labels", "zone!=b")
+    page.click("#save")
+    page.wait_for_url(server.url + "/deployments")
+    edited = httpx.get(f"{server.url}/api/v1/deployments/tiny-chat-b", headers=admin)
+    spec = edited.json()["deployment"]["spec"]
+    assert spec["env"] == {"GREETING": "hello"}
+    assert spec["label_selector"] == [{"key": "zone", "operator": "not_equals", "values": ["b"]}]
+    row = page.locator("tr", has_text="tiny-chat-b")
     row.locator("a", has_text="Duplicate").click()
     page.wait_for_url("**/deployments/new?from=tiny-chat-b")
     expect(page.locator("#f-name")).to_have_value("tiny-chat-b-copy")
