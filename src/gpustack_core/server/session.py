@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from http.cookies import SimpleCookie
+from http.cookies import CookieError, SimpleCookie
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -51,7 +51,7 @@ def cookie_token(scope: Scope) -> str | None:
             jar: SimpleCookie = SimpleCookie()
             try:
                 jar.load(value.decode("latin-1"))
-            except Exception:
+            except CookieError:
                 return None
             morsel = jar.get(SESSION_COOKIE)
             if morsel is not None and morsel.value:

@@ -20,7 +20,7 @@ from gpustack_core.server.store.records import ACTIVE_STATES
 from gpustack_core.types import Deployment, Placement, ResourceEstimate
 
 from ._framework import Endpoint, Request
-from .deployments import DeploymentCreate, _check_engine
+from .deployments import DeploymentCreate, check_engine
 
 __all__ = ["ENDPOINTS", "Evaluation"]
 
@@ -98,7 +98,7 @@ def _evaluate(req: Request, spec: Deployment) -> Evaluation:
 async def evaluate_deployment(req: Request) -> Evaluation:
     """Estimate a deployment and dry-run the scheduler on the live cluster; nothing is stored."""
     spec = Deployment.model_validate(req.body.model_dump())
-    _check_engine(req, spec)
+    check_engine(req, spec)
     return await anyio.to_thread.run_sync(_evaluate, req, spec)
 
 
