@@ -368,6 +368,11 @@ def test_a_user_cannot_reach_admin_pages_nor_other_keys(browser: Any, console_se
     assert {k["name"] for k in keys if k["kind"] == "key"} == {"alice-key"}
     me = request.get(f"{server.url}/api/v1/auth/me").json()["user"]
     assert {k["user_id"] for k in keys} == {me["id"]}
+    admin_id = httpx.get(f"{server.url}/api/v1/auth/me", headers=admin).json()["user"]["id"]
+    admin_usage = httpx.get(f"{server.url}/api/v1/usage", params={"user_id": admin_id}, headers=admin)
+    assert admin_usage.json()["total"] > 0
+    usage = request.get(f"{server.url}/api/v1/usage?user_id={admin_id}").json()["items"]
+    assert all(row["user_id"] == me["id"] for row in usage)  # the admin's usage stays hidden
     headers = {"X-CSRF-Token": csrf}
     assert request.delete(f"{server.url}/api/v1/api-keys/{admin_key_id}", headers=headers).status == 404
     created = {"name": "tiny-x", "model": "local:/nonexistent.gguf", "engine": "fake-openai"}
