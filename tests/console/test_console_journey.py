@@ -239,6 +239,8 @@ def test_quick_start_journey(
     assert _unlabelled(page) == []
 
     # -- the remaining pages, for the record
+    page.goto(server.url + "/")
+    page.locator("#dep-states .card", has_text="running").wait_for()
     for path, name in (("/", "dashboard"), ("/workers", "workers"), ("/usage", "usage"), ("/users", "users")):
         page.goto(server.url + path)
         page.wait_for_load_state("networkidle")
