@@ -176,7 +176,9 @@ const C = (() => {
     points.forEach((p, i) => {
       const g = s("g", { class: "point" });
       g.append(s("circle", { cx: sx(p.x), cy: sy(p.y), r: 6, fill: PALETTE[i % PALETTE.length] }));
-      g.append(s("text", { x: sx(p.x) + 9, y: sy(p.y) + 4 }, p.label.length > 28 ? p.label.slice(0, 27) + "…" : p.label));
+      const right = sx(p.x) > W / 2;  // labels point inwards so that they stay inside the chart
+      g.append(s("text", { x: sx(p.x) + (right ? -9 : 9), y: sy(p.y) + 4, "text-anchor": right ? "end" : "start" },
+        p.label.length > 28 ? p.label.slice(0, 27) + "…" : p.label));
       svg.append(g);
     });
     return svg;
