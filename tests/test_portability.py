@@ -44,7 +44,7 @@ class Recorder(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
         if name.split(".")[0] in POSIX_ONLY:
             frame = sys._getframe(1)
-            while frame is not None and frame.f_globals.get("__name__", "").startswith(("importlib", "_frozen")):
+            while frame is not None and frame.f_globals.get("__name__", "").startswith(("importlib", "_fro")):
                 frame = frame.f_back
             attempts.append([name, frame.f_globals.get("__name__") if frame else None])
         return None
@@ -103,7 +103,8 @@ def test_file_lock_excludes_another_process(tmp_path: Path) -> None:
         [sys.executable, "-c", _HOLD, str(lock), "1.5", str(marker)], stdout=subprocess.PIPE, text=True
     )
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
         waited: list[bool] = []
         started = time.monotonic()
         with _platform.file_lock(lock, on_wait=lambda: waited.append(True)):
@@ -125,14 +126,18 @@ def test_file_lock_free_lock_does_not_wait(tmp_path: Path) -> None:
 
 
 def test_new_group_is_signalled_as_a_whole() -> None:
-    child_code = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); time.sleep(60)"
+    child_code = (
+        "import subprocess, sys, time; "
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); time.sleep(60)"
+    )
     leader = subprocess.Popen([sys.executable, "-c", child_code], **_platform.new_group_kwargs())
     try:
         deadline = time.monotonic() + 20
         while len(_platform.group_members(leader.pid)) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         members = _platform.group_members(leader.pid)
-        assert len(members) == 2 and leader.pid in members
+        assert len(members) == 2
+        assert leader.pid in members
         assert _platform.group_of(leader.pid) == leader.pid
         _platform.signal_group(leader.pid, _platform.KILL)
         leader.wait(timeout=10)

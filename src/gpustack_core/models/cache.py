@@ -177,7 +177,7 @@ class ModelCache:
     # -- locking ------------------------------------------------------------------------------
     @contextlib.contextmanager
     def lock(self, source: str, model_id: str, revision: str) -> Iterator[None]:
-        """Hold the inter-process lock of one revision (a lock file, :func:`gpustack_core._platform.file_lock`).
+        """Hold the inter-process lock of one revision (a lock file, see ``_platform.file_lock``).
 
         A second process blocks until the first releases it. The lock is ``flock`` on POSIX,
         which works between processes of one machine and, on Linux NFS clients (emulated with

@@ -3,7 +3,6 @@ signalling and checking whole groups, HTTP/TCP probes, and the per-instance stat
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess

@@ -4,7 +4,6 @@ adopts or cleans up what an earlier supervisor left behind."""
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from dataclasses import dataclass, field

@@ -57,7 +57,10 @@ def test_repair_leaves_valid_json_alone() -> None:
 def test_recorded_hy_smi_fields(tmp_path: Path) -> None:
     options = RECORDINGS.recording("hygon-bw-hy-smi").fake_tools(tmp_path).options()
     devices = DtkAccelerator().detect(options)
-    assert [(d.index, d.uuid, d.name) for d in devices] == [(0, "hygon-card0", "BW"), (1, "hygon-card1", "BW")]
+    assert [(d.index, d.uuid, d.name) for d in devices] == [
+        (0, "hygon-card0", "BW"),
+        (1, "hygon-card1", "BW"),
+    ]
     assert devices[0].memory_total_bytes == 65520 * 2**20
     assert [d.memory_used_bytes for d in devices] == [64169 * 2**20, 64104 * 2**20]
     assert [d.temperature_celsius for d in devices] == [54.0, 52.0]

@@ -61,7 +61,9 @@ def test_amd_smi_gpu_data_wrapper_and_serial() -> None:
     """Newer amd-smi wraps the list in ``{"gpu_data": [...]}``; a serial gives the ROCr uuid."""
     static = json.loads(AMD_SMI_STATIC)
     static[0]["asic"]["asic_serial"] = "0x4162405E51BB99B0"
-    (gpu,) = parse_amd_smi(json.dumps({"gpu_data": static}), json.dumps({"gpu_data": json.loads(AMD_SMI_METRIC)}), "rocm")
+    (gpu,) = parse_amd_smi(
+        json.dumps({"gpu_data": static}), json.dumps({"gpu_data": json.loads(AMD_SMI_METRIC)}), "rocm"
+    )
     assert gpu.serial == "4162405e51bb99b0"
     assert gpu.memory_total == 8176 * 2**20
 
@@ -69,7 +71,9 @@ def test_amd_smi_gpu_data_wrapper_and_serial() -> None:
 def test_amd_smi_static_and_metric_must_list_the_same_gpus() -> None:
     metric = json.loads(AMD_SMI_METRIC)
     metric[0]["gpu"] = 1
-    with pytest.raises(AcceleratorOutputError, match=r"amd-smi.*static lists GPUs \[0\] but metric lists \[1\]"):
+    with pytest.raises(
+        AcceleratorOutputError, match=r"amd-smi.*static lists GPUs \[0\] but metric lists \[1\]"
+    ):
         parse_amd_smi(AMD_SMI_STATIC, json.dumps(metric), "rocm")
 
 

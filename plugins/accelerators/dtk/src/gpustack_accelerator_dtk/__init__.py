@@ -52,6 +52,7 @@ def repair_hy_smi_json(text: str) -> str:
         return _MISSING_COMMA.sub(r'",\1"', text)
     return text
 
+
 VISIBILITY_VARIABLE = "HIP_VISIBLE_DEVICES"
 
 

@@ -112,7 +112,9 @@ class RocmAccelerator(Accelerator):
             elif gpu.bdf:
                 uuid = f"AMD-PCI-{gpu.bdf.lower()}"
             else:
-                raise output_error(self.name, "amd-smi", f"GPU {gpu.gpu} has neither an ASIC serial nor a bus id")
+                raise output_error(
+                    self.name, "amd-smi", f"GPU {gpu.gpu} has neither an ASIC serial nor a bus id"
+                )
             devices.append(
                 Device(
                     accelerator=self.name,
@@ -145,7 +147,9 @@ class RocmAccelerator(Accelerator):
         if not devices:
             return {VISIBILITY_VARIABLE: "-1"}
         return {
-            VISIBILITY_VARIABLE: ",".join(d.uuid if d.uuid.startswith("GPU-") else str(d.index) for d in devices)
+            VISIBILITY_VARIABLE: ",".join(
+                d.uuid if d.uuid.startswith("GPU-") else str(d.index) for d in devices
+            )
         }
 
 

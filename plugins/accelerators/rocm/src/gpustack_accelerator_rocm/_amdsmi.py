@@ -50,11 +50,15 @@ def _gpus(text: str, command: str, accelerator: str) -> dict[int, dict[str, Any]
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise output_error(accelerator, tool, f"not JSON ({exc.msg} at line {exc.lineno})", text[:120]) from None
+        raise output_error(
+            accelerator, tool, f"not JSON ({exc.msg} at line {exc.lineno})", text[:120]
+        ) from None
     if isinstance(data, dict) and isinstance(data.get("gpu_data"), list):
         data = data["gpu_data"]
     if not isinstance(data, list):
-        raise output_error(accelerator, tool, "neither a list of GPUs nor an object with 'gpu_data'", text[:120])
+        raise output_error(
+            accelerator, tool, "neither a list of GPUs nor an object with 'gpu_data'", text[:120]
+        )
     found: dict[int, dict[str, Any]] = {}
     for entry in data:
         if not isinstance(entry, dict) or not isinstance(entry.get("gpu"), int):
@@ -112,9 +116,13 @@ def parse_amd_smi(static_text: str, metric_text: str, accelerator: str) -> list[
         asic, memory = _section(facts, "asic"), _section(now, "mem_usage")
         total = _size(memory.get("total_vram"), accelerator, "amd-smi metric", f"GPU {number} total_vram")
         if total is None:
-            total = _size(_section(facts, "vram").get("size"), accelerator, "amd-smi static", f"GPU {number} vram")
+            total = _size(
+                _section(facts, "vram").get("size"), accelerator, "amd-smi static", f"GPU {number} vram"
+            )
         if total is None:
-            raise output_error(accelerator, "amd-smi", f"GPU {number} reports no VRAM size (static vram.size)")
+            raise output_error(
+                accelerator, "amd-smi", f"GPU {number} reports no VRAM size (static vram.size)"
+            )
         used = _size(memory.get("used_vram"), accelerator, "amd-smi metric", f"GPU {number} used_vram")
         usage = _quantity(_section(now, "usage").get("gfx_activity"))
         temperatures = _section(now, "temperature")
