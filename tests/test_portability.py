@@ -125,12 +125,14 @@ def test_file_lock_free_lock_does_not_wait(tmp_path: Path) -> None:
     assert waited == []
 
 
+_LEADER_WITH_CHILD = (
+    "import subprocess, sys, time; "
+    "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); time.sleep(60)"
+)
+
+
 def test_new_group_is_signalled_as_a_whole() -> None:
-    child_code = (
-        "import subprocess, sys, time; "
-        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); time.sleep(60)"
-    )
-    leader = subprocess.Popen([sys.executable, "-c", child_code], **_platform.new_group_kwargs())
+    leader = subprocess.Popen([sys.executable, "-c", _LEADER_WITH_CHILD], **_platform.new_group_kwargs())
     try:
         deadline = time.monotonic() + 20
         while len(_platform.group_members(leader.pid)) < 2 and time.monotonic() < deadline:
@@ -146,9 +148,8 @@ def test_new_group_is_signalled_as_a_whole() -> None:
             time.sleep(0.05)
         assert _platform.group_members(leader.pid) == []
     finally:
-        if leader.poll() is None:
-            leader.kill()
-            leader.wait()
+        _platform.signal_group(leader.pid, _platform.KILL)  # no orphan, whatever failed above
+        leader.wait(timeout=10)
 
 
 def test_signalling_a_vanished_group_is_fine() -> None:
@@ -158,3 +159,22 @@ def test_signalling_a_vanished_group_is_fine() -> None:
     assert not _platform.group_exists(process.pid)
     with pytest.raises(ProcessLookupError):
         _platform.group_of(process.pid)
+
+
+def test_windows_group_stand_in_finds_the_leader_and_its_tree() -> None:
+    """``_tree`` is what a group is on Windows (the leader's live process tree, via psutil).
+
+    Run here on Linux: this exercises the psutil logic, not the Windows branch selection.
+    """
+    leader = subprocess.Popen([sys.executable, "-c", _LEADER_WITH_CHILD], **_platform.new_group_kwargs())
+    try:
+        deadline = time.monotonic() + 20
+        while len(_platform._tree(leader.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        tree = [p.pid for p in _platform._tree(leader.pid)]
+        assert tree[0] == leader.pid
+        assert sorted(tree) == sorted(_platform.group_members(leader.pid))
+    finally:
+        _platform.signal_group(leader.pid, _platform.KILL)
+        leader.wait(timeout=10)
+    assert _platform._tree(leader.pid) == []
