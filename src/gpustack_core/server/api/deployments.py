@@ -9,12 +9,19 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from gpustack_core.errors import GPUStackError, PluginNotFoundError
 from gpustack_core.server.store import ConflictError
 from gpustack_core.server.store.records import DeploymentRecord, InstanceRecord, Page
-from gpustack_core.types import Deployment, ModelRef
+from gpustack_core.types import Deployment, DeviceRef, LabelRequirement, ModelRef
 
 from ._common import PAGE_QUERY, not_found, page, page_args
 from ._framework import ApiError, Endpoint, Query, Request, validation_detail
 
-__all__ = ["ENDPOINTS", "DeploymentCreate", "DeploymentPatch", "DeploymentView", "ScaleRequest"]
+__all__ = [
+    "ENDPOINTS",
+    "DeploymentCreate",
+    "DeploymentPatch",
+    "DeploymentView",
+    "ScaleRequest",
+    "check_engine",
+]
 
 
 def _parse_ref(value: Any) -> Any:
@@ -45,6 +52,11 @@ class DeploymentPatch(BaseModel):
     context_length: int | None = Field(default=None, ge=1)
     gpus_per_replica: int | None = Field(default=None, ge=0)
     placement_strategy: str | None = None
+    category: str | None = None
+    label_selector: tuple[LabelRequirement, ...] | None = None
+    gpu_selector: tuple[DeviceRef, ...] | None = None
+    allow_cpu_offload: bool | None = None
+    allow_multi_worker: bool | None = None
 
 
 class ScaleRequest(BaseModel):
@@ -60,7 +72,8 @@ class DeploymentView(BaseModel):
     instances: list[InstanceRecord]
 
 
-def _check_engine(req: Request, spec: Deployment) -> None:
+def check_engine(req: Request, spec: Deployment) -> None:
+    """Refuse (422 on the field) an unknown engine or model source, or engine flags it owns."""
     host = req.services.host
     try:
         engine = host.engine(spec.engine)
@@ -113,7 +126,7 @@ async def list_deployments(req: Request) -> Page:
 async def create_deployment(req: Request) -> DeploymentRecord:
     """Create a deployment; the controllers create and schedule its instances."""
     spec = Deployment.model_validate(req.body.model_dump())
-    _check_engine(req, spec)
+    check_engine(req, spec)
     try:
         return await req.db(req.services.store.create_deployment, spec)
     except ConflictError as exc:
@@ -141,7 +154,7 @@ async def update_deployment(req: Request) -> DeploymentRecord:
         spec = Deployment.model_validate(merged)
     except ValidationError as exc:
         raise ApiError(422, validation_detail(exc, "body")) from exc
-    _check_engine(req, spec)
+    check_engine(req, spec)
     updated = await req.db(req.services.store.update_deployment, dep.id, spec)
     if set(changes) - {"replicas"}:
         await req.db(req.services.store.restart_deployment, dep.id)
