@@ -54,6 +54,23 @@ def _placed_group(store: Store) -> tuple[str, str, str, str]:
     return dep_id, inst.id, head, sub
 
 
+def test_the_instance_groups_migration_goes_down_and_up_again(store: Store) -> None:
+    import sqlalchemy as sa
+    from alembic import command
+
+    from gpustack_core.server.store import migrate
+
+    _placed_group(store)  # with rows in both tables
+    with store.engine.begin() as c:
+        command.downgrade(migrate._config(c), "0001")
+    inspector = sa.inspect(store.engine)
+    assert "instance_parts" not in inspector.get_table_names()
+    assert "head_address" not in {col["name"] for col in inspector.get_columns("instances")}
+    migrate.upgrade(store.engine)
+    assert migrate.current_revision(store.engine) == migrate.head_revision()
+    assert store.list_instances()[0][0].parts == ()  # the group's parts went with the table
+
+
 def test_placing_a_group_hands_every_worker_its_part(store: Store) -> None:
     _, iid, head, sub = _placed_group(store)
     [(h, _, head_rank)] = store.worker_assignments(head)
