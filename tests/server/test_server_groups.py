@@ -544,3 +544,28 @@ async def test_a_server_restart_adopts_every_part_of_a_running_group(
             assert all(_alive(pid) for pid in seen_pids)
         finally:
             _stop_all(processes[::-1], seen_pids)
+
+
+def test_multi_worker_claims_split_the_model_over_two_to_four_devices(tiny_model: Path) -> None:
+    from gpustack_core.estimate import EstimateOptions, estimate_model
+    from gpustack_core.server.planning import with_multi_worker_claims
+    from gpustack_core.types import SourceOptions
+
+    host = make_group_host(1, "x")
+    metadata = host.model_source("local").resolve(
+        ModelRef(source="local", id=str(tiny_model)), SourceOptions(cache_dir=str(tiny_model.parent))
+    )
+    base = estimate_model(metadata, EstimateOptions(), local_path=str(tiny_model))
+    extended = with_multi_worker_claims(base, metadata, EstimateOptions(), str(tiny_model))
+    added = extended.claims[len(base.claims) :]
+    assert extended.claims[: len(base.claims)] == base.claims
+    # the tiny model has 3 layers (2 blocks + output): no split leaves a fourth device work
+    assert [(c.strategy, c.device_count, c.tensor_parallel_size) for c in added] == [
+        ("multi_worker", n, 1) for n in (2, 3)
+    ]
+    # each device of a wider split holds less
+    assert [max(d.memory_bytes for d in c.devices) for c in added] == sorted(
+        (max(d.memory_bytes for d in c.devices) for c in added), reverse=True
+    )
+    only_three = with_multi_worker_claims(base, metadata, EstimateOptions(), str(tiny_model), gpus=3)
+    assert [c.device_count for c in only_three.claims[len(base.claims) :]] == [3]

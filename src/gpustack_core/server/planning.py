@@ -82,13 +82,18 @@ def with_multi_worker_claims(
 ) -> ResourceEstimate:
     """``estimate`` plus the split of the model over 2, 3 and 4 devices (or ``gpus``) as
     ``multi_worker`` claims: the scheduler spreads those devices over several workers (the head
-    and its subordinates) when no single worker has them."""
+    and its subordinates) when no single worker has them.
+
+    The claims keep ``tensor_parallel_size`` 1: the scheduler then takes devices from as many
+    workers as it needs (a claim's tensor-parallel size is a per-worker device count there), and
+    an engine splits across workers its own way (llama.cpp layers over RPC; vLLM tensor parallel
+    over each worker's devices and pipeline parallel across workers)."""
     spans = (gpus,) if gpus and gpus > 1 else MULTI_WORKER_SPANS
     extra: list[ResourceClaim] = []
     for span in spans:
         split = estimate_model(metadata, options.model_copy(update={"gpus": span}), local_path=local_path)
         extra.extend(
-            c.model_copy(update={"strategy": "multi_worker"})
+            c.model_copy(update={"strategy": "multi_worker", "tensor_parallel_size": 1})
             for c in split.claims
             if c.strategy == "multi_device" and c.device_count == span
         )
