@@ -17,6 +17,8 @@ from __future__ import annotations
 from .app import JSON_PATHS, MULTIPART_PATHS, create_gateway, gateway_lifespan, gateway_of
 from .balancer import LeastOutstandingBalancer
 from .errors import GatewayHTTPError, error_response
+from .fallback import FallbackPolicy, StaticFallbacks
+from .limits import LimitExceeded, Limiter, LimitSnapshot, Reservation, estimate_tokens, rate_limit_headers
 from .memory import InMemoryUsageSink, StaticKeyAuthenticator, StaticRouteTable
 from .metrics import DeviceSample, GatewayMetrics, MetricsApp, metrics_app
 from .protocols import (
@@ -36,17 +38,23 @@ __all__ = [
     "JSON_PATHS",
     "MULTIPART_PATHS",
     "DeviceSample",
+    "FallbackPolicy",
     "Gateway",
     "GatewayConfig",
     "GatewayHTTPError",
     "GatewayMetrics",
     "InMemoryUsageSink",
     "KeyAuthenticator",
+    "LimitExceeded",
+    "LimitSnapshot",
+    "Limiter",
     "LeastOutstandingBalancer",
     "MetricsApp",
     "ModelEntry",
     "Principal",
+    "Reservation",
     "RouteTable",
+    "StaticFallbacks",
     "StaticKeyAuthenticator",
     "StaticRouteTable",
     "Upstream",
@@ -54,7 +62,9 @@ __all__ = [
     "UsageSink",
     "create_gateway",
     "error_response",
+    "estimate_tokens",
     "gateway_lifespan",
     "gateway_of",
     "metrics_app",
+    "rate_limit_headers",
 ]

@@ -80,6 +80,9 @@ def create_app(
             metrics_registry=registry,
             max_body_bytes=cfg.gateway_max_body_bytes,
             upstream_timeout_s=cfg.gateway_upstream_timeout_s,
+            limiter=bridge.limiter if cfg.enforce_limits else None,
+            fallbacks=bridge.fallbacks,
+            default_max_tokens=cfg.default_max_tokens,
         )
         if cfg.mount_gateway
         else None
@@ -110,6 +113,7 @@ def create_app(
         bridge.auth.ttl_s = cfg.auth_cache_ttl_s
         bridge.usage.flush_interval_s = cfg.usage_flush_interval_s
         services.on_credentials_changed = bridge.auth.invalidate
+        services.on_governance_changed = functools.partial(_governance_changed, bridge, store)
         services.flush_usage = bridge.usage.flush
         controllers = Controllers(services, routes=bridge.routes)
         app.state.controllers = controllers
@@ -142,6 +146,13 @@ def create_app(
         routes.append(Route("/metrics", metrics_app(registry)))
         routes.append(Mount("", app=gateway_app))
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+def _governance_changed(bridge: GatewayBridge, store: Store) -> None:
+    """Teams, access, limits or fallbacks changed through this server: apply them now (blocking)."""
+    bridge.auth.invalidate()
+    bridge.limiter.invalidate()
+    bridge.fallbacks.refresh(store)
 
 
 async def _run_embedded_worker(app: Starlette, services: Services) -> None:

@@ -47,6 +47,9 @@ class ServerConfig:
         gateway_max_body_bytes: larger request bodies get 413 from the gateway.
         gateway_upstream_timeout_s: the longest the gateway waits for an engine's next bytes
             (its answer's head, or the next chunk of a stream) before 504 or a stream error.
+        enforce_limits: the gateway enforces quotas and rate limits (``--no-limits`` turns it off).
+        default_max_tokens: the completion tokens reserved against token limits for a request
+            without ``max_tokens``.
     """
 
     data_dir: Path = field(default_factory=default_data_dir)
@@ -70,6 +73,8 @@ class ServerConfig:
     usage_flush_interval_s: float = 0.5
     gateway_max_body_bytes: int = 10 * 1024 * 1024
     gateway_upstream_timeout_s: float = 600.0
+    enforce_limits: bool = True
+    default_max_tokens: int = 4096
 
     @property
     def resolved_database_url(self) -> str:

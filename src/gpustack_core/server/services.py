@@ -31,6 +31,8 @@ class Services:
     on_credentials_changed: Callable[[], None] | None = None
     #: writes the gateway's pending usage counts (the usage API awaits it before reading)
     flush_usage: Callable[[], Awaitable[None]] | None = None
+    #: called (in a worker thread) after teams, model access, limits or fallbacks changed
+    on_governance_changed: Callable[[], None] | None = None
 
     def credentials_changed(self) -> None:
         """Tell the gateway's key cache that a key or user changed."""

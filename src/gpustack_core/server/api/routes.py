@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import auth_routes, deployments, engines, instance_logs, usage, users, workers
+from . import auth_routes, deployments, engines, governance, instance_logs, usage, users, workers
 from ._framework import Endpoint
 
 __all__ = ["all_endpoints"]
@@ -18,4 +18,5 @@ def all_endpoints() -> tuple[Endpoint, ...]:
         *instance_logs.ENDPOINTS,
         *engines.ENDPOINTS,
         *usage.ENDPOINTS,
+        *governance.ENDPOINTS,
     )
