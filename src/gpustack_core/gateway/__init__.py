@@ -18,7 +18,7 @@ from .app import JSON_PATHS, MULTIPART_PATHS, create_gateway, gateway_lifespan, 
 from .balancer import LeastOutstandingBalancer
 from .errors import GatewayHTTPError, error_response
 from .fallback import FallbackPolicy, StaticFallbacks
-from .limits import LimitExceeded, Limiter, LimitSnapshot, Reservation, estimate_tokens, rate_limit_headers
+from .limits import Limiter, LimitExceeded, LimitSnapshot, Reservation, estimate_tokens, rate_limit_headers
 from .memory import InMemoryUsageSink, StaticKeyAuthenticator, StaticRouteTable
 from .metrics import DeviceSample, GatewayMetrics, MetricsApp, metrics_app
 from .protocols import (
@@ -45,10 +45,10 @@ __all__ = [
     "GatewayMetrics",
     "InMemoryUsageSink",
     "KeyAuthenticator",
+    "LeastOutstandingBalancer",
     "LimitExceeded",
     "LimitSnapshot",
     "Limiter",
-    "LeastOutstandingBalancer",
     "MetricsApp",
     "ModelEntry",
     "Principal",

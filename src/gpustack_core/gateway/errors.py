@@ -38,7 +38,9 @@ class GatewayHTTPError(Exception):
 
     def response(self) -> Response:
         """The error as a JSON response (with the extra headers)."""
-        response = error_response(self.status, self.message, self.error_type, param=self.param, code=self.code)
+        response = error_response(
+            self.status, self.message, self.error_type, param=self.param, code=self.code
+        )
         response.raw_headers.extend(self.headers)
         return response
 

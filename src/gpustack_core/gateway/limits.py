@@ -114,7 +114,9 @@ class Limiter(Protocol):
         ...
 
 
-def estimate_tokens(obj: dict[str, Any], body_bytes: int, default_max_tokens: int = DEFAULT_MAX_TOKENS) -> int:
+def estimate_tokens(
+    obj: dict[str, Any], body_bytes: int, default_max_tokens: int = DEFAULT_MAX_TOKENS
+) -> int:
     """The tokens reserved for a JSON request: an upper bound for ordinary text.
 
     Completion: ``max_completion_tokens`` or ``max_tokens`` (``default_max_tokens`` when absent;

@@ -195,7 +195,9 @@ class Gateway:
             model = obj["model"]
             chain = self._resolve(ex, model, fallback=True)
             if self.limiter is not None:
-                await self._reserve(ex, model, estimate_tokens(obj, len(body), self.config.default_max_tokens))
+                await self._reserve(
+                    ex, model, estimate_tokens(obj, len(body), self.config.default_max_tokens)
+                )
             strip_usage = False
             if obj.get("stream") is True and path in USAGE_STREAM_PATHS:
                 body, strip_usage = ask_for_usage(body, obj)
@@ -355,7 +357,8 @@ class Gateway:
 
     async def _reserve(self, ex: _Exchange, model: str, tokens: int) -> None:
         """Count the request against the caller's limits, or refuse it with 429."""
-        assert self.limiter is not None and ex.principal is not None
+        assert self.limiter is not None
+        assert ex.principal is not None
         try:
             reservation = await self.limiter.reserve(ex.principal, model, tokens)
         except LimitExceeded as exc:
@@ -468,7 +471,9 @@ class Gateway:
                 if final or err.code not in ("upstream_unreachable", "upstream_timeout", "upstream_error"):
                     raise
                 self.metrics.fallbacks.labels(model, chain[i + 1][0], err.code or "upstream_error").inc()
-                logger.warning("model %s failed (%s); falling back to %s", model, err.message, chain[i + 1][0])
+                logger.warning(
+                    "model %s failed (%s); falling back to %s", model, err.message, chain[i + 1][0]
+                )
                 continue
             if response.status >= 500 and not final:
                 await response.aclose()

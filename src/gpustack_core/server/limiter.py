@@ -68,12 +68,7 @@ class StoreLimiter:
         if principal.key_id is not None:
             subjects.append(("key", principal.key_id))
         subjects.extend(("team", team) for team in principal.teams)
-        return [
-            lim
-            for s in subjects
-            for lim in defs.get(s, ())
-            if lim.model in ("", model)
-        ]
+        return [lim for s in subjects for lim in defs.get(s, ()) if lim.model in ("", model)]
 
     async def reserve(self, principal: Principal, model: str, tokens: int) -> Reservation | None:
         """Reserve one request and ``tokens`` tokens on every applicable limit, or raise 429's exception."""
@@ -101,10 +96,19 @@ class StoreLimiter:
             lim = claims[blocked.index].limit
             reset = resets[blocked.index]
             snapshot = tightest(
-                [(c.limit.metric, c.limit.max_value, c.limit.max_value, r) for c, r in zip(claims, resets) if c.limit is lim]
+                [
+                    (c.limit.metric, c.limit.max_value, c.limit.max_value, r)
+                    for c, r in zip(claims, resets, strict=True)
+                    if c.limit is lim
+                ]
             )
             raise _exceeded(lim, claims[blocked.index].amount, blocked.used, reset, snapshot) from None
-        snapshot = tightest([(c.limit.metric, c.limit.max_value, used, r) for c, used, r in zip(claims, after, resets)])
+        snapshot = tightest(
+            [
+                (c.limit.metric, c.limit.max_value, used, r)
+                for c, used, r in zip(claims, after, resets, strict=True)
+            ]
+        )
         return Reservation(tokens=tokens, snapshot=snapshot, handle=tuple(claims))
 
     async def settle(self, reservation: Reservation, used_tokens: int) -> None:
@@ -125,7 +129,9 @@ def _exceeded(
     scope = "every caller" if lim.subject_kind == "global" else f"{lim.subject_kind} {lim.subject_id}"
     model = f" for model '{lim.model}'" if lim.model else ""
     per = "in total" if lim.period == "total" else f"per {lim.period}"
-    wanted = "1 more request" if lim.metric == "requests" else f"{amount} more tokens (max_tokens plus the prompt)"
+    wanted = (
+        "1 more request" if lim.metric == "requests" else f"{amount} more tokens (max_tokens plus the prompt)"
+    )
     when = "" if reset is None else f" Retry in {max(1, int(reset + 0.999))} s."
     message = (
         f"Rate limit reached: {scope} may use {lim.max_value} {lim.metric} {per}{model}; "

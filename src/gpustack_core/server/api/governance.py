@@ -43,7 +43,7 @@ class AccessCreate(BaseModel):
 
 
 class LimitSet(BaseModel):
-    """A quota or rate limit; setting one that exists (same subject, model, metric, period) changes its maximum.
+    """A quota or rate limit; setting an existing one (same subject, model, metric, period) changes its max.
 
     Quotas: ``metric`` tokens per day, month or in total. Rate limits: requests (RPM) or tokens
     (TPM) per minute (or hour).
@@ -187,7 +187,13 @@ async def set_limit(req: Request) -> LimitRecord:
         assert team is not None
         subject_id = team.id
     record = await req.db(
-        _gov(req).set_limit, body.subject_kind, subject_id, body.model, body.metric, body.period, body.max_value
+        _gov(req).set_limit,
+        body.subject_kind,
+        subject_id,
+        body.model,
+        body.metric,
+        body.period,
+        body.max_value,
     )
     await _changed(req)
     return record
@@ -265,7 +271,9 @@ ENDPOINTS = (
         response=TeamRecord,
         status=201,
     ),
-    Endpoint("GET", _TEAM, get_team, "get a team (id or name)", "governance", auth="admin", response=TeamRecord),
+    Endpoint(
+        "GET", _TEAM, get_team, "get a team (id or name)", "governance", auth="admin", response=TeamRecord
+    ),
     Endpoint("DELETE", _TEAM, delete_team, "delete a team", "governance", auth="admin", status=204),
     Endpoint(
         "PUT",

@@ -202,7 +202,9 @@ class GovernanceStore:
                     t.model_access.c.subject_kind == "team", t.model_access.c.subject_id == team_id
                 )
             )
-            c.execute(t.limits.delete().where(t.limits.c.subject_kind == "team", t.limits.c.subject_id == team_id))
+            c.execute(
+                t.limits.delete().where(t.limits.c.subject_kind == "team", t.limits.c.subject_id == team_id)
+            )
             return c.execute(t.teams.delete().where(t.teams.c.id == team_id)).rowcount > 0
 
     def add_member(self, team_id: str, user_id: str) -> None:
@@ -272,7 +274,9 @@ class GovernanceStore:
             where.append(a.c.subject_id == subject_id)
         with self.engine.connect() as c:
             rows = c.execute(sa.select(a).where(*where).order_by(a.c.subject_kind, a.c.subject_id, a.c.model))
-            return [AccessRule(subject_kind=r.subject_kind, subject_id=r.subject_id, model=r.model) for r in rows]
+            return [
+                AccessRule(subject_kind=r.subject_kind, subject_id=r.subject_id, model=r.model) for r in rows
+            ]
 
     def allowed_models(self, user_id: str, team_ids: frozenset[str]) -> frozenset[str] | None:
         """The models a user may call through their own and their teams' rules; ``None``: every model.
@@ -309,7 +313,7 @@ class GovernanceStore:
     def set_limit(
         self, subject_kind: str, subject_id: str, model: str, metric: str, period: str, max_value: int
     ) -> LimitRecord:
-        """Create the limit, or change the maximum of the one with the same subject, model, metric and period."""
+        """Create the limit, or change the maximum of the one with the same subject, model, metric, period."""
         if max_value < 0:
             raise ValueError("a limit's maximum must be 0 or more")
         window_of(period, 0)  # validates the period
@@ -335,7 +339,9 @@ class GovernanceStore:
         with self.engine.connect() as c:
             return self._limit(c.execute(sa.select(lim).where(*key)).one())
 
-    def list_limits(self, subject_kind: str | None = None, subject_id: str | None = None) -> list[LimitRecord]:
+    def list_limits(
+        self, subject_kind: str | None = None, subject_id: str | None = None
+    ) -> list[LimitRecord]:
         """Limits, optionally of one subject."""
         lim = t.limits
         where: list[Any] = []
@@ -345,7 +351,9 @@ class GovernanceStore:
             where.append(lim.c.subject_id == subject_id)
         with self.engine.connect() as c:
             rows = c.execute(
-                sa.select(lim).where(*where).order_by(lim.c.subject_kind, lim.c.subject_id, lim.c.model, lim.c.id)
+                sa.select(lim)
+                .where(*where)
+                .order_by(lim.c.subject_kind, lim.c.subject_id, lim.c.model, lim.c.id)
             )
             return [self._limit(r) for r in rows]
 
@@ -387,9 +395,13 @@ class GovernanceStore:
                     ).rowcount
                     used = c.execute(sa.select(lc.c.used).where(*where)).scalar()
                     if done:
-                        after[i] = int(used)
+                        after[i] = int(used or 0)
                     elif used is None and cl.amount <= cl.max_value:
-                        c.execute(lc.insert().values(limit_id=cl.limit_id, window_start=cl.window_start, used=cl.amount))
+                        c.execute(
+                            lc.insert().values(
+                                limit_id=cl.limit_id, window_start=cl.window_start, used=cl.amount
+                            )
+                        )
                         after[i] = cl.amount
                     else:
                         raise LimitBlocked(i, int(used or 0))
@@ -420,7 +432,9 @@ class GovernanceStore:
         """Delete counters of windows that started before ``before_epoch`` (never the ``total`` ones)."""
         lc = t.limit_counters
         with self.engine.begin() as c:
-            return int(c.execute(lc.delete().where(lc.c.window_start > 0, lc.c.window_start < before_epoch)).rowcount)
+            return int(
+                c.execute(lc.delete().where(lc.c.window_start > 0, lc.c.window_start < before_epoch)).rowcount
+            )
 
     # ------------------------------------------------------------------ fallbacks
 
@@ -446,7 +460,14 @@ class GovernanceStore:
     # ------------------------------------------------------------------ usage buckets
 
     def add_hourly_usage(
-        self, user_id: str, key_id: str | None, model: str, hour: dt.datetime, prompt: int, completion: int, requests: int
+        self,
+        user_id: str,
+        key_id: str | None,
+        model: str,
+        hour: dt.datetime,
+        prompt: int,
+        completion: int,
+        requests: int,
     ) -> None:
         """Add to the (user, key, model, hour) usage counter."""
         u = t.usage_hourly
@@ -489,7 +510,15 @@ class GovernanceStore:
         if unknown:
             raise ValueError(f"cannot group usage by {sorted(unknown)}; use model, user, key or team")
         u, m = t.usage_hourly, t.team_members
-        query = sa.select(u.c.hour, u.c.model, u.c.user_id, u.c.key_id, u.c.prompt_tokens, u.c.completion_tokens, u.c.requests)
+        query = sa.select(
+            u.c.hour,
+            u.c.model,
+            u.c.user_id,
+            u.c.key_id,
+            u.c.prompt_tokens,
+            u.c.completion_tokens,
+            u.c.requests,
+        )
         with_team = "team" in group_by or team_id is not None
         if with_team:
             query = query.add_columns(m.c.team_id).join(m, m.c.user_id == u.c.user_id)

@@ -11,19 +11,19 @@ import sqlalchemy as sa
 
 __all__ = [
     "api_keys",
-    "limit_counters",
-    "limits",
-    "model_access",
-    "model_fallbacks",
-    "team_members",
-    "teams",
-    "usage_hourly",
     "deployments",
     "instances",
+    "limit_counters",
+    "limits",
     "metadata",
+    "model_access",
+    "model_fallbacks",
     "model_files",
     "settings",
+    "team_members",
+    "teams",
     "usage",
+    "usage_hourly",
     "users",
     "workers",
 ]
@@ -184,9 +184,7 @@ limits = sa.Table(
     sa.Column("period", sa.String(16), nullable=False, doc="'minute', 'hour', 'day', 'month' or 'total'"),
     sa.Column("max_value", sa.BigInteger, nullable=False),
     sa.Column("created_at", sa.DateTime, nullable=False),
-    sa.UniqueConstraint(
-        "subject_kind", "subject_id", "model", "metric", "period", name="uq_limits_subject"
-    ),
+    sa.UniqueConstraint("subject_kind", "subject_id", "model", "metric", "period", name="uq_limits_subject"),
 )
 
 limit_counters = sa.Table(

@@ -15,7 +15,15 @@ down_revision = "0001"
 branch_labels = None
 depends_on = None
 
-_TABLES = ("usage_hourly", "model_fallbacks", "limit_counters", "limits", "model_access", "team_members", "teams")
+_TABLES = (
+    "usage_hourly",
+    "model_fallbacks",
+    "limit_counters",
+    "limits",
+    "model_access",
+    "team_members",
+    "teams",
+)
 
 
 def upgrade() -> None:
@@ -60,7 +68,9 @@ def upgrade() -> None:
         sa.Column("max_value", sa.BigInteger, nullable=False),
         sa.Column("created_at", sa.DateTime, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_limits"),
-        sa.UniqueConstraint("subject_kind", "subject_id", "model", "metric", "period", name="uq_limits_subject"),
+        sa.UniqueConstraint(
+            "subject_kind", "subject_id", "model", "metric", "period", name="uq_limits_subject"
+        ),
     )
     op.create_table(
         "limit_counters",
