@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import anyio.to_thread
@@ -36,10 +36,12 @@ class _Claimed:
 class StoreLimiter:
     """:class:`gpustack_core.gateway.Limiter` on the governance tables."""
 
-    def __init__(self, refresh_s: float = 2.0) -> None:
-        """Re-read limit definitions at most every ``refresh_s`` seconds."""
+    def __init__(self, refresh_s: float = 2.0, clock: Callable[[], float] = time.time) -> None:
+        """Re-read limit definitions at most every ``refresh_s`` seconds; ``clock`` gives UTC epoch
+        seconds (the limit windows follow it)."""
         self.store: GovernanceStore | None = None
         self.refresh_s = refresh_s
+        self.clock = clock
         self._by_subject: dict[tuple[str, str], tuple[LimitRecord, ...]] = {}
         self._loaded_at = float("-inf")
         self._lock = threading.Lock()
@@ -79,7 +81,7 @@ class StoreLimiter:
         limits = self.applicable(principal, model)
         if not limits:
             return None
-        now = time.time()
+        now = self.clock()
         claims: list[_Claimed] = []
         resets: list[float | None] = []
         for lim in limits:
