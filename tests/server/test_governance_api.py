@@ -16,7 +16,9 @@ pytestmark = pytest.mark.anyio
 
 
 async def _login(server: Running, username: str) -> str:
-    r = await server.api("POST", "/auth/login", token="", json={"username": username, "password": "pw-123456789"})
+    r = await server.api(
+        "POST", "/auth/login", token="", json={"username": username, "password": "pw-123456789"}
+    )
     assert r.status_code == 200, r.text
     token: str = r.json()["token"]
     return token
@@ -47,7 +49,8 @@ async def test_teams_access_limits_fallbacks_and_usage_buckets(
         team = r.json()
         assert (await server.api("POST", "/teams", json={"name": "research"})).status_code == 409
         r = await server.api("PUT", f"/teams/research/members/{users['alice']}")
-        assert r.status_code == 200 and r.json()["members"] == [users["alice"]]
+        assert r.status_code == 200
+        assert r.json()["members"] == [users["alice"]]
         assert (await server.api("PUT", "/teams/research/members/nobody")).status_code == 404
         r = await server.api(
             "POST", "/model-access", json={"subject_kind": "team", "subject_id": team["id"], "model": "alpha"}
@@ -62,8 +65,8 @@ async def test_teams_access_limits_fallbacks_and_usage_buckets(
         bob = await _login(server, "bob")
         bob_key = (await server.api("POST", "/api-keys", token=bob, json={"name": "k"})).json()["key"]
 
-        async def listed() -> bool:
-            return await _models(server, bob_key) == {"alpha", "beta", "gamma"}
+        async def listed(server: Running = server, key: str = bob_key) -> bool:
+            return await _models(server, key) == {"alpha", "beta", "gamma"}
 
         await server.wait_for(listed, what="the route table lists the deployments")
         assert await _models(server, alice_key) == {"alpha"}  # the key narrows the team's access
@@ -71,10 +74,13 @@ async def test_teams_access_limits_fallbacks_and_usage_buckets(
         r = await server.client.post(
             "/v1/chat/completions", json=chat, headers={"Authorization": f"Bearer {alice_key}"}
         )
-        assert r.status_code == 403 and r.json()["error"]["code"] == "model_not_allowed"
+        assert r.status_code == 403
+        assert r.json()["error"]["code"] == "model_not_allowed"
         # a rule for bob restricts bob at once (this server clears its key cache)
         r = await server.api(
-            "POST", "/model-access", json={"subject_kind": "user", "subject_id": users["bob"], "model": "gamma"}
+            "POST",
+            "/model-access",
+            json={"subject_kind": "user", "subject_id": users["bob"], "model": "gamma"},
         )
         assert await _models(server, bob_key) == {"gamma"}
         rules = (await server.api("GET", "/model-access")).json()["items"]
@@ -93,7 +99,8 @@ async def test_teams_access_limits_fallbacks_and_usage_buckets(
         assert r.status_code == 200, r.text
         assert r.json()["subject_id"] == team["id"]  # a team's name is accepted and stored as its id
         again = await server.api("PUT", "/limits", json={**limit, "max_value": 2000})
-        assert again.json()["id"] == r.json()["id"] and again.json()["max_value"] == 2000
+        assert again.json()["id"] == r.json()["id"]
+        assert again.json()["max_value"] == 2000
         bad = {**limit, "subject_kind": "user", "subject_id": "nobody", "max_value": 1}
         assert (await server.api("PUT", "/limits", json=bad)).status_code == 404
         bad = {**limit, "subject_kind": "global", "subject_id": "x", "max_value": 1}
@@ -105,7 +112,8 @@ async def test_teams_access_limits_fallbacks_and_usage_buckets(
         assert (await server.api("DELETE", f"/limits/{r.json()['id']}")).status_code == 404
 
         r = await server.api("PUT", "/fallbacks/alpha", json={"fallbacks": ["beta", "gamma"]})
-        assert r.status_code == 200 and r.json() == {"model": "alpha", "fallbacks": ["beta", "gamma"]}
+        assert r.status_code == 200
+        assert r.json() == {"model": "alpha", "fallbacks": ["beta", "gamma"]}
         assert server.app.state.gateway.fallbacks.fallbacks("alpha") == ("beta", "gamma")
         assert (await server.api("PUT", "/fallbacks/alpha", json={"fallbacks": ["alpha"]})).status_code == 422
         assert (await server.api("GET", "/fallbacks")).json()["items"] == [r.json()]

@@ -68,7 +68,9 @@ async def _fire(clients: list[httpx.AsyncClient], token: str, body: bytes, n: in
     headers = {"Authorization": f"Bearer {token}", "content-type": "application/json"}
 
     async def one(i: int) -> None:
-        out.append(await clients[i % len(clients)].post("/v1/chat/completions", content=body, headers=headers))
+        out.append(
+            await clients[i % len(clients)].post("/v1/chat/completions", content=body, headers=headers)
+        )
 
     async with anyio.create_task_group() as group:
         for i in range(n):
@@ -76,15 +78,19 @@ async def _fire(clients: list[httpx.AsyncClient], token: str, body: bytes, n: in
     return out
 
 
-def _check_budget(store: Store, responses: list[httpx.Response], key_id: str, budget: int, limit_id: str) -> None:
+def _check_budget(
+    store: Store, responses: list[httpx.Response], key_id: str, budget: int, limit_id: str
+) -> None:
     """The acceptance: spent <= budget, a usage row for every completed request, 429s with headers,
     and the counter equal to what was spent (every reservation settled exactly)."""
     ok = [r for r in responses if r.status_code == 200]
     refused = [r for r in responses if r.status_code == 429]
     assert len(ok) + len(refused) == len(responses), {r.status_code for r in responses}
-    assert ok and refused
+    assert ok
+    assert refused
     for r in ok:
-        assert "data: [DONE]" in r.text and '"error"' not in r.text
+        assert "data: [DONE]" in r.text
+        assert '"error"' not in r.text
         assert r.headers["x-ratelimit-limit-tokens"] == str(budget)
         assert int(r.headers["x-ratelimit-remaining-tokens"]) >= 0
         assert r.headers["x-ratelimit-reset-tokens"]
@@ -97,7 +103,8 @@ def _check_budget(store: Store, responses: list[httpx.Response], key_id: str, bu
         rows = c.execute(sa.select(t.usage).where(t.usage.c.key_id == key_id)).fetchall()
     assert sum(r.requests for r in rows) == len(ok)
     spent = sum(r.prompt_tokens + r.completion_tokens for r in rows)
-    assert spent % len(ok) == 0 and spent // len(ok) > 200  # the same prompt and 8 tokens each
+    assert spent % len(ok) == 0
+    assert spent // len(ok) > 200
     assert spent <= budget
     start, _ = window_of("day", time.time())
     assert GovernanceStore(store.engine).counter(limit_id, start) == spent
@@ -194,7 +201,8 @@ async def test_rpm_and_tpm_windows_hold_to_one_request(store: Store, engines: di
         before = gov.counter(tpm.id, window)
         big = _body(stream=False, max_tokens=2 * estimate)  # could never fit: refused, nothing counted
         r = await client.post("/v1/chat/completions", content=big, headers=headers)
-        assert r.status_code == 429 and r.headers["retry-after"] == "60"
+        assert r.status_code == 429
+        assert r.headers["retry-after"] == "60"
         assert r.json()["error"]["code"] == "rate_limit_exceeded"
         assert gov.counter(tpm.id, window) == before
 
@@ -210,7 +218,9 @@ async def test_a_killed_primary_falls_back_and_the_answer_says_who_served(
     async with in_process_client(governed) as client:
         for stream in (False, True):
             r = await client.post(
-                "/v1/chat/completions", content=_body(stream=stream), headers={**headers, "content-type": "application/json"}
+                "/v1/chat/completions",
+                content=_body(stream=stream),
+                headers={**headers, "content-type": "application/json"},
             )
             assert r.status_code == 200, r.text
             if stream:
@@ -220,14 +230,23 @@ async def test_a_killed_primary_falls_back_and_the_answer_says_who_served(
                 assert r.json()["model"] == "small"
         governed.routes.remove_instance(MODEL, f"{MODEL}-0")  # no instance at all: straight to the fallback
         r = await client.post("/v1/chat/completions", content=_body(stream=False), headers=headers)
-        assert r.status_code == 200 and r.json()["model"] == "small"
+        assert r.status_code == 200
+        assert r.json()["model"] == "small"
     value = governed.registry.get_sample_value
-    assert value(
-        "gpustack_gateway_fallbacks_total", {"model": MODEL, "fallback": "small", "reason": "upstream_unreachable"}
-    ) == 2
-    assert value(
-        "gpustack_gateway_fallbacks_total", {"model": MODEL, "fallback": "small", "reason": "no_running_instance"}
-    ) == 1
+    assert (
+        value(
+            "gpustack_gateway_fallbacks_total",
+            {"model": MODEL, "fallback": "small", "reason": "upstream_unreachable"},
+        )
+        == 2
+    )
+    assert (
+        value(
+            "gpustack_gateway_fallbacks_total",
+            {"model": MODEL, "fallback": "small", "reason": "no_running_instance"},
+        )
+        == 1
+    )
     with store.engine.connect() as c:
         models = {r.model for r in c.execute(sa.select(t.usage).where(t.usage.c.key_id == key_id))}
     assert models == {"small"}

@@ -23,9 +23,11 @@ def test_window_of_aligns_minutes_days_and_months() -> None:
     t = dt.datetime(2026, 12, 31, 23, 59, 30, tzinfo=dt.timezone.utc).timestamp()
     assert window_of("minute", t) == (int(t) - 30, 30.0)
     start, left = window_of("day", t)
-    assert start == int(dt.datetime(2026, 12, 31, tzinfo=dt.timezone.utc).timestamp()) and left == 30.0
+    assert start == int(dt.datetime(2026, 12, 31, tzinfo=dt.timezone.utc).timestamp())
+    assert left == 30.0
     start, left = window_of("month", t)
-    assert start == int(dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc).timestamp()) and left == 30.0
+    assert start == int(dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc).timestamp())
+    assert left == 30.0
     assert window_of("total", t) == (0, None)
     with pytest.raises(ValueError, match="unknown period"):
         window_of("week", t)
@@ -63,7 +65,8 @@ def test_teams_and_the_access_union(store: Store, gov: GovernanceStore) -> None:
 def test_set_limit_replaces_the_maximum_and_reserve_is_all_or_nothing(gov: GovernanceStore) -> None:
     a = gov.set_limit("key", "k1", "", "tokens", "day", 100)
     again = gov.set_limit("key", "k1", "", "tokens", "day", 150)
-    assert again.id == a.id and again.max_value == 150
+    assert again.id == a.id
+    assert again.max_value == 150
     b = gov.set_limit("user", "u1", "", "requests", "minute", 2)
     assert gov.reserve([CounterClaim(a.id, 10, 150, 100), CounterClaim(b.id, 60, 2, 1)]) == [100, 1]
     # the token claim would pass 150: nothing of this reservation is counted, the request counter included
@@ -140,8 +143,12 @@ def test_usage_buckets_by_hour_day_model_user_and_team(store: Store, gov: Govern
     ]
     by_user = gov.usage_buckets("day", ["user", "key"], model="m")
     assert {(b.user_id, b.key_id, b.requests) for b in by_user} == {(alice.id, "k1", 2), (bob.id, None, 2)}
-    window = gov.usage_buckets("hour", ["model"], start=dt.datetime(2026, 12, 3, 1), end=dt.datetime(2026, 12, 3, 2))
-    assert [(b.start, b.requests) for b in window] == [(dt.datetime(2026, 12, 3, 1), 2)]  # the end is exclusive
+    window = gov.usage_buckets(
+        "hour", ["model"], start=dt.datetime(2026, 12, 3, 1), end=dt.datetime(2026, 12, 3, 2)
+    )
+    assert [(b.start, b.requests) for b in window] == [
+        (dt.datetime(2026, 12, 3, 1), 2)
+    ]  # the end is exclusive
     with pytest.raises(ValueError, match="cannot group usage by"):
         gov.usage_buckets("hour", ["colour"])
 
