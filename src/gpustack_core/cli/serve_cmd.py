@@ -51,6 +51,15 @@ def serve(
         help="Gateway: seconds to wait for an engine's next bytes before 504 (or a stream error).",
         min=0.001,
     ),
+    no_limits: bool = typer.Option(
+        False, "--no-limits", help="Gateway: do not enforce quotas and rate limits (no 429s, no headers)."
+    ),
+    default_max_tokens: int = typer.Option(
+        4096,
+        "--default-max-tokens",
+        help="Gateway: completion tokens reserved against token limits for a request without max_tokens.",
+        min=1,
+    ),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
 ) -> None:
     """Run the server (REST API, controllers, OpenAI gateway) with an embedded worker."""
@@ -72,6 +81,8 @@ def serve(
         keep_engines_on_exit=not stop_engines_on_exit,
         gateway_max_body_bytes=max_body,
         gateway_upstream_timeout_s=upstream_timeout,
+        enforce_limits=not no_limits,
+        default_max_tokens=default_max_tokens,
     )
     from gpustack_core.server.serving import serve as run
 
