@@ -104,6 +104,19 @@ def create_app(
             worker_token_hash=stored_hash or (hash_secret(boot.worker_token) if boot.worker_token else None),
             worker_token=boot.worker_token,
         )
+        if cfg.oidc_issuer:
+            from .sso import OIDCClient, OIDCSettings
+
+            services.sso = OIDCClient(
+                OIDCSettings(
+                    issuer=cfg.oidc_issuer,
+                    client_id=cfg.oidc_client_id,
+                    client_secret=cfg.oidc_client_secret,
+                    scopes=cfg.oidc_scopes,
+                    username_claim=cfg.oidc_username_claim,
+                    teams_claim=cfg.oidc_teams_claim,
+                )
+            )
         app.state.services = services
         app.state.bootstrap = boot
         await anyio.to_thread.run_sync(bridge.bind, store)

@@ -50,6 +50,12 @@ class ServerConfig:
         enforce_limits: the gateway enforces quotas and rate limits (``--no-limits`` turns it off).
         default_max_tokens: the completion tokens reserved against token limits for a request
             without ``max_tokens``.
+        oidc_issuer / oidc_client_id / oidc_client_secret: single sign-on through this OpenID
+            provider (none: no SSO); ``oidc_scopes``, ``oidc_username_claim`` and
+            ``oidc_teams_claim`` (the claim whose values name the user's teams) tune it;
+            ``oidc_redirect_url`` is the callback URL registered at the provider (default: derived
+            from the login request's URL).
+        local_login: password login allowed (``--no-local-login``: SSO only; admin API keys still work).
     """
 
     data_dir: Path = field(default_factory=default_data_dir)
@@ -75,6 +81,14 @@ class ServerConfig:
     gateway_upstream_timeout_s: float = 600.0
     enforce_limits: bool = True
     default_max_tokens: int = 4096
+    oidc_issuer: str | None = None
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""
+    oidc_scopes: str = "openid profile email"
+    oidc_username_claim: str = "preferred_username"
+    oidc_teams_claim: str = "groups"
+    oidc_redirect_url: str | None = None
+    local_login: bool = True
 
     @property
     def resolved_database_url(self) -> str:

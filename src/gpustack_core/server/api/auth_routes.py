@@ -40,6 +40,8 @@ class MeResponse(BaseModel):
 async def login(req: Request) -> LoginResponse:
     """Check a password and open a session; failures are rate limited per (user, client address)."""
     body: LoginRequest = req.body
+    if not req.services.config.local_login:
+        raise ApiError(403, "password login is disabled on this server; log in at /api/v1/auth/oidc/login")
     client = req.raw.client.host if req.raw.client else "unknown"
     limiter = req.services.limiter
     wait = limiter.retry_after(body.username, client)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import auth_routes, deployments, engines, governance, instance_logs, usage, users, workers
+from . import auth_routes, deployments, engines, governance, instance_logs, sso_routes, usage, users, workers
 from ._framework import Endpoint
 
 __all__ = ["all_endpoints"]
@@ -12,6 +12,7 @@ def all_endpoints() -> tuple[Endpoint, ...]:
     """The endpoints of every resource module."""
     return (
         *auth_routes.ENDPOINTS,
+        *sso_routes.ENDPOINTS,
         *users.ENDPOINTS,
         *workers.ENDPOINTS,
         *deployments.ENDPOINTS,
