@@ -115,7 +115,8 @@ async def test_oidc_login_creates_the_user_in_the_claimed_team(
         assert (await server.api("POST", "/model-access", json=rule)).status_code == 201
 
         login = await _sso_login(server, "alice")
-        assert login["user"]["username"] == "alice" and login["user"]["role"] == "user"
+        assert login["user"]["username"] == "alice"
+        assert login["user"]["role"] == "user"
         token = login["token"]
         me = await server.api("GET", "/auth/me", token=token)
         assert me.json()["user"]["id"] == login["user"]["id"]
@@ -124,14 +125,15 @@ async def test_oidc_login_creates_the_user_in_the_claimed_team(
 
         headers = {"Authorization": f"Bearer {token}"}
 
-        async def alpha_listed(headers: dict[str, str] = headers) -> bool:
+        async def alpha_listed(server: Running = server, headers: dict[str, str] = headers) -> bool:
             r = await server.client.get("/v1/models", headers=headers)
             return [m["id"] for m in r.json()["data"]] == ["alpha"]
 
         await server.wait_for(alpha_listed, what="the team's model listed")
         chat = {"model": "beta", "messages": [{"role": "user", "content": "hi"}]}
         r = await server.client.post("/v1/chat/completions", json=chat, headers=headers)
-        assert r.status_code == 403 and r.json()["error"]["code"] == "model_not_allowed"
+        assert r.status_code == 403
+        assert r.json()["error"]["code"] == "model_not_allowed"
 
         # a second login finds the same user; bob's claim creates the missing team "ops"
         assert (await _sso_login(server, "alice"))["user"]["id"] == login["user"]["id"]
@@ -142,7 +144,8 @@ async def test_oidc_login_creates_the_user_in_the_claimed_team(
 
         # a forged or replayed callback is refused
         r = await server.client.get("/api/v1/auth/oidc/callback", params={"code": "x", "state": "forged"})
-        assert r.status_code == 401 and "state" in r.json()["detail"]
+        assert r.status_code == 401
+        assert "state" in r.json()["detail"]
 
         # a local user of the same name is never taken over by an SSO login
         local = {"username": "carol", "password": "pw-123456789"}
@@ -150,17 +153,20 @@ async def test_oidc_login_creates_the_user_in_the_claimed_team(
         r = await server.client.get("/api/v1/auth/oidc/login", follow_redirects=False)
         callback = await _browser_login(r.headers["location"], "carol")
         r = await server.client.get(callback.removeprefix("http://test"))
-        assert r.status_code == 409 and "local user" in r.json()["detail"]
+        assert r.status_code == 409
+        assert "local user" in r.json()["detail"]
 
         # with local login off, passwords are refused; SSO still works
         services = server.app.state.services
         services.config = dataclasses.replace(services.config, local_login=False)
         r = await server.api("POST", "/auth/login", token="", json=local)
-        assert r.status_code == 403 and "oidc" in r.json()["detail"]
+        assert r.status_code == 403
+        assert "oidc" in r.json()["detail"]
         assert (await _sso_login(server, "alice"))["user"]["username"] == "alice"
 
 
 async def test_without_sso_configured_the_routes_say_so(tmp_path: Path) -> None:
     async for server in start_app(fast_config(tmp_path / "data", embedded_worker=False)):
         r = await server.client.get("/api/v1/auth/oidc/login", follow_redirects=False)
-        assert r.status_code == 404 and "not configured" in r.json()["detail"]
+        assert r.status_code == 404
+        assert "not configured" in r.json()["detail"]
