@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from .app import JSON_PATHS, MULTIPART_PATHS, create_gateway, gateway_lifespan, gateway_of
 from .balancer import LeastOutstandingBalancer
+from .coldstart import ColdStarter
 from .errors import GatewayHTTPError, error_response
 from .fallback import FallbackPolicy, StaticFallbacks
 from .limits import Limiter, LimitExceeded, LimitSnapshot, Reservation, estimate_tokens, rate_limit_headers
@@ -37,6 +38,7 @@ __all__ = [
     "INFERENCE_SCOPE",
     "JSON_PATHS",
     "MULTIPART_PATHS",
+    "ColdStarter",
     "DeviceSample",
     "FallbackPolicy",
     "Gateway",

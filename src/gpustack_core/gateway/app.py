@@ -10,6 +10,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from .coldstart import ColdStarter
 from .fallback import FallbackPolicy
 from .limits import DEFAULT_MAX_TOKENS, Limiter
 from .metrics import GatewayMetrics
@@ -59,6 +60,9 @@ def create_gateway(
     limiter: Limiter | None = None,
     fallbacks: FallbackPolicy | None = None,
     default_max_tokens: int = DEFAULT_MAX_TOKENS,
+    cold_starter: ColdStarter | None = None,
+    hold_timeout_s: float = 120.0,
+    max_held: int = 256,
 ) -> Starlette:
     """Build the gateway app.
 
@@ -72,7 +76,9 @@ def create_gateway(
 
     ``limiter`` enforces quotas and rate limits (:mod:`.limits`; none: no limits, no rate-limit
     headers); ``fallbacks`` names the models tried when a model cannot answer (:mod:`.fallback`);
-    ``default_max_tokens`` is what a limiter reserves for a request without ``max_tokens``.
+    ``default_max_tokens`` is what a limiter reserves for a request without ``max_tokens``;
+    ``cold_starter`` starts models scaled to zero while up to ``max_held`` requests per model wait
+    at most ``hold_timeout_s`` (:mod:`.coldstart`).
     """
     if max_body_bytes <= 0:
         raise ValueError(f"max_body_bytes must be positive, got {max_body_bytes}")
@@ -80,8 +86,12 @@ def create_gateway(
         raise ValueError("upstream_timeout_s and connect_timeout_s must be positive")
     registry = metrics_registry if metrics_registry is not None else CollectorRegistry()
     metrics = GatewayMetrics(registry)
-    config = GatewayConfig(max_body_bytes, upstream_timeout_s, connect_timeout_s, default_max_tokens)
-    gateway = Gateway(routes, auth, usage, metrics, config, limiter=limiter, fallbacks=fallbacks)
+    config = GatewayConfig(
+        max_body_bytes, upstream_timeout_s, connect_timeout_s, default_max_tokens, hold_timeout_s, max_held
+    )
+    gateway = Gateway(
+        routes, auth, usage, metrics, config, limiter=limiter, fallbacks=fallbacks, cold_starter=cold_starter
+    )
 
     models_endpoint = _Endpoint(gateway.handle_models, "/v1/models")
     route_list = [

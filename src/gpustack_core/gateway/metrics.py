@@ -41,7 +41,8 @@ class GatewayMetrics:
     ``gateway_request_duration_seconds{model,status}``, ``gateway_time_to_first_token_seconds{model}``,
     ``gateway_prompt_tokens_total{model}``, ``gateway_completion_tokens_total{model}``,
     ``gateway_upstream_retries_total{model}``, ``gateway_fallbacks_total{model,fallback,reason}``,
-    ``gateway_rate_limited_total{model,code}``, ``gateway_requests_in_flight{model}``,
+    ``gateway_rate_limited_total{model,code}``, ``gateway_cold_start_wait_seconds{model}``,
+    ``gateway_requests_in_flight{model}``,
     ``instances{deployment,state}``, ``worker_heartbeat_age_seconds{worker}``,
     ``device_memory_total_bytes``/``device_memory_used_bytes``/``device_utilization_ratio``
     ``{worker,device,vendor}``.
@@ -98,6 +99,13 @@ class GatewayMetrics:
             p + "gateway_rate_limited",
             "Requests refused with 429 by a quota or rate limit, by model and code.",
             ["model", "code"],
+            registry=registry,
+        )
+        self.cold_start_wait = Histogram(
+            p + "gateway_cold_start_wait_seconds",
+            "Time a request was held while its model started from zero replicas.",
+            ["model"],
+            buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300),
             registry=registry,
         )
         self.in_flight = Gauge(

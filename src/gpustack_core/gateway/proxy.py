@@ -34,6 +34,7 @@ from ._bodies import (
     upstream_timeout,
 )
 from .balancer import LeastOutstandingBalancer
+from .coldstart import ColdStarter
 from .errors import GatewayHTTPError
 from .fallback import FallbackPolicy
 from .limits import Limiter, LimitExceeded, Reservation, estimate_tokens, rate_limit_headers
@@ -80,13 +81,16 @@ class GatewayConfig:
     ``upstream_timeout_s`` bounds each wait for the engine's next bytes (the response head, or the
     next chunk of a stream), not a whole stream; ``connect_timeout_s`` bounds connecting to it.
     ``default_max_tokens`` is the completion budget a limiter reserves for a request without
-    ``max_tokens`` (see :func:`gpustack_core.gateway.limits.estimate_tokens`).
+    ``max_tokens`` (see :func:`gpustack_core.gateway.limits.estimate_tokens`). ``hold_timeout_s``
+    and ``max_held`` bound how long and how many requests per model wait for a cold start.
     """
 
     max_body_bytes: int = 10 * 1024 * 1024
     upstream_timeout_s: float = 600.0
     connect_timeout_s: float = 5.0
     default_max_tokens: int = 4096
+    hold_timeout_s: float = 120.0
+    max_held: int = 256
 
 
 _Chain = list[tuple[str, Sequence[Upstream]]]
@@ -96,6 +100,7 @@ class _Exchange:
     """The per-request state shared by the forwarding steps."""
 
     __slots__ = (
+        "begun",
         "cancellation",
         "disconnected",
         "finished",
@@ -111,6 +116,7 @@ class _Exchange:
         self.started = started
         self.reservation: Reservation | None = None  # settled (and cleared) exactly once
         self.rate_headers: list[tuple[bytes, bytes]] = []
+        self.begun = ""  # the model a cold starter was told about (told again when it ends)
         self.model = ""  # metrics label: "" until the model is known to the route table
         self.principal: Principal | None = None
         self.status = 0
@@ -131,17 +137,21 @@ class Gateway:
         config: GatewayConfig,
         limiter: Limiter | None = None,
         fallbacks: FallbackPolicy | None = None,
+        cold_starter: ColdStarter | None = None,
     ) -> None:
         """Hold the host objects, the metrics and the limits. Call :meth:`start` before use.
 
         ``limiter`` (optional) enforces quotas and rate limits; ``fallbacks`` (optional) names the
-        models that answer when a model cannot.
+        models that answer when a model cannot; ``cold_starter`` (optional) starts models that
+        are scaled to zero while their requests are held.
         """
         self.routes = routes
         self.auth = auth
         self.usage = usage
         self.limiter = limiter
         self.fallbacks = fallbacks
+        self.cold_starter = cold_starter
+        self._held: dict[str, int] = {}
         self.metrics = metrics
         self.config = config
         self.balancer = LeastOutstandingBalancer()
@@ -193,7 +203,7 @@ class Gateway:
             body = await self._read_body(headers, receive)
             obj = parse_json_body(body)
             model = obj["model"]
-            chain = self._resolve(ex, model, fallback=True)
+            chain = await self._route(ex, model, True, receive)
             if self.limiter is not None:
                 await self._reserve(
                     ex, model, estimate_tokens(obj, len(body), self.config.default_max_tokens)
@@ -210,6 +220,8 @@ class Gateway:
         finally:
             if ex.reservation is not None:
                 await self._settle(ex, 0)
+            if ex.begun and self.cold_starter is not None:
+                self.cold_starter.end(ex.begun)
 
     async def handle_multipart(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
         """An OpenAI multipart endpoint (audio transcription) at ``path``, routed by its ``model`` field."""
@@ -248,7 +260,7 @@ class Gateway:
                     400, str(exc), error_type="invalid_request_error", param="model"
                 ) from exc
             assert sniffer.model is not None
-            chain = self._resolve(ex, sniffer.model, fallback=False)
+            chain = await self._route(ex, sniffer.model, False, None)
             if self.limiter is not None:
                 await self._reserve(ex, sniffer.model, declared or received)
             stream = MultipartBody(sniffer, receive, more, received, limit, declared)
@@ -260,6 +272,8 @@ class Gateway:
         finally:
             if ex.reservation is not None:
                 await self._settle(ex, 0)
+            if ex.begun and self.cold_starter is not None:
+                self.cold_starter.end(ex.begun)
 
     async def handle_models(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
         """``GET /v1/models`` and ``GET /v1/models/{model}``: the models this key may call."""
@@ -366,7 +380,7 @@ class Gateway:
             raise exc.http_error() from None
         if reservation is not None:
             ex.reservation = reservation
-            ex.rate_headers = rate_limit_headers(reservation.snapshot)
+            ex.rate_headers = [*ex.rate_headers, *rate_limit_headers(reservation.snapshot)]
 
     async def _settle(self, ex: _Exchange, used_tokens: int) -> None:
         reservation, ex.reservation = ex.reservation, None
@@ -376,6 +390,59 @@ class Gateway:
             await self.limiter.settle(reservation, used_tokens)
         except Exception:
             logger.exception("the limiter failed to settle a reservation of %d tokens", reservation.tokens)
+
+    async def _route(self, ex: _Exchange, model: str, fallback: bool, receive: Receive | None) -> _Chain:
+        """:meth:`_resolve`, holding the request while a cold starter wakes a model at zero."""
+        cold = self.cold_starter
+        if cold is None:
+            return self._resolve(ex, model, fallback)
+        assert ex.principal is not None
+        cold.begin(model)
+        ex.begun = model
+        if self.routes.upstreams(model) or not cold.can_wake(model) or not may_call(ex.principal, model):
+            return self._resolve(ex, model, fallback)
+        await self._hold(ex, model, receive)
+        return self._resolve(ex, model, fallback)
+
+    async def _hold(self, ex: _Exchange, model: str, receive: Receive | None) -> None:
+        """Wait for ``model``'s first running instance (bounded), or raise 503 / :class:`ClientGone`."""
+        assert self.cold_starter is not None
+        held = self._held.get(model, 0)
+        if held >= self.config.max_held:
+            raise GatewayHTTPError(
+                503,
+                f"Model '{model}' is starting and {held} requests already wait for it; retry shortly.",
+                error_type="server_error",
+                code="cold_start_queue_full",
+                headers=[(b"retry-after", b"5")],
+            )
+        self._held[model] = held + 1
+        watcher = None if receive is None else self._watch(ex, receive)
+        started = time.perf_counter()
+        try:
+            await self.cold_starter.wake(model)
+            deadline = started + self.config.hold_timeout_s
+            while not self.routes.upstreams(model):
+                if ex.disconnected:
+                    raise ClientGone
+                if time.perf_counter() >= deadline:
+                    raise GatewayHTTPError(
+                        503,
+                        f"Model '{model}' was scaled to zero and did not start within "
+                        f"{self.config.hold_timeout_s:g} s; retry later.",
+                        error_type="server_error",
+                        code="cold_start_timeout",
+                        headers=[(b"retry-after", b"10")],
+                    )
+                await asyncio.sleep(0.05)
+        finally:
+            self._held[model] -= 1
+            if watcher is not None:
+                watcher.cancel()
+        waited = time.perf_counter() - started
+        self.metrics.cold_start_wait.labels(model).observe(waited)
+        ex.rate_headers = [*ex.rate_headers, (b"x-gpustack-cold-start-ms", b"%d" % round(waited * 1000))]
+        logger.info("held a request for %s %.2f s while it started from zero", model, waited)
 
     def _resolve(self, ex: _Exchange, model: str, fallback: bool) -> _Chain:
         """``model`` and the fallbacks this principal may call with their running instances, or the

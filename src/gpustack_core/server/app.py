@@ -83,6 +83,8 @@ def create_app(
             limiter=bridge.limiter if cfg.enforce_limits else None,
             fallbacks=bridge.fallbacks,
             default_max_tokens=cfg.default_max_tokens,
+            cold_starter=bridge.scale_to_zero,
+            hold_timeout_s=cfg.cold_start_hold_timeout_s,
         )
         if cfg.mount_gateway
         else None
@@ -125,6 +127,7 @@ def create_app(
         services.on_routes_changed = functools.partial(bridge.routes.refresh, store)
         bridge.auth.ttl_s = cfg.auth_cache_ttl_s
         bridge.usage.flush_interval_s = cfg.usage_flush_interval_s
+        bridge.scale_to_zero.check_interval_s = cfg.scale_to_zero_check_interval_s
         services.on_credentials_changed = bridge.auth.invalidate
         services.on_governance_changed = functools.partial(_governance_changed, bridge, store)
         services.flush_usage = bridge.usage.flush
@@ -138,6 +141,7 @@ def create_app(
                 group = await stack.enter_async_context(anyio.create_task_group())
                 group.start_soon(controllers.run)
                 group.start_soon(bridge.usage.run)
+                group.start_soon(bridge.scale_to_zero.run)
                 if cfg.embedded_worker:
                     group.start_soon(_run_embedded_worker, app, services)
                 yield {}
@@ -166,6 +170,7 @@ def _governance_changed(bridge: GatewayBridge, store: Store) -> None:
     bridge.auth.invalidate()
     bridge.limiter.invalidate()
     bridge.fallbacks.refresh(store)
+    bridge.scale_to_zero.refresh(store)
 
 
 async def _run_embedded_worker(app: Starlette, services: Services) -> None:

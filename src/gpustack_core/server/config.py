@@ -56,6 +56,8 @@ class ServerConfig:
             ``oidc_redirect_url`` is the callback URL registered at the provider (default: derived
             from the login request's URL).
         local_login: password login allowed (``--no-local-login``: SSO only; admin API keys still work).
+        cold_start_hold_timeout_s: the longest a request waits for a deployment scaled to zero to start.
+        scale_to_zero_check_interval_s: how often idle deployments with a scale-to-zero policy are stopped.
     """
 
     data_dir: Path = field(default_factory=default_data_dir)
@@ -89,6 +91,8 @@ class ServerConfig:
     oidc_teams_claim: str = "groups"
     oidc_redirect_url: str | None = None
     local_login: bool = True
+    cold_start_hold_timeout_s: float = 120.0
+    scale_to_zero_check_interval_s: float = 1.0
 
     @property
     def resolved_database_url(self) -> str:

@@ -27,6 +27,7 @@ import anyio.to_thread
 from gpustack_core.gateway import DeviceSample, GatewayMetrics, ModelEntry, Principal, Upstream, UsageRecord
 from gpustack_core.server.auth import Caller, authenticate_key
 from gpustack_core.server.limiter import StoreLimiter
+from gpustack_core.server.scale_to_zero import ScaleToZero
 from gpustack_core.server.store import Store
 from gpustack_core.server.store.governance import GovernanceStore
 from gpustack_core.server.store.records import InstanceRecord, InstanceState, UsageRow, WorkerRecord
@@ -345,14 +346,17 @@ class GatewayBridge:
     usage: StoreUsageSink = field(default_factory=StoreUsageSink)
     limiter: StoreLimiter = field(default_factory=StoreLimiter)
     fallbacks: StoreFallbacks = field(default_factory=StoreFallbacks)
+    scale_to_zero: ScaleToZero = field(default_factory=ScaleToZero)
 
     def bind(self, store: Store) -> None:
         """Point authentication, limits and usage at ``store``; take first snapshots (blocking)."""
         self.auth.store = store
         self.usage.store = store
         self.limiter.store = GovernanceStore(store.engine)
+        self.scale_to_zero.store = store
         self.routes.refresh(store)
         self.fallbacks.refresh(store)
+        self.scale_to_zero.refresh(store)
 
     def refresh(self, store: Store) -> None:
         """Rebuild the route and fallback snapshots (blocking; after each reconcile pass)."""

@@ -24,7 +24,16 @@ from gpustack_core.server.store.records import Page
 from ._common import not_found
 from ._framework import ApiError, Endpoint, Query, Request
 
-__all__ = ["ENDPOINTS", "AccessCreate", "FallbackChain", "FallbackSet", "LimitSet", "TeamCreate"]
+__all__ = [
+    "ENDPOINTS",
+    "AccessCreate",
+    "FallbackChain",
+    "FallbackSet",
+    "LimitSet",
+    "ScaleToZeroPolicy",
+    "ScaleToZeroSet",
+    "TeamCreate",
+]
 
 
 class TeamCreate(BaseModel):
@@ -224,6 +233,34 @@ async def set_fallbacks(req: Request) -> FallbackChain:
     return FallbackChain(model=model, fallbacks=body.fallbacks)
 
 
+class ScaleToZeroSet(BaseModel):
+    """A deployment's scale-to-zero policy: stop after ``idle_timeout_s`` without requests; the next
+    request starts ``wake_replicas`` replicas while it is held. ``idle_timeout_s`` null removes it."""
+
+    idle_timeout_s: float | None = Field(gt=0, le=30 * 86400)
+    wake_replicas: int = Field(default=1, ge=1, le=64)
+
+
+class ScaleToZeroPolicy(ScaleToZeroSet):
+    """A deployment's scale-to-zero policy."""
+
+    deployment: str
+
+
+async def set_scale_to_zero(req: Request) -> ScaleToZeroPolicy:
+    """Set or remove a deployment's scale-to-zero policy."""
+    body: ScaleToZeroSet = req.body
+    ref = req.path_params["deployment"]
+    dep = await req.db(req.services.store.get_deployment, ref)
+    if dep is None:
+        raise not_found("deployment", ref)
+    await req.db(_gov(req).set_scale_to_zero, dep.id, body.idle_timeout_s, body.wake_replicas)
+    await _changed(req)
+    return ScaleToZeroPolicy(
+        deployment=dep.name, idle_timeout_s=body.idle_timeout_s, wake_replicas=body.wake_replicas
+    )
+
+
 async def usage_buckets(req: Request) -> Page:
     """Usage in hour or day buckets grouped by model, user, key and/or team; non-admins see their own."""
     caller = req.require_caller()
@@ -365,6 +402,16 @@ ENDPOINTS = (
         auth="admin",
         body=FallbackSet,
         response=FallbackChain,
+    ),
+    Endpoint(
+        "PUT",
+        "/scale-to-zero/{deployment}",
+        set_scale_to_zero,
+        "set a deployment's scale-to-zero policy (idle timeout, replicas on wake)",
+        "governance",
+        auth="admin",
+        body=ScaleToZeroSet,
+        response=ScaleToZeroPolicy,
     ),
     Endpoint(
         "GET",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import json
 import random
 import time
 from collections.abc import Sequence
@@ -456,6 +457,59 @@ class GovernanceStore:
             for r in c.execute(sa.select(f).order_by(f.c.model, f.c.priority)):
                 out.setdefault(r.model, []).append(r.fallback)
         return {k: tuple(v) for k, v in out.items()}
+
+    # ------------------------------------------------------------------ scale to zero
+
+    def set_scale_to_zero(
+        self, deployment_id: str, idle_timeout_s: float | None, wake_replicas: int = 1
+    ) -> None:
+        """Let a deployment stop after ``idle_timeout_s`` without requests and start ``wake_replicas``
+        replicas on the next one (``None`` removes the policy)."""
+        z = t.scale_to_zero
+        if idle_timeout_s is None:
+            with self.engine.begin() as c:
+                c.execute(z.delete().where(z.c.deployment_id == deployment_id))
+            return
+        values = {"idle_timeout_s": idle_timeout_s, "wake_replicas": wake_replicas}
+        upsert(
+            self.engine, z, (z.c.deployment_id == deployment_id,), values,
+            {"deployment_id": deployment_id, **values}, "a scale-to-zero policy",
+        )  # fmt: skip
+
+    def scale_to_zero_policies(self) -> list[tuple[str, str, int, float, int]]:
+        """``(deployment id, public model name, replicas now, idle timeout, wake replicas)`` of every
+        deployment with a policy (deployments being deleted left out)."""
+        z, d = t.scale_to_zero, t.deployments
+        with self.engine.connect() as c:
+            rows = c.execute(
+                sa.select(d.c.id, d.c.name, d.c.spec, d.c.replicas, z.c.idle_timeout_s, z.c.wake_replicas)
+                .join(z, z.c.deployment_id == d.c.id)
+                .where(d.c.deleting == sa.false())
+            ).fetchall()
+        out = []
+        for r in rows:
+            served = json.loads(r.spec).get("served_model_name") or r.name
+            out.append((r.id, served, int(r.replicas), float(r.idle_timeout_s), int(r.wake_replicas)))
+        return out
+
+    def set_replicas_if(self, deployment_id: str, expected: int, replicas: int) -> bool:
+        """Set a deployment's replicas (column and spec) only while it still has ``expected``
+        (compare-and-set: of several servers deciding at once, one wins)."""
+        d = t.deployments
+        with self.engine.begin() as c:
+            row = c.execute(sa.select(d.c.spec, d.c.replicas).where(d.c.id == deployment_id)).first()
+            if row is None or row.replicas != expected:
+                return False
+            spec = json.loads(row.spec)
+            spec["replicas"] = replicas
+            return (
+                c.execute(
+                    d.update()
+                    .where(d.c.id == deployment_id, d.c.replicas == expected, d.c.spec == row.spec)
+                    .values(spec=json.dumps(spec), replicas=replicas, updated_at=utcnow())
+                ).rowcount
+                == 1
+            )
 
     # ------------------------------------------------------------------ usage buckets
 

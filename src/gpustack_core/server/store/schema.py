@@ -19,6 +19,7 @@ __all__ = [
     "model_access",
     "model_fallbacks",
     "model_files",
+    "scale_to_zero",
     "settings",
     "team_members",
     "teams",
@@ -213,4 +214,12 @@ usage_hourly = sa.Table(
     sa.Column("prompt_tokens", sa.BigInteger, nullable=False, default=0),
     sa.Column("completion_tokens", sa.BigInteger, nullable=False, default=0),
     sa.Column("requests", sa.BigInteger, nullable=False, default=0),
+)
+
+scale_to_zero = sa.Table(
+    "scale_to_zero",
+    metadata,
+    sa.Column("deployment_id", ID, sa.ForeignKey("deployments.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("idle_timeout_s", sa.Float, nullable=False),
+    sa.Column("wake_replicas", sa.Integer, nullable=False),
 )

@@ -1,4 +1,5 @@
-"""Governance: teams and members, model access, limits and their counters, fallbacks, hourly usage.
+"""Governance: teams and members, model access, limits and their counters, fallbacks, hourly usage,
+scale-to-zero policies.
 
 Revision ID: 0004_governance
 Revises: 0001
@@ -16,6 +17,7 @@ branch_labels = None
 depends_on = None
 
 _TABLES = (
+    "scale_to_zero",
     "usage_hourly",
     "model_fallbacks",
     "limit_counters",
@@ -88,6 +90,19 @@ def upgrade() -> None:
         sa.Column("priority", sa.Integer, nullable=False),
         sa.Column("fallback", sa.String(255), nullable=False),
         sa.PrimaryKeyConstraint("model", "priority", name="pk_model_fallbacks"),
+    )
+    op.create_table(
+        "scale_to_zero",
+        sa.Column("deployment_id", sa.String(36), nullable=False),
+        sa.Column("idle_timeout_s", sa.Float, nullable=False),
+        sa.Column("wake_replicas", sa.Integer, nullable=False),
+        sa.ForeignKeyConstraint(
+            ["deployment_id"],
+            ["deployments.id"],
+            name="fk_scale_to_zero_deployment_id_deployments",
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("deployment_id", name="pk_scale_to_zero"),
     )
     op.create_table(
         "usage_hourly",
