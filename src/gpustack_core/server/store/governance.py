@@ -382,6 +382,7 @@ class GovernanceStore:
         """
         order = sorted(range(len(claims)), key=lambda i: (claims[i].limit_id, claims[i].window_start))
         lc = t.limit_counters
+        returning = bool(self.engine.dialect.update_returning)
 
         def attempt() -> list[int]:
             after = [0] * len(claims)
@@ -389,11 +390,19 @@ class GovernanceStore:
                 for i in order:
                     cl = claims[i]
                     where = (lc.c.limit_id == cl.limit_id, lc.c.window_start == cl.window_start)
-                    done = c.execute(
+                    update = (
                         lc.update()
                         .where(*where, lc.c.used + cl.amount <= cl.max_value)
                         .values(used=lc.c.used + cl.amount)
-                    ).rowcount
+                    )
+                    if returning:  # one round trip (SQLite, PostgreSQL)
+                        row = c.execute(update.returning(lc.c.used)).first()
+                        if row is not None:
+                            after[i] = int(row.used)
+                            continue
+                        done = 0
+                    else:
+                        done = c.execute(update).rowcount
                     used = c.execute(sa.select(lc.c.used).where(*where)).scalar()
                     if done:
                         after[i] = int(used or 0)
