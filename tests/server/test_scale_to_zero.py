@@ -40,7 +40,9 @@ async def test_an_idle_deployment_stops_and_the_next_request_waits_for_it(
         await server.wait_for(running, what="the first replica running")
         r = await server.api("PUT", "/scale-to-zero/chat", json={"idle_timeout_s": 1.0})
         assert r.status_code == 200, r.text
-        assert (await server.api("PUT", "/scale-to-zero/nope", json={"idle_timeout_s": 1.0})).status_code == 404
+        assert (
+            await server.api("PUT", "/scale-to-zero/nope", json={"idle_timeout_s": 1.0})
+        ).status_code == 404
 
         async def stopped(server: Running = server) -> bool:
             dep = (await server.api("GET", "/deployments/chat")).json()["deployment"]
@@ -61,10 +63,15 @@ async def test_an_idle_deployment_stops_and_the_next_request_waits_for_it(
         assert (await server.api("GET", "/deployments/chat")).json()["deployment"]["replicas"] == 1
         # served while running: no hold, no header
         r = await server.client.post("/v1/chat/completions", json=chat, headers=headers)
-        assert r.status_code == 200 and "x-gpustack-cold-start-ms" not in r.headers
-        assert (await server.api("PUT", "/scale-to-zero/chat", json={"idle_timeout_s": None})).status_code == 200
+        assert r.status_code == 200
+        assert "x-gpustack-cold-start-ms" not in r.headers
+        assert (
+            await server.api("PUT", "/scale-to-zero/chat", json={"idle_timeout_s": None})
+        ).status_code == 200
         await anyio.sleep(1.5)
-        assert (await server.api("GET", "/deployments/chat")).json()["deployment"]["replicas"] == 1  # no policy: stays up
+        assert (await server.api("GET", "/deployments/chat")).json()["deployment"][
+            "replicas"
+        ] == 1  # no policy: stays up
 
 
 async def test_a_hold_is_bounded_by_its_timeout(tmp_path: Path, tiny_model: Path) -> None:
@@ -73,11 +80,17 @@ async def test_a_hold_is_bounded_by_its_timeout(tmp_path: Path, tiny_model: Path
     async for server in start_app(config):
         body = {"name": "chat", "model": f"local:{tiny_model}", "engine": "fake", "replicas": 0}
         assert (await server.api("POST", "/deployments", json=body)).status_code == 201
-        assert (await server.api("PUT", "/scale-to-zero/chat", json={"idle_timeout_s": 60})).status_code == 200
+        assert (
+            await server.api("PUT", "/scale-to-zero/chat", json={"idle_timeout_s": 60})
+        ).status_code == 200
         key = (await server.api("POST", "/api-keys", json={"name": "k"})).json()["key"]
         chat = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
-        r = await server.client.post("/v1/chat/completions", json=chat, headers={"Authorization": f"Bearer {key}"})
+        r = await server.client.post(
+            "/v1/chat/completions", json=chat, headers={"Authorization": f"Bearer {key}"}
+        )
         assert r.status_code == 503, r.text
         assert r.json()["error"]["code"] == "cold_start_timeout"
         assert r.headers["retry-after"] == "10"
-        assert (await server.api("GET", "/deployments/chat")).json()["deployment"]["replicas"] == 1  # it was woken
+        assert (await server.api("GET", "/deployments/chat")).json()["deployment"][
+            "replicas"
+        ] == 1  # it was woken

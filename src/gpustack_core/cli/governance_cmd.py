@@ -217,6 +217,24 @@ def fallbacks_set(
     typer.echo(f"{model} falls back to: {' -> '.join(chain or []) or 'nothing'}")
 
 
+def scale_to_zero(
+    deployment: str = typer.Argument(...),
+    idle_timeout: float | None = typer.Option(
+        None, "--idle-timeout", help="seconds without requests", min=0.001
+    ),
+    wake_replicas: int = typer.Option(1, "--wake-replicas", min=1),
+    off: bool = typer.Option(False, "--off", help="remove the policy"),
+    server_url: str = _URL,
+    api_key: str = _KEY,
+) -> None:
+    """Let a deployment stop when idle and start on the next request (held while it starts)."""
+    if not off and idle_timeout is None:
+        raise typer.BadParameter("give --idle-timeout SECONDS, or --off")
+    body = {"idle_timeout_s": None if off else idle_timeout, "wake_replicas": wake_replicas}
+    _call(server_url, api_key, "PUT", f"/scale-to-zero/{deployment}", json=body)
+    typer.echo(f"{deployment}: " + ("no scale to zero" if off else f"stops after {idle_timeout:g} s idle"))
+
+
 def usage(
     bucket: str = typer.Option("day", "--bucket", help="hour or day"),
     group_by: str = typer.Option("model", "--group-by", help="comma-separated: model, user, key, team"),
@@ -282,4 +300,5 @@ def add_to(group: typer.Typer) -> None:
         subs[sub_name].command(command_name)(function)
     for sub in subs.values():
         group.add_typer(sub)
+    group.command("scale-to-zero")(scale_to_zero)
     group.command("usage")(usage)

@@ -69,6 +69,10 @@ def create_app(
     ``/v1/...`` (unless ``mount_gateway`` is off) and its Prometheus metrics ``/metrics``.
     """
     cfg = config or ServerConfig()
+    if cfg.oidc_issuer and not (cfg.oidc_client_id and cfg.oidc_client_secret):
+        raise ValueError("single sign-on (oidc_issuer) needs oidc_client_id and oidc_client_secret")
+    if not cfg.local_login and not cfg.oidc_issuer:
+        raise ValueError("local login can only be disabled when single sign-on (oidc_issuer) is configured")
     plugin_host = host or PluginHost()
     bridge = GatewayBridge()
     registry = CollectorRegistry()
