@@ -3,18 +3,15 @@ finishes the login and answers with a session token (see :mod:`gpustack_core.ser
 
 from __future__ import annotations
 
-import datetime as dt
-
 from starlette.responses import RedirectResponse, Response
 
-from gpustack_core.server.security import hash_secret, new_api_key
 from gpustack_core.server.sso import OIDCClient, OIDCError
-from gpustack_core.server.store import ConflictError, Store, utcnow
+from gpustack_core.server.store import ConflictError, Store
 from gpustack_core.server.store.governance import GovernanceStore
 from gpustack_core.server.store.records import UserRecord
 
 from ._framework import ApiError, Endpoint, Query, Request
-from .auth_routes import LoginResponse
+from .auth_routes import LoginResponse, open_session
 
 __all__ = ["ENDPOINTS", "provision_user"]
 
@@ -103,20 +100,7 @@ async def oidc_callback(req: Request) -> LoginResponse:
     if user.disabled:
         raise ApiError(403, f"user {user.username!r} is disabled")
     req.services.credentials_changed()  # the user's teams may have changed
-    key_id, token = new_api_key()
-    expires = utcnow() + dt.timedelta(seconds=req.services.config.session_ttl_s)
-    await req.db(
-        req.services.store.create_key,
-        key_id,
-        user.id,
-        "sso session",
-        "session",
-        hash_secret(token),
-        ["management", "inference"],
-        None,
-        expires,
-    )
-    return LoginResponse(token=token, expires_at=expires, user=user)
+    return await open_session(req, user, "sso session")
 
 
 ENDPOINTS = (
