@@ -4,9 +4,11 @@ database, and two gateway processes on one PostgreSQL), RPM/TPM windows, fallbac
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -250,3 +252,50 @@ async def test_a_killed_primary_falls_back_and_the_answer_says_who_served(
     with store.engine.connect() as c:
         models = {r.model for r in c.execute(sa.select(t.usage).where(t.usage.c.key_id == key_id))}
     assert models == {"small"}
+
+
+class _Failing(http.server.BaseHTTPRequestHandler):
+    """An engine that answers every request with 500 (as an engine whose model crashed)."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        body = b'{"error": {"message": "model crashed", "type": "server_error"}}'
+        self.send_response(500)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+async def test_an_engine_5xx_falls_back_before_the_first_byte(
+    store: Store, engines: dict[str, Process]
+) -> None:
+    _, _, token = _key(store)
+    GovernanceStore(store.engine).set_fallbacks(MODEL, ["small"])
+    failing = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Failing)
+    thread = threading.Thread(target=failing.serve_forever, daemon=True)
+    thread.start()
+    try:
+        primary = f"http://127.0.0.1:{failing.server_address[1]}"
+        governed = governed_gateway(store, {MODEL: primary, "small": engines["backup"].url})
+        headers = {"Authorization": f"Bearer {token}", "content-type": "application/json"}
+        async with in_process_client(governed) as client:
+            r = await client.post("/v1/chat/completions", content=_body(stream=False), headers=headers)
+            assert r.status_code == 200, r.text
+            assert r.json()["model"] == "small"
+            GovernanceStore(store.engine).set_fallbacks(MODEL, [])
+            governed.fallbacks.refresh(store)
+            r = await client.post("/v1/chat/completions", content=_body(stream=False), headers=headers)
+            assert r.status_code == 500  # no fallback left: the engine's own answer stands
+        sample = governed.registry.get_sample_value(
+            "gpustack_gateway_fallbacks_total",
+            {"model": MODEL, "fallback": "small", "reason": "upstream_5xx"},
+        )
+        assert sample == 1
+    finally:
+        failing.shutdown()
+        failing.server_close()
+        thread.join(timeout=10)
