@@ -16,8 +16,9 @@ from .gguf_info import (
     info_from_model_metadata,
     read_gguf_file,
 )
-from .llamacpp import GGUFEstimator, LlamaHParams
+from .llamacpp import GGUFEstimator, LlamaHParams, RuntimeOverheadFn
 from .options import CACHE_TYPES, EstimateOptions, RemoteDevice
+from .runtime import largest_overhead, runtime_overhead_for
 from .vllm import TransformerConfig, VllmEstimator, valid_tp_sizes
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "GGUFModelInfo",
     "LlamaHParams",
     "RemoteDevice",
+    "RuntimeOverheadFn",
     "TensorInfo",
     "TransformerConfig",
     "VllmEstimator",
@@ -34,7 +36,9 @@ __all__ = [
     "estimate_model",
     "estimate_safetensors",
     "info_from_metadata",
+    "largest_overhead",
     "info_from_model_metadata",
     "read_gguf_file",
+    "runtime_overhead_for",
     "valid_tp_sizes",
 ]

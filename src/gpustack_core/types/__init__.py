@@ -22,7 +22,15 @@ from .models import (
     ModelRef,
     SourceOptions,
 )
-from .resources import ClaimStrategy, DeviceClaim, MemoryItem, ResourceClaim, ResourceEstimate
+from .resources import (
+    ClaimStrategy,
+    DeviceClaim,
+    MemoryItem,
+    ResourceClaim,
+    ResourceEstimate,
+    RuntimeOverhead,
+    RuntimeWorkload,
+)
 from .scheduling import Candidate, PolicyContext, Rejection
 from .workers import WorkerInfo, WorkerState
 
@@ -58,6 +66,8 @@ __all__ = [
     "Rejection",
     "ResourceClaim",
     "ResourceEstimate",
+    "RuntimeOverhead",
+    "RuntimeWorkload",
     "SourceOptions",
     "ValueModel",
     "WorkerInfo",
