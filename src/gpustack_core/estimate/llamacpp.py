@@ -321,8 +321,16 @@ class GGUFEstimator:
         return work
 
     def host_compute_bytes(self) -> int:
-        """Host compute buffer when every block runs on devices: the input embedding rows."""
-        return self.hparams.n_embd * self.n_ubatch * 4 + self.n_ubatch * 8
+        """Host compute buffer when every block runs on devices.
+
+        Twice the input embedding rows (f32) plus the KQ mask (f16 with flash attention, else
+        f32), the graph inputs the devices copy from host memory; matches llama.cpp's logged
+        ``CUDA_Host compute buffer`` to 0.01 MiB in every run of docs/benchmarks/estimation-h200.md.
+        """
+        t = self.n_ubatch
+        n_kv = self.n_ctx if self.hparams.causal else t
+        mask = n_kv * t * (2 if self.flash_attention else 4)
+        return 2 * self.hparams.n_embd * t * 4 + mask
 
     def output_buffer_bytes(self) -> int:
         """llama-context's host output buffer: logits for one token per sequence."""
@@ -439,7 +447,7 @@ class GGUFEstimator:
             host.append(MemoryItem(label="CPU matmul work buffer", bytes=self.cpu_work_bytes()))
         else:
             host.append(
-                MemoryItem(label="compute buffer (host: input embeddings)", bytes=self.host_compute_bytes())
+                MemoryItem(label="compute buffer (host: input embeddings, KQ mask)", bytes=self.host_compute_bytes())
             )
         host.append(
             MemoryItem(

@@ -51,11 +51,15 @@ _LLAMACPP_LAZY_KERNELS_BYTES = 2 * _MIB
 #: (llama.cpp ``ggml/src/ggml-cuda/common.cuh``; H200: F16 first request grew 68 + 32 = 100 MiB).
 _LLAMACPP_CUBLAS_WORKSPACE_SM90_BYTES = 32 * _MIB
 _LLAMACPP_CUBLAS_WORKSPACE_BYTES = 4 * _MIB
-#: Host memory of a CUDA llama-server beyond what a CPU build of it holds (libraries, driver state,
-#: pinned staging), after load and the growth at the first request; upper ends of the H200 runs.
-_LLAMACPP_HOST_LOAD_BYTES = 0
-_LLAMACPP_HOST_REQUEST_BYTES = 0
-_LLAMACPP_HOST_BLAS_REQUEST_BYTES = 0
+#: Host RSS of a CUDA llama-server beyond the core's estimate of a CPU build's process (its buffers,
+#: 21 MiB and the vocabulary): CUDA libraries' file pages, driver and runtime state. H200, upper ends
+#: over 45 runs and 15 variants: 312-326 MiB after load; at the first request 17-27 MiB more without
+#: cuBLAS, 90-165 MiB more with it (cuBLAS/cuBLASLt host state).
+_LLAMACPP_HOST_LOAD_BYTES = 326 * _MIB
+_LLAMACPP_HOST_REQUEST_BYTES = 27 * _MIB
+_LLAMACPP_HOST_BLAS_REQUEST_BYTES = 165 * _MIB
+#: The same with flash attention off (cuBLAS runs the KQ products; H200 fa-off Q8_0: 228 MiB).
+_LLAMACPP_HOST_NO_FA_REQUEST_BYTES = 230 * _MIB
 
 #: Resident threads per SM by compute capability (CUDA C++ Programming Guide, "Technical
 #: Specifications per Compute Capability"). Unknown capabilities use 2048, the largest.
@@ -139,7 +143,26 @@ def cuda_runtime_overhead(device: Device, workload: RuntimeWorkload) -> RuntimeO
             first_request=True,
         ),
     ]  # fmt: skip
-    if workload.dense_blas:
+    blas = workload.dense_blas
+    if not workload.flash_attention:
+        growth, growth_text = _LLAMACPP_HOST_NO_FA_REQUEST_BYTES, "228 with flash attention off"
+    elif blas:
+        growth, growth_text = _LLAMACPP_HOST_BLAS_REQUEST_BYTES, "90-165"
+    else:
+        growth, growth_text = _LLAMACPP_HOST_REQUEST_BYTES, "17-27"
+    host = [
+        MemoryItem(
+            label=f"CUDA runtime, driver and library pages in host memory (H200: 312-326 MiB, {_SOURCE})",
+            bytes=_LLAMACPP_HOST_LOAD_BYTES,
+        ),
+        MemoryItem(
+            label=f"host state grown at the first request{' (cuBLAS)' if blas else ''} "
+            f"(H200: {growth_text} MiB, {_SOURCE})",
+            bytes=growth,
+            first_request=True,
+        ),
+    ]
+    if blas:
         big = _capability_at_least(device, 9, 0)
         workspace = _LLAMACPP_CUBLAS_WORKSPACE_SM90_BYTES if big else _LLAMACPP_CUBLAS_WORKSPACE_BYTES
         items.append(
