@@ -33,7 +33,7 @@ PAGE = 2 * MIB  # cudaMalloc and the VMM pool hand out whole 2 MiB pages on this
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "docs" / "benchmarks" / "data" / "estimation-h200.json"
 ATTRIBUTION = ROOT / "docs" / "benchmarks" / "data" / "estimation-h200-attribution.json"
-#: The measured device (docs/benchmarks/estimation-h200.md: ``gpu.compute_capability``, baseline ``sm_count``).
+#: The measured device (the data's ``gpu.compute_capability`` and the baseline's ``sm_count``).
 CAPABILITY = "9.0"
 SM_COUNT = 132
 #: The configurations issue #17 quoted from a first, unrecorded run.
@@ -211,7 +211,9 @@ def device_errors(r: Run) -> tuple[float, float]:
 
 def host_errors(r: Run) -> tuple[float, float]:
     """Percent error of the host estimate against RSS after load and after a request."""
-    return _err(r.estimate["host_load"], r.rss("after_load")), _err(r.estimate["host"], r.rss("after_request"))
+    return _err(r.estimate["host_load"], r.rss("after_load")), _err(
+        r.estimate["host"], r.rss("after_request")
+    )
 
 
 def _m(n: float) -> str:
@@ -431,7 +433,8 @@ def render(
         f"--compute-capability {CAPABILITY} --sm-count {SM_COUNT}`): the estimate is off device memory by "
         f"{min(errs_load):+.1f}% to {max(errs_load):+.1f}% after load (the estimate without its "
         f"first-request items) and {min(errs_req):+.1f}% to {max(errs_req):+.1f}% after a request (the whole "
-        f"estimate; target ±3%), and host memory by {min(errs_host_load):+.1f}% to {max(errs_host_load):+.1f}% "
+        f"estimate; target ±3%), and host memory by {min(errs_host_load):+.1f}% to "
+        f"{max(errs_host_load):+.1f}% "
         f"after load and {min(errs_host):+.1f}% to {max(errs_host):+.1f}% after a request. Weights "
         "and KV cache match llama.cpp's buffers to the log's 0.01 MiB; the compute buffer is over by "
         f"{_span(compute_over, 1)} MiB; the process's own costs (below) come from the accelerator plugin "

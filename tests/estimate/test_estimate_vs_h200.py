@@ -54,11 +54,15 @@ def test_host_estimate_covers_rss_without_claiming_double(runs: list[bench.Run])
     normal = [r for r in runs if "CUDA_MODULE_LOADING" not in r.raw["env"]]
     rows = [(r.name, *bench.host_errors(r)) for r in normal]
     bad = [row for row in rows if not (-1.0 <= row[1] <= 5.0 and -1.0 <= row[2] <= 15.0)]
-    assert not bad, "host estimate outside [-1%, +5%] after load / [-1%, +15%] after a request:\n" + _table(bad)
+    assert not bad, "host estimate outside [-1%, +5%] after load / [-1%, +15%] after a request:\n" + _table(
+        bad
+    )
 
 
 def test_rendered_page_matches_the_committed_one(recorded: Recorded) -> None:
     """docs/benchmarks/estimation-h200.md is regenerated after estimator changes."""
     text = bench.render(*recorded)
     committed = (bench.ROOT / "docs" / "benchmarks" / "estimation-h200.md").read_text()
-    assert text == committed, "run: python -m benchmarks estimation_cuda -- --out docs/benchmarks/estimation-h200.md"
+    assert text == committed, (
+        "run: python -m benchmarks estimation_cuda -- --out docs/benchmarks/estimation-h200.md"
+    )

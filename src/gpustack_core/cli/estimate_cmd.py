@@ -116,7 +116,9 @@ def _runtime(name: str | None, capability: str | None, sms: int | None) -> Any:
     else:
         devices = plugin.detect(DetectOptions())
         if not devices:
-            raise GPUStackError(f"--accelerator {name}: no device found; describe one with --compute-capability")
+            raise GPUStackError(
+                f"--accelerator {name}: no device found; describe one with --compute-capability"
+            )
     return runtime_overhead_for([(plugin, d) for d in devices])
 
 

@@ -447,7 +447,9 @@ class GGUFEstimator:
             host.append(MemoryItem(label="CPU matmul work buffer", bytes=self.cpu_work_bytes()))
         else:
             host.append(
-                MemoryItem(label="compute buffer (host: input embeddings, KQ mask)", bytes=self.host_compute_bytes())
+                MemoryItem(
+                    label="compute buffer (host: input embeddings, KQ mask)", bytes=self.host_compute_bytes()
+                )
             )
         host.append(
             MemoryItem(

@@ -307,13 +307,17 @@ class AcceleratorSuite:
         """
         workloads = [
             RuntimeWorkload(engine="llama.cpp", weight_types=("Q4_K",), micro_batch_tokens=512),
-            RuntimeWorkload(engine="llama.cpp", weight_types=("F16",), dense_blas=True, micro_batch_tokens=2048),
+            RuntimeWorkload(
+                engine="llama.cpp", weight_types=("F16",), dense_blas=True, micro_batch_tokens=2048
+            ),
             RuntimeWorkload(engine="vllm", weight_types=("bfloat16",), dense_blas=True),
         ]
         for device in devices:
             for workload in workloads:
                 overhead = accelerator.runtime_overhead(device, workload)
-                assert isinstance(overhead, RuntimeOverhead), f"{type(overhead).__name__} is not a RuntimeOverhead"
+                assert isinstance(overhead, RuntimeOverhead), (
+                    f"{type(overhead).__name__} is not a RuntimeOverhead"
+                )
                 for item in (*overhead.device_items, *overhead.host_items):
                     assert item.label.strip(), f"{accelerator.name}: an overhead item has no label"
                     assert item.bytes >= 0

@@ -95,7 +95,9 @@ class RuntimeWorkload(ValueModel):
         default=False,
         description="the process multiplies matrices through the vendor's BLAS library (cuBLAS, hipBLAS...)",
     )
-    micro_batch_tokens: int = Field(default=512, ge=1, description="tokens per forward pass (llama.cpp ubatch)")
+    micro_batch_tokens: int = Field(
+        default=512, ge=1, description="tokens per forward pass (llama.cpp ubatch)"
+    )
     flash_attention: bool = True
 
 

@@ -9,7 +9,6 @@ from typing import Any
 from gpustack_core import Accelerator, DetectOptions, Device, hookimpl
 from gpustack_core.accelerators import run_tool
 from gpustack_core.errors import AcceleratorNotPresent
-
 from gpustack_core.types import RuntimeOverhead, RuntimeWorkload
 
 from ._nvml import NvmlUnavailable, read_nvml

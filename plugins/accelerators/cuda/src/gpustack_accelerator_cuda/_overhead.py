@@ -130,19 +130,25 @@ def cuda_runtime_overhead(device: Device, workload: RuntimeWorkload) -> RuntimeO
             device_items=tuple(items), allocation_granularity_bytes=PAGE_BYTES, sources=(_SOURCE,)
         )
     per_512 = (
-        _LLAMACPP_POOL_PEAK_PER_512_BYTES if workload.flash_attention else _LLAMACPP_POOL_PEAK_NO_FA_PER_512_BYTES
+        _LLAMACPP_POOL_PEAK_PER_512_BYTES
+        if workload.flash_attention
+        else _LLAMACPP_POOL_PEAK_NO_FA_PER_512_BYTES
     )
     peak = max(_LLAMACPP_POOL_LOAD_BYTES, -(-workload.micro_batch_tokens // 512) * per_512)
     items += [
-        MemoryItem(label=f"ggml-cuda kernel images, loaded by the first graph (H200: 66 MiB, {_SOURCE})",
-                   bytes=_LLAMACPP_KERNELS_BYTES),
-        MemoryItem(label=f"ggml-cuda VMM pool, first page (H200: 2 MiB, {_SOURCE})", bytes=_LLAMACPP_POOL_LOAD_BYTES),
+        MemoryItem(
+            label=f"ggml-cuda kernel images, loaded by the first graph (H200: 66 MiB, {_SOURCE})",
+            bytes=_LLAMACPP_KERNELS_BYTES,
+        ),
+        MemoryItem(
+            label=f"ggml-cuda VMM pool, first page (H200: 2 MiB, {_SOURCE})", bytes=_LLAMACPP_POOL_LOAD_BYTES
+        ),
         MemoryItem(
             label=f"ggml-cuda VMM pool, peak at ubatch {workload.micro_batch_tokens} (H200, {_SOURCE})",
             bytes=peak - _LLAMACPP_POOL_LOAD_BYTES,
             first_request=True,
         ),
-    ]  # fmt: skip
+    ]
     blas = workload.dense_blas
     if not workload.flash_attention:
         growth, growth_text = _LLAMACPP_HOST_NO_FA_REQUEST_BYTES, "228 with flash attention off"
