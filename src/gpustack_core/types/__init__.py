@@ -22,6 +22,12 @@ from .models import (
     ModelRef,
     SourceOptions,
 )
+from .performance import (
+    KVCacheExtension,
+    PerformancePreset,
+    SpeculativeDecoding,
+    preset_refusal,
+)
 from .resources import (
     ClaimStrategy,
     DeviceClaim,
@@ -51,6 +57,7 @@ __all__ = [
     "EngineOptions",
     "GGUFTensor",
     "HttpProbe",
+    "KVCacheExtension",
     "LabelRequirement",
     "LaunchRequest",
     "LaunchSpec",
@@ -60,6 +67,7 @@ __all__ = [
     "ModelFormat",
     "ModelMetadata",
     "ModelRef",
+    "PerformancePreset",
     "Placement",
     "PlacementStrategy",
     "PolicyContext",
@@ -69,7 +77,9 @@ __all__ = [
     "RuntimeOverhead",
     "RuntimeWorkload",
     "SourceOptions",
+    "SpeculativeDecoding",
     "ValueModel",
     "WorkerInfo",
     "WorkerState",
+    "preset_refusal",
 ]
