@@ -6,6 +6,7 @@ from pathlib import Path
 
 from gpustack_engine_vllm import VllmEngine
 from gpustack_engine_vllm._cli import RAY_START_FLAGS, VLLM_SERVE_FLAGS
+from gpustack_engine_vllm._presets import MIN_PRESET_VERSION, PRESET_FLAGS
 
 from gpustack_core.testing import LaunchSpecSuite
 from gpustack_core.types import ModelCategory
@@ -24,8 +25,22 @@ class TestVllmLaunch(LaunchSpecSuite):
         },
     }
 
+    version_refused_presets = {
+        name: r"vLLM 0\.7\.3 has no --speculative-config.*pin engine_version"
+        for name in ("spec-eagle3", "spec-mtp", "spec-ngram", "spec-draft-model", "kv-lmcache")
+    }
+
     def flags_of(self, command: tuple[str, ...]) -> tuple[tuple[str, ...], frozenset[str]]:
         """``ray start <flags>`` against Ray's recorded set, ``vllm serve <model> <flags>`` against vLLM's."""
         if Path(command[0]).name == "ray":
             return command[2:], RAY_START_FLAGS
-        return command[3:], VLLM_SERVE_FLAGS
+        return command[3:], VLLM_SERVE_FLAGS | PRESET_FLAGS
+
+
+class TestVllmPresetsAtMinVersion(TestVllmLaunch):
+    """The same suite at the oldest vLLM whose speculative decoding and LMCache flags the plugin maps."""
+
+    version = MIN_PRESET_VERSION
+    executable = f"/opt/engines/vllm/{MIN_PRESET_VERSION}/bin/vllm"
+    golden_dir = Path(__file__).parent / "golden" / MIN_PRESET_VERSION
+    version_refused_presets = {}

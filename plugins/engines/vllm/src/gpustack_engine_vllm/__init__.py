@@ -10,6 +10,8 @@ from gpustack_core import Engine, engines, hookimpl
 from gpustack_core.errors import EngineArgumentError
 from gpustack_core.types import EngineCapabilities, LaunchRequest, LaunchSpec, ModelCategory, ModelFormat
 
+from ._presets import preset_args
+
 __all__ = ["VllmEngine", "gpustack_register_engines"]
 
 #: Every spelling of the flags the plugin sets (arg_utils.py / cli_args.py, see _cli.py).
@@ -45,7 +47,8 @@ class VllmEngine(engines.VenvEngine):
     program = system_program = "vllm"
 
     def capabilities(self) -> EngineCapabilities:
-        """safetensors; LLM, VLM, embedding, rerank; NVIDIA and AMD; TP, PP and multi-node."""
+        """safetensors; LLM, VLM, embedding, rerank; NVIDIA and AMD; TP, PP and multi-node; presets:
+        latency/throughput, EAGLE-3/MTP/n-gram/draft-model speculation, LMCache (see _presets.py)."""
         return EngineCapabilities(
             formats=(ModelFormat.SAFETENSORS,),
             categories=tuple(TASKS),
@@ -55,6 +58,9 @@ class VllmEngine(engines.VenvEngine):
             multi_worker=True,
             cpu_offload=True,
             openai_endpoints=(*engines.TEXT_ENDPOINTS, "/v1/embeddings", "/v1/score"),
+            performance_modes=("latency", "throughput"),
+            speculative_methods=("eagle3", "mtp", "ngram", "draft_model"),
+            kv_cache_extensions=("lmcache",),
         )
 
     def default_version(self) -> str:
@@ -82,12 +88,16 @@ class VllmEngine(engines.VenvEngine):
         serve += ["--pipeline-parallel-size", str(request.node_count)]
         if deployment.context_length:
             serve += ["--max-model-len", str(deployment.context_length)]
+        preset, preset_env = preset_args(deployment.performance, request.installation.version)
+        serve += preset
         if request.node_count == 1:
-            return engines.make_launch_spec(request, (*serve, *extra), ready_timeout_s=1800.0)
+            return engines.make_launch_spec(
+                request, (*serve, *extra), extra_env=preset_env, ready_timeout_s=1800.0
+            )
         serve += ["--distributed-executor-backend", "ray", *extra]
         head = shlex.join([ray, "start", "--head", "--port", str(ray_port)])
         argv = ("/bin/sh", "-c", f"{head} && exec {shlex.join(serve)}")
-        env = {"RAY_ADDRESS": f"127.0.0.1:{ray_port}"}
+        env = {"RAY_ADDRESS": f"127.0.0.1:{ray_port}", **preset_env}
         return engines.make_launch_spec(request, argv, extra_env=env, ready_timeout_s=1800.0)
 
 
