@@ -172,3 +172,25 @@ def test_claim_and_candidate_helpers() -> None:
     assert CLAIM.total_device_memory_bytes == 2**30
     assert t.Candidate(worker=WORKER, devices=(DEVICE,), claim=CLAIM).label == "worker-a:cuda:0"
     assert t.Candidate(worker=WORKER, claim=CLAIM).label == "worker-a"
+
+
+def test_performance_preset_validates_its_parts() -> None:
+    from gpustack_core.types import KVCacheExtension, PerformancePreset, SpeculativeDecoding
+
+    with pytest.raises(ValueError, match="needs draft_model"):
+        SpeculativeDecoding(method="eagle3")
+    with pytest.raises(ValueError, match="takes no draft_model"):
+        SpeculativeDecoding(method="ngram", draft_model="/m")
+    with pytest.raises(ValueError, match="both disk_path and disk_bytes"):
+        KVCacheExtension(kind="lmcache", host_memory_bytes=1, disk_path="/d")
+    with pytest.raises(ValueError):
+        PerformancePreset.model_validate({"mode": "fastest"})
+    preset = PerformancePreset.model_validate(
+        {
+            "mode": "latency",
+            "speculative": {"method": "mtp"},
+            "kv_cache_extension": {"kind": "hicache", "host_memory_bytes": 5},
+        }
+    )
+    assert preset.speculative is not None
+    assert preset.speculative.num_speculative_tokens == 3

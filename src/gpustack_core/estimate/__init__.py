@@ -18,6 +18,7 @@ from .gguf_info import (
 )
 from .llamacpp import GGUFEstimator, LlamaHParams, RuntimeOverheadFn
 from .options import CACHE_TYPES, EstimateOptions, RemoteDevice
+from .presets import with_preset
 from .runtime import largest_overhead, runtime_overhead_for
 from .vllm import TransformerConfig, VllmEstimator, valid_tp_sizes
 
@@ -41,4 +42,5 @@ __all__ = [
     "read_gguf_file",
     "runtime_overhead_for",
     "valid_tp_sizes",
+    "with_preset",
 ]

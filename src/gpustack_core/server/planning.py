@@ -14,8 +14,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gpustack_core.contracts import Accelerator
-from gpustack_core.errors import GPUStackError
-from gpustack_core.estimate import EstimateOptions, estimate_model, runtime_overhead_for
+from gpustack_core.errors import EstimationError, GPUStackError
+from gpustack_core.estimate import (
+    EstimateOptions,
+    estimate_gguf,
+    estimate_model,
+    read_gguf_file,
+    runtime_overhead_for,
+    with_preset,
+)
 from gpustack_core.estimate.llamacpp import RuntimeOverheadFn
 from gpustack_core.plugins import PluginHost
 from gpustack_core.types import (
@@ -66,7 +73,8 @@ class EstimateCache:
                 for _, d in targets
             }
         )
-        key = f"{deployment.model}|{deployment.context_length}|{deployment.engine}|{','.join(profiles)}"
+        preset = deployment.performance.model_dump_json() if deployment.performance else ""
+        key = f"{deployment.model}|{deployment.context_length}|{deployment.engine}|{','.join(profiles)}|{preset}"
         if key in self._cache:
             return self._cache[key]
         source = self._host.model_source(deployment.model.source)
@@ -104,4 +112,20 @@ class EstimateCache:
         if deployment.model.source == "local" and Path(deployment.model.id).exists():
             local_path = deployment.model.id
         options = EstimateOptions(ctx_size=deployment.context_length)
-        return estimate_model(metadata, options, local_path=local_path, runtime=runtime)
+        estimate = estimate_model(metadata, options, local_path=local_path, runtime=runtime)
+        return with_preset(estimate, deployment.performance, self._draft(deployment, options))
+
+    @staticmethod
+    def _draft(deployment: Deployment, options: EstimateOptions) -> ResourceEstimate | None:
+        """The estimate of a local GGUF draft model (llama.cpp runs it in the same process).
+
+        Other engines' drafts (vLLM, SGLang) live inside their ``gpu_memory_utilization`` /
+        ``mem_fraction_static`` share of the device, which the estimate already reserves.
+        """
+        spec = deployment.performance.speculative if deployment.performance else None
+        if spec is None or spec.draft_model is None or not spec.draft_model.endswith(".gguf"):
+            return None
+        path = Path(spec.draft_model)
+        if not path.is_file():
+            raise EstimationError(f"draft model {path} is not a local GGUF file: copy it to the server too")
+        return estimate_gguf(read_gguf_file(path), options, str(path))
