@@ -94,6 +94,16 @@ EXAMPLES: list[BaseModel] = [
     t.HttpProbe(path="/v1/models", expect_status=200),
     t.DeviceRef.parse("w:cuda:1"),
     t.GGUFTensor(name="blk.0.attn_q.weight", shape=(64, 64), ggml_type=8, ggml_type_name="Q8_0", offset=0),
+    t.PerformancePreset(mode="throughput"),
+    t.SpeculativeDecoding(method="draft_model", draft_model="/models/draft.gguf", num_speculative_tokens=4),
+    t.KVCacheExtension(kind="lmcache", host_memory_bytes=2**30, disk_path="/kv", disk_bytes=2**34),
+    t.RuntimeWorkload(engine="llama.cpp", weight_types=("F16",), dense_blas=True),
+    t.RuntimeOverhead(
+        device_items=(t.MemoryItem(label="context", bytes=2**29),),
+        host_items=(t.MemoryItem(label="libraries", bytes=2**28, first_request=True),),
+        allocation_granularity_bytes=2**21,
+        sources=("docs/benchmarks/estimation-h200.md",),
+    ),
 ]
 
 
