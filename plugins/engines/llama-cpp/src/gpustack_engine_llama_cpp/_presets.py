@@ -22,7 +22,12 @@ __all__ = ["MIN_PRESET_VERSION", "preset_args"]
 
 #: The llama-cpp-python version whose vendored llama.cpp has ``--spec-type``.
 MIN_PRESET_VERSION = "0.3.36"
-_TYPES = {"eagle3": "draft-eagle3", "mtp": "draft-mtp", "ngram": "ngram-simple", "draft_model": "draft-simple"}
+_TYPES = {
+    "eagle3": "draft-eagle3",
+    "mtp": "draft-mtp",
+    "ngram": "ngram-simple",
+    "draft_model": "draft-simple",
+}
 _SLOTS = {"latency": 1, "throughput": 16}
 
 

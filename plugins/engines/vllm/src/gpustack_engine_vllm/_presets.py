@@ -60,7 +60,10 @@ def preset_args(preset: PerformancePreset | None, version: str) -> tuple[list[st
         )
     spec = preset.speculative
     if spec is not None:
-        config: dict[str, object] = {"method": spec.method, "num_speculative_tokens": spec.num_speculative_tokens}
+        config: dict[str, object] = {
+            "method": spec.method,
+            "num_speculative_tokens": spec.num_speculative_tokens,
+        }
         if spec.draft_model:
             config["model"] = spec.draft_model
         if spec.method == "ngram":
