@@ -193,7 +193,7 @@ def test_performance_preset_validates_its_parts() -> None:
         SpeculativeDecoding(method="ngram", draft_model="/m")
     with pytest.raises(ValueError, match="both disk_path and disk_bytes"):
         KVCacheExtension(kind="lmcache", host_memory_bytes=1, disk_path="/d")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="latency"):
         PerformancePreset.model_validate({"mode": "fastest"})
     preset = PerformancePreset.model_validate(
         {

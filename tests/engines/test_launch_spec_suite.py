@@ -9,7 +9,6 @@ import pytest
 
 from gpustack_core.contracts import Engine
 from gpustack_core.engines import check_served, launch_env, refuse_owned_flags
-from gpustack_core.errors import EngineArgumentError
 from gpustack_core.testing import LaunchSpecSuite
 from gpustack_core.types import (
     EngineCapabilities,

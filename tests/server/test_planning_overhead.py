@@ -10,9 +10,9 @@ import gpustack_source_local
 import pytest
 
 from gpustack_core import Accelerator, DetectOptions, Device, PluginHost, hookimpl
+from gpustack_core.errors import EstimationError
 from gpustack_core.server.planning import EstimateCache
 from gpustack_core.testing.gguf_models import TinyLlamaSpec, write_llama_gguf
-from gpustack_core.errors import EstimationError
 from gpustack_core.types import (
     Deployment,
     KVCacheExtension,

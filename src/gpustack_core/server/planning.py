@@ -74,7 +74,15 @@ class EstimateCache:
             }
         )
         preset = deployment.performance.model_dump_json() if deployment.performance else ""
-        key = f"{deployment.model}|{deployment.context_length}|{deployment.engine}|{','.join(profiles)}|{preset}"
+        key = "|".join(
+            (
+                str(deployment.model),
+                str(deployment.context_length),
+                deployment.engine,
+                ",".join(profiles),
+                preset,
+            )
+        )
         if key in self._cache:
             return self._cache[key]
         source = self._host.model_source(deployment.model.source)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from gpustack_engine_sglang import SglangEngine
 from pathlib import Path
 
+from gpustack_engine_sglang import SglangEngine
 from gpustack_engine_sglang._cli import SGLANG_FLAGS
 from gpustack_engine_sglang._presets import MIN_PRESET_VERSION, PRESET_FLAGS
 

@@ -56,7 +56,8 @@ def preset_args(preset: PerformancePreset | None, version: str) -> tuple[list[st
     if wants_new and version_sort_key(version) < version_sort_key(MIN_PRESET_VERSION):
         raise EngineArgumentError(
             f"SGLang {version} lacks the EAGLE3/NGRAM/STANDALONE algorithms and HiCache storage; this "
-            f"plugin maps speculative decoding and HiCache for SGLang >= {MIN_PRESET_VERSION}: pin engine_version"
+            f"plugin maps speculative decoding and HiCache for SGLang >= {MIN_PRESET_VERSION}: "
+            "pin engine_version"
         )
     spec = preset.speculative
     if spec is not None:
