@@ -17,7 +17,7 @@ __all__ = ["VllmEngine", "gpustack_register_engines"]
 #: Every spelling of the flags the plugin sets (arg_utils.py / cli_args.py, see _cli.py).
 OWNED_FLAGS: frozenset[str] = frozenset(
     {
-        "--host", "--port", "--model", "--served-model-name", "--task",
+        "--host", "--port", "--model", "--served-model-name", "--task", "--runner", "--convert",
         "--tensor-parallel-size", "-tp", "--pipeline-parallel-size", "-pp",
         "--distributed-executor-backend",
     }
@@ -30,6 +30,16 @@ TASKS: dict[ModelCategory, str] = {
     ModelCategory.EMBEDDING: "embed",
     ModelCategory.RERANK: "score",
 }
+#: From 0.33.0 (the default; ``vllm/config/model.py``, ``vllm/config/scheduler.py``): ``--runner``
+#: ``generate``/``pooling`` and ``--convert`` ``embed``/``classify`` replace ``--task``.
+RUNNER_ARGS: dict[ModelCategory, tuple[str, ...]] = {
+    ModelCategory.LLM: ("--runner", "generate"),
+    ModelCategory.VLM: ("--runner", "generate"),
+    ModelCategory.EMBEDDING: ("--runner", "pooling", "--convert", "embed"),
+    ModelCategory.RERANK: ("--runner", "pooling", "--convert", "classify"),
+}
+#: The first version the plugin emits ``--runner``/``--convert`` for (older ones get ``--task``).
+RUNNER_VERSION = "0.33.0"
 DEFAULT_RAY_PORT = 6379
 
 
@@ -64,8 +74,8 @@ class VllmEngine(engines.VenvEngine):
         )
 
     def default_version(self) -> str:
-        """The vLLM release whose CLI the recorded flags come from."""
-        return "0.7.3"
+        """The vLLM release whose CLI the recorded flags come from (0.7.3 stays installable)."""
+        return "0.33.0"
 
     def launch_spec(self, request: LaunchRequest) -> LaunchSpec:
         """``vllm serve`` on rank 0 (behind ``ray start --head`` when multi-node), ``ray start`` on others."""
@@ -83,7 +93,10 @@ class VllmEngine(engines.VenvEngine):
             return engines.make_launch_spec(request, join, health_path=None, readiness_mode="process")
         serve = [str(executable), "serve", engines.model_directory(self, request), "--host", request.host]
         serve += ["--port", str(request.port), "--served-model-name", engines.served_model_name(request)]
-        serve += ["--task", TASKS[deployment.category]]
+        if engines.version_sort_key(request.installation.version) >= engines.version_sort_key(RUNNER_VERSION):
+            serve += RUNNER_ARGS[deployment.category]
+        else:
+            serve += ["--task", TASKS[deployment.category]]
         serve += ["--tensor-parallel-size", str(max(1, len(engines.accelerated_devices(request))))]
         serve += ["--pipeline-parallel-size", str(request.node_count)]
         if deployment.context_length:

@@ -2,13 +2,13 @@
 
 Recorded from source:
 
-- ``--speculative-config`` (JSON): ``vllm/config/speculative.py`` at commit
-  f19b16d95e4395790661f4835e4436bc3dd5d9c7: ``method`` in ``eagle3``, ``mtp``, ``ngram``,
+- ``--speculative-config`` (JSON, alias ``-sc``): ``vllm/config/speculative.py`` of the 0.33.0
+  sdist (and at commit f19b16d95e4395790661f4835e4436bc3dd5d9c7): ``method`` in ``eagle3``, ``mtp``, ``ngram``,
   ``draft_model`` (its ``SpeculativeMethod``), ``model`` (the draft head or model; ``mtp`` uses the
   target's own layers), ``num_speculative_tokens``, ``prompt_lookup_max``/``prompt_lookup_min``
   for ``ngram``. The 0.7 series has no ``--speculative-config`` (only ``--speculative-model``).
 - ``--kv-transfer-config`` (JSON, ``KVTransferConfig``; present since the 0.7 series' arg_utils.py)
-  with LMCache's ``LMCacheConnectorV1`` and ``kv_role: kv_both``; LMCache reads its tiers from
+  with LMCache's ``LMCacheConnectorV1`` (registered in 0.33.0's ``kv_connector/factory.py``) and ``kv_role: kv_both``; LMCache reads its tiers from
   ``LMCACHE_LOCAL_CPU``, ``LMCACHE_MAX_LOCAL_CPU_SIZE`` (GiB), ``LMCACHE_LOCAL_DISK``
   (``file://DIR/``), ``LMCACHE_MAX_LOCAL_DISK_SIZE`` (GiB) and ``LMCACHE_CHUNK_SIZE`` (LMCache's
   v1 configuration docs). The ``lmcache`` package must be installed in the vLLM environment.
@@ -25,9 +25,9 @@ from gpustack_core.types import PerformancePreset
 
 __all__ = ["MIN_PRESET_VERSION", "PRESET_FLAGS", "preset_args"]
 
-#: The oldest vLLM this plugin maps speculative decoding and LMCache for (V1 engine, the
-#: ``--speculative-config`` methods above).
-MIN_PRESET_VERSION = "0.11.0"
+#: The oldest vLLM this plugin maps speculative decoding and LMCache for: the release whose source
+#: these flags were checked against (older ones may have them too; pin at your own risk).
+MIN_PRESET_VERSION = "0.33.0"
 #: Flags the presets emit (added to the recorded CLI set the launch-spec suite checks).
 PRESET_FLAGS: frozenset[str] = frozenset(
     {"--speculative-config", "--kv-transfer-config", "--max-num-seqs", "--max-num-batched-tokens"}
