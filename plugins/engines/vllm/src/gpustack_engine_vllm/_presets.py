@@ -1,17 +1,19 @@
 """vLLM's flags for the performance presets (:class:`gpustack_core.types.PerformancePreset`).
 
-Recorded from source:
+Recorded from the vllm-0.33.0 sdist (PyPI):
 
-- ``--speculative-config`` (JSON, alias ``-sc``): ``vllm/config/speculative.py`` of the 0.33.0
-  sdist (and at commit f19b16d95e4395790661f4835e4436bc3dd5d9c7): ``method`` in ``eagle3``, ``mtp``, ``ngram``,
-  ``draft_model`` (its ``SpeculativeMethod``), ``model`` (the draft head or model; ``mtp`` uses the
-  target's own layers), ``num_speculative_tokens``, ``prompt_lookup_max``/``prompt_lookup_min``
-  for ``ngram``. The 0.7 series has no ``--speculative-config`` (only ``--speculative-model``).
-- ``--kv-transfer-config`` (JSON, ``KVTransferConfig``; present since the 0.7 series' arg_utils.py)
-  with LMCache's ``LMCacheConnectorV1`` (registered in 0.33.0's ``kv_connector/factory.py``) and ``kv_role: kv_both``; LMCache reads its tiers from
-  ``LMCACHE_LOCAL_CPU``, ``LMCACHE_MAX_LOCAL_CPU_SIZE`` (GiB), ``LMCACHE_LOCAL_DISK``
-  (``file://DIR/``), ``LMCACHE_MAX_LOCAL_DISK_SIZE`` (GiB) and ``LMCACHE_CHUNK_SIZE`` (LMCache's
-  v1 configuration docs). The ``lmcache`` package must be installed in the vLLM environment.
+- ``--speculative-config`` (JSON, alias ``-sc``; ``vllm/engine/arg_utils.py``), keys from
+  ``vllm/config/speculative.py``: ``method`` in ``eagle3``, ``mtp``, ``ngram``, ``draft_model``
+  (its ``SpeculativeMethod``; the same at commit f19b16d95e4395790661f4835e4436bc3dd5d9c7),
+  ``model`` (the draft head or model; ``mtp`` uses the target's own layers),
+  ``num_speculative_tokens``, ``prompt_lookup_max``/``prompt_lookup_min`` for ``ngram``. The 0.7
+  series has no ``--speculative-config`` (only ``--speculative-model``).
+- ``--kv-transfer-config`` (JSON, ``KVTransferConfig``; present since the 0.7 series) with
+  ``LMCacheConnectorV1`` (registered in 0.33.0's ``kv_connector/factory.py``) and ``kv_role:
+  kv_both``; LMCache reads its tiers from ``LMCACHE_LOCAL_CPU``, ``LMCACHE_MAX_LOCAL_CPU_SIZE``
+  (GiB), ``LMCACHE_LOCAL_DISK`` (``file://DIR/``), ``LMCACHE_MAX_LOCAL_DISK_SIZE`` (GiB) and
+  ``LMCACHE_CHUNK_SIZE`` (LMCache's v1 configuration docs). The ``lmcache`` package must be
+  installed in the vLLM environment.
 - ``--max-num-seqs``, ``--max-num-batched-tokens``: every version's scheduler limits.
 """
 
