@@ -51,8 +51,8 @@ class SglangEngine(engines.VenvEngine):
         )
 
     def default_version(self) -> str:
-        """The SGLang release line whose server_args.py the recorded flags come from."""
-        return "0.4.1"
+        """The SGLang release whose CLI the recorded flags come from (0.4.1 stays installable)."""
+        return "0.5.23"
 
     def launch_spec(self, request: LaunchRequest) -> LaunchSpec:
         """One ``sglang.launch_server`` per node."""

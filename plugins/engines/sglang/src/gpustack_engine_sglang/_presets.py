@@ -1,8 +1,9 @@
 """SGLang's flags for the performance presets (:class:`gpustack_core.types.PerformancePreset`).
 
-Recorded from SGLang's own documentation of the 0.5 series (``docs/advanced_features/
-speculative_decoding.md``, ``docs/advanced_features/hicache_best_practices.md`` in sgl-project/sglang)
-and ``python/sglang/srt/server_args.py``:
+Checked against the sglang 0.5.23 wheel (``sglang/srt/arg_groups/fields/spec.py``: algorithms
+EAGLE, EAGLE3, NEXTN, STANDALONE, NGRAM, ...; ``fields/memory.py``: HiCache sizes and the ``file``
+storage backend; ``srt/environ.py``: ``SGLANG_HICACHE_FILE_BACKEND_STORAGE_DIR``) and SGLang's
+documentation (``docs/advanced_features/speculative_decoding.md``, ``hicache_best_practices.md``):
 
 - speculative decoding: ``--speculative-algorithm`` ``EAGLE3`` (EAGLE-3 head), ``EAGLE`` without a
   draft path (MTP: the model's own next-token layers, as for DeepSeek-V3), ``NGRAM`` (CUDA only),
@@ -22,9 +23,9 @@ from gpustack_core.types import PerformancePreset
 
 __all__ = ["MIN_PRESET_VERSION", "PRESET_FLAGS", "preset_args"]
 
-#: The oldest SGLang this plugin maps speculative decoding and HiCache for (EAGLE3, NGRAM and
-#: STANDALONE algorithms, the HiCache storage backends).
-MIN_PRESET_VERSION = "0.5.4"
+#: The oldest SGLang this plugin maps speculative decoding and HiCache for: the release whose
+#: source these flags were checked against (older 0.5 releases may have them too).
+MIN_PRESET_VERSION = "0.5.23"
 PRESET_FLAGS: frozenset[str] = frozenset(
     {
         "--max-running-requests", "--chunked-prefill-size", "--speculative-algorithm",
