@@ -18,6 +18,7 @@ import anyio.to_thread
 import httpx
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -30,6 +31,7 @@ from .api import all_endpoints, build_routes, openapi_document
 from .config import ServerConfig
 from .controllers import Controllers
 from .gateway_bridge import GatewayBridge
+from .request_limits import RequestBodyTimeout
 from .security import LoginRateLimiter, PasswordHashing, hash_secret
 from .services import Services
 from .store import Store
@@ -44,6 +46,15 @@ API_PREFIX = "/api/v1"
 
 async def _openapi(request: Request) -> Response:
     return JSONResponse(openapi_document(all_endpoints(), API_PREFIX, __version__))
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    """A JSON 500 that says the connection closes (the error is logged by the server)."""
+    return JSONResponse(
+        {"detail": f"internal server error ({type(exc).__name__}); see the server log"},
+        status_code=500,
+        headers={"Connection": "close"},
+    )
 
 
 async def _healthz(request: Request) -> Response:
@@ -141,7 +152,12 @@ def create_app(
     if gateway_app is not None:
         routes.append(Route("/metrics", metrics_app(registry)))
         routes.append(Mount("", app=gateway_app))
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(RequestBodyTimeout, timeout_s=cfg.request_body_timeout_s)],
+        exception_handlers={Exception: _internal_error},
+    )
 
 
 async def _run_embedded_worker(app: Starlette, services: Services) -> None:

@@ -48,9 +48,10 @@ async def login(req: Request) -> LoginResponse:
             429, f"too many failed logins; retry in {int(wait) + 1} s", {"Retry-After": str(int(wait) + 1)}
         )
     found = await req.db(req.services.store.get_user_login, body.username)
-    ok = False
     if found is not None:
         ok = await req.db(req.services.hashing.verify, found[1], body.password)
+    else:  # as slow as a wrong password, so timing does not tell which names exist
+        ok = await req.db(req.services.hashing.verify_unknown_user, body.password)
     if found is None or not ok or found[0].disabled:
         limiter.failed(body.username, client)
         raise ApiError(401, "wrong username or password")
@@ -69,7 +70,7 @@ async def login(req: Request) -> LoginResponse:
         None,
         expires,
     )
-    return LoginResponse(token=token, expires_at=expires, user=user)
+    return LoginResponse(token=token, expires_at=expires.replace(tzinfo=dt.timezone.utc), user=user)
 
 
 async def logout(req: Request) -> None:
@@ -94,6 +95,7 @@ ENDPOINTS = (
         auth="none",
         body=LoginRequest,
         response=LoginResponse,
+        errors=((401, "wrong username or password"), (429, "too many failed logins; see Retry-After")),
     ),
     Endpoint("POST", "/auth/logout", logout, "end the current session", "auth", auth="user", status=204),
     Endpoint("GET", "/auth/me", me, "the current user", "auth", auth="user", response=MeResponse),
