@@ -145,7 +145,7 @@ class LoginRateLimiter:
         now = time.monotonic() if now is None else now
         if now >= self._next_prune:
             self.prune(now)
-            self._next_prune = now + min(self.window_s, 60.0)
+            self._next_prune = now + min(self.window_s / 2, 60.0)
         key = (username, client)
         times = self._recent(key, now)
         if times is None:
