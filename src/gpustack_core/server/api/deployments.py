@@ -302,6 +302,7 @@ ENDPOINTS = (
             Query("worker_id", "str", "worker id"),
             Query("state", "str", "e.g. running"),
         ),
+        errors=((404, "the deployment named in the query does not exist"),),
     ),
     Endpoint(
         "GET",
