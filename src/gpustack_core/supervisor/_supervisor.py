@@ -257,6 +257,10 @@ class Supervisor:
             adopted=instance.adopted,
         )
 
+    def launch_spec(self, instance_id: str) -> LaunchSpec:
+        """The launch spec an instance runs with. Raises :class:`EngineError` for an unknown id."""
+        return self._get(instance_id).spec
+
     def statuses(self) -> dict[str, ProcessStatus]:
         """Snapshots of every instance this supervisor knows, by id."""
         return {instance_id: self.status(instance_id) for instance_id in self._instances}

@@ -308,7 +308,7 @@ def openapi_document(endpoints: Sequence[Endpoint], prefix: str, version: str) -
             for name in _path_params(ep.path)
         ]
         for q in ep.query:
-            schema = dict(qtypes.get(q.type, {"type": "string", "format": "date"}))
+            schema: dict[str, Any] = dict(qtypes.get(q.type, {"type": "string", "format": "date"}))
             if q.type == "int":
                 schema["minimum"], schema["maximum"] = _int_bounds(q)
             elif q.type == "str":
