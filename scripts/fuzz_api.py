@@ -76,7 +76,9 @@ def _credential(base: str, data_dir: Path, name: str, run: int) -> str | None:
     if name == "worker":
         return (data_dir / "token").read_text().strip()
     password = (data_dir / "initial_admin_password").read_text().strip()
-    admin = _call(base, "POST", "/api/v1/auth/login", body={"username": "admin", "password": password})["token"]
+    admin = _call(base, "POST", "/api/v1/auth/login", body={"username": "admin", "password": password})[
+        "token"
+    ]
     if name == "admin":
         body = {"name": f"fuzz-admin-{run}", "scopes": ["management", "inference"]}
         key: str = _call(base, "POST", "/api/v1/api-keys", admin, body)["key"]
@@ -135,7 +137,9 @@ def _schemathesis(
 
 def main(argv: list[str] | None = None) -> int:
     """Run the four fuzzing passes; 0 when all pass."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--max-time", type=int, default=40, help="seconds per credential (default 40)")
     parser.add_argument("--max-examples", type=int, default=50, help="cases per operation (default 50)")
     parser.add_argument("--seed", type=int, default=20261202)
