@@ -64,7 +64,7 @@ def _exported_names() -> set[str]:
 
 
 def _series_in(expr: str) -> set[str]:
-    return set(re.findall(r"\bgpustack[a-zA-Z0-9_:]*\b(?!-)", expr))
+    return set(re.findall(r"\bgpustack[a-zA-Z0-9_:]*\b(?![-.])", expr))
 
 
 def test_every_series_in_rules_and_dashboards_is_exported() -> None:
