@@ -30,7 +30,9 @@ needs_promtool = pytest.mark.skipif(
 
 
 def _promtool(*args: str, cwd: Path = PROM) -> str:
-    done = subprocess.run(["promtool", *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        ["promtool", *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
@@ -80,7 +82,9 @@ def test_every_series_in_rules_and_dashboards_is_exported() -> None:
 
 
 def test_dashboards_are_generated_and_well_formed() -> None:
-    check = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_dashboards.py"), "--check"], check=False)
+    check = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gen_dashboards.py"), "--check"], check=False
+    )
     assert check.returncode == 0
     boards = sorted(p.name for p in GRAFANA.glob("*.json"))
     assert boards == ["cluster.json", "gpus.json", "models.json", "usage.json"]
@@ -88,7 +92,8 @@ def test_dashboards_are_generated_and_well_formed() -> None:
     for name in boards:
         board = json.loads((GRAFANA / name).read_text())
         assert {"uid", "title", "schemaVersion", "panels", "templating", "time"} <= set(board), name
-        assert isinstance(board["schemaVersion"], int) and board["schemaVersion"] >= 30
+        assert isinstance(board["schemaVersion"], int)
+        assert board["schemaVersion"] >= 30
         uids.add(board["uid"])
         ids = [p["id"] for p in board["panels"]]
         assert len(ids) == len(set(ids)), f"{name}: duplicate panel ids"
@@ -97,8 +102,10 @@ def test_dashboards_are_generated_and_well_formed() -> None:
             assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
             grid = panel["gridPos"]
             assert all(isinstance(grid[k], int) for k in ("h", "w", "x", "y"))
-            assert 0 < grid["w"] and grid["x"] + grid["w"] <= 24
+            assert grid["w"] > 0
+            assert grid["x"] + grid["w"] <= 24
             refs = [t["refId"] for t in panel["targets"]]
-            assert refs and len(refs) == len(set(refs))
+            assert refs
+            assert len(refs) == len(set(refs))
             assert all(t["expr"].strip() for t in panel["targets"])
     assert len(uids) == len(boards)

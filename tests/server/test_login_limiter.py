@@ -32,4 +32,5 @@ def test_one_pair_keeps_at_most_max_failures_timestamps() -> None:
         limiter.failed("admin", "203.0.113.7", now=float(i) / 1000)
     assert len(limiter._failures[("admin", "203.0.113.7")]) == 5
     wait = limiter.retry_after("admin", "203.0.113.7", now=10.0)
-    assert wait is not None and 0 < wait <= 300.0
+    assert wait is not None
+    assert 0 < wait <= 300.0

@@ -4,6 +4,7 @@ heartbeat is overdue, and when it comes back nothing runs twice."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -71,11 +72,12 @@ async def test_partitioned_worker_is_replaced_and_after_healing_nothing_runs_twi
 ) -> None:
     host_b = lab.add_host("worker-b")
     token = (server.data_dir / "token").read_text().strip()
-    host_b.popen(
-        [sys.executable, str(HERE / "server_worker_main.py"), str(server.base_url), token, "worker-b",
-         str(tmp_path / "wb")],
-        stdout=(tmp_path / "wb.log").open("wb"), stderr=__import__("subprocess").STDOUT,
-    )  # fmt: skip
+    with (tmp_path / "wb.log").open("wb") as log:  # the child keeps its own copy of the descriptor
+        host_b.popen(
+            [sys.executable, str(HERE / "server_worker_main.py"), str(server.base_url), token, "worker-b",
+             str(tmp_path / "wb")],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
 
     async def both_ready() -> bool:
         return await _workers(server) == {"worker-a": "ready", "worker-b": "ready"}
@@ -121,3 +123,14 @@ async def test_partitioned_worker_is_replaced_and_after_healing_nothing_runs_twi
         return (await server.api("GET", "/deployments/spread")).status_code == 404
 
     await server.wait_for(deleted, timeout=60)
+
+
+@pytest.fixture(autouse=True)
+def _stop_hosts_before_the_server(server: Running, lab: FaultLab) -> Any:
+    """Kill the lab's processes before the server shuts down (fixtures end in reverse order)."""
+    yield
+    for host in lab.hosts:
+        for process in host.processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)

@@ -63,7 +63,9 @@ async def test_model_file_reports_are_validated_and_need_a_known_worker(server: 
     assert r.status_code == 200, r.text
     worker_id = r.json()["worker_id"]
     good = {"model": "m", "state": "downloading", "downloaded_bytes": 1, "total_bytes": 2}
-    assert (await server.api("POST", f"/worker/{worker_id}/model-files", token=token, json=good)).status_code == 204
+    assert (
+        await server.api("POST", f"/worker/{worker_id}/model-files", token=token, json=good)
+    ).status_code == 204
     r = await server.api("POST", "/worker/nope/model-files", token=token, json=good)
     assert r.status_code == 404, r.text
     bad: list[dict[str, Any]] = [

@@ -59,7 +59,8 @@ async def test_a_worker_scrape_has_devices_engine_processes_and_engine_metrics(
     assert r.status_code == 200
     samples = _samples(r.text)
     memory = samples["gpustack_worker_device_memory_total_bytes"]
-    assert memory and all(s.labels["worker"] == "worker-a" and s.value > 0 for s in memory)
+    assert memory
+    assert all(s.labels["worker"] == "worker-a" and s.value > 0 for s in memory)
     labels = {"worker": "worker-a", "instance": instance["id"], "model": "metered"}
     (up,) = samples["gpustack_worker_engine_up"]
     assert up.labels == labels
@@ -83,7 +84,7 @@ def test_engine_families_of_several_instances_merge_and_bad_texts_are_flagged() 
         return EngineTarget(iid, "m", status, f"http://127.0.0.1/{iid}")
 
     a, b, bad = target("a"), target("b"), target("bad")
-    text = "# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{model_name=\"m\"} 3\n"
+    text = '# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{model_name="m"} 3\n'
     out = render_worker_metrics("w", (), [a, b, bad], {a: text, b: text, bad: "not { metrics"}).decode()
     assert out.count("# TYPE vllm:num_requests_running gauge") == 1
     running = _samples(out)["vllm:num_requests_running"]

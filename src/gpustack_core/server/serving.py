@@ -49,6 +49,8 @@ def uvicorn_config(config: ServerConfig, app: Any, log_level: str = "info") -> u
         lifespan="on",
         proxy_headers=bool(allowed),
         forwarded_allow_ips=allowed or None,
+        # a connection half-open since a network partition must not hold the shutdown forever
+        timeout_graceful_shutdown=10,
     )
 
 

@@ -22,6 +22,7 @@ Other faults the scenarios need: :func:`kill_tree` (``kill -9`` a process and it
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import itertools
 import os
@@ -175,10 +176,8 @@ class FaultLab:
             for process in host.processes:
                 if process.poll() is None:
                     kill_tree(process.pid)
-                    try:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
                         process.wait(timeout=10)
-                    except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not wait
-                        pass
             _ip("link", "delete", host.link, check=False)  # takes its peer with it
             _ip("netns", "delete", host.namespace, check=False)
         _ip("link", "delete", self.bridge, check=False)
@@ -202,10 +201,8 @@ def kill_tree(pid: int, sig: int = signal.SIGKILL) -> None:
     except psutil.NoSuchProcess:
         return
     for process in family:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             process.send_signal(sig)
-        except psutil.NoSuchProcess:
-            pass
 
 
 def terminate_database_connections(url: str) -> int:
@@ -226,18 +223,20 @@ def terminate_database_connections(url: str) -> int:
                 ).all()
                 return sum(1 for (ok,) in rows if ok)
             if parsed.get_backend_name() in {"mysql", "mariadb"}:
-                ids = c.execute(
-                    sa.text(
-                        "SELECT id FROM information_schema.processlist "
-                        "WHERE db = :db AND id <> CONNECTION_ID()"
-                    ),
-                    {"db": parsed.database},
-                ).scalars().all()
+                ids = (
+                    c.execute(
+                        sa.text(
+                            "SELECT id FROM information_schema.processlist "
+                            "WHERE db = :db AND id <> CONNECTION_ID()"
+                        ),
+                        {"db": parsed.database},
+                    )
+                    .scalars()
+                    .all()
+                )
                 for session in ids:
-                    try:
+                    with contextlib.suppress(sa.exc.OperationalError):  # it may have ended already
                         c.execute(sa.text(f"KILL {int(session)}"))
-                    except sa.exc.OperationalError:  # it ended by itself meanwhile
-                        pass
                 return len(ids)
             raise ValueError(f"terminating connections is not supported for {parsed.get_backend_name()}")
     finally:

@@ -25,8 +25,8 @@ from gpustack_core.supervisor import ProcessStatus, RestartPolicy, Supervisor
 from gpustack_core.types import Device, WorkerInfo
 
 from .api import WorkerApi, bind_api_socket, create_worker_api, serve_worker_api
-from .metrics import EngineTarget, render_worker_metrics, scrape_engines
 from .inventory import collect_worker_info, default_worker_name
+from .metrics import EngineTarget, render_worker_metrics, scrape_engines
 from .protocol import (
     Assignment,
     Assignments,

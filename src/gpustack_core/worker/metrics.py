@@ -26,6 +26,7 @@ same name from several engines are merged into one.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -82,14 +83,14 @@ def _device_families(worker: str, devices: Sequence[Device]) -> list[Metric]:
             temp.add_metric(values, d.temperature_celsius)
         watts = d.extra.get("power_watts")
         if watts is not None:
-            try:
+            with contextlib.suppress(ValueError):
                 power.add_metric(values, float(watts))
-            except ValueError:
-                pass
     return [total, used, util, temp, power]
 
 
-def _engine_families(worker: str, targets: Sequence[EngineTarget], scraped: Mapping[str, bool]) -> list[Metric]:
+def _engine_families(
+    worker: str, targets: Sequence[EngineTarget], scraped: Mapping[str, bool]
+) -> list[Metric]:
     p = "gpustack_worker_engine_"
     labels = ["worker", "instance", "model"]
     up = GaugeMetricFamily(p + "up", "1 when the engine process is ready.", labels=labels)
@@ -114,7 +115,9 @@ def _relabelled(texts: Mapping[EngineTarget, str], worker: str) -> list[Metric]:
         for family in text_string_to_metric_families(text):
             out = merged.get(family.name)
             if out is None:
-                out = merged[family.name] = Metric(family.name, family.documentation, family.type, family.unit)
+                out = merged[family.name] = Metric(
+                    family.name, family.documentation, family.type, family.unit
+                )
             for s in family.samples:
                 out.add_sample(s.name, {**s.labels, **extra}, s.value, s.timestamp, s.exemplar)
     return list(merged.values())

@@ -180,7 +180,13 @@ def _check_path_params(raw: StarletteRequest) -> None:
         if isinstance(value, str) and ("\x00" in value or len(value) > 512):
             raise ApiError(
                 422,
-                [{"loc": ["path", name], "msg": "NUL characters or more than 512 characters", "type": "value"}],
+                [
+                    {
+                        "loc": ["path", name],
+                        "msg": "NUL characters or more than 512 characters",
+                        "type": "value",
+                    }
+                ],
             )
 
 

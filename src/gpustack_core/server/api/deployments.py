@@ -15,8 +15,8 @@ from ._common import PAGE_QUERY, not_found, page, page_args
 from ._framework import ApiError, Endpoint, Query, Request, validation_detail
 
 __all__ = [
-    "ENV_MASK",
     "ENDPOINTS",
+    "ENV_MASK",
     "DeploymentCreate",
     "DeploymentPatch",
     "DeploymentView",
