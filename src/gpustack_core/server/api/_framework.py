@@ -13,6 +13,7 @@ from typing import Any, Literal, TypeVar
 
 import anyio.to_thread
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import DBAPIError
 from starlette.requests import Request as StarletteRequest
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -26,6 +27,7 @@ from gpustack_core.server.request_limits import (
 )
 from gpustack_core.server.security import hash_secret, secrets_equal
 from gpustack_core.server.services import Services
+from gpustack_core.server.store._sql import connection_lost
 from gpustack_core.server.store.records import Page
 
 __all__ = [
@@ -256,6 +258,11 @@ def _wrap(ep: Endpoint) -> Callable[[StarletteRequest], Awaitable[Response]]:
             result = await ep.handler(request)
         except ApiError as exc:
             return _error_json(exc.status, exc.detail, exc.headers)
+        except DBAPIError as exc:
+            if not connection_lost(exc):
+                raise
+            logger.warning("%s %s: the database connection was lost: %s", raw.method, raw.url.path, exc)
+            return _error_json(503, "the database connection was lost; retry", {"Retry-After": "1"})
         if isinstance(result, Response):
             return result
         if result is None:
@@ -372,6 +379,7 @@ def openapi_document(endpoints: Sequence[Endpoint], prefix: str, version: str) -
             responses["413"] = {"description": "the request body is larger than the server's limit"}
         if ep.method in {"POST", "PATCH", "PUT", "DELETE"} and ep.auth != "worker":
             responses["409"] = {"description": "conflicts with the current state: detail says how"}
+        responses["503"] = {"description": "the database connection was lost; retry (Retry-After)"}
         for code, text in ep.errors:
             responses[str(code)] = {"description": text}
         if ep.auth != "none":
