@@ -306,3 +306,21 @@ async def test_a_body_that_does_not_arrive_is_408_and_closes_the_connection(tmp_
             head = answer.split(b"\r\n\r\n", 1)[0].lower()
             assert head.startswith(b"http/1.1 408"), answer[:300]
             assert b"connection: close" in head
+
+
+async def test_a_lost_database_connection_is_503_with_retry_after(
+    server: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlalchemy as sa
+
+    store = server.app.state.services.store
+
+    def lost(*args: Any, **kwargs: Any) -> Any:
+        raise sa.exc.OperationalError(
+            "SELECT 1", {}, Exception("server closed the connection"), connection_invalidated=True
+        )
+
+    monkeypatch.setattr(store, "list_users", lost)
+    r = await server.api("GET", "/users")
+    assert r.status_code == 503
+    assert r.headers["retry-after"] == "1"
