@@ -218,6 +218,7 @@ ENDPOINTS = (
         body=KeyCreate,
         response=KeyCreated,
         status=201,
+        errors=((404, "the user named by user_id does not exist"),),
     ),
     Endpoint(
         "DELETE",
