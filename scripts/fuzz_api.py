@@ -132,7 +132,8 @@ def _schemathesis(
     if token:
         command += ["--header", f"Authorization: Bearer {token}"]
     print(f"\n=== schemathesis as {name} ===", flush=True)
-    return subprocess.run(command, timeout=args.max_time * 4 + 120, check=False).returncode
+    # run in the temporary directory: schemathesis keeps a cache in its working directory
+    return subprocess.run(command, timeout=args.max_time * 4 + 120, check=False, cwd=report).returncode
 
 
 def main(argv: list[str] | None = None) -> int:
