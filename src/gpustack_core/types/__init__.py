@@ -23,7 +23,21 @@ from .models import (
     PeerCache,
     SourceOptions,
 )
-from .resources import ClaimStrategy, DeviceClaim, MemoryItem, ResourceClaim, ResourceEstimate
+from .performance import (
+    KVCacheExtension,
+    PerformancePreset,
+    SpeculativeDecoding,
+    preset_refusal,
+)
+from .resources import (
+    ClaimStrategy,
+    DeviceClaim,
+    MemoryItem,
+    ResourceClaim,
+    ResourceEstimate,
+    RuntimeOverhead,
+    RuntimeWorkload,
+)
 from .scheduling import Candidate, PolicyContext, Rejection
 from .workers import WorkerInfo, WorkerState
 
@@ -44,6 +58,7 @@ __all__ = [
     "EngineOptions",
     "GGUFTensor",
     "HttpProbe",
+    "KVCacheExtension",
     "LabelRequirement",
     "LaunchRequest",
     "LaunchSpec",
@@ -54,14 +69,19 @@ __all__ = [
     "ModelMetadata",
     "ModelRef",
     "PeerCache",
+    "PerformancePreset",
     "Placement",
     "PlacementStrategy",
     "PolicyContext",
     "Rejection",
     "ResourceClaim",
     "ResourceEstimate",
+    "RuntimeOverhead",
+    "RuntimeWorkload",
     "SourceOptions",
+    "SpeculativeDecoding",
     "ValueModel",
     "WorkerInfo",
     "WorkerState",
+    "preset_refusal",
 ]

@@ -3,6 +3,9 @@
 ::
 
     GET /healthz                           liveness (no credentials)
+    GET /metrics                           Prometheus metrics: devices, engine processes and the
+                                           engines' own metrics (no credentials; see
+                                           :mod:`gpustack_core.worker.metrics`)
     GET /instances/{instance_id}/logs      an engine's log: ``?tail=N`` lines, ``?follow=true`` streams
     GET /models/cache/{path}               a complete file of the worker's model cache, for peer
                                            workers (``Range`` requests answered with 206)
@@ -18,7 +21,7 @@ import contextlib
 import os
 import re
 import socket
-from collections.abc import AsyncIterator, Callable, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +55,7 @@ class WorkerApi:
         token_sha256: hex SHA-256 of the cluster's worker join token.
         log_path: the log file of an instance id (whether or not it exists).
         follow_poll_s: how often a followed log is checked for new bytes.
+        metrics: renders ``GET /metrics`` (``None``: the route answers 404).
         model_cache: the root of the worker's model cache, served to peers (``None``: not served).
     """
 
@@ -59,6 +63,7 @@ class WorkerApi:
     token_sha256: str
     log_path: Callable[[str], Path]
     follow_poll_s: float = 0.25
+    metrics: Callable[[], Awaitable[bytes]] | None = None
     model_cache: Path | None = None
 
 
@@ -122,9 +127,15 @@ def create_worker_api(api: WorkerApi) -> Starlette:
             return _error(404, f"no complete file {relative!r} in the model cache of {api.worker_name!r}")
         return FileResponse(path, headers=_NO_CACHE)  # answers Range requests with 206
 
+    async def metrics(request: Request) -> Response:
+        if api.metrics is None:
+            return _error(404, "this worker serves no metrics")
+        return Response(await api.metrics(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
     return Starlette(
         routes=[
             Route("/healthz", healthz),
+            Route("/metrics", metrics),
             Route("/instances/{instance_id}/logs", instance_logs),
             Route("/models/cache/{path:path}", model_cache_file),
         ]
