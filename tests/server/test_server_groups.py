@@ -55,14 +55,18 @@ def _placed_group(store: Store) -> tuple[str, str, str, str]:
 
 
 def test_the_instance_groups_migration_goes_down_and_up_again(store: Store) -> None:
+    """Down to the revision below ours, and up again, with rows in the tables."""
     import sqlalchemy as sa
     from alembic import command
+    from alembic.script import ScriptDirectory
 
     from gpustack_core.server.store import migrate
 
     _placed_group(store)  # with rows in both tables
+    below = ScriptDirectory.from_config(migrate._config()).get_revision("0005").down_revision
+    assert isinstance(below, str)
     with store.engine.begin() as c:
-        command.downgrade(migrate._config(c), "0001")
+        command.downgrade(migrate._config(c), below)
     inspector = sa.inspect(store.engine)
     assert "instance_parts" not in inspector.get_table_names()
     assert "head_address" not in {col["name"] for col in inspector.get_columns("instances")}

@@ -1,7 +1,7 @@
 """Instance groups: the subordinate parts of a multi-worker instance, and the group's head address.
 
 Revision ID: 0005
-Revises: 0001
+Revises: 0004_governance
 Create Date: 2026-12-03
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0001"
+down_revision = "0004_governance"
 branch_labels = None
 depends_on = None
 
