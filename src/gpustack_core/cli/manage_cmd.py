@@ -132,9 +132,30 @@ def instances(
         where = f" on {inst['worker']}" if inst["worker"] else ""
         port = f" port {inst['port']}" if inst["port"] else ""
         out.print(f"replica {inst['replica']}: [bold]{inst['state']}[/]{where}{port}  {inst['message']}")
+        for line in _progress_lines(inst.get("progress")):
+            out.print(f"    {line}", markup=False, highlight=False)
         explanation = inst.get("explanation") or {}
         for rejection in explanation.get("rejections", [])[:10]:
             out.print(f"    {rejection.get('candidate')}: {rejection.get('reason')}")
+
+
+def _progress_lines(progress: dict[str, Any] | None) -> list[str]:
+    """A download's bytes, percent and ETA, or an install's phase and last log lines."""
+    if not progress:
+        return []
+    if "downloaded_bytes" in progress:
+        done, total = progress["downloaded_bytes"], progress.get("total_bytes")
+        line = f"downloaded {done / 2**20:.1f}" + (f" / {total / 2**20:.1f} MiB" if total else " MiB")
+        if progress.get("percent") is not None:
+            line += f" ({progress['percent']:.1f}%)"
+        if progress.get("bytes_per_second"):
+            line += f", {progress['bytes_per_second'] / 2**20:.1f} MiB/s"
+        if progress.get("eta_seconds") is not None:
+            line += f", ETA {progress['eta_seconds']:.0f} s"
+        return [line]
+    lines = [f"phase: {progress.get('phase', '?')}"]
+    lines += [f"| {line}" for line in progress.get("log_tail", [])]
+    return lines
 
 
 def deploy(
