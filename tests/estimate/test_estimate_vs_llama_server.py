@@ -13,7 +13,9 @@ from gpustack_core.types import EngineInstallation
 pytestmark = pytest.mark.slow
 
 
-def test_estimate_within_ten_percent_of_llama_server(small_q8_gguf: Path, request: pytest.FixtureRequest) -> None:
+def test_estimate_within_ten_percent_of_llama_server(
+    small_q8_gguf: Path, request: pytest.FixtureRequest
+) -> None:
     # an explicit binary ($GPUSTACK_LLAMA_SERVER or PATH) wins; else the llama.cpp plugin's native build
     # (opt-in: the prebuilt runtime has no llama-server binary to measure)
     native: EngineInstallation | None = None

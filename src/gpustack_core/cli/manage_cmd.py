@@ -164,14 +164,41 @@ def deploy(
     engine: str = typer.Option("llama.cpp", "--engine", help="Engine plugin name."),
     replicas: int = typer.Option(1, "--replicas", min=0),
     arg: Annotated[list[str] | None, typer.Option("--arg", help="Extra engine argument, repeatable.")] = None,
+    category: Annotated[
+        str | None,
+        typer.Option(
+            "--category",
+            help="llm, embedding, rerank, ... (default: detected from the model: GGUF pooling type or "
+            "architecture, config.json).",
+        ),
+    ] = None,
+    engine_version: Annotated[
+        str | None,
+        typer.Option("--engine-version", help="Pinned engine version (default: the engine's choice)."),
+    ] = None,
+    context_length: Annotated[int | None, typer.Option("--context-length", min=1)] = None,
     server_url: str = _URL,
     api_key: str = _KEY,
 ) -> None:
     """Create a deployment."""
-    body = {"name": name, "model": model, "engine": engine, "replicas": replicas, "extra_args": arg or []}
+    body: dict[str, Any] = {
+        "name": name,
+        "model": model,
+        "engine": engine,
+        "replicas": replicas,
+        "extra_args": arg or [],
+    }
+    for key, value in (
+        ("category", category),
+        ("engine_version", engine_version),
+        ("context_length", context_length),
+    ):
+        if value is not None:
+            body[key] = value
     created = _call(server_url, api_key, "POST", "/deployments", json=body)
     typer.echo(
-        f"deployment {created['name']} created ({created['replicas']} replica(s)); "
+        f"deployment {created['name']} ({created['spec']['category']}) created "
+        f"({created['replicas']} replica(s)); "
         f"watch it with: gpustack-core manage instances {created['name']}"
     )
 

@@ -181,7 +181,9 @@ def run_logged(argv: Sequence[str], what: str, log: Path) -> None:
 STEP_PREFIX = "## step: "
 
 
-def install_progress(options: EngineOptions, engine: str, version: str, tail_lines: int = 5) -> dict[str, Any] | None:
+def install_progress(
+    options: EngineOptions, engine: str, version: str, tail_lines: int = 5
+) -> dict[str, Any] | None:
     """What an install in progress is doing, read from its log (see :func:`install_version`).
 
     Parameters:

@@ -34,6 +34,7 @@ from ._bodies import (
     upstream_timeout,
 )
 from .balancer import LeastOutstandingBalancer
+from .categories import check_category
 from .errors import GatewayHTTPError
 from .metrics import GatewayMetrics
 from .multipart import MultipartError, MultipartModelSniffer, boundary_of
@@ -166,6 +167,7 @@ class Gateway:
             obj = parse_json_body(body)
             model = obj["model"]
             upstreams = self._resolve(ex, model)
+            check_category(self.routes.models(), model, path)
             strip_usage = False
             if obj.get("stream") is True and path in USAGE_STREAM_PATHS:
                 body, strip_usage = ask_for_usage(body, obj)

@@ -30,7 +30,16 @@ GGUF_POOLING_CATEGORIES: dict[int, ModelCategory] = {
 }
 #: GGUF architectures (``general.architecture``) of encoder-only models: embeddings by nature.
 EMBEDDING_GGUF_ARCHITECTURES: frozenset[str] = frozenset(
-    {"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "jina-bert-v3", "modern-bert", "neo-bert", "t5encoder"}
+    {
+        "bert",
+        "nomic-bert",
+        "nomic-bert-moe",
+        "jina-bert-v2",
+        "jina-bert-v3",
+        "modern-bert",
+        "neo-bert",
+        "t5encoder",
+    }
 )
 #: Files whose presence makes a safetensors model a sentence-transformers embedder.
 _SENTENCE_TRANSFORMERS_FILES = frozenset({"modules.json", "sentence_bert_config.json"})
@@ -48,7 +57,9 @@ def category_from_gguf(metadata: dict[str, Any]) -> ModelCategory:
     return ModelCategory.LLM
 
 
-def category_from_config(config: dict[str, Any], file_names: set[str] | frozenset[str] = frozenset()) -> ModelCategory | None:
+def category_from_config(
+    config: dict[str, Any], file_names: set[str] | frozenset[str] = frozenset()
+) -> ModelCategory | None:
     """The category from a ``config.json`` (and the repository's file names), or ``None`` when it
     says nothing either way."""
     architectures = [str(a) for a in config.get("architectures") or []]

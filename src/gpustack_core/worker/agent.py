@@ -34,7 +34,14 @@ from .protocol import (
     Registration,
     token_sha256,
 )
-from .runner import DownloadTracker, build_launch_spec, choose_engine, download_model, free_port, install_engine
+from .runner import (
+    DownloadTracker,
+    build_launch_spec,
+    choose_engine,
+    download_model,
+    free_port,
+    install_engine,
+)
 
 __all__ = ["WorkerAgent", "WorkerConfig"]
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 
 import pytest
-import os
-
 from gpustack_engine_llama_cpp import (
     SEED_BUILD_ENV,
     LlamaCppEngine,

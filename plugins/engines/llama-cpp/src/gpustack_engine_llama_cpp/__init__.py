@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from gpustack_core import Engine, engines, hookimpl
-from gpustack_core.errors import EngineNotInstalledError
+from gpustack_core.errors import EngineArgumentError, EngineNotInstalledError
 from gpustack_core.types import (
     EngineCapabilities,
     EngineInstallation,
@@ -66,6 +66,8 @@ OWNED_FLAGS: frozenset[str] = frozenset(
         "-ts", "--tensor-split",
     }
 )  # fmt: skip
+EMBEDDING_FLAGS: frozenset[str] = frozenset({"--embedding", "--embeddings"})
+RERANK_FLAGS: frozenset[str] = frozenset({"--rerank", "--reranking"})
 #: Owned as well when the deployment sets ``context_length``.
 CONTEXT_FLAGS: frozenset[str] = frozenset({"-c", "--ctx-size"})
 #: What each category it serves adds to ``llama-server``'s arguments.
@@ -138,6 +140,20 @@ class LlamaCppEngine(engines.VersionedEngine):
         if is_prebuilt(version):
             return install_prebuilt(version, options)
         return build_llama_server(version, options)
+
+    def validate_extra_args(self, args: Sequence[str]) -> tuple[str, ...]:
+        """Owned flags are refused; ``--embeddings`` and ``--reranking`` name the category to use."""
+        try:
+            return super().validate_extra_args(args)
+        except EngineArgumentError as exc:
+            for flags, category in ((EMBEDDING_FLAGS, "embedding"), (RERANK_FLAGS, "rerank")):
+                if any(arg.split("=", 1)[0] in flags for arg in args):
+                    raise EngineArgumentError(
+                        f"{exc}; to serve {category}s, deploy with the category instead: "
+                        f"gpustack-core manage deploy ... --category {category} "
+                        f'(REST: "category": "{category}")'
+                    ) from exc
+            raise
 
     def launch_spec(self, request: LaunchRequest) -> LaunchSpec:
         """``llama-server`` for rank 0, ``rpc-server`` for the subordinate workers (rank > 0)."""
@@ -213,7 +229,9 @@ def ensure_prebuilt(options: EngineOptions | None = None) -> EngineInstallation:
         options: the engines directory; default: :func:`gpustack_core.engines.default_engine_options`.
     """
     engine = LlamaCppEngine()
-    return engines.ensure_installed(engine, PREBUILT_DEFAULT_VERSION, options or engines.default_engine_options())
+    return engines.ensure_installed(
+        engine, PREBUILT_DEFAULT_VERSION, options or engines.default_engine_options()
+    )
 
 
 def cached_native_build(options: EngineOptions | None = None) -> EngineInstallation | None:
