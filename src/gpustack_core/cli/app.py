@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     ".serve_cmd",
     ".worker_cmd",
     ".manage_cmd",
+    ".account_cmd",
 )
 
 

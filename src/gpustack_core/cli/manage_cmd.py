@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from gpustack_core.cli._common import console, print_json
+from gpustack_core.cli._credentials import load_token
 
 __all__ = ["register"]
 
@@ -15,17 +16,24 @@ _URL = typer.Option(
     "http://127.0.0.1:8080", "--server-url", envvar="GPUSTACK_CORE_SERVER_URL", help="Server base URL."
 )
 _KEY = typer.Option(
-    ...,
+    None,
     "--api-key",
     envvar="GPUSTACK_CORE_API_KEY",
-    help="API key with the management scope (or a login token).",
+    help="API key with the management scope (default: the token `gpustack-core login` kept).",
 )
 _JSON = typer.Option(False, "--json", help="Print JSON.")
 
 
-def _call(server_url: str, api_key: str, method: str, path: str, **kwargs: Any) -> Any:
+def _call(server_url: str, api_key: str | None, method: str, path: str, **kwargs: Any) -> Any:
     import httpx  # here, not at the top: every other command should start fast
 
+    api_key = api_key or load_token(server_url)
+    if not api_key:
+        console(stderr=True).print(
+            f"[red]not logged in to {server_url}:[/] run `gpustack-core login` (or pass --api-key / "
+            "set GPUSTACK_CORE_API_KEY)"
+        )
+        raise typer.Exit(2)
     try:
         response = httpx.request(
             method,
@@ -56,7 +64,7 @@ def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
     console().print(table)
 
 
-def workers(server_url: str = _URL, api_key: str = _KEY, as_json: bool = _JSON) -> None:
+def workers(server_url: str = _URL, api_key: str | None = _KEY, as_json: bool = _JSON) -> None:
     """List workers."""
     page = _call(server_url, api_key, "GET", "/workers", params={"limit": 1000})
     if as_json:
@@ -76,7 +84,7 @@ def workers(server_url: str = _URL, api_key: str = _KEY, as_json: bool = _JSON) 
     _table("workers", ["name", "state", "address", "devices", "engines", "last heartbeat (UTC)"], rows)
 
 
-def devices(server_url: str = _URL, api_key: str = _KEY, as_json: bool = _JSON) -> None:
+def devices(server_url: str = _URL, api_key: str | None = _KEY, as_json: bool = _JSON) -> None:
     """List devices of every worker."""
     page = _call(server_url, api_key, "GET", "/devices", params={"limit": 1000})
     if as_json:
@@ -91,7 +99,7 @@ def devices(server_url: str = _URL, api_key: str = _KEY, as_json: bool = _JSON) 
     _table("devices", ["worker", "device", "name", "vendor", "memory used / total"], rows)
 
 
-def deployments(server_url: str = _URL, api_key: str = _KEY, as_json: bool = _JSON) -> None:
+def deployments(server_url: str = _URL, api_key: str | None = _KEY, as_json: bool = _JSON) -> None:
     """List deployments with the states of their instances."""
     page = _call(server_url, api_key, "GET", "/deployments", params={"limit": 1000})
     instances = _call(server_url, api_key, "GET", "/instances", params={"limit": 1000})
@@ -119,7 +127,7 @@ def deployments(server_url: str = _URL, api_key: str = _KEY, as_json: bool = _JS
 def instances(
     deployment: str = typer.Argument(..., help="Deployment name."),
     server_url: str = _URL,
-    api_key: str = _KEY,
+    api_key: str | None = _KEY,
     as_json: bool = _JSON,
 ) -> None:
     """Show a deployment's instances with messages and scheduler explanations."""
@@ -178,7 +186,7 @@ def deploy(
     ] = None,
     context_length: Annotated[int | None, typer.Option("--context-length", min=1)] = None,
     server_url: str = _URL,
-    api_key: str = _KEY,
+    api_key: str | None = _KEY,
 ) -> None:
     """Create a deployment."""
     body: dict[str, Any] = {
@@ -207,14 +215,14 @@ def scale(
     name: str = typer.Argument(...),
     replicas: int = typer.Argument(..., min=0),
     server_url: str = _URL,
-    api_key: str = _KEY,
+    api_key: str | None = _KEY,
 ) -> None:
     """Set a deployment's replica count."""
     updated = _call(server_url, api_key, "POST", f"/deployments/{name}/scale", json={"replicas": replicas})
     typer.echo(f"deployment {updated['name']} scaled to {updated['replicas']}")
 
 
-def delete(name: str = typer.Argument(...), server_url: str = _URL, api_key: str = _KEY) -> None:
+def delete(name: str = typer.Argument(...), server_url: str = _URL, api_key: str | None = _KEY) -> None:
     """Delete a deployment (its instances are stopped)."""
     _call(server_url, api_key, "DELETE", f"/deployments/{name}")
     typer.echo(f"deployment {name} is being deleted; its instances are stopping")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ._bodies import GatewayHTTPError
+from .errors import GatewayHTTPError
 from .protocols import ModelEntry
 
 __all__ = ["CATEGORY_PATHS", "check_category"]
