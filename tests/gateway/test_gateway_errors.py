@@ -149,7 +149,8 @@ def test_wrong_route_for_the_model_category_is_400(gateway: GatewayServer, start
     gateway.routes.set_instance("embedder", Upstream("emb-1", engine.base_url, "embedder", "embedder"))
     before = engine.stats()
     err = _error(_post(gateway, {"model": "embedder", "messages": CHAT}), 400, "model_category_mismatch")
-    assert "embedding model" in err["message"] and "/v1/embeddings" in err["message"]
+    assert "embedding model" in err["message"]
+    assert "/v1/embeddings" in err["message"]
     assert err["param"] == "model"
     assert err["type"] == "invalid_request_error"
     assert engine.stats() == before

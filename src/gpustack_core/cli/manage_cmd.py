@@ -126,25 +126,61 @@ def deployments(server_url: str = _URL, api_key: str | None = _KEY, as_json: boo
 
 def instances(
     deployment: str = typer.Argument(..., help="Deployment name."),
+    wait: bool = typer.Option(
+        False, "--wait", help="Follow the states until every replica runs (exit 0) or one fails (exit 1)."
+    ),
+    timeout: float = typer.Option(900.0, "--timeout", min=1, help="With --wait: seconds before giving up."),
     server_url: str = _URL,
     api_key: str | None = _KEY,
     as_json: bool = _JSON,
 ) -> None:
-    """Show a deployment's instances with messages and scheduler explanations."""
-    page = _call(server_url, api_key, "GET", "/instances", params={"deployment": deployment, "limit": 1000})
-    if as_json:
+    """Show a deployment's instances with messages, progress and scheduler explanations."""
+    params = {"deployment": deployment, "limit": 1000}
+    page = _call(server_url, api_key, "GET", "/instances", params=params)
+    if as_json and not wait:
         print_json(page)
         return
-    out = console()
-    for inst in page["items"]:
+    if not wait:
+        _print_instances(page["items"])
+        return
+    import time
+
+    deadline = time.monotonic() + timeout
+    shown: list[str] = []
+    while True:
+        items = page["items"]
+        lines = _instance_lines(items)
+        if lines != shown:
+            _print_instances(items)
+            shown = lines
+        if items and all(i["state"] == "running" for i in items):
+            return
+        if any(i["state"] == "error" for i in items):
+            raise typer.Exit(1)
+        if time.monotonic() > deadline:
+            console(stderr=True).print(f"[red]not running after {timeout:.0f} s[/]")
+            raise typer.Exit(1)
+        time.sleep(1.0)
+        page = _call(server_url, api_key, "GET", "/instances", params=params)
+
+
+def _instance_lines(items: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for inst in items:
         where = f" on {inst['worker']}" if inst["worker"] else ""
         port = f" port {inst['port']}" if inst["port"] else ""
-        out.print(f"replica {inst['replica']}: [bold]{inst['state']}[/]{where}{port}  {inst['message']}")
-        for line in _progress_lines(inst.get("progress")):
-            out.print(f"    {line}", markup=False, highlight=False)
+        lines.append(f"replica {inst['replica']}: {inst['state']}{where}{port}  {inst['message']}")
+        lines += [f"    {line}" for line in _progress_lines(inst.get("progress"))]
         explanation = inst.get("explanation") or {}
         for rejection in explanation.get("rejections", [])[:10]:
-            out.print(f"    {rejection.get('candidate')}: {rejection.get('reason')}")
+            lines.append(f"    {rejection.get('candidate')}: {rejection.get('reason')}")
+    return lines
+
+
+def _print_instances(items: list[dict[str, Any]]) -> None:
+    out = console()
+    for line in _instance_lines(items):
+        out.print(line, markup=False, highlight=False)
 
 
 def _progress_lines(progress: dict[str, Any] | None) -> list[str]:
