@@ -76,7 +76,10 @@ def serve(
     )
     from gpustack_core.server.serving import serve as run
 
-    anyio.run(lambda: run(config, host=make_host(), log_level=log_level.lower(), on_started=typer.echo))
+    try:
+        anyio.run(lambda: run(config, host=make_host(), log_level=log_level.lower(), on_started=typer.echo))
+    except KeyboardInterrupt:
+        pass  # uvicorn re-raises the Ctrl-C it handled once the server (and its worker) has stopped
     if no_worker:
         typer.echo("server stopped")
     elif keep_engines:
