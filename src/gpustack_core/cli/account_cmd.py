@@ -278,16 +278,26 @@ def logs(
     """An instance's engine log, streamed from its worker through the server."""
     import httpx
 
+    token = api_key or load_token(server_url)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     instance_id = instance
-    page = _call(server_url, api_key, "GET", "/instances", params={"deployment": instance, "limit": 1000})
-    for item in page["items"]:
-        if item["replica"] == replica:
-            instance_id = item["id"]
+    try:  # a deployment name: its replica's instance; else the argument is an instance id
+        found = httpx.get(
+            f"{server_url.rstrip('/')}/api/v1/instances",
+            params={"deployment": instance, "limit": 1000},
+            headers=headers,
+            timeout=30.0,
+        )
+    except httpx.HTTPError as exc:
+        console(stderr=True).print(f"[red]cannot reach {server_url}:[/] {exc}")
+        raise typer.Exit(2) from exc
+    if found.status_code == 200:
+        for item in found.json()["items"]:
+            if item["replica"] == replica:
+                instance_id = item["id"]
     params: dict[str, Any] = {"follow": "true" if follow else "false"}
     if tail is not None:
         params["tail"] = tail
-    token = api_key or load_token(server_url)
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
     url = f"{server_url.rstrip('/')}/api/v1/instances/{instance_id}/logs"
     try:
         with httpx.stream(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -76,10 +77,9 @@ def serve(
     )
     from gpustack_core.server.serving import serve as run
 
-    try:
+    # uvicorn re-raises the Ctrl-C it handled once the server (and its worker) has stopped
+    with contextlib.suppress(KeyboardInterrupt):
         anyio.run(lambda: run(config, host=make_host(), log_level=log_level.lower(), on_started=typer.echo))
-    except KeyboardInterrupt:
-        pass  # uvicorn re-raises the Ctrl-C it handled once the server (and its worker) has stopped
     if no_worker:
         typer.echo("server stopped")
     elif keep_engines:
