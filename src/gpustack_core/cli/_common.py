@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 from rich.console import Console
@@ -17,9 +18,16 @@ def make_host() -> PluginHost:
     return PluginHost()
 
 
+#: Width of output that is not a terminal (a pipe, a file): wide enough that tables never wrap.
+PIPE_WIDTH = 1000
+
+
 def console(stderr: bool = False) -> Console:
-    """A rich console on stdout (or stderr), no soft wrapping of long messages."""
-    return Console(stderr=stderr, soft_wrap=True)
+    """A rich console on stdout (or stderr), no soft wrapping of long messages; when the output is
+    not a terminal, tables are not wrapped at 80 columns either."""
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else PIPE_WIDTH
+    return Console(stderr=stderr, soft_wrap=True, width=width)
 
 
 def print_json(data: Any) -> None:

@@ -60,6 +60,7 @@ def serve(
     if log_level.lower() != "debug":
         # one line per heartbeat/poll request drowns what matters
         logging.getLogger("httpx").setLevel(logging.WARNING)
+        logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # one line per alembic plugin
     # imported here: the server stack is heavy, and every other command should start fast
     from gpustack_core.server.config import ServerConfig, default_data_dir
 

@@ -45,7 +45,17 @@ async def serve(
     """Run the server until cancelled or signalled; ``on_started`` gets the login banner."""
     app = create_app(config, host=host)
     server = uvicorn.Server(
-        uvicorn.Config(app, host=config.host, port=config.port, log_level=log_level, lifespan="on")
+        uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            log_level=log_level,
+            lifespan="on",
+            # uvicorn's lines go through the caller's logging configuration (one timestamped format);
+            # one access line per request (workers poll every second) only at debug
+            log_config=None,
+            access_log=log_level == "debug",
+        )
     )
     async with anyio.create_task_group() as group:
 
