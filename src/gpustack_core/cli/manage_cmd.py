@@ -241,8 +241,8 @@ def deploy(
             body[key] = value
     created = _call(server_url, api_key, "POST", "/deployments", json=body)
     typer.echo(
-        f"deployment {created['name']} ({created['spec']['category']}) created "
-        f"({created['replicas']} replica(s)); "
+        f"deployment {created['name']} created ({created['spec']['category']}, "
+        f"{created['replicas']} replica(s)); "
         f"watch it with: gpustack-core manage instances {created['name']}"
     )
 
