@@ -20,7 +20,7 @@ from gpustack_core.types import EngineInstallation, ModelCategory
 
 from .conftest import API_KEY, MODEL, GatewayServer
 
-pytestmark = [pytest.mark.slow, pytest.mark.anyio, pytest.mark.timeout(3600)]
+pytestmark = [pytest.mark.slow, pytest.mark.anyio, pytest.mark.timeout(600)]
 
 EMBED_MODEL = "tiny-embed"
 
