@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+import httpx
 import psutil
 import pytest
 from server_helpers import free_port
@@ -126,8 +127,30 @@ def gone(pid: int) -> bool:
         return True
 
 
+def _embedding_without_curl(cli: Cli, tmp_path: Path) -> None:
+    """An embedding GGUF deployed with ``manage deploy`` alone (category detected), answering
+    embeddings, and a chat request to it refused with a 400 that says what it serves."""
+    from gpustack_core.testing.gguf_models import TinyLlamaSpec, write_llama_gguf
+
+    model = write_llama_gguf(tmp_path / "embed.gguf", TinyLlamaSpec(seed=2, pooling="mean"))
+    assert "(embedding" in cli.run("manage", "deploy", "embed", f"local:{model}", "--context-length", "512")
+    assert "replica 0: running" in cli.run("manage", "instances", "embed", "--wait", "--timeout", "120")
+    key = cli.run("keys", "create", "embed-app").strip().splitlines()[-1]
+    headers = {"Authorization": f"Bearer {key}"}
+    r = httpx.post(
+        f"{cli.url}/v1/embeddings", json={"model": "embed", "input": ["hi"]}, headers=headers, timeout=60
+    )
+    assert r.status_code == 200, r.text
+    assert len(r.json()["data"][0]["embedding"]) == 64
+    chat = {"model": "embed", "messages": [{"role": "user", "content": "hi"}]}
+    r = httpx.post(f"{cli.url}/v1/chat/completions", json=chat, headers=headers, timeout=60)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "model_category_mismatch"
+    cli.run("manage", "delete", "embed")
+
+
 def test_readme_snippet_then_ctrl_c_keeps_or_stops_engines(
-    llama_cpp_installation: EngineInstallation, cli: Cli, serve: Any, tiny_model: Path
+    llama_cpp_installation: EngineInstallation, cli: Cli, serve: Any, tiny_model: Path, tmp_path: Path
 ) -> None:
     lines = readme_server_snippet()
     assert lines[0].startswith("gpustack-core serve &")
@@ -152,6 +175,8 @@ def test_readme_snippet_then_ctrl_c_keeps_or_stops_engines(
     assert "usage" in result.stdout
     credentials = cli.home / ".config" / "gpustack-core" / "credentials.json"
     assert credentials.stat().st_mode & 0o777 == 0o600
+
+    _embedding_without_curl(cli, tmp_path)
 
     (instance,) = cli.instances("tiny")
     assert instance["state"] == "running"
