@@ -167,3 +167,12 @@ def test_wrong_route_for_the_model_category_is_400(gateway: GatewayServer, start
         timeout=30,
     )
     assert "llm model" in _error(r, 400, "model_category_mismatch")["message"]
+    r = httpx.post(  # multipart routes too
+        gateway.base_url + "/v1/audio/transcriptions",
+        headers={"authorization": f"Bearer {API_KEY}"},
+        data={"model": "embedder"},
+        files={"file": ("a.wav", b"abc", "audio/wav")},
+        timeout=30,
+    )
+    assert "/v1/audio/transcriptions" in _error(r, 400, "model_category_mismatch")["message"]
+    assert engine.stats() == before

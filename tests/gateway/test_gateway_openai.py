@@ -149,6 +149,7 @@ def test_images_speech_rerank(client: openai.OpenAI, gateway: GatewayServer) -> 
 
 def test_transcription_multipart(client: openai.OpenAI, gateway: GatewayServer) -> None:
     audio = bytes(range(256)) * 200  # 51,200 bytes, under the 64 KiB test limit
+    _serves(gateway, "speech_to_text")
     r = client.audio.transcriptions.create(model=MODEL, file=("clip.wav", audio, "audio/wav"))
     assert r.text.endswith(f"bytes for {MODEL}")
     engine_bytes = int(r.text.split()[0])
@@ -162,6 +163,7 @@ def test_served_name_rewritten(gateway: GatewayServer, start_engine) -> None:  #
     with openai.OpenAI(api_key=API_KEY, base_url=gateway.base_url + "/v1", max_retries=0) as c:
         c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}])
         assert e.stats()["last_body"]["model"] == "engine-internal-name"  # type: ignore[index]
+        _serves(gateway, "speech_to_text")
         r = c.audio.transcriptions.create(model=MODEL, file=("a.wav", b"RIFF" * 10, "audio/wav"))
         assert "for engine-internal-name" in r.text
     assert gateway.usage.records[0].model == MODEL

@@ -216,6 +216,7 @@ class Gateway:
                 ) from exc
             assert sniffer.model is not None
             upstreams = self._resolve(ex, sniffer.model)
+            check_category(self.routes.models(), sniffer.model, path)
             stream = MultipartBody(sniffer, receive, more, received, limit, declared)
             await self._forward(ex, path, receive, send, upstreams, stream, False, headers)
         except GatewayHTTPError as err:
