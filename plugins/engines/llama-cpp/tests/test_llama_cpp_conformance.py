@@ -42,6 +42,9 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[ModelCategory, tupl
         ModelCategory.EMBEDDING: (
             str(write_llama_gguf(base / "embed.gguf", TinyLlamaSpec(seed=4, pooling="mean"))),
         ),
+        ModelCategory.RERANK: (
+            str(write_llama_gguf(base / "rerank.gguf", TinyLlamaSpec(seed=5, pooling="rank"))),
+        ),
     }
 
 
