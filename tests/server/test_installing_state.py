@@ -59,3 +59,19 @@ def _check(seen: list[dict[str, Any]], caplog: pytest.LogCaptureFixture) -> None
                    "installing -> starting", "starting -> running"):  # fmt: skip
         assert any(change in line for line in transitions), (change, transitions)
     assert all(r.levelno == logging.INFO for r in caplog.records if " -> " in r.getMessage())
+
+
+def test_manage_instances_prints_progress() -> None:
+    from gpustack_core.cli.manage_cmd import _progress_lines
+
+    download = {"downloaded_bytes": 3 * 2**20, "total_bytes": 12 * 2**20, "percent": 25.0}
+    download |= {"bytes_per_second": 2**20, "eta_seconds": 9.0}
+    assert _progress_lines(download) == ["downloaded 3.0 / 12.0 MiB (25.0%), 1.0 MiB/s, ETA 9 s"]
+    assert _progress_lines({"downloaded_bytes": 2**20, "total_bytes": None}) == ["downloaded 1.0 MiB"]
+    install = {"phase": "pip install xllamacpp==1", "log_tail": ["Collecting xllamacpp==1", "Installing"]}
+    assert _progress_lines(install) == [
+        "phase: pip install xllamacpp==1",
+        "| Collecting xllamacpp==1",
+        "| Installing",
+    ]
+    assert _progress_lines(None) == []
