@@ -14,7 +14,6 @@ of that version starts from scratch. Installs of one version are serialised with
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import re
 import shlex
@@ -25,6 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from gpustack_core._platform import file_lock
 from gpustack_core.errors import EngineError, EngineNotInstalledError
 from gpustack_core.types import EngineInstallation, EngineOptions
 
@@ -148,13 +148,8 @@ def install_lock(options: EngineOptions, engine: str, version: str) -> Iterator[
     """Hold an exclusive lock for installing one version; yields the version's directory."""
     directory = version_dir(options, engine, version)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = directory.parent / f".{version}.lock"
-    with lock_path.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield directory
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with file_lock(directory.parent / f".{version}.lock"):
+        yield directory
 
 
 def run_logged(argv: Sequence[str], what: str, log: Path) -> None:
@@ -206,10 +201,18 @@ def install_progress(
             size = handle.seek(0, os.SEEK_END)
             handle.seek(max(0, size - 64 * 1024))
             text = handle.read().decode(errors="replace")
+            lines = [line.rstrip() for line in text.replace("\r", "\n").splitlines() if line.strip()]
+            steps = [line[len(STEP_PREFIX) :] for line in lines if line.startswith(STEP_PREFIX)]
+            if not steps and size > 64 * 1024:  # a long step (a build): its line is further back
+                handle.seek(0)
+                prefix = STEP_PREFIX.encode()
+                steps = [
+                    line[len(prefix) :].decode(errors="replace").rstrip()
+                    for line in handle
+                    if line.startswith(prefix)
+                ]
     except OSError:
         return None
-    lines = [line.rstrip() for line in text.replace("\r", "\n").splitlines() if line.strip()]
-    steps = [line[len(STEP_PREFIX) :] for line in lines if line.startswith(STEP_PREFIX)]
     output = [line for line in lines if not line.startswith(STEP_PREFIX)]
     return {
         "phase": steps[-1] if steps else "starting",
