@@ -18,6 +18,7 @@ import anyio.to_thread
 import httpx
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -28,10 +29,12 @@ from gpustack_core.plugins import PluginHost
 
 from .api import all_endpoints, build_routes, openapi_document
 from .config import ServerConfig
+from .console import console_routes
 from .controllers import Controllers
 from .gateway_bridge import GatewayBridge
 from .security import LoginRateLimiter, PasswordHashing, hash_secret
 from .services import Services
+from .session import SessionCookieMiddleware
 from .store import Store
 from .store.database import bootstrap, make_engine
 
@@ -66,7 +69,8 @@ def create_app(
 
     The lifespan migrates the database, creates the first admin and worker token, starts the
     controllers and (unless disabled) the embedded worker. The OpenAI-compatible gateway serves
-    ``/v1/...`` (unless ``mount_gateway`` is off) and its Prometheus metrics ``/metrics``.
+    ``/v1/...`` (unless ``mount_gateway`` is off) and its Prometheus metrics ``/metrics``. The web
+    console answers ``/`` and its pages; a session cookie authenticates like a bearer token.
     """
     cfg = config or ServerConfig()
     plugin_host = host or PluginHost()
@@ -137,11 +141,12 @@ def create_app(
         Route("/healthz", _healthz),
         Route(f"{API_PREFIX}/openapi.json", _openapi),
         Mount(API_PREFIX, routes=build_routes(all_endpoints())),
+        *console_routes(),
     ]
     if gateway_app is not None:
         routes.append(Route("/metrics", metrics_app(registry)))
         routes.append(Mount("", app=gateway_app))
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(SessionCookieMiddleware)])
 
 
 async def _run_embedded_worker(app: Starlette, services: Services) -> None:

@@ -28,6 +28,7 @@ class LoginResponse(BaseModel):
     token: str
     expires_at: dt.datetime
     user: UserRecord
+    password_change_required: bool = False
 
 
 class MeResponse(BaseModel):
@@ -35,6 +36,7 @@ class MeResponse(BaseModel):
 
     user: UserRecord
     key: ApiKeyRecord
+    password_change_required: bool = False
 
 
 async def login(req: Request) -> LoginResponse:
@@ -69,7 +71,8 @@ async def login(req: Request) -> LoginResponse:
         None,
         expires,
     )
-    return LoginResponse(token=token, expires_at=expires, user=user)
+    must_change = await req.db(req.services.store.password_change_required, user.id)
+    return LoginResponse(token=token, expires_at=expires, user=user, password_change_required=must_change)
 
 
 async def logout(req: Request) -> None:
@@ -81,7 +84,8 @@ async def logout(req: Request) -> None:
 async def me(req: Request) -> MeResponse:
     """Who the caller is."""
     caller = req.require_caller()
-    return MeResponse(user=caller.user, key=caller.key)
+    must_change = await req.db(req.services.store.password_change_required, caller.user.id)
+    return MeResponse(user=caller.user, key=caller.key, password_change_required=must_change)
 
 
 ENDPOINTS = (

@@ -11,12 +11,19 @@ from gpustack_core.errors import GPUStackError, PluginNotFoundError
 from gpustack_core.server.planning import detect_deployment_category
 from gpustack_core.server.store import ConflictError
 from gpustack_core.server.store.records import DeploymentRecord, InstanceRecord, Page
-from gpustack_core.types import Deployment, ModelRef
+from gpustack_core.types import Deployment, DeviceRef, LabelRequirement, ModelRef
 
 from ._common import PAGE_QUERY, not_found, page, page_args
 from ._framework import ApiError, Endpoint, Query, Request, validation_detail
 
-__all__ = ["ENDPOINTS", "DeploymentCreate", "DeploymentPatch", "DeploymentView", "ScaleRequest"]
+__all__ = [
+    "ENDPOINTS",
+    "DeploymentCreate",
+    "DeploymentPatch",
+    "DeploymentView",
+    "ScaleRequest",
+    "check_engine",
+]
 
 
 def _parse_ref(value: Any) -> Any:
@@ -47,6 +54,11 @@ class DeploymentPatch(BaseModel):
     context_length: int | None = Field(default=None, ge=1)
     gpus_per_replica: int | None = Field(default=None, ge=0)
     placement_strategy: str | None = None
+    category: str | None = None
+    label_selector: tuple[LabelRequirement, ...] | None = None
+    gpu_selector: tuple[DeviceRef, ...] | None = None
+    allow_cpu_offload: bool | None = None
+    allow_multi_worker: bool | None = None
 
 
 class ScaleRequest(BaseModel):
@@ -62,7 +74,8 @@ class DeploymentView(BaseModel):
     instances: list[InstanceRecord]
 
 
-def _check_engine(req: Request, spec: Deployment) -> None:
+def check_engine(req: Request, spec: Deployment) -> None:
+    """Refuse (422 on the field) an unknown engine or model source, or engine flags it owns."""
     host = req.services.host
     try:
         engine = host.engine(spec.engine)
@@ -117,7 +130,7 @@ async def create_deployment(req: Request) -> DeploymentRecord:
     ``category`` in the body, the model's own (GGUF pooling type or architecture, ``config.json``)
     is used."""
     spec = Deployment.model_validate(req.body.model_dump())
-    _check_engine(req, spec)
+    check_engine(req, spec)
     if "category" not in req.body.model_fields_set:
         cache = req.services.config.data_dir / "models"
         detected = await anyio.to_thread.run_sync(detect_deployment_category, req.services.host, spec, cache)
@@ -150,7 +163,7 @@ async def update_deployment(req: Request) -> DeploymentRecord:
         spec = Deployment.model_validate(merged)
     except ValidationError as exc:
         raise ApiError(422, validation_detail(exc, "body")) from exc
-    _check_engine(req, spec)
+    check_engine(req, spec)
     updated = await req.db(req.services.store.update_deployment, dep.id, spec)
     if set(changes) - {"replicas"}:
         await req.db(req.services.store.restart_deployment, dep.id)

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from . import auth_routes, deployments, engines, instance_logs, usage, users, workers
+from . import (
+    auth_routes,
+    catalog,
+    deployments,
+    engines,
+    evaluations,
+    instance_logs,
+    join,
+    resolutions,
+    sessions,
+    usage,
+    users,
+    workers,
+)
 from ._framework import Endpoint
 
 __all__ = ["all_endpoints"]
@@ -12,9 +25,14 @@ def all_endpoints() -> tuple[Endpoint, ...]:
     """The endpoints of every resource module."""
     return (
         *auth_routes.ENDPOINTS,
+        *sessions.ENDPOINTS,
         *users.ENDPOINTS,
         *workers.ENDPOINTS,
+        *join.ENDPOINTS,
         *deployments.ENDPOINTS,
+        *evaluations.ENDPOINTS,
+        *catalog.ENDPOINTS,
+        *resolutions.ENDPOINTS,
         *instance_logs.ENDPOINTS,
         *engines.ENDPOINTS,
         *usage.ENDPOINTS,

@@ -56,13 +56,16 @@ async def list_users(req: Request) -> Page:
 
 
 async def create_user(req: Request) -> UserRecord:
-    """Create a user."""
+    """Create a user; they must change the password an admin gave them at first login."""
     body: UserCreate = req.body
     pw = await req.db(req.services.hashing.hash, body.password)
     try:
-        return await req.db(req.services.store.create_user, body.username, pw, body.role)
+        user = await req.db(req.services.store.create_user, body.username, pw, body.role)
     except ConflictError as exc:
         raise ApiError(409, str(exc)) from exc
+    # the admin chose this password: the user replaces it at first login
+    await req.db(req.services.store.require_password_change, user.id, True)
+    return user
 
 
 async def get_user(req: Request) -> UserRecord:
@@ -86,6 +89,10 @@ async def update_user(req: Request) -> UserRecord:
     req.services.credentials_changed()
     if user is None:
         raise not_found("user", user_id)
+    if pw is not None:  # a password set by an admin for someone else is a one-time password
+        await req.db(
+            req.services.store.require_password_change, user_id, user_id != req.require_caller().user.id
+        )
     return user
 
 
