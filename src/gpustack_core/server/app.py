@@ -73,6 +73,10 @@ def create_app(
     console answers ``/`` and its pages; a session cookie authenticates like a bearer token.
     """
     cfg = config or ServerConfig()
+    if cfg.oidc_issuer and not (cfg.oidc_client_id and cfg.oidc_client_secret):
+        raise ValueError("single sign-on (oidc_issuer) needs oidc_client_id and oidc_client_secret")
+    if not cfg.local_login and not cfg.oidc_issuer:
+        raise ValueError("local login can only be disabled when single sign-on (oidc_issuer) is configured")
     plugin_host = host or PluginHost()
     bridge = GatewayBridge()
     registry = CollectorRegistry()
@@ -84,6 +88,11 @@ def create_app(
             metrics_registry=registry,
             max_body_bytes=cfg.gateway_max_body_bytes,
             upstream_timeout_s=cfg.gateway_upstream_timeout_s,
+            limiter=bridge.limiter if cfg.enforce_limits else None,
+            fallbacks=bridge.fallbacks,
+            default_max_tokens=cfg.default_max_tokens,
+            cold_starter=bridge.scale_to_zero,
+            hold_timeout_s=cfg.cold_start_hold_timeout_s,
         )
         if cfg.mount_gateway
         else None
@@ -105,6 +114,19 @@ def create_app(
             worker_token_hash=stored_hash or (hash_secret(boot.worker_token) if boot.worker_token else None),
             worker_token=boot.worker_token,
         )
+        if cfg.oidc_issuer:
+            from .sso import OIDCClient, OIDCSettings
+
+            services.sso = OIDCClient(
+                OIDCSettings(
+                    issuer=cfg.oidc_issuer,
+                    client_id=cfg.oidc_client_id,
+                    client_secret=cfg.oidc_client_secret,
+                    scopes=cfg.oidc_scopes,
+                    username_claim=cfg.oidc_username_claim,
+                    teams_claim=cfg.oidc_teams_claim,
+                )
+            )
         app.state.services = services
         app.state.bootstrap = boot
         await anyio.to_thread.run_sync(bridge.bind, store)
@@ -113,7 +135,9 @@ def create_app(
         services.on_routes_changed = functools.partial(bridge.routes.refresh, store)
         bridge.auth.ttl_s = cfg.auth_cache_ttl_s
         bridge.usage.flush_interval_s = cfg.usage_flush_interval_s
+        bridge.scale_to_zero.check_interval_s = cfg.scale_to_zero_check_interval_s
         services.on_credentials_changed = bridge.auth.invalidate
+        services.on_governance_changed = functools.partial(_governance_changed, bridge, store)
         services.flush_usage = bridge.usage.flush
         controllers = Controllers(services, routes=bridge.routes)
         app.state.controllers = controllers
@@ -125,6 +149,7 @@ def create_app(
                 group = await stack.enter_async_context(anyio.create_task_group())
                 group.start_soon(controllers.run)
                 group.start_soon(bridge.usage.run)
+                group.start_soon(bridge.scale_to_zero.run)
                 if cfg.embedded_worker:
                     group.start_soon(_run_embedded_worker, app, services)
                 yield {}
@@ -147,6 +172,14 @@ def create_app(
         routes.append(Route("/metrics", metrics_app(registry)))
         routes.append(Mount("", app=gateway_app))
     return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(SessionCookieMiddleware)])
+
+
+def _governance_changed(bridge: GatewayBridge, store: Store) -> None:
+    """Teams, access, limits or fallbacks changed through this server: apply them now (blocking)."""
+    bridge.auth.invalidate()
+    bridge.limiter.invalidate()
+    bridge.fallbacks.refresh(store)
+    bridge.scale_to_zero.refresh(store)
 
 
 async def _run_embedded_worker(app: Starlette, services: Services) -> None:

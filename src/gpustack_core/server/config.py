@@ -47,6 +47,17 @@ class ServerConfig:
         gateway_max_body_bytes: larger request bodies get 413 from the gateway.
         gateway_upstream_timeout_s: the longest the gateway waits for an engine's next bytes
             (its answer's head, or the next chunk of a stream) before 504 or a stream error.
+        enforce_limits: the gateway enforces quotas and rate limits (``--no-limits`` turns it off).
+        default_max_tokens: the completion tokens reserved against token limits for a request
+            without ``max_tokens``.
+        oidc_issuer / oidc_client_id / oidc_client_secret: single sign-on through this OpenID
+            provider (none: no SSO); ``oidc_scopes``, ``oidc_username_claim`` and
+            ``oidc_teams_claim`` (the claim whose values name the user's teams) tune it;
+            ``oidc_redirect_url`` is the callback URL registered at the provider (default: derived
+            from the login request's URL).
+        local_login: password login allowed (``--no-local-login``: SSO only; admin API keys still work).
+        cold_start_hold_timeout_s: the longest a request waits for a deployment scaled to zero to start.
+        scale_to_zero_check_interval_s: how often idle deployments with a scale-to-zero policy are stopped.
     """
 
     data_dir: Path = field(default_factory=default_data_dir)
@@ -70,6 +81,18 @@ class ServerConfig:
     usage_flush_interval_s: float = 0.5
     gateway_max_body_bytes: int = 10 * 1024 * 1024
     gateway_upstream_timeout_s: float = 600.0
+    enforce_limits: bool = True
+    default_max_tokens: int = 4096
+    oidc_issuer: str | None = None
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""
+    oidc_scopes: str = "openid profile email"
+    oidc_username_claim: str = "preferred_username"
+    oidc_teams_claim: str = "groups"
+    oidc_redirect_url: str | None = None
+    local_login: bool = True
+    cold_start_hold_timeout_s: float = 120.0
+    scale_to_zero_check_interval_s: float = 1.0
 
     @property
     def resolved_database_url(self) -> str:

@@ -163,7 +163,7 @@ class Controllers:
             if dep is None or dep.deleting:
                 continue
             try:
-                estimate = self.estimates.estimate(dep.spec)
+                estimate = self.estimates.estimate(dep.spec, [d for w in ready for d in w.info.devices])
             except GPUStackError as exc:
                 msg = f"cannot estimate the model's resources: {exc}"
                 store.explain_pending(inst.id, inst.version, msg, {"summary": msg, "rejections": []})

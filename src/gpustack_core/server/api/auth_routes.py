@@ -12,7 +12,7 @@ from gpustack_core.server.store.records import ApiKeyRecord, UserRecord
 
 from ._framework import ApiError, Endpoint, Request
 
-__all__ = ["ENDPOINTS", "LoginRequest", "LoginResponse"]
+__all__ = ["ENDPOINTS", "LoginRequest", "LoginResponse", "open_session"]
 
 
 class LoginRequest(BaseModel):
@@ -42,6 +42,8 @@ class MeResponse(BaseModel):
 async def login(req: Request) -> LoginResponse:
     """Check a password and open a session; failures are rate limited per (user, client address)."""
     body: LoginRequest = req.body
+    if not req.services.config.local_login:
+        raise ApiError(403, "password login is disabled on this server; log in at /api/v1/auth/oidc/login")
     client = req.raw.client.host if req.raw.client else "unknown"
     limiter = req.services.limiter
     wait = limiter.retry_after(body.username, client)
@@ -57,14 +59,18 @@ async def login(req: Request) -> LoginResponse:
         limiter.failed(body.username, client)
         raise ApiError(401, "wrong username or password")
     limiter.succeeded(body.username, client)
-    user = found[0]
+    return await open_session(req, found[0], "login session")
+
+
+async def open_session(req: Request, user: UserRecord, name: str) -> LoginResponse:
+    """A new session for ``user`` (a password or single sign-on login), valid ``session_ttl_s``."""
     key_id, token = new_api_key()
     expires = utcnow() + dt.timedelta(seconds=req.services.config.session_ttl_s)
     await req.db(
         req.services.store.create_key,
         key_id,
         user.id,
-        "login session",
+        name,
         "session",
         hash_secret(token),
         ["management", "inference"],

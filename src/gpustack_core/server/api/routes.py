@@ -8,10 +8,12 @@ from . import (
     deployments,
     engines,
     evaluations,
+    governance,
     instance_logs,
     join,
     resolutions,
     sessions,
+    sso_routes,
     usage,
     users,
     workers,
@@ -26,6 +28,7 @@ def all_endpoints() -> tuple[Endpoint, ...]:
     return (
         *auth_routes.ENDPOINTS,
         *sessions.ENDPOINTS,
+        *sso_routes.ENDPOINTS,
         *users.ENDPOINTS,
         *workers.ENDPOINTS,
         *join.ENDPOINTS,
@@ -36,4 +39,5 @@ def all_endpoints() -> tuple[Endpoint, ...]:
         *instance_logs.ENDPOINTS,
         *engines.ENDPOINTS,
         *usage.ENDPOINTS,
+        *governance.ENDPOINTS,
     )
