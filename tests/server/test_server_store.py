@@ -177,13 +177,16 @@ def test_concurrent_upserts_neither_deadlock_nor_lose_writes(store: Store) -> No
 def test_instance_progress_migration_down_and_up(store: Store) -> None:
     """Revision 0006_first_deploy adds ``instances.progress``; its downgrade drops it, again upgradable."""
     from alembic import command
+    from alembic.script import ScriptDirectory
 
     def columns() -> set[str]:
         return {c["name"] for c in sa.inspect(store.engine).get_columns("instances")}
 
     assert "progress" in columns()
+    before = ScriptDirectory.from_config(migrate._config()).get_revision("0006_first_deploy").down_revision
+    assert isinstance(before, str)
     with store.engine.begin() as connection:
-        command.downgrade(migrate._config(connection), "0001")
+        command.downgrade(migrate._config(connection), before)
     assert "progress" not in columns()
     migrate.upgrade(store.engine)
     assert "progress" in columns()

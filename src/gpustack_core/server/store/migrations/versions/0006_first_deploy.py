@@ -1,7 +1,7 @@
 """Instance progress: what the current state waits for (download bytes/ETA, engine install phase).
 
 Revision ID: 0006_first_deploy
-Revises: 0001
+Revises: 0004_governance
 Create Date: 2026-12-03
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006_first_deploy"
-down_revision = "0001"
+down_revision = "0004_governance"
 branch_labels = None
 depends_on = None
 
