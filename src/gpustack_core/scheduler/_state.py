@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from gpustack_core.errors import SchedulingError
 from gpustack_core.types import Device, Placement, ResourceClaim, WorkerInfo, WorkerState
 
+from ._index import FreeIndex
+
 __all__ = ["ClusterState", "Option", "format_gib"]
 
 logger = logging.getLogger(__name__)
@@ -144,6 +146,8 @@ class ClusterState:
         self.placements: dict[tuple[str, int], Placement] = {}
         #: worker-level filter results by deployment fields (workers never change within a state)
         self.eligible_cache: dict[object, list[int]] = {}
+        #: sorted free memory of the workers of an ``eligible_cache`` entry (same key), kept current
+        self.free_indexes: dict[object, FreeIndex] = {}
         #: deployment name -> worker index -> replicas of it (head or subordinate) on that worker
         self.replicas: dict[str, dict[int, int]] = {}
         #: every worker's devices have equal allocatable memory
@@ -199,12 +203,17 @@ class ClusterState:
                     "placement %s/%d claims unknown device %s", placement.deployment, placement.replica, ref
                 )
                 continue
+            old_free = self.dev_free[d]
             self.dev_claimed[d] += sign * amount
             self.dev_free[d] = self.dev_alloc[d] - max(
                 self.dev_floor[d], self.dev_base[d] + self.dev_claimed[d]
             )
             if not self._bulk:
-                self._reindex_worker(self.dev_worker[d])
+                w = self.dev_worker[d]
+                old_max = self.worker_max_free[w]
+                self._reindex_worker(w)
+                for index in self.free_indexes.values():
+                    index.changed(w, d, old_free, old_max)
         for name, amount in self._host_claims(placement):
             w = self.worker_index.get(name)
             if w is None:
@@ -248,6 +257,13 @@ class ClusterState:
         return placement
 
     # ------------------------------------------------------------------ queries
+
+    def free_index(self, key: object, workers: Sequence[int]) -> FreeIndex:
+        """The kept :class:`FreeIndex` of ``workers`` (the ``eligible_cache`` entry ``key``)."""
+        index = self.free_indexes.get(key)
+        if index is None:
+            index = self.free_indexes[key] = FreeIndex(self, workers)
+        return index
 
     def option_label(self, option: Option) -> str:
         """How explanations name an option: ``worker``, ``worker:cuda:0,1`` or ``a:cuda:0+b:cuda:1``."""
