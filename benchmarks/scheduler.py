@@ -9,6 +9,8 @@ not ready (see :func:`gpustack_core.scheduler.simulate.simulate_cluster`). Rows:
 - ``one-GPU (state kept)``: a server keeps a :class:`ClusterState` and adds each new placement
   to it; time per ``schedule_in`` decision, and placements per second including ``state.add``.
 - ``one-GPU binpack (state kept)``: the same with ``placement_strategy='binpack'``.
+- ``... first decision``: the first decision on a kept state, which filters the workers and builds
+  the free-memory index (:mod:`gpustack_core.scheduler._index`) that later decisions reuse.
 - ``one-GPU (from scratch)``: ``Scheduler.schedule(...)`` with plain lists (indexes the cluster
   on every call).
 - ``4 GPUs tp=4 (state kept)``: a model too large for one GPU, placed on 4 GPUs of one worker.
@@ -79,6 +81,8 @@ def _bench_size(size: int, gpus: int, decisions: int, scheduler: Scheduler, row:
             return result.placement
 
         label = "one-GPU (state kept)" if strategy == "spread" else "one-GPU binpack (state kept)"
+        # the first decision on a kept state filters the workers and builds the free-memory index
+        row(size, f"{label[:-13]} first decision", *_run(lambda i, kept=kept: kept(n + i), 1))
         row(size, label, *_run(kept, n))
 
     dep = simple_deployment("bench-scratch")

@@ -25,6 +25,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +161,7 @@ def fetch_into_partial(
     check: Callable[[httpx.Response, str], None],
     progress: Callable[[int], None],
     transferred: list[int],
+    range_bytes: int = RANGE_BYTES,
 ) -> str:
     """Fill ``partial`` from byte ``have`` to the end of ``url``; returns the sha256 of the file.
 
@@ -173,10 +175,9 @@ def fetch_into_partial(
     try:
         remaining = None if size is None else size - have
         headers = {"Range": f"bytes={have}-"} if have else {}
-        parallel = connections > 1 and remaining is not None and remaining > 2 * RANGE_BYTES
+        parallel = connections > 1 and remaining is not None and remaining > 2 * range_bytes
         if parallel:
-            assert size is not None
-            first_end = have + RANGE_BYTES - 1
+            first_end = have + range_bytes - 1
             headers = {"Range": f"bytes={have}-{first_end}"}
         stream = client.stream("GET", url, headers=headers)
         response = stream.__enter__()
@@ -196,8 +197,14 @@ def fetch_into_partial(
             have = 0
         if parallel and ranged:
             assert size is not None
-            digest = _parallel(client, url, partial, fd, hasher, stream, response, have, size, connections,
-                               check, progress, transferred)
+            digest = _parallel(
+                _Job(client, url, partial, fd, hasher, check, progress, transferred),
+                (stream, response),
+                have,
+                size,
+                connections,
+                range_bytes,
+            )
         else:
             digest = _sequential(fd, hasher, stream, response, have, size, progress, transferred)
         finished = True
@@ -275,23 +282,30 @@ class _exiting:  # noqa: N801 - used as a context manager
         self.stream.__exit__(None, None, None)
 
 
+@dataclass
+class _Job:
+    client: httpx.Client
+    url: str
+    partial: Path
+    fd: int
+    hasher: _PrefixHasher
+    check: Callable[[httpx.Response, str], None]
+    progress: Callable[[int], None]
+    transferred: list[int]
+
+
 def _parallel(
-    client: httpx.Client,
-    url: str,
-    partial: Path,
-    fd: int,
-    hasher: _PrefixHasher,
-    first_stream: AbstractContextManager[httpx.Response],
-    first_response: httpx.Response,
+    job: _Job,
+    first: tuple[AbstractContextManager[httpx.Response], httpx.Response],
     have: int,
     size: int,
     connections: int,
-    check: Callable[[httpx.Response, str], None],
-    progress: Callable[[int], None],
-    transferred: list[int],
+    range_bytes: int,
 ) -> str:
-    """Ranges of RANGE_BYTES from ``have`` to ``size``, ``connections`` at a time."""
-    starts = list(range(have, size, RANGE_BYTES))
+    """Ranges of ``range_bytes`` from ``have`` to ``size``, ``connections`` at a time."""
+    client, url, partial, fd, hasher = job.client, job.url, job.partial, job.fd, job.hasher
+    check, progress, transferred = job.check, job.progress, job.transferred
+    starts = list(range(have, size, range_bytes))
     done = [0] * len(starts)  # bytes written per range
     state = _Progress(have, size)
     _write_prefix(partial, have)
@@ -299,7 +313,7 @@ def _parallel(
     recorded = [have]
 
     def length(index: int) -> int:
-        return min(RANGE_BYTES, size - starts[index])
+        return min(range_bytes, size - starts[index])
 
     def valid_prefix() -> int:
         total = have
@@ -335,14 +349,14 @@ def _parallel(
     pool = ThreadPoolExecutor(max_workers=min(connections, len(starts)), thread_name_prefix="gpustack-range")
     futures: list[Future[None]] = []
     try:
-        futures.append(pool.submit(run, 0, (first_stream, first_response)))
+        futures.append(pool.submit(run, 0, first))
         futures.extend(pool.submit(run, index, None) for index in range(1, len(starts)))
         pending: set[Future[None]] = set(futures)
         while pending:
             finished, pending = wait(pending, timeout=_POLL_S, return_when=FIRST_EXCEPTION)
             prefix = valid_prefix()
             hasher.advance(prefix)
-            if prefix - recorded[0] >= RANGE_BYTES:
+            if prefix - recorded[0] >= range_bytes:
                 _write_prefix(partial, prefix)
                 recorded[0] = prefix
             progress(prefix)

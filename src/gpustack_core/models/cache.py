@@ -34,7 +34,7 @@ import httpx
 
 from ..errors import DownloadError, ModelAccessDeniedError, ModelNotFoundError, OfflineModeError
 from ..types import DownloadProgress, ModelMetadata
-from ._transfer import ShortRead, fetch_into_partial, resume_point
+from ._transfer import RANGE_BYTES, ShortRead, fetch_into_partial, resume_point
 
 __all__ = ["DEFAULT_CONNECTIONS", "FileRequest", "ModelCache", "check_response", "free_bytes"]
 
@@ -124,10 +124,14 @@ class ModelCache:
     sharing the filesystem coordinate through the lock files.
     """
 
-    def __init__(self, root: str | Path, *, connections: int = DEFAULT_CONNECTIONS) -> None:
+    def __init__(
+        self, root: str | Path, *, connections: int = DEFAULT_CONNECTIONS, range_bytes: int = RANGE_BYTES
+    ) -> None:
         self.root = Path(os.path.expanduser(str(root)))
+        #: connections per large file (parallel range requests); 1 fetches every file as one stream
         self.connections = max(1, connections)
-        """Connections per large file (parallel range requests); 1 fetches every file as one stream."""
+        #: bytes per range request; files over twice this size are fetched in parallel ranges
+        self.range_bytes = max(1, range_bytes)
 
     # -- layout -------------------------------------------------------------------------------
     def model_dir(self, source: str, model_id: str) -> Path:
@@ -392,6 +396,7 @@ class ModelCache:
                 have=have,
                 size=file.size_bytes,
                 connections=self.connections,
+                range_bytes=self.range_bytes,
                 check=check_response,
                 progress=rate.emit,
                 transferred=transferred,

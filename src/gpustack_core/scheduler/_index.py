@@ -69,12 +69,15 @@ class FreeIndex:
     def _device_list(self, group: _Group) -> list[tuple[int, int]]:
         if group.devices is None:
             state = self.state
-            group.devices = sorted(
-                (state.dev_free[d], d)
-                for w, g in self.group_of.items()
-                if g is group
-                for d in state.worker_devices[w]
-            )
+            lists: dict[int, list[tuple[int, int]]] = {alloc: [] for alloc in self.groups}
+            for w, g in self.group_of.items():
+                items = lists[g.alloc]
+                for d in state.worker_devices[w]:
+                    items.append((state.dev_free[d], d))
+            for alloc, items in lists.items():
+                items.sort()
+                self.groups[alloc].devices = items
+        assert group.devices is not None
         return group.devices
 
     def changed(self, w: int, d: int, old_free: int, old_max: int) -> None:
