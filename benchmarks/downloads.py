@@ -82,12 +82,13 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks downloads")
     parser.add_argument("--size-mib", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--dir", default=".", help="where the files are written (its filesystem matters)")
     args = parser.parse_args(argv)
     if shutil.which("curl") is None:
         raise SystemExit("curl is needed for this benchmark (apt-get install curl)")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    with tempfile.TemporaryDirectory(dir=Path.cwd(), prefix=".bench-downloads-") as tmp:
+    with tempfile.TemporaryDirectory(dir=args.dir, prefix=".bench-downloads-") as tmp:
         source = Path(tmp) / "source.bin"
         with open(source, "wb") as handle:
             for _ in range(args.size_mib):

@@ -258,16 +258,21 @@ def _sequential(
     state = _Progress(have, size)
     prefix = [have]
 
+    told = [have]
+
     def on_bytes(written: int) -> None:
         prefix[0] = have + written
-        hasher.advance(prefix[0])
-        progress(prefix[0])
+        if prefix[0] - told[0] >= _HASH_BLOCK:  # wake the hasher per block, not per read
+            told[0] = prefix[0]
+            hasher.advance(prefix[0])
+            progress(prefix[0])
 
     with _exiting(stream):
         os.ftruncate(fd, have)
         _receive(response, fd, have, None, state, on_bytes, transferred)
     if size is not None and prefix[0] < size:
         raise ShortRead(f"connection closed at byte {prefix[0]} of {size}")
+    hasher.advance(prefix[0])
     return hasher.finish()
 
 
