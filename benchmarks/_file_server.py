@@ -25,7 +25,7 @@ def _make_handler(path: str, etag: str) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             return
 
         def _range(self) -> tuple[int, int] | None:
@@ -51,10 +51,10 @@ def _make_handler(path: str, etag: str) -> type[BaseHTTPRequestHandler]:
                 self.send_header(key, value)
             self.end_headers()
 
-        def do_HEAD(self) -> None:  # noqa: N802
+        def do_HEAD(self) -> None:
             self._headers(200, size, {})
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             parsed = self._range()
             if parsed is not None and parsed[0] >= size:
                 self._headers(416, 0, {"Content-Range": f"bytes */{size}"})

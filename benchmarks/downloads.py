@@ -122,7 +122,7 @@ def main(argv: list[str]) -> None:
         f"\nDownload of one {args.size_mib} MiB file over loopback, {args.rounds} rounds, "
         f"load average at round starts {', '.join(f'{x:.1f}' for x in loads)} on {os.cpu_count()} CPUs"
     )
-    print(f"| {'what':<36} | {'median s':>8} | {'MiB/s':>7} | {'× curl -o FILE (per round)':>30} |")
+    print(f"| {'what':<36} | {'median s':>8} | {'MiB/s':>7} | {'x curl -o FILE (per round)':>30} |")
     print(f"|{'-' * 38}|{'-' * 9}:|{'-' * 8}:|{'-' * 31}:|")
     for name in clients:
         median = statistics.median(seconds[name])

@@ -73,7 +73,9 @@ def _deployment(name: str, strategy: str) -> Deployment:
 
 def _estimate(gib: int, host_gib: int) -> ResourceEstimate:
     claim = ResourceClaim(
-        strategy="single_device", devices=(DeviceClaim(memory_bytes=gib * GIB),), host_memory_bytes=host_gib * GIB
+        strategy="single_device",
+        devices=(DeviceClaim(memory_bytes=gib * GIB),),
+        host_memory_bytes=host_gib * GIB,
     )
     return ResourceEstimate(model="m", claims=(claim,))
 
@@ -127,7 +129,6 @@ def test_index_answers_the_simulated_cluster(monkeypatch: pytest.MonkeyPatch) ->
         calls.append(1)
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-
     monkeypatch.setattr(fast_module, "_indexed", counting)
     workers, placements = simulate_cluster(300, 8, seed=5)
     fast_state, general_state = ClusterState(workers, placements), ClusterState(workers, placements)
@@ -138,7 +139,8 @@ def test_index_answers_the_simulated_cluster(monkeypatch: pytest.MonkeyPatch) ->
         est = simple_estimate((8, 20, 40)[i % 3])
         a = fast.schedule_in(fast_state, dep, est, i)
         b = general.schedule_in(general_state, dep, est, i)
-        assert a.placement == b.placement and a.explanation == b.explanation
+        assert a.placement == b.placement
+        assert a.explanation == b.explanation
         if a.placement is not None and b.placement is not None:
             fast_state.add(a.placement)
             general_state.add(b.placement)

@@ -55,7 +55,8 @@ def test_large_file_comes_in_parallel_ranges_and_is_verified(
     assert transferred == len(GGUF_Q4)
     expected = [(s, min(s + RANGE, len(GGUF_Q4)) - 1) for s in range(0, len(GGUF_Q4), RANGE)]
     assert sorted(_gets(state)) == expected  # every byte asked for once, in bounded ranges
-    assert seen[-1].done and seen[-1].downloaded_bytes == len(GGUF_Q4)
+    assert seen[-1].done
+    assert seen[-1].downloaded_bytes == len(GGUF_Q4)
     assert not list(_partial(cache).parent.iterdir())
 
 

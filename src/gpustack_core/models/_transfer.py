@@ -27,9 +27,10 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["RANGE_BYTES", "ShortRead", "fetch_into_partial", "resume_point"]
 
@@ -265,7 +266,7 @@ def _sequential(
         if prefix[0] - told[0] >= _HASH_BLOCK:  # wake the hasher per block, not per read
             told[0] = prefix[0]
             hasher.advance(prefix[0])
-            progress(prefix[0])
+        progress(prefix[0])  # throttled by the caller
 
     with _exiting(stream):
         os.ftruncate(fd, have)
@@ -276,7 +277,7 @@ def _sequential(
     return hasher.finish()
 
 
-class _exiting:  # noqa: N801 - used as a context manager
+class _exiting:
     def __init__(self, stream: AbstractContextManager[Any]) -> None:
         self.stream = stream
 
@@ -334,6 +335,7 @@ def _parallel(
                 opened[0].__exit__(None, None, None)
             return
         start, span = starts[index], length(index)
+        stream: AbstractContextManager[httpx.Response]
         if opened is None:
             stream = client.stream("GET", url, headers={"Range": f"bytes={start}-{start + span - 1}"})
             response = stream.__enter__()
@@ -370,6 +372,8 @@ def _parallel(
     finally:
         state.stop.set()
         pool.shutdown(wait=True, cancel_futures=True)
+    import httpx
+
     errors = [f.exception() for f in futures if f.done() and not f.cancelled() and f.exception() is not None]
     if errors:
         prefix = valid_prefix()

@@ -27,14 +27,15 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-import httpx
 
 from ..errors import DownloadError, ModelAccessDeniedError, ModelNotFoundError, OfflineModeError
 from ..types import DownloadProgress, ModelMetadata
 from ._transfer import RANGE_BYTES, ShortRead, fetch_into_partial, resume_point
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["DEFAULT_CONNECTIONS", "FileRequest", "ModelCache", "check_response", "free_bytes"]
 
@@ -343,6 +344,8 @@ class ModelCache:
         progress: Callable[[DownloadProgress], None] | None,
         retries: int,
     ) -> int:
+        import httpx
+
         partial = self._partial_path(rev_dir, file)
         partial.parent.mkdir(parents=True, exist_ok=True)
         transferred = [0]

@@ -91,7 +91,9 @@ def _indexed(
         other = None if found is None else (found[0], found[1], state.worker_best_device[found[1]])
     else:
         other = index.best_binpack(need, skip, score)
-    if other is not None and (best is None or other[0] > best[0] or (other[0] == best[0] and other[1] < best[1])):
+    if other is not None and (
+        best is None or other[0] > best[0] or (other[0] == best[0] and other[1] < best[1])
+    ):
         best = other
     if best is None:
         return None

@@ -209,11 +209,11 @@ class ClusterState:
                 self.dev_floor[d], self.dev_base[d] + self.dev_claimed[d]
             )
             if not self._bulk:
-                w = self.dev_worker[d]
-                old_max = self.worker_max_free[w]
-                self._reindex_worker(w)
+                owner = self.dev_worker[d]
+                old_max = self.worker_max_free[owner]
+                self._reindex_worker(owner)
                 for index in self.free_indexes.values():
-                    index.changed(w, d, old_free, old_max)
+                    index.changed(owner, d, old_free, old_max)
         for name, amount in self._host_claims(placement):
             w = self.worker_index.get(name)
             if w is None:
