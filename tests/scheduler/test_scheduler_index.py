@@ -144,4 +144,4 @@ def test_index_answers_the_simulated_cluster(monkeypatch: pytest.MonkeyPatch) ->
         if a.placement is not None and b.placement is not None:
             fast_state.add(a.placement)
             general_state.add(b.placement)
-    assert len(calls) == 60
+    assert len(calls) == 59  # the first decision scans: a state used once never builds the index

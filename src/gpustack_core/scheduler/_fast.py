@@ -210,7 +210,7 @@ def fast_single(
         and all(weight > 0 for code, weight in codes if code)
     ):
         index = state.free_index(key, eligible)
-        if index.usable():
+        if index is not None and index.usable():
             found = _indexed(view, claim, index, codes, mode)
             return found, state.single_option_count
     if (

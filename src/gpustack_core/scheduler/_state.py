@@ -148,6 +148,7 @@ class ClusterState:
         self.eligible_cache: dict[object, list[int]] = {}
         #: sorted free memory of the workers of an ``eligible_cache`` entry (same key), kept current
         self.free_indexes: dict[object, FreeIndex] = {}
+        self._index_requested: set[object] = set()
         #: deployment name -> worker index -> replicas of it (head or subordinate) on that worker
         self.replicas: dict[str, dict[int, int]] = {}
         #: every worker's devices have equal allocatable memory
@@ -258,10 +259,18 @@ class ClusterState:
 
     # ------------------------------------------------------------------ queries
 
-    def free_index(self, key: object, workers: Sequence[int]) -> FreeIndex:
-        """The kept :class:`FreeIndex` of ``workers`` (the ``eligible_cache`` entry ``key``)."""
+    def free_index(self, key: object, workers: Sequence[int]) -> FreeIndex | None:
+        """The kept :class:`FreeIndex` of ``workers`` (the ``eligible_cache`` entry ``key``).
+
+        ``None`` the first time a key is asked for: building the index costs about one scan, so
+        a state used for a single decision (``Scheduler.schedule``) never pays for it; the
+        second decision builds it and later ones reuse it.
+        """
         index = self.free_indexes.get(key)
         if index is None:
+            if key not in self._index_requested:
+                self._index_requested.add(key)
+                return None
             index = self.free_indexes[key] = FreeIndex(self, workers)
         return index
 
