@@ -67,8 +67,13 @@ class ClusterState:
     and are represented by host memory, not listed as devices.
     """
 
-    def __init__(self, workers: Sequence[WorkerInfo], placements: Iterable[Placement] = ()) -> None:
+    def __init__(
+        self, workers: Sequence[WorkerInfo], placements: Iterable[Placement] = (), *, free_index: bool = True
+    ) -> None:
         """Index ``workers`` and count ``placements``.
+
+        ``free_index=False`` turns off the free-memory index of repeated one-GPU decisions (every
+        decision scans the eligible workers, as before the index existed; for comparisons).
 
         Raises:
             SchedulingError: two workers share a name, or two placements share a deployment and replica.
@@ -149,6 +154,7 @@ class ClusterState:
         #: sorted free memory of the workers of an ``eligible_cache`` entry (same key), kept current
         self.free_indexes: dict[object, FreeIndex] = {}
         self._index_requested: set[object] = set()
+        self._use_free_index = free_index
         #: deployment name -> worker index -> replicas of it (head or subordinate) on that worker
         self.replicas: dict[str, dict[int, int]] = {}
         #: every worker's devices have equal allocatable memory
@@ -266,6 +272,8 @@ class ClusterState:
         a state used for a single decision (``Scheduler.schedule``) never pays for it; the
         second decision builds it and later ones reuse it.
         """
+        if not self._use_free_index:
+            return None
         index = self.free_indexes.get(key)
         if index is None:
             if key not in self._index_requested:
