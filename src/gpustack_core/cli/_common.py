@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Any
 
 from ..plugins import PluginHost
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["console", "make_host", "print_json"]
 
@@ -19,6 +20,8 @@ def make_host() -> PluginHost:
 
 def console(stderr: bool = False) -> Console:
     """A rich console on stdout (or stderr), no soft wrapping of long messages."""
+    from rich.console import Console  # imported on use: JSON output does not need rich
+
     return Console(stderr=stderr, soft_wrap=True)
 
 
