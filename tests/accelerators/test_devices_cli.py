@@ -17,7 +17,7 @@ def test_devices_json_shows_cpu_and_one_line_per_absent_vendor() -> None:
     data = json.loads(result.output)
     assert any(d["accelerator"] == "cpu" for d in data["devices"])
     reports = {r["accelerator"]: r for r in data["reports"]}
-    assert {"cpu", "cuda", "rocm", "cann", "dtk", "musa", "corex", "mlu", "metal"} <= set(reports)
+    assert {"cpu", "cuda", "rocm", "cann", "dtk", "musa", "corex", "mlu", "metal", "metax"} <= set(reports)
     for name, report in reports.items():
         assert report["error"] is None, f"{name}: {report['error']}"
         if report["device_count"] == 0:

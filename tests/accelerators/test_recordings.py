@@ -145,7 +145,7 @@ def test_missing_or_broken_manifest(tmp_path: Path) -> None:
 def test_every_built_in_manifest_loads() -> None:
     plugins = Path(__file__).parents[2] / "plugins" / "accelerators"
     manifests = sorted(plugins.glob("*/tests/fixtures/conformance.toml"))
-    assert len(manifests) == 8  # every plugin but cpu, which runs on this machine only
+    assert len(manifests) == 9  # every plugin but cpu, which runs on this machine only
     for path in manifests:
         manifest = ConformanceManifest.load(path)
         assert all(r.garbled is not None for r in manifest.recordings), path

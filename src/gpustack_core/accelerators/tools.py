@@ -6,12 +6,12 @@ import logging
 import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from gpustack_core import _platform
 from gpustack_core.errors import AcceleratorNotPresent, AcceleratorOutputError, AcceleratorToolTimeout
 from gpustack_core.types import DetectOptions
 
@@ -64,8 +64,8 @@ def find_tool(name: str, options: DetectOptions) -> str | None:
 def _kill_group(process: subprocess.Popen[str]) -> None:
     """Kill the tool and everything it started (it leads its own process group)."""
     try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
+        _platform.signal_group(process.pid, _platform.KILL)
+    except PermissionError:
         process.kill()
 
 
@@ -120,7 +120,7 @@ def run_tool(
             cwd=cwd,
             text=True,
             errors="replace",
-            start_new_session=True,
+            **_platform.new_group_kwargs(),
         )
     except OSError as exc:
         raise AcceleratorNotPresent(f"{accelerator}: cannot run {tool} ({exc.strerror or exc})") from exc

@@ -14,7 +14,6 @@ of that version starts from scratch. Installs of one version are serialised with
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import re
 import shlex
@@ -25,6 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from gpustack_core._platform import file_lock
 from gpustack_core.errors import EngineError, EngineNotInstalledError
 from gpustack_core.types import EngineInstallation, EngineOptions
 
@@ -147,13 +147,8 @@ def install_lock(options: EngineOptions, engine: str, version: str) -> Iterator[
     """Hold an exclusive lock for installing one version; yields the version's directory."""
     directory = version_dir(options, engine, version)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = directory.parent / f".{version}.lock"
-    with lock_path.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield directory
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with file_lock(directory.parent / f".{version}.lock"):
+        yield directory
 
 
 def run_logged(argv: Sequence[str], what: str, log: Path) -> None:

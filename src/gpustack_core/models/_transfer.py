@@ -76,19 +76,38 @@ def resume_point(partial: Path) -> int:
 
 
 def write_at(fd: int, data: bytes | memoryview, offset: int) -> None:
-    """Write all of ``data`` at ``offset`` of ``fd`` (a seam for tests of a full disk)."""
+    """Write all of ``data`` at ``offset`` of ``fd`` (a seam for tests of a full disk).
+
+    Without ``os.pwrite`` (Windows) it seeks, so each thread writes through its own descriptor.
+    """
     view = memoryview(data)
+    positional = hasattr(os, "pwrite")
     while view:
-        written = os.pwrite(fd, view, offset)
+        if positional:
+            written = os.pwrite(fd, view, offset)
+        else:
+            os.lseek(fd, offset, os.SEEK_SET)
+            written = os.write(fd, view)
         view = view[written:]
         offset += written
+
+
+def _read_at(fd: int, size: int, offset: int) -> bytes:
+    if hasattr(os, "pread"):
+        return os.pread(fd, size, offset)
+    os.lseek(fd, offset, os.SEEK_SET)  # Windows: the hashing thread's own descriptor
+    return os.read(fd, size)
+
+
+def _open(partial: Path, flags: int) -> int:
+    return os.open(partial, flags | getattr(os, "O_BINARY", 0), 0o644)
 
 
 class _PrefixHasher:
     """sha256 of ``[0, prefix)`` of a file, computed in a thread that follows the prefix."""
 
-    def __init__(self, fd: int, start: int) -> None:
-        self._fd = fd
+    def __init__(self, partial: Path, start: int) -> None:
+        self._fd = _open(partial, os.O_RDONLY)
         self._hasher = hashlib.sha256()
         self._hashed = 0
         self._target = start
@@ -113,7 +132,7 @@ class _PrefixHasher:
                     target = self._target
                     if self._hashed >= target:
                         return
-                block = os.pread(self._fd, min(_HASH_BLOCK, target - self._hashed), self._hashed)
+                block = _read_at(self._fd, min(_HASH_BLOCK, target - self._hashed), self._hashed)
                 if not block:
                     raise OSError(f"file shorter than its prefix at byte {self._hashed}")
                 self._hasher.update(block)
@@ -127,6 +146,7 @@ class _PrefixHasher:
             self._closed = True
             self._cond.notify()
         self._thread.join()
+        self._close()
         if self._error is not None:
             raise self._error
         return str(self._hasher.hexdigest())
@@ -138,6 +158,12 @@ class _PrefixHasher:
             self._closed = True
             self._cond.notify()
         self._thread.join()
+        self._close()
+
+    def _close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 class _Progress:
@@ -170,8 +196,8 @@ def fetch_into_partial(
     every 0.2 s or so. The caller fsyncs and verifies. Raises :class:`ShortRead` (resumable),
     ``httpx.TransportError``, ``OSError`` from writing, or what ``check`` raises for an HTTP error.
     """
-    fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o644)
-    hasher = _PrefixHasher(fd, have)
+    fd = _open(partial, os.O_RDWR | os.O_CREAT)
+    hasher = _PrefixHasher(partial, have)
     finished = False
     try:
         remaining = None if size is None else size - have
@@ -194,7 +220,7 @@ def fetch_into_partial(
         if not ranged and have:
             os.ftruncate(fd, 0)
             hasher.abandon()
-            hasher = _PrefixHasher(fd, 0)
+            hasher = _PrefixHasher(partial, 0)
             have = 0
         if parallel and ranged:
             assert size is not None
@@ -349,7 +375,11 @@ def _parallel(
             def on_bytes(written: int) -> None:
                 done[index] = written
 
-            written = _receive(response, fd, start, span, state, on_bytes, transferred)
+            own = _open(partial, os.O_WRONLY)  # a descriptor per thread: no shared file position
+            try:
+                written = _receive(response, own, start, span, state, on_bytes, transferred)
+            finally:
+                os.close(own)
         if written < span and not state.stop.is_set():
             raise ShortRead(f"connection closed at byte {start + written} of {size}")
 

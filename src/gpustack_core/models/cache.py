@@ -7,7 +7,7 @@ Layout under ``cache_dir``::
     <source>/<model id>/<revision>/.gpustack/metadata[#<selector>].json  last ``resolve`` (offline use)
     <source>/<model id>/<revision>/.gpustack/manifest.json   completed files: size, sha256, mtime
     <source>/<model id>/<revision>/.gpustack/partial/<quoted path>   interrupted downloads
-    .locks/<source>/<model id>/<revision>.lock          fcntl.flock lock of that revision
+    .locks/<source>/<model id>/<revision>.lock          inter-process lock of that revision
 
 ``<revision>`` is the commit where the source has one, else the revision name. A file is moved into
 place (atomic rename) only after its size and sha256 (where the source publishes one) match.
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import hashlib
 import json
 import logging
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from .._platform import file_lock
 from ..errors import DownloadError, ModelAccessDeniedError, ModelNotFoundError, OfflineModeError
 from ..types import DownloadProgress, ModelMetadata
 from ._transfer import RANGE_BYTES, ShortRead, fetch_into_partial, resume_point
@@ -187,24 +187,20 @@ class ModelCache:
     # -- locking ------------------------------------------------------------------------------
     @contextlib.contextmanager
     def lock(self, source: str, model_id: str, revision: str) -> Iterator[None]:
-        """Hold the inter-process lock of one revision (``fcntl.flock`` on a lock file).
+        """Hold the inter-process lock of one revision (a lock file, see ``_platform.file_lock``).
 
-        A second process blocks until the first releases it. flock works between processes of
-        one machine and, on Linux NFS clients (emulated with POSIX locks), between machines.
+        A second process blocks until the first releases it. The lock is ``flock`` on POSIX,
+        which works between processes of one machine and, on Linux NFS clients (emulated with
+        POSIX locks), between machines; ``msvcrt.locking`` on Windows.
         """
         model_dir = self.model_dir(source, model_id).relative_to(self.root)
         path = self.root / ".locks" / model_dir / (quote(revision, safe="") + ".lock")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                _log.info("waiting for another process downloading %s:%s@%s", source, model_id, revision)
-                fcntl.flock(fd, fcntl.LOCK_EX)
+
+        def waiting() -> None:
+            _log.info("waiting for another process downloading %s:%s@%s", source, model_id, revision)
+
+        with file_lock(path, on_wait=waiting):
             yield
-        finally:
-            os.close(fd)
 
     # -- completeness ---------------------------------------------------------------------------
     def _manifest_path(self, source: str, model_id: str, revision: str) -> Path:

@@ -3,10 +3,8 @@ signalling and checking whole groups, HTTP/TCP probes, and the per-instance stat
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -17,6 +15,7 @@ import anyio
 import httpx
 import psutil
 
+from gpustack_core import _platform
 from gpustack_core.errors import EngineLaunchError
 from gpustack_core.types import LaunchSpec
 
@@ -104,25 +103,8 @@ def _same_process_alive(pid: int, start_time: float) -> bool:
 
 
 def group_members(pgid: int) -> list[int]:
-    """Pids of the live (not zombie) processes in a process group; zombies are left to whoever
-    reaps them (``Popen.poll`` for our own children, init for orphans)."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return []
-    except PermissionError:
-        pass
-    members: list[int] = []
-    for process in psutil.process_iter(["status"]):
-        try:
-            if os.getpgid(process.pid) != pgid:
-                continue
-        except (ProcessLookupError, PermissionError):
-            continue
-        if process.info["status"] == psutil.STATUS_ZOMBIE:
-            continue
-        members.append(process.pid)
-    return members
+    """Pids of the live (not zombie) processes in a process group (:mod:`gpustack_core._platform`)."""
+    return _platform.group_members(pgid)
 
 
 def group_alive(pgid: int) -> bool:
@@ -131,9 +113,9 @@ def group_alive(pgid: int) -> bool:
 
 
 def kill_group(pgid: int, sig: int) -> None:
-    """Send ``sig`` to every process of the group; a group already gone is fine."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, sig)
+    """Send ``sig`` (``_platform.TERMINATE`` or ``_platform.KILL``) to every process of the group;
+    a group already gone is fine."""
+    _platform.signal_group(pgid, sig)
 
 
 def write_spec_files(spec: LaunchSpec) -> None:
@@ -165,7 +147,7 @@ def spawn(spec: LaunchSpec, log_path: Path, log_max_bytes: int, log_keep: int) -
             stderr=subprocess.STDOUT,
             env=env,
             cwd=spec.cwd,
-            start_new_session=True,
+            **_platform.new_group_kwargs(),
         )
     except OSError as exc:
         raise EngineLaunchError(
@@ -182,10 +164,10 @@ def spawn(spec: LaunchSpec, log_path: Path, log_max_bytes: int, log_keep: int) -
             stdin=engine.stdout,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            start_new_session=True,
+            **_platform.new_group_kwargs(),
         )
     except OSError as exc:
-        kill_group(engine.pid, signal.SIGKILL)
+        kill_group(engine.pid, _platform.KILL)
         engine.wait()
         raise EngineLaunchError(f"could not start the log pump for {spec.argv[0]!r}: {exc}") from exc
     finally:

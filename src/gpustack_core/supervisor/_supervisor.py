@@ -4,9 +4,7 @@ adopts or cleans up what an earlier supervisor left behind."""
 from __future__ import annotations
 
 import logging
-import os
 import re
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +14,7 @@ import anyio
 import httpx
 from anyio.abc import TaskGroup
 
+from gpustack_core import _platform
 from gpustack_core.errors import EngineError, EngineLaunchError
 from gpustack_core.types import LaunchSpec
 
@@ -225,10 +224,10 @@ class Supervisor:
             instance.scope.cancel()
         process = instance.process
         if process is not None:
-            kill_group(process.pgid, signal.SIGTERM)
+            kill_group(process.pgid, _platform.TERMINATE)
             if not await self._wait_group_gone(process, grace_s):
                 logger.info("instance %s did not stop within %.1f s; sending SIGKILL", instance_id, grace_s)
-                kill_group(process.pgid, signal.SIGKILL)
+                kill_group(process.pgid, _platform.KILL)
                 await self._wait_group_gone(process, 10.0)
             _, code = process.poll()
             if code is not None:
@@ -304,7 +303,7 @@ class Supervisor:
         same_group = False
         if not exited:
             try:
-                same_group = os.getpgid(record.pid) == record.pgid
+                same_group = _platform.group_of(record.pid) == record.pgid
             except ProcessLookupError:
                 exited = True
         if not exited and same_group and record.spec is not None and self._task_group is not None:
@@ -326,7 +325,7 @@ class Supervisor:
         if (not exited and same_group) or (exited and group_alive(record.pgid)):
             # A live engine we cannot manage (unknown spec), or the leftovers of a dead one.
             logger.warning("killing process group %d left by %s", record.pgid, record.instance_id)
-            kill_group(record.pgid, signal.SIGKILL)
+            kill_group(record.pgid, _platform.KILL)
         return False
 
     def _get(self, instance_id: str) -> _Instance:
@@ -451,7 +450,7 @@ class Supervisor:
                         instance.restarts_since_ready = 0
                         self._set(instance, "ready", f"ready (pid {process.pid})")
                     elif now - started > spec.ready_timeout_s:
-                        kill_group(process.pgid, signal.SIGKILL)
+                        kill_group(process.pgid, _platform.KILL)
                         kill_reason = f"not ready within {spec.ready_timeout_s:g} s, killed: "
                     next_probe = now + _READINESS_INTERVAL_S
                 else:
@@ -462,12 +461,12 @@ class Supervisor:
                         self._set(instance, "unhealthy", f"{failures} health checks failed in a row")
                         if self.restart.restart_on_unhealthy:
                             kill_reason = f"{failures} health checks failed in a row, killed: "
-                            kill_group(process.pgid, signal.SIGKILL)
+                            kill_group(process.pgid, _platform.KILL)
                     next_probe = now + self.restart.health_interval_s
             await anyio.sleep(self._poll_interval_s)
 
     async def _clean_group(self, process: SpawnedProcess) -> None:
         """After the leader exited: let the pump drain, then kill whatever is left in the group."""
         if not await self._wait_group_gone(process, 2.0):
-            kill_group(process.pgid, signal.SIGKILL)
+            kill_group(process.pgid, _platform.KILL)
             await self._wait_group_gone(process, 5.0)

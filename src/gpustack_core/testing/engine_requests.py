@@ -43,6 +43,7 @@ VENDOR_DEVICES: dict[str, tuple[str, str, str | None]] = {
     "nvidia": ("cuda", "gpu", "CUDA_VISIBLE_DEVICES"),
     "amd": ("rocm", "gpu", "HIP_VISIBLE_DEVICES"),
     "ascend": ("cann", "npu", "ASCEND_RT_VISIBLE_DEVICES"),
+    "metax": ("metax", "gpu", "MACA_VISIBLE_DEVICES"),
     "apple": ("metal", "gpu", None),
     "cpu": ("cpu", "cpu", None),
 }

@@ -138,12 +138,17 @@ class WorkerAgent:
             if self.config.api_port is not None:
                 api_socket = bind_api_socket(self.config.api_host or self._bind_host(), self.config.api_port)
                 self.api_port = api_socket.getsockname()[1]
-            await self._register(client)
-            async with anyio.create_task_group() as group:
+            try:
+                await self._register(client)
+                async with anyio.create_task_group() as group:
+                    if api_socket is not None:
+                        group.start_soon(serve_worker_api, self._api_app(supervisor), api_socket)
+                    group.start_soon(self._heartbeat_loop, client)
+                    group.start_soon(self._assignment_loop, client, group)
+            finally:
+                # cancelled before the API server took the socket over (e.g. while registering)
                 if api_socket is not None:
-                    group.start_soon(serve_worker_api, self._api_app(supervisor), api_socket)
-                group.start_soon(self._heartbeat_loop, client)
-                group.start_soon(self._assignment_loop, client, group)
+                    api_socket.close()
 
     def _api_app(self, supervisor: Supervisor) -> Starlette:
         def log_path(instance_id: str) -> Path:

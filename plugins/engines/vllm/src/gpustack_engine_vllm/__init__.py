@@ -32,7 +32,11 @@ DEFAULT_RAY_PORT = 6379
 
 
 class VllmEngine(engines.VenvEngine):
-    """vLLM's OpenAI-compatible server for safetensors models on NVIDIA and AMD GPUs.
+    """vLLM's OpenAI-compatible server for safetensors models on NVIDIA, AMD and MetaX GPUs.
+
+    On MetaX the ``vllm`` program must be MetaX's build (upstream vLLM with the vLLM-MetaX platform
+    plugin and ``mcoplib``, from MetaX's images or wheels; not on PyPI): the same ``vllm serve`` CLI,
+    with devices chosen by ``MACA_VISIBLE_DEVICES``. A pip-installed upstream vLLM cannot drive MACA.
 
     One node: ``--tensor-parallel-size`` = the node's devices. Several nodes: tensor parallel
     within a node, pipeline parallel across nodes, ``--distributed-executor-backend ray``; rank 0
@@ -45,11 +49,11 @@ class VllmEngine(engines.VenvEngine):
     program = system_program = "vllm"
 
     def capabilities(self) -> EngineCapabilities:
-        """safetensors; LLM, VLM, embedding, rerank; NVIDIA and AMD; TP, PP and multi-node."""
+        """safetensors; LLM, VLM, embedding, rerank; NVIDIA, AMD and MetaX; TP, PP and multi-node."""
         return EngineCapabilities(
             formats=(ModelFormat.SAFETENSORS,),
             categories=tuple(TASKS),
-            vendors=("nvidia", "amd"),
+            vendors=("nvidia", "amd", "metax"),
             tensor_parallel=True,
             pipeline_parallel=True,
             multi_worker=True,

@@ -1,0 +1,159 @@
+"""The few operating-system differences the core depends on, in one place.
+
+Everything here imports on Linux, macOS and Windows: no POSIX-only module (``fcntl``, ``pwd``,
+``resource``, ...) is imported at module level, and the functions choose their implementation when
+called, from ``os.name``.
+
+- **process groups**: a child started with :func:`new_group_kwargs` leads a group of its own, which
+  :func:`signal_group` signals and :func:`group_members` lists as a whole. On POSIX that is a
+  session and its process group (``killpg``); on Windows a new process group
+  (``CREATE_NEW_PROCESS_GROUP``), signalled and listed as the leader's process tree through
+  ``psutil`` (descendants of a leader that has already exited cannot be found there).
+- **signals**: :data:`TERMINATE` and :data:`KILL` exist everywhere (Windows has no ``SIGKILL``;
+  there a kill is ``TerminateProcess``).
+- **file locks**: :func:`file_lock`, an exclusive inter-process lock on a lock file through the
+  maintained ``filelock`` library (``fcntl.flock`` on POSIX, ``msvcrt.locking`` on Windows),
+  imported only when a lock is taken.
+
+What was run where is written down in ``docs/platforms.md``: CI runs Linux only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+__all__ = [
+    "KILL",
+    "TERMINATE",
+    "file_lock",
+    "group_exists",
+    "group_members",
+    "group_of",
+    "is_windows",
+    "new_group_kwargs",
+    "signal_group",
+]
+
+#: asks a process to stop (SIGTERM; on Windows ``TerminateProcess`` as well)
+TERMINATE: int = int(signal.SIGTERM)
+#: stops a process without asking (SIGKILL; Windows has none and terminates)
+KILL: int = int(getattr(signal, "SIGKILL", signal.SIGTERM))
+
+
+def is_windows() -> bool:
+    """Whether this is Windows (``os.name == "nt"``)."""
+    return os.name == "nt"
+
+
+def new_group_kwargs() -> dict[str, Any]:
+    """Keyword arguments for :class:`subprocess.Popen` that make the child lead a new group."""
+    if is_windows():
+        return {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x200)}
+    return {"start_new_session": True}
+
+
+def _tree(pgid: int) -> list[psutil.Process]:
+    """The live leader ``pgid`` and its descendants (the Windows stand-in for a group)."""
+    try:
+        leader = psutil.Process(pgid)
+        return [leader, *leader.children(recursive=True)]
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return []
+
+
+def signal_group(pgid: int, sig: int) -> None:
+    """Send ``sig`` to every process of group ``pgid``; a group already gone is fine.
+
+    On Windows the leader's live tree is terminated (``KILL``) or asked to stop (anything else,
+    ``TerminateProcess`` too: Windows has no polite stop for a console-less process).
+    """
+    if not is_windows():
+        killpg: Callable[[int, int], None] = os.killpg  # type: ignore[attr-defined,unused-ignore]
+        with contextlib.suppress(ProcessLookupError):
+            killpg(pgid, sig)
+        return
+    for process in _tree(pgid):
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            if sig == KILL:
+                process.kill()
+            else:
+                process.terminate()
+
+
+def group_of(pid: int) -> int:
+    """The group ``pid`` belongs to (POSIX ``getpgid``; on Windows the pid itself).
+
+    Raises:
+        ProcessLookupError: no process ``pid``.
+    """
+    if not is_windows():
+        getpgid: Callable[[int], int] = os.getpgid  # type: ignore[attr-defined,unused-ignore]
+        return getpgid(pid)
+    if not psutil.pid_exists(pid):
+        raise ProcessLookupError(pid)
+    return pid
+
+
+def group_exists(pgid: int) -> bool:
+    """Whether any process of group ``pgid`` may still exist (cheap check before a full scan)."""
+    if is_windows():
+        return bool(_tree(pgid))
+    killpg: Callable[[int, int], None] = os.killpg  # type: ignore[attr-defined,unused-ignore]
+    try:
+        killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def group_members(pgid: int) -> list[int]:
+    """Pids of the live (not zombie) processes of group ``pgid``; zombies are left to whoever
+    reaps them (``Popen.poll`` for our own children, init for orphans)."""
+    if not group_exists(pgid):
+        return []
+    if is_windows():
+        return [p.pid for p in _tree(pgid)]
+    members: list[int] = []
+    for process in psutil.process_iter(["status"]):
+        try:
+            if group_of(process.pid) != pgid:
+                continue
+        except (ProcessLookupError, PermissionError):
+            continue
+        if process.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        members.append(process.pid)
+    return members
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, *, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """Hold an exclusive inter-process lock on the file ``path`` (created if missing).
+
+    A second holder blocks until the first releases it. ``on_wait`` is called once, before
+    blocking, when the lock is already held elsewhere (to log that we wait).
+    """
+    from filelock import FileLock, Timeout  # imported here: it imports fcntl on POSIX
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if on_wait is not None:
+            on_wait()
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
