@@ -38,8 +38,8 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The default test suite (no slow marker)."""
-    session.run(PY, "-m", "pytest", "-m", "not slow", *session.posargs)
+    """The default test suite (no slow marker; the browser tests run in `console`)."""
+    session.run(PY, "-m", "pytest", "-m", "not slow and not console", *session.posargs)
 
 
 @nox.session
@@ -49,13 +49,29 @@ def slow(session: nox.Session) -> None:
 
 
 @nox.session
+def console(session: nox.Session) -> None:
+    """The web console in headless Chromium (Debian's `chromium`); GPUSTACK_CONSOLE_SCREENSHOTS=docs/console
+    refreshes the committed screenshots."""
+    session.run(PY, "-m", "pytest", "-m", "console", "tests/console", *session.posargs)
+
+
+@nox.session
 def ci(session: nox.Session) -> None:
-    """Everything CI runs, in order: lint, typecheck, docs, tests, slow suites."""
+    """Everything CI runs, in order: lint, typecheck, docs, tests, console, API fuzzing, slow suites."""
     session.notify("lint")
     session.notify("typecheck")
     session.notify("docs")
     session.notify("tests")
+    session.notify("console")
+    session.notify("fuzz")
     session.notify("slow")
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """schemathesis against the management API's OpenAPI document as admin, user, unauthenticated
+    and worker (about 40 s each; ``-- --max-time N`` per credential)."""
+    session.run(PY, "scripts/fuzz_api.py", *session.posargs)
 
 
 @nox.session

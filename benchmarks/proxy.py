@@ -39,13 +39,14 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # -- the gateway process -----------------------------------------------------------------------------
 
 
-def serve_gateway(upstream: str, port: int = 0, store_url: str | None = None) -> None:
+def serve_gateway(upstream: str, port: int = 0, store_url: str | None = None, limits: bool = False) -> None:
     """Run the gateway under uvicorn in this process, one route to ``upstream``; print the port.
 
     The socket is bound with ``SO_REUSEPORT``: several such processes on one port share the
     incoming connections (the kernel spreads them), which is how ``--gateway-workers`` runs.
     With ``store_url`` the keys and usage go through the reference server's database-backed
-    authenticator and usage sink (``--store-backed``), as ``gpustack-core serve`` runs them.
+    authenticator and usage sink (``--store-backed``), as ``gpustack-core serve`` runs them;
+    ``limits`` adds the server's database-backed quota and rate limiter (``--limits``).
     """
     import uvicorn
 
@@ -73,7 +74,7 @@ def serve_gateway(upstream: str, port: int = 0, store_url: str | None = None) ->
         auth = StaticKeyAuthenticator({API_KEY: Principal("u", "k", frozenset({"inference"}), None, False)})
         app = create_gateway(routes, auth, DiscardingSink())
     else:
-        app = _store_backed_app(routes, store_url)
+        app = _store_backed_app(routes, store_url, limits)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -84,8 +85,9 @@ def serve_gateway(upstream: str, port: int = 0, store_url: str | None = None) ->
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def _store_backed_app(routes: Any, store_url: str) -> Any:
-    """The gateway with the server's StoreKeyAuthenticator and batched StoreUsageSink."""
+def _store_backed_app(routes: Any, store_url: str, limits: bool = False) -> Any:
+    """The gateway with the server's StoreKeyAuthenticator and batched StoreUsageSink (and with
+    ``limits``, its StoreLimiter)."""
     import contextlib
 
     import anyio
@@ -94,13 +96,19 @@ def _store_backed_app(routes: Any, store_url: str) -> Any:
 
     from gpustack_core.gateway import create_gateway, gateway_lifespan
     from gpustack_core.server.gateway_bridge import StoreKeyAuthenticator, StoreUsageSink
+    from gpustack_core.server.limiter import StoreLimiter
     from gpustack_core.server.store import Store
     from gpustack_core.server.store.database import make_engine
+    from gpustack_core.server.store.governance import GovernanceStore
 
     store = Store(make_engine(store_url))
     auth, usage = StoreKeyAuthenticator(), StoreUsageSink()
     auth.store = usage.store = store
-    gateway = create_gateway(routes, auth, usage)
+    limiter = None
+    if limits:
+        limiter = StoreLimiter()
+        limiter.store = GovernanceStore(store.engine)
+    gateway = create_gateway(routes, auth, usage, limiter=limiter)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> Any:
@@ -113,19 +121,26 @@ def _store_backed_app(routes: Any, store_url: str) -> Any:
     return Starlette(routes=[Mount("", app=gateway)], lifespan=lifespan)
 
 
-def _make_store(path: Path) -> tuple[str, str]:
-    """A fresh SQLite database with one user and an inference key: (URL, key)."""
+def _make_store(path: Path, database_url: str | None = None) -> tuple[str, str]:
+    """A fresh database (SQLite at ``path`` unless ``database_url``) with one user and an inference
+    key: (URL, key). The key gets a daily token quota, an RPM and a TPM limit, all far from reached,
+    so that ``--limits`` measures their bookkeeping, not refusals."""
     from gpustack_core.server.security import hash_secret, new_api_key
     from gpustack_core.server.store import Store, migrate
     from gpustack_core.server.store.database import make_engine
+    from gpustack_core.server.store.governance import GovernanceStore
 
-    url = f"sqlite:///{path}"
+    url = database_url or f"sqlite:///{path}"
     engine = make_engine(url)
     migrate.upgrade(engine)
     store = Store(engine)
-    user = store.create_user("bench", "unused", "user")
+    user = store.create_user(f"bench-{new_api_key()[0][:8]}", "unused", "user")
     key_id, token = new_api_key()
     store.create_key(key_id, user.id, "bench", "key", hash_secret(token), ["inference"], None, None)
+    gov = GovernanceStore(engine)
+    gov.set_limit("key", key_id, "", "tokens", "day", 10**12)
+    gov.set_limit("key", key_id, "", "requests", "minute", 10**9)
+    gov.set_limit("user", user.id, "", "tokens", "minute", 10**12)
     engine.dispose()
     return url, token
 
@@ -278,7 +293,7 @@ def _ms(v: float) -> str:
 def main(argv: list[str]) -> None:
     """Run the benchmark and print a table (all times in milliseconds)."""
     if argv[:1] == ["--serve-gateway"]:
-        serve_gateway(argv[1], int(argv[2]), argv[3] or None)
+        serve_gateway(argv[1], int(argv[2]), argv[3] or None, argv[4:5] == ["limits"])
         return
     p = argparse.ArgumentParser(prog="python -m benchmarks proxy --")
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
@@ -302,18 +317,30 @@ def main(argv: list[str]) -> None:
         action="store_true",
         help="authenticate keys and meter usage through the reference server's SQLite store",
     )
+    p.add_argument(
+        "--limits",
+        action="store_true",
+        help="store-backed gateways with and without quotas and rate limits, side by side "
+        "(targets gateway and gateway+limits; implies --store-backed)",
+    )
+    p.add_argument("--database-url", default=None, help="with --store-backed: this database, not SQLite")
     args = p.parse_args(argv)
     store_url, api_key = "", API_KEY
     tmp = tempfile.TemporaryDirectory()
-    if args.store_backed:
-        store_url, api_key = _make_store(Path(tmp.name) / "bench.sqlite")
+    if args.store_backed or args.limits:
+        store_url, api_key = _make_store(Path(tmp.name) / "bench.sqlite", args.database_url)
 
     engine, engine_port = _start([sys.executable, "-m", "gpustack_core.gateway.fake_engine", "--port", "0"])
     serve = [sys.executable, "-m", "benchmarks.proxy", "--serve-gateway", f"http://127.0.0.1:{engine_port}"]
     gateways = [_start([*serve, "0", store_url])]
     gateway_port = gateways[0][1]
     gateways += [_start([*serve, str(gateway_port), store_url]) for _ in range(args.gateway_workers - 1)]
-    gateway_pids = [proc.pid for proc, _ in gateways]
+    limited: list[tuple[subprocess.Popen[str], int]] = []
+    if args.limits:
+        limited = [_start([*serve, "0", store_url, "limits"])]
+        limited += [
+            _start([*serve, str(limited[0][1]), store_url, "limits"]) for _ in range(args.gateway_workers - 1)
+        ]
     try:
         time.sleep(0.5)
 
@@ -334,12 +361,23 @@ def main(argv: list[str]) -> None:
             "gateway": (gateway_port, body(True)),
             "gateway+inject": (gateway_port, body(False)),
         }
+        if args.limits:  # limits on vs off, same store, same requests, blocks interleaved
+            targets = {
+                "direct": (engine_port, body(True)),
+                "gateway": (gateway_port, body(True)),
+                "gateway+limits": (limited[0][1], body(True)),
+            }
         loop_name = _loop_name()
         now = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         print(
             f"# {now}, {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
             f"Python {platform.python_version()}, {loop_name}, {args.gateway_workers} gateway process(es)"
-            + (", keys and usage in the server's SQLite store" if args.store_backed else "")
+            + (
+                f", keys and usage in the server's {'SQLite' if not args.database_url else 'SQL'} store"
+                if store_url
+                else ""
+            )
+            + (", gateway+limits reserves a token quota, RPM and TPM per request" if args.limits else "")
         )
         print(
             f"# streams of {args.tokens} chunks, {args.delay_ms} ms apart; {args.requests} requests per row"
@@ -350,27 +388,34 @@ def main(argv: list[str]) -> None:
         )
         print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for c in args.concurrency:
-            cpu0 = sum(_cpu_seconds(pid) for pid in gateway_pids)
+            groups = {"gateway": [p.pid for p, _ in gateways], "gateway+limits": [p.pid for p, _ in limited]}
+            cpu0 = {g: sum(_cpu_seconds(pid) for pid in pids) for g, pids in groups.items()}
             stagger_s = args.tokens * args.delay_ms / 1000 if args.stagger else 0.0
             res = asyncio.run(_measure(targets, c, args.requests, args.rounds, stagger_s, api_key))
-            gateway_requests = sum(
-                len(s.samples) + s.errors + _warmup(c) for n, s in res.items() if n != "direct"
-            )
-            cpu_ms = (sum(_cpu_seconds(pid) for pid in gateway_pids) - cpu0) * 1000 / max(1, gateway_requests)
+            cpu_ms: dict[str, float] = {}
+            for g, pids in groups.items():  # CPU per request of each gateway process group
+                served = sum(
+                    len(s.samples) + s.errors + _warmup(c)
+                    for n, s in res.items()
+                    if n != "direct" and (n == "gateway+limits") == (g == "gateway+limits")
+                )
+                cpu_ms[g] = (sum(_cpu_seconds(pid) for pid in pids) - cpu0[g]) * 1000 / max(1, served)
             d = res["direct"]
             for name, s in res.items():
                 added = name != "direct"
+                group = "gateway+limits" if name == "gateway+limits" else "gateway"
+                cpu_text = f"{cpu_ms[group]:.2f}" if added else ""
                 print(
                     f"| {c} | {name} | {_ms(s.pct('first_byte', 0.5))} | {_ms(s.pct('first_byte', 0.99))} "
                     f"| {_ms(s.pct('total', 0.5))} | {_ms(s.pct('total', 0.99))} "
                     f"| {_ms(s.pct('total', 0.5) - d.pct('total', 0.5)) if added else '':>8} "
                     f"| {_ms(s.pct('total', 0.99) - d.pct('total', 0.99)) if added else '':>8} "
                     f"| {_ms(s.pct('first_byte', 0.5) - d.pct('first_byte', 0.5)) if added else '':>8} "
-                    f"| {s.errors} | {f'{cpu_ms:.2f}' if added else ''} |",
+                    f"| {s.errors} | {cpu_text} |",
                     flush=True,
                 )
     finally:
-        for proc in [*(g for g, _ in gateways), engine]:
+        for proc in [*(g for g, _ in [*gateways, *limited]), engine]:
             proc.terminate()
             try:
                 proc.wait(timeout=10)

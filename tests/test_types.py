@@ -94,6 +94,16 @@ EXAMPLES: list[BaseModel] = [
     t.HttpProbe(path="/v1/models", expect_status=200),
     t.DeviceRef.parse("w:cuda:1"),
     t.GGUFTensor(name="blk.0.attn_q.weight", shape=(64, 64), ggml_type=8, ggml_type_name="Q8_0", offset=0),
+    t.PerformancePreset(mode="throughput"),
+    t.SpeculativeDecoding(method="draft_model", draft_model="/models/draft.gguf", num_speculative_tokens=4),
+    t.KVCacheExtension(kind="lmcache", host_memory_bytes=2**30, disk_path="/kv", disk_bytes=2**34),
+    t.RuntimeWorkload(engine="llama.cpp", weight_types=("F16",), dense_blas=True),
+    t.RuntimeOverhead(
+        device_items=(t.MemoryItem(label="context", bytes=2**29),),
+        host_items=(t.MemoryItem(label="libraries", bytes=2**28, first_request=True),),
+        allocation_granularity_bytes=2**21,
+        sources=("docs/benchmarks/estimation-h200.md",),
+    ),
 ]
 
 
@@ -172,3 +182,25 @@ def test_claim_and_candidate_helpers() -> None:
     assert CLAIM.total_device_memory_bytes == 2**30
     assert t.Candidate(worker=WORKER, devices=(DEVICE,), claim=CLAIM).label == "worker-a:cuda:0"
     assert t.Candidate(worker=WORKER, claim=CLAIM).label == "worker-a"
+
+
+def test_performance_preset_validates_its_parts() -> None:
+    from gpustack_core.types import KVCacheExtension, PerformancePreset, SpeculativeDecoding
+
+    with pytest.raises(ValueError, match="needs draft_model"):
+        SpeculativeDecoding(method="eagle3")
+    with pytest.raises(ValueError, match="takes no draft_model"):
+        SpeculativeDecoding(method="ngram", draft_model="/m")
+    with pytest.raises(ValueError, match="both disk_path and disk_bytes"):
+        KVCacheExtension(kind="lmcache", host_memory_bytes=1, disk_path="/d")
+    with pytest.raises(ValueError, match="latency"):
+        PerformancePreset.model_validate({"mode": "fastest"})
+    preset = PerformancePreset.model_validate(
+        {
+            "mode": "latency",
+            "speculative": {"method": "mtp"},
+            "kv_cache_extension": {"kind": "hicache", "host_memory_bytes": 5},
+        }
+    )
+    assert preset.speculative is not None
+    assert preset.speculative.num_speculative_tokens == 3

@@ -8,8 +8,7 @@ from typing import ClassVar
 import pytest
 
 from gpustack_core.contracts import Engine
-from gpustack_core.engines import launch_env, refuse_owned_flags
-from gpustack_core.errors import EngineArgumentError
+from gpustack_core.engines import check_served, launch_env, refuse_owned_flags
 from gpustack_core.testing import LaunchSpecSuite
 from gpustack_core.types import (
     EngineCapabilities,
@@ -48,8 +47,7 @@ class ToyEngine(Engine):
 
     def launch_spec(self, request: LaunchRequest) -> LaunchSpec:
         deployment = request.deployment
-        if deployment.category not in self.capabilities().categories:
-            raise EngineArgumentError(f"engine 'toy' does not serve {deployment.category.value!r}")
+        check_served(self, request)  # categories, and performance presets it does not claim
         extra = refuse_owned_flags(self.name, deployment.extra_args, self.refused)
         argv = (
             request.installation.executable,

@@ -20,11 +20,14 @@ from gpustack_core.types import (
     Candidate,
     DeviceRef,
     EngineCapabilities,
+    KVCacheExtension,
     LabelRequirement,
     ModelCategory,
     ModelFormat,
+    PerformancePreset,
     PolicyContext,
     ResourceClaim,
+    SpeculativeDecoding,
     WorkerInfo,
     WorkerState,
 )
@@ -153,6 +156,40 @@ def test_engine_compatibility_vendor_and_strategies(b: SimpleNamespace) -> None:
     no_offload = EngineCompatibility().filter(_cand(nv, offload, 0), ctx)
     assert no_offload is not None
     assert "cannot offload" in no_offload.reason
+
+
+def test_engine_compatibility_refuses_a_preset_the_engine_does_not_claim(b: SimpleNamespace) -> None:
+    nv = b.worker("w1", b.device(0, 80))
+    ngram = PerformancePreset(speculative=SpeculativeDecoding(method="ngram"))
+    refused = EngineCompatibility().filter(
+        _cand(nv, b.one_gpu(1), 0), _ctx(b, [nv], caps=_caps(), performance=ngram)
+    )
+    assert refused is not None
+    assert refused.reason == "engine llama.cpp cannot do speculative decoding with 'ngram' (it can: none)"
+    able = _caps(speculative_methods=("ngram",))
+    assert (
+        EngineCompatibility().filter(_cand(nv, b.one_gpu(1), 0), _ctx(b, [nv], caps=able, performance=ngram))
+        is None
+    )
+    hicache = PerformancePreset(kv_cache_extension=KVCacheExtension(kind="hicache", host_memory_bytes=b.GIB))
+    no_ext = EngineCompatibility().filter(
+        _cand(nv, b.one_gpu(1), 0), _ctx(b, [nv], caps=able, performance=hicache)
+    )
+    assert no_ext is not None
+    assert "no 'hicache' KV-cache extension" in no_ext.reason
+    latency = PerformancePreset(mode="latency")
+    no_mode = EngineCompatibility().filter(
+        _cand(nv, b.one_gpu(1), 0), _ctx(b, [nv], caps=able, performance=latency)
+    )
+    assert no_mode is not None
+    assert "no 'latency' performance mode" in no_mode.reason
+    balanced = PerformancePreset(mode="balanced")
+    assert (
+        EngineCompatibility().filter(
+            _cand(nv, b.one_gpu(1), 0), _ctx(b, [nv], caps=_caps(), performance=balanced)
+        )
+        is None
+    )
 
 
 def test_resource_fit_counts_reserve_claims_and_foreign_use(b: SimpleNamespace) -> None:

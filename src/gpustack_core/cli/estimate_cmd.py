@@ -91,6 +91,37 @@ def _print(estimate: ResourceEstimate) -> None:
             out.print(f"  {note}")
 
 
+def _runtime(name: str | None, capability: str | None, sms: int | None) -> Any:
+    """The ``runtime`` callable for ``--accelerator`` (None without it).
+
+    Raises:
+        GPUStackError: the plugin is not installed, or it finds no device and none was described.
+    """
+    from gpustack_core.estimate import runtime_overhead_for
+    from gpustack_core.types import DetectOptions, Device
+
+    if name is None:
+        if capability is not None or sms is not None:
+            raise typer.BadParameter("--compute-capability and --sm-count describe a device of --accelerator")
+        return None
+    plugin = make_host().accelerator(name)
+    if capability is not None or sms is not None:
+        extra = {"sm_count": str(sms)} if sms is not None else {}
+        devices = [
+            Device(
+                accelerator=name, vendor=plugin.vendor or name, index=0, uuid="described", name="described",
+                compute_capability=capability, memory_total_bytes=0, extra=extra,
+            )
+        ]  # fmt: skip
+    else:
+        devices = plugin.detect(DetectOptions())
+        if not devices:
+            raise GPUStackError(
+                f"--accelerator {name}: no device found; describe one with --compute-capability"
+            )
+    return runtime_overhead_for([(plugin, d) for d in devices])
+
+
 def estimate(
     model_ref: str = typer.Argument(..., help="SOURCE:ID[@REVISION][#SELECTOR] or a local path"),
     ctx_size: int | None = typer.Option(
@@ -124,6 +155,15 @@ def estimate(
         None, "--token", envvar="GPUSTACK_CORE_TOKEN", help="Access token for gated models (as for download)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the estimate as JSON."),
+    accelerator: str | None = typer.Option(
+        None,
+        "--accelerator",
+        help="add this accelerator plugin's per-process overhead (e.g. cuda) for this machine's devices",
+    ),
+    compute_capability: str | None = typer.Option(
+        None, "--compute-capability", help="with --accelerator: describe the device instead of detecting it"
+    ),
+    sm_count: int | None = typer.Option(None, "--sm-count", help="with --compute-capability: SMs / CUs"),
 ) -> None:
     """Estimate the memory a model needs: per device, per strategy, with a breakdown."""
     # imported here: gguf and numpy are heavy, and every other command should start fast
@@ -164,7 +204,8 @@ def estimate(
             cache_dir=cache_dir or str(_models_api().default_cache_dir()), offline=offline, token=token
         )
         metadata, local_path = _resolve(ref, source_options)
-        result = estimate_model(metadata, options, local_path=local_path)
+        runtime = _runtime(accelerator, compute_capability, sm_count)
+        result = estimate_model(metadata, options, local_path=local_path, runtime=runtime)
     except GPUStackError as exc:
         console(stderr=True).print(f"[red]error[/]: {exc}")
         raise typer.Exit(1) from None

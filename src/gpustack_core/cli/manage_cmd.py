@@ -179,4 +179,7 @@ def register(app: typer.Typer) -> None:
     )
     for command in (workers, devices, deployments, instances, deploy, scale, delete):
         group.command(command.__name__)(command)
+    from gpustack_core.cli.governance_cmd import add_to  # imports this module: not at the top
+
+    add_to(group)
     app.add_typer(group, name="manage")

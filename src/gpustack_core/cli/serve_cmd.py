@@ -51,6 +51,52 @@ def serve(
         help="Gateway: seconds to wait for an engine's next bytes before 504 (or a stream error).",
         min=0.001,
     ),
+    no_limits: bool = typer.Option(
+        False, "--no-limits", help="Gateway: do not enforce quotas and rate limits (no 429s, no headers)."
+    ),
+    default_max_tokens: int = typer.Option(
+        4096,
+        "--default-max-tokens",
+        help="Gateway: completion tokens reserved against token limits for a request without max_tokens.",
+        min=1,
+    ),
+    oidc_issuer: str = typer.Option(None, "--oidc-issuer", help="SSO: the OpenID provider's issuer URL."),
+    oidc_client_id: str = typer.Option("", "--oidc-client-id", help="SSO: this server's client id."),
+    oidc_client_secret: str = typer.Option(
+        "", "--oidc-client-secret", envvar="GPUSTACK_CORE_OIDC_CLIENT_SECRET", help="SSO: the client secret."
+    ),
+    oidc_scopes: str = typer.Option("openid profile email", "--oidc-scopes", help="SSO: scopes asked for."),
+    oidc_username_claim: str = typer.Option(
+        "preferred_username", "--oidc-username-claim", help="SSO: the claim used as the username."
+    ),
+    oidc_teams_claim: str = typer.Option(
+        "groups", "--oidc-teams-claim", help="SSO: the claim whose values name the user's teams."
+    ),
+    oidc_redirect_url: str = typer.Option(
+        None, "--oidc-redirect-url", help="SSO: the callback URL registered at the provider."
+    ),
+    no_local_login: bool = typer.Option(False, "--no-local-login", help="Refuse password logins (SSO only)."),
+    cold_start_hold: float = typer.Option(
+        120.0,
+        "--cold-start-hold-timeout",
+        help="Seconds a request waits for a scaled-to-zero model.",
+        min=0.001,
+    ),
+    api_max_body: int = typer.Option(
+        1024 * 1024, "--api-max-body-bytes", help="Management API: larger request bodies get 413.", min=1
+    ),
+    body_timeout: float = typer.Option(
+        60.0,
+        "--request-body-timeout",
+        help="Seconds a request's whole body may take to arrive before 408 (0: no limit).",
+        min=0.0,
+    ),
+    forwarded_allow_ips: str = typer.Option(
+        "",
+        "--forwarded-allow-ips",
+        help="Reverse proxies whose X-Forwarded-For is believed (comma separated, '*' for all); "
+        "default: none, the client address is the connection's.",
+    ),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
 ) -> None:
     """Run the server (REST API, controllers, OpenAI gateway) with an embedded worker."""
@@ -72,6 +118,20 @@ def serve(
         keep_engines_on_exit=not stop_engines_on_exit,
         gateway_max_body_bytes=max_body,
         gateway_upstream_timeout_s=upstream_timeout,
+        enforce_limits=not no_limits,
+        default_max_tokens=default_max_tokens,
+        oidc_issuer=oidc_issuer,
+        oidc_client_id=oidc_client_id,
+        oidc_client_secret=oidc_client_secret,
+        oidc_scopes=oidc_scopes,
+        oidc_username_claim=oidc_username_claim,
+        oidc_teams_claim=oidc_teams_claim,
+        oidc_redirect_url=oidc_redirect_url,
+        local_login=not no_local_login,
+        cold_start_hold_timeout_s=cold_start_hold,
+        api_max_body_bytes=api_max_body,
+        request_body_timeout_s=body_timeout,
+        forwarded_allow_ips=forwarded_allow_ips,
     )
     from gpustack_core.server.serving import serve as run
 

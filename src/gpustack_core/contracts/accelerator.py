@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import ClassVar
 
-from ..types import DetectOptions, Device, DeviceHealth
+from ..types import DetectOptions, Device, DeviceHealth, RuntimeOverhead, RuntimeWorkload
 
 __all__ = ["Accelerator"]
 
@@ -74,3 +74,27 @@ class Accelerator(ABC):
             )
             for d in devices
         ]
+
+    def runtime_overhead(self, device: Device, workload: RuntimeWorkload) -> RuntimeOverhead:
+        """What this vendor's runtime costs one process on ``device``, beyond the engine's buffers.
+
+        The estimator adds the answer to every GPU placement: ``device_items`` to each device the
+        process uses (runtime context, kernel images, library handles and workspaces), ``host_items``
+        to its host memory (runtime libraries and their state), and it rounds each device buffer up
+        to ``allocation_granularity_bytes``. Numbers belong here, not in the core, because they
+        depend on the vendor, the device (compute capability, core count) and the driver; each
+        item's label should say where its number comes from (a measurement under docs/benchmarks,
+        or vendor documentation).
+
+        Parameters:
+            device: one device this accelerator detected (or a description of one, for an estimate
+                made elsewhere).
+            workload: what the process runs there: engine family, weight types, whether it uses
+                the vendor's BLAS library, tokens per forward pass, flash attention.
+
+        Returns:
+            The overhead. The default implementation returns none (an empty
+            :class:`~gpustack_core.types.RuntimeOverhead`): an accelerator that does not know its
+            costs keeps today's estimates.
+        """
+        return RuntimeOverhead()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from gpustack_core.errors import EngineArgumentError
-from gpustack_core.types import Device, HttpProbe, LaunchRequest, LaunchSpec
+from gpustack_core.types import Device, HttpProbe, LaunchRequest, LaunchSpec, preset_refusal
 
 from .flags import refuse_owned_flags
 
@@ -80,8 +80,9 @@ def user_args(engine: Engine, request: LaunchRequest, context_flags: Iterable[st
 
 
 def check_served(engine: Engine, request: LaunchRequest, one_worker_reason: str = "") -> None:
-    """Refuse a deployment of a category the engine does not claim, and a placement over several
-    workers when its capabilities do not claim ``multi_worker``.
+    """Refuse a deployment of a category the engine does not claim, a performance preset it does not
+    claim (mode, speculative method, KV-cache extension), and a placement over several workers when
+    its capabilities do not claim ``multi_worker``.
 
     Parameters:
         engine: its ``capabilities()`` say what it serves.
@@ -98,6 +99,9 @@ def check_served(engine: Engine, request: LaunchRequest, one_worker_reason: str 
         raise EngineArgumentError(
             f"engine {engine.name!r} does not serve {category.value!r} models; use one of: {served}"
         )
+    refusal = preset_refusal(engine.name, capabilities, request.deployment.performance)
+    if refusal is not None:
+        raise EngineArgumentError(f"{refusal}; change the deployment's performance preset or its engine")
     if request.node_count > 1 and not capabilities.multi_worker:
         reason = f" ({one_worker_reason})" if one_worker_reason else ""
         raise EngineArgumentError(

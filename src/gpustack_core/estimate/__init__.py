@@ -16,8 +16,10 @@ from .gguf_info import (
     info_from_model_metadata,
     read_gguf_file,
 )
-from .llamacpp import GGUFEstimator, LlamaHParams
+from .llamacpp import GGUFEstimator, LlamaHParams, RuntimeOverheadFn
 from .options import CACHE_TYPES, EstimateOptions, RemoteDevice
+from .presets import with_preset
+from .runtime import largest_overhead, runtime_overhead_for
 from .vllm import TransformerConfig, VllmEstimator, valid_tp_sizes
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "GGUFModelInfo",
     "LlamaHParams",
     "RemoteDevice",
+    "RuntimeOverheadFn",
     "TensorInfo",
     "TransformerConfig",
     "VllmEstimator",
@@ -35,6 +38,9 @@ __all__ = [
     "estimate_safetensors",
     "info_from_metadata",
     "info_from_model_metadata",
+    "largest_overhead",
     "read_gguf_file",
+    "runtime_overhead_for",
     "valid_tp_sizes",
+    "with_preset",
 ]

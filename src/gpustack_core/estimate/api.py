@@ -12,7 +12,7 @@ from gpustack_core.errors import EstimationError
 from gpustack_core.types import ModelFormat, ModelMetadata, ResourceClaim, ResourceEstimate
 
 from .gguf_info import GGUFModelInfo, info_from_model_metadata, read_gguf_file
-from .llamacpp import GGUFEstimator
+from .llamacpp import GGUFEstimator, RuntimeOverheadFn
 from .options import EstimateOptions
 from .vllm import VllmEstimator, valid_tp_sizes
 
@@ -53,15 +53,18 @@ def _gguf_info(metadata: ModelMetadata, local_path: str | None) -> GGUFModelInfo
     return info
 
 
-def estimate_gguf(info: GGUFModelInfo, options: EstimateOptions, model: str) -> ResourceEstimate:
+def estimate_gguf(
+    info: GGUFModelInfo, options: EstimateOptions, model: str, runtime: RuntimeOverheadFn | None = None
+) -> ResourceEstimate:
     """Claims for running a GGUF model in llama.cpp, in order of preference.
 
     With ``options.device_memory`` (and/or ``rpc_devices``): one device if a single one holds the
     whole model, else a layer split over the devices (remote RPC devices first), else the
     layers that fit (partial offload); always a CPU-only claim last. Without device memory:
     the requirement for one device, for ``options.gpus`` devices when more than one, and CPU.
+    ``runtime`` adds the accelerator's per-process overhead to claims that use devices.
     """
-    est = GGUFEstimator(info, options)
+    est = GGUFEstimator(info, options, runtime)
     hp = est.hparams
     claims: list[ResourceClaim] = []
     local = list(options.device_memory)
@@ -154,7 +157,10 @@ def _local_config(local_path: str | None) -> dict[str, Any] | None:
 
 
 def estimate_model(
-    metadata: ModelMetadata, options: EstimateOptions, local_path: str | None = None
+    metadata: ModelMetadata,
+    options: EstimateOptions,
+    local_path: str | None = None,
+    runtime: RuntimeOverheadFn | None = None,
 ) -> ResourceEstimate:
     """Estimate the memory ``metadata``'s model needs under ``options``.
 
@@ -163,6 +169,10 @@ def estimate_model(
         options: engine flags and, optionally, the free memory of the devices to fit.
         local_path: a local file or directory of the model; GGUF headers are read from it
             (otherwise from ``metadata.gguf_metadata``/``gguf_tensors``).
+        runtime: the accelerator's per-process overhead for a workload (see
+            :func:`runtime_overhead_for` and :meth:`~gpustack_core.contracts.Accelerator.runtime_overhead`),
+            added to llama.cpp claims that use devices. vLLM/SGLang estimates do not add it: their
+            ``gpu_memory_utilization`` fraction bounds the whole process, context included.
 
     Raises:
         EstimationError: the format is not supported or the metadata lacks what is needed
@@ -172,7 +182,7 @@ def estimate_model(
     if local_path is not None and not os.path.exists(local_path):
         raise EstimationError(f"local model path {local_path} does not exist")
     if metadata.format == ModelFormat.GGUF:
-        return estimate_gguf(_gguf_info(metadata, local_path), options, name)
+        return estimate_gguf(_gguf_info(metadata, local_path), options, name, runtime)
     config = metadata.config or _local_config(local_path)
     if metadata.format == ModelFormat.SAFETENSORS or config is not None:
         if config is None:

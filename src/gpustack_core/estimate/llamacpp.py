@@ -9,18 +9,25 @@ first, then local GPUs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from gpustack_core.errors import EstimationError
 from gpustack_core.models.ggml_types import GGMLQuantizationType
-from gpustack_core.types import DeviceClaim, MemoryItem, ResourceClaim
+from gpustack_core.types import DeviceClaim, MemoryItem, ResourceClaim, RuntimeOverhead, RuntimeWorkload
 
 from .gguf_info import GGUFModelInfo, TensorInfo, ggml_row_bytes
 from .options import EstimateOptions
 
-__all__ = ["CPU_REPACK_TYPES", "GGUFEstimator", "LlamaHParams"]
+__all__ = ["CPU_REPACK_TYPES", "GGUFEstimator", "LlamaHParams", "RuntimeOverheadFn"]
+
+#: Asks the accelerator of the target devices what a process costs there (see
+#: :meth:`gpustack_core.contracts.Accelerator.runtime_overhead`).
+RuntimeOverheadFn = Callable[[RuntimeWorkload], RuntimeOverhead]
+#: Weight types llama.cpp multiplies through the vendor's BLAS library (cuBLAS, hipBLAS...) for
+#: prompt batches; quantized types use its own kernels (ggml-cuda ``ggml_cuda_mul_mat``).
+_BLAS_WEIGHT_TYPES = frozenset({"F16", "BF16", "F32"})
 
 _MIB = 2**20
 #: llama.cpp pads the context to a multiple of 256 cells (llama-context.cpp).
@@ -135,8 +142,14 @@ class GGUFEstimator:
     layer (``output_norm`` + ``output``), which llama.cpp offloads as the last "layer".
     """
 
-    def __init__(self, info: GGUFModelInfo, options: EstimateOptions) -> None:
-        """Prepare per-layer sizes of ``info`` for ``options``."""
+    def __init__(
+        self, info: GGUFModelInfo, options: EstimateOptions, runtime: RuntimeOverheadFn | None = None
+    ) -> None:
+        """Prepare per-layer sizes of ``info`` for ``options``.
+
+        ``runtime``, when given, is asked once for the accelerator's per-process overhead of this
+        model's :meth:`workload`; it is added to every claim that uses devices.
+        """
         self.info = info
         self.options = options
         self.hparams = hp = LlamaHParams.from_info(info)
@@ -177,6 +190,20 @@ class GGUFEstimator:
             self.tied_output_bytes = emb.n_bytes if emb is not None else 0
         else:
             self.tied_output_bytes = 0
+        self.runtime_overhead = runtime(self.workload()) if runtime is not None else RuntimeOverhead()
+
+    def workload(self) -> RuntimeWorkload:
+        """What this model does on a device, for the accelerator's runtime overhead."""
+        types = sorted(
+            {t.type_name for t in self.info.tensors if len(t.shape) >= 2 and not t.name.startswith("token_")}
+        )
+        return RuntimeWorkload(
+            engine="llama.cpp",
+            weight_types=tuple(types),
+            dense_blas=not self.flash_attention or any(t in _BLAS_WEIGHT_TYPES for t in types),
+            micro_batch_tokens=self.n_ubatch,
+            flash_attention=self.flash_attention,
+        )
 
     # ---- per-part sizes ------------------------------------------------------------------
 
@@ -292,8 +319,16 @@ class GGUFEstimator:
         return work
 
     def host_compute_bytes(self) -> int:
-        """Host compute buffer when every block runs on devices: the input embedding rows."""
-        return self.hparams.n_embd * self.n_ubatch * 4 + self.n_ubatch * 8
+        """Host compute buffer when every block runs on devices.
+
+        Twice the input embedding rows (f32) plus the KQ mask (f16 with flash attention, else
+        f32), the graph inputs the devices copy from host memory; matches llama.cpp's logged
+        ``CUDA_Host compute buffer`` to 0.01 MiB in every run of docs/benchmarks/estimation-h200.md.
+        """
+        t = self.n_ubatch
+        n_kv = self.n_ctx if self.hparams.causal else t
+        mask = n_kv * t * (2 if self.flash_attention else 4)
+        return 2 * self.hparams.n_embd * t * 4 + mask
 
     def output_buffer_bytes(self) -> int:
         """llama-context's host output buffer: logits for one token per sequence."""
@@ -404,6 +439,7 @@ class GGUFEstimator:
                         label=self._compute_label(), bytes=self.compute_bytes(with_output=output_on == d)
                     )
                 )
+                items.extend(self._runtime_device_items(items))
         if cpu_blocks or output_on < 0:
             host.append(
                 MemoryItem(label=self._compute_label(), bytes=self.compute_bytes(with_output=output_on < 0))
@@ -411,7 +447,9 @@ class GGUFEstimator:
             host.append(MemoryItem(label="CPU matmul work buffer", bytes=self.cpu_work_bytes()))
         else:
             host.append(
-                MemoryItem(label="compute buffer (host: input embeddings)", bytes=self.host_compute_bytes())
+                MemoryItem(
+                    label="compute buffer (host: input embeddings, KQ mask)", bytes=self.host_compute_bytes()
+                )
             )
         host.append(
             MemoryItem(
@@ -425,6 +463,8 @@ class GGUFEstimator:
                 bytes=RUNTIME_OVERHEAD_BYTES + VOCAB_BYTES_PER_TOKEN * hp.n_vocab,
             )
         )
+        if any(dev_items):
+            host.extend(self.runtime_overhead.host_items)
         devices = tuple(
             DeviceClaim(memory_bytes=sum(i.bytes for i in items), items=tuple(items))
             for items in dev_items
@@ -454,6 +494,25 @@ class GGUFEstimator:
             total_layers=hp.n_layer + 1,
             notes=tuple(notes),
         )
+
+    def _runtime_device_items(self, buffers: Sequence[MemoryItem]) -> list[MemoryItem]:
+        """The accelerator's per-process items for one device, after rounding ``buffers`` up."""
+        overhead = self.runtime_overhead
+        page = overhead.allocation_granularity_bytes
+        out: list[MemoryItem] = []
+        # llama.cpp allocates one buffer for all weights of a device, one per other item
+        weights = sum(i.bytes for i in buffers if i.label.startswith("weights"))
+        sizes = [weights, *(i.bytes for i in buffers if not i.label.startswith("weights"))]
+        rounding = sum(-(-n // page) * page - n for n in sizes)
+        if rounding:
+            out.append(
+                MemoryItem(
+                    label=f"buffers rounded up to {_gib(page)} allocation pages ({len(buffers)} buffers)",
+                    bytes=rounding,
+                )
+            )
+        out.extend(overhead.device_items)
+        return out
 
     def cpu_only(self) -> ResourceClaim:
         """Everything in host memory (``-ngl 0`` on a CPU build)."""

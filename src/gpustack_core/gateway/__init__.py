@@ -16,7 +16,10 @@ from __future__ import annotations
 
 from .app import JSON_PATHS, MULTIPART_PATHS, create_gateway, gateway_lifespan, gateway_of
 from .balancer import LeastOutstandingBalancer
+from .coldstart import ColdStarter
 from .errors import GatewayHTTPError, error_response
+from .fallback import FallbackPolicy, StaticFallbacks
+from .limits import Limiter, LimitExceeded, LimitSnapshot, Reservation, estimate_tokens, rate_limit_headers
 from .memory import InMemoryUsageSink, StaticKeyAuthenticator, StaticRouteTable
 from .metrics import DeviceSample, GatewayMetrics, MetricsApp, metrics_app
 from .protocols import (
@@ -35,7 +38,9 @@ __all__ = [
     "INFERENCE_SCOPE",
     "JSON_PATHS",
     "MULTIPART_PATHS",
+    "ColdStarter",
     "DeviceSample",
+    "FallbackPolicy",
     "Gateway",
     "GatewayConfig",
     "GatewayHTTPError",
@@ -43,10 +48,15 @@ __all__ = [
     "InMemoryUsageSink",
     "KeyAuthenticator",
     "LeastOutstandingBalancer",
+    "LimitExceeded",
+    "LimitSnapshot",
+    "Limiter",
     "MetricsApp",
     "ModelEntry",
     "Principal",
+    "Reservation",
     "RouteTable",
+    "StaticFallbacks",
     "StaticKeyAuthenticator",
     "StaticRouteTable",
     "Upstream",
@@ -54,7 +64,9 @@ __all__ = [
     "UsageSink",
     "create_gateway",
     "error_response",
+    "estimate_tokens",
     "gateway_lifespan",
     "gateway_of",
     "metrics_app",
+    "rate_limit_headers",
 ]

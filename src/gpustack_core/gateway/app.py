@@ -10,6 +10,9 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from .coldstart import ColdStarter
+from .fallback import FallbackPolicy
+from .limits import DEFAULT_MAX_TOKENS, Limiter
 from .metrics import GatewayMetrics
 from .protocols import KeyAuthenticator, RouteTable, UsageSink
 from .proxy import Gateway, GatewayConfig
@@ -54,6 +57,12 @@ def create_gateway(
     max_body_bytes: int = 10 * 1024 * 1024,
     upstream_timeout_s: float = 600.0,
     connect_timeout_s: float = 5.0,
+    limiter: Limiter | None = None,
+    fallbacks: FallbackPolicy | None = None,
+    default_max_tokens: int = DEFAULT_MAX_TOKENS,
+    cold_starter: ColdStarter | None = None,
+    hold_timeout_s: float = 120.0,
+    max_held: int = 256,
 ) -> Starlette:
     """Build the gateway app.
 
@@ -64,6 +73,12 @@ def create_gateway(
     The app's lifespan opens and closes the shared HTTP client. Starlette does not run the
     lifespan of a mounted app: a host that mounts the gateway enters :func:`gateway_lifespan` in
     its own lifespan (otherwise the client is created on the first request and never closed).
+
+    ``limiter`` enforces quotas and rate limits (:mod:`.limits`; none: no limits, no rate-limit
+    headers); ``fallbacks`` names the models tried when a model cannot answer (:mod:`.fallback`);
+    ``default_max_tokens`` is what a limiter reserves for a request without ``max_tokens``;
+    ``cold_starter`` starts models scaled to zero while up to ``max_held`` requests per model wait
+    at most ``hold_timeout_s`` (:mod:`.coldstart`).
     """
     if max_body_bytes <= 0:
         raise ValueError(f"max_body_bytes must be positive, got {max_body_bytes}")
@@ -71,8 +86,12 @@ def create_gateway(
         raise ValueError("upstream_timeout_s and connect_timeout_s must be positive")
     registry = metrics_registry if metrics_registry is not None else CollectorRegistry()
     metrics = GatewayMetrics(registry)
-    config = GatewayConfig(max_body_bytes, upstream_timeout_s, connect_timeout_s)
-    gateway = Gateway(routes, auth, usage, metrics, config)
+    config = GatewayConfig(
+        max_body_bytes, upstream_timeout_s, connect_timeout_s, default_max_tokens, hold_timeout_s, max_held
+    )
+    gateway = Gateway(
+        routes, auth, usage, metrics, config, limiter=limiter, fallbacks=fallbacks, cold_starter=cold_starter
+    )
 
     models_endpoint = _Endpoint(gateway.handle_models, "/v1/models")
     route_list = [

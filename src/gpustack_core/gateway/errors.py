@@ -25,18 +25,24 @@ class GatewayHTTPError(Exception):
         error_type: str,
         code: str | None = None,
         param: str | None = None,
+        headers: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
-        """Build an error with the HTTP ``status`` and the body's fields."""
+        """Build an error with the HTTP ``status``, the body's fields and extra response ``headers``."""
         super().__init__(message)
         self.status = status
         self.message = message
         self.error_type = error_type
         self.code = code
         self.param = param
+        self.headers: list[tuple[bytes, bytes]] = list(headers or ())
 
     def response(self) -> Response:
-        """The error as a JSON response."""
-        return error_response(self.status, self.message, self.error_type, param=self.param, code=self.code)
+        """The error as a JSON response (with the extra headers)."""
+        response = error_response(
+            self.status, self.message, self.error_type, param=self.param, code=self.code
+        )
+        response.raw_headers.extend(self.headers)
+        return response
 
 
 def error_response(

@@ -40,7 +40,9 @@ class GatewayMetrics:
     Metric names (all prefixed ``gpustack_``): ``gateway_requests_total{model,status}``,
     ``gateway_request_duration_seconds{model,status}``, ``gateway_time_to_first_token_seconds{model}``,
     ``gateway_prompt_tokens_total{model}``, ``gateway_completion_tokens_total{model}``,
-    ``gateway_upstream_retries_total{model}``, ``gateway_requests_in_flight{model}``,
+    ``gateway_upstream_retries_total{model}``, ``gateway_fallbacks_total{model,fallback,reason}``,
+    ``gateway_rate_limited_total{model,code}``, ``gateway_cold_start_wait_seconds{model}``,
+    ``gateway_requests_in_flight{model}``,
     ``instances{deployment,state}``, ``worker_heartbeat_age_seconds{worker}``,
     ``device_memory_total_bytes``/``device_memory_used_bytes``/``device_utilization_ratio``
     ``{worker,device,vendor}``.
@@ -84,6 +86,26 @@ class GatewayMetrics:
             p + "gateway_upstream_retries",
             "Requests sent to another instance after a connection failure.",
             ["model"],
+            registry=registry,
+        )
+        self.fallbacks = Counter(
+            p + "gateway_fallbacks",
+            "Requests moved from a model to its fallback (reason: no_running_instance, "
+            "upstream_unreachable, upstream_timeout, upstream_5xx).",
+            ["model", "fallback", "reason"],
+            registry=registry,
+        )
+        self.rate_limited = Counter(
+            p + "gateway_rate_limited",
+            "Requests refused with 429 by a quota or rate limit, by model and code.",
+            ["model", "code"],
+            registry=registry,
+        )
+        self.cold_start_wait = Histogram(
+            p + "gateway_cold_start_wait_seconds",
+            "Time a request was held while its model started from zero replicas.",
+            ["model"],
+            buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300),
             registry=registry,
         )
         self.in_flight = Gauge(

@@ -66,6 +66,7 @@ class Principal:
     """Who is calling: the user, the API key used, what it may do and which models it may call.
 
     ``allowed_models`` of ``None`` means every model; an admin may call every model and needs no scope.
+    ``teams`` are the ids of the user's teams (their quotas and rate limits apply too).
     """
 
     user_id: str
@@ -73,6 +74,7 @@ class Principal:
     scopes: frozenset[str]
     allowed_models: frozenset[str] | None
     is_admin: bool
+    teams: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,10 @@ from ._bodies import (
     upstream_timeout,
 )
 from .balancer import LeastOutstandingBalancer
+from .coldstart import ColdStarter
 from .errors import GatewayHTTPError
+from .fallback import FallbackPolicy
+from .limits import Limiter, LimitExceeded, Reservation, estimate_tokens, rate_limit_headers
 from .metrics import GatewayMetrics
 from .multipart import MultipartError, MultipartModelSniffer, boundary_of
 from .pool import (
@@ -77,20 +80,43 @@ class GatewayConfig:
 
     ``upstream_timeout_s`` bounds each wait for the engine's next bytes (the response head, or the
     next chunk of a stream), not a whole stream; ``connect_timeout_s`` bounds connecting to it.
+    ``default_max_tokens`` is the completion budget a limiter reserves for a request without
+    ``max_tokens`` (see :func:`gpustack_core.gateway.limits.estimate_tokens`). ``hold_timeout_s``
+    and ``max_held`` bound how long and how many requests per model wait for a cold start.
     """
 
     max_body_bytes: int = 10 * 1024 * 1024
     upstream_timeout_s: float = 600.0
     connect_timeout_s: float = 5.0
+    default_max_tokens: int = 4096
+    hold_timeout_s: float = 120.0
+    max_held: int = 256
+
+
+_Chain = list[tuple[str, Sequence[Upstream]]]
 
 
 class _Exchange:
     """The per-request state shared by the forwarding steps."""
 
-    __slots__ = ("cancellation", "disconnected", "finished", "model", "principal", "started", "status")
+    __slots__ = (
+        "begun",
+        "cancellation",
+        "disconnected",
+        "finished",
+        "model",
+        "principal",
+        "rate_headers",
+        "reservation",
+        "started",
+        "status",
+    )
 
     def __init__(self, started: float) -> None:
         self.started = started
+        self.reservation: Reservation | None = None  # settled (and cleared) exactly once
+        self.rate_headers: list[tuple[bytes, bytes]] = []
+        self.begun = ""  # the model a cold starter was told about (told again when it ends)
         self.model = ""  # metrics label: "" until the model is known to the route table
         self.principal: Principal | None = None
         self.status = 0
@@ -109,11 +135,23 @@ class Gateway:
         usage: UsageSink,
         metrics: GatewayMetrics,
         config: GatewayConfig,
+        limiter: Limiter | None = None,
+        fallbacks: FallbackPolicy | None = None,
+        cold_starter: ColdStarter | None = None,
     ) -> None:
-        """Hold the three host objects, the metrics and the limits. Call :meth:`start` before use."""
+        """Hold the host objects, the metrics and the limits. Call :meth:`start` before use.
+
+        ``limiter`` (optional) enforces quotas and rate limits; ``fallbacks`` (optional) names the
+        models that answer when a model cannot; ``cold_starter`` (optional) starts models that
+        are scaled to zero while their requests are held.
+        """
         self.routes = routes
         self.auth = auth
         self.usage = usage
+        self.limiter = limiter
+        self.fallbacks = fallbacks
+        self.cold_starter = cold_starter
+        self._held: dict[str, int] = {}
         self.metrics = metrics
         self.config = config
         self.balancer = LeastOutstandingBalancer()
@@ -165,16 +203,27 @@ class Gateway:
             body = await self._read_body(headers, receive)
             obj = parse_json_body(body)
             model = obj["model"]
-            upstreams = self._resolve(ex, model)
+            chain = await self._route(ex, model, True, receive)
+            if self.limiter is not None:
+                await self._reserve(
+                    ex, model, estimate_tokens(obj, len(body), self.config.default_max_tokens)
+                )
             strip_usage = False
             if obj.get("stream") is True and path in USAGE_STREAM_PATHS:
                 body, strip_usage = ask_for_usage(body, obj)
             rewrite = ModelRewriter(body, obj, model)
-            await self._forward(ex, path, receive, send, upstreams, rewrite, strip_usage, headers)
+            await self._forward(ex, path, receive, send, chain, rewrite, strip_usage, headers)
         except GatewayHTTPError as err:
             await self._answer_error(ex, err, scope, receive, send)
         except ClientGone:
             self._observe(ex, _CLIENT_CLOSED)
+        except Exception as exc:
+            await self._internal_error(ex, exc, scope, receive, send)
+        finally:
+            if ex.reservation is not None:
+                await self._settle(ex, 0)
+            if ex.begun and self.cold_starter is not None:
+                self.cold_starter.end(ex.begun)
 
     async def handle_multipart(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
         """An OpenAI multipart endpoint (audio transcription) at ``path``, routed by its ``model`` field."""
@@ -213,13 +262,22 @@ class Gateway:
                     400, str(exc), error_type="invalid_request_error", param="model"
                 ) from exc
             assert sniffer.model is not None
-            upstreams = self._resolve(ex, sniffer.model)
+            chain = await self._route(ex, sniffer.model, False, None)
+            if self.limiter is not None:
+                await self._reserve(ex, sniffer.model, declared or received)
             stream = MultipartBody(sniffer, receive, more, received, limit, declared)
-            await self._forward(ex, path, receive, send, upstreams, stream, False, headers)
+            await self._forward(ex, path, receive, send, chain, stream, False, headers)
         except GatewayHTTPError as err:
             await self._answer_error(ex, err, scope, receive, send)
         except ClientGone:
             self._observe(ex, _CLIENT_CLOSED)
+        except Exception as exc:
+            await self._internal_error(ex, exc, scope, receive, send)
+        finally:
+            if ex.reservation is not None:
+                await self._settle(ex, 0)
+            if ex.begun and self.cold_starter is not None:
+                self.cold_starter.end(ex.begun)
 
     async def handle_models(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
         """``GET /v1/models`` and ``GET /v1/models/{model}``: the models this key may call."""
@@ -315,8 +373,84 @@ class Gateway:
             if not msg.get("more_body", False):
                 return b"".join(parts)
 
-    def _resolve(self, ex: _Exchange, model: str) -> Sequence[Upstream]:
-        """The running instances of ``model`` this principal may call, or the right error."""
+    async def _reserve(self, ex: _Exchange, model: str, tokens: int) -> None:
+        """Count the request against the caller's limits, or refuse it with 429."""
+        assert self.limiter is not None
+        assert ex.principal is not None
+        try:
+            reservation = await self.limiter.reserve(ex.principal, model, tokens)
+        except LimitExceeded as exc:
+            self.metrics.rate_limited.labels(ex.model, exc.code).inc()
+            raise exc.http_error() from None
+        if reservation is not None:
+            ex.reservation = reservation
+            ex.rate_headers = [*ex.rate_headers, *rate_limit_headers(reservation.snapshot)]
+
+    async def _settle(self, ex: _Exchange, used_tokens: int) -> None:
+        reservation, ex.reservation = ex.reservation, None
+        if reservation is None or self.limiter is None:
+            return
+        try:
+            await self.limiter.settle(reservation, used_tokens)
+        except Exception:
+            logger.exception("the limiter failed to settle a reservation of %d tokens", reservation.tokens)
+
+    async def _route(self, ex: _Exchange, model: str, fallback: bool, receive: Receive | None) -> _Chain:
+        """:meth:`_resolve`, holding the request while a cold starter wakes a model at zero."""
+        cold = self.cold_starter
+        if cold is None:
+            return self._resolve(ex, model, fallback)
+        assert ex.principal is not None
+        cold.begin(model)
+        ex.begun = model
+        if self.routes.upstreams(model) or not cold.can_wake(model) or not may_call(ex.principal, model):
+            return self._resolve(ex, model, fallback)
+        await self._hold(ex, model, receive)
+        return self._resolve(ex, model, fallback)
+
+    async def _hold(self, ex: _Exchange, model: str, receive: Receive | None) -> None:
+        """Wait for ``model``'s first running instance (bounded), or raise 503 / :class:`ClientGone`."""
+        assert self.cold_starter is not None
+        held = self._held.get(model, 0)
+        if held >= self.config.max_held:
+            raise GatewayHTTPError(
+                503,
+                f"Model '{model}' is starting and {held} requests already wait for it; retry shortly.",
+                error_type="server_error",
+                code="cold_start_queue_full",
+                headers=[(b"retry-after", b"5")],
+            )
+        self._held[model] = held + 1
+        watcher = None if receive is None else self._watch(ex, receive)
+        started = time.perf_counter()
+        try:
+            await self.cold_starter.wake(model)
+            deadline = started + self.config.hold_timeout_s
+            while not self.routes.upstreams(model):
+                if ex.disconnected:
+                    raise ClientGone
+                if time.perf_counter() >= deadline:
+                    raise GatewayHTTPError(
+                        503,
+                        f"Model '{model}' was scaled to zero and did not start within "
+                        f"{self.config.hold_timeout_s:g} s; retry later.",
+                        error_type="server_error",
+                        code="cold_start_timeout",
+                        headers=[(b"retry-after", b"10")],
+                    )
+                await asyncio.sleep(0.05)
+        finally:
+            self._held[model] -= 1
+            if watcher is not None:
+                watcher.cancel()
+        waited = time.perf_counter() - started
+        self.metrics.cold_start_wait.labels(model).observe(waited)
+        ex.rate_headers = [*ex.rate_headers, (b"x-gpustack-cold-start-ms", b"%d" % round(waited * 1000))]
+        logger.info("held a request for %s %.2f s while it started from zero", model, waited)
+
+    def _resolve(self, ex: _Exchange, model: str, fallback: bool) -> _Chain:
+        """``model`` and the fallbacks this principal may call with their running instances, or the
+        right error when none of them has one."""
         assert ex.principal is not None
         if not may_call(ex.principal, model):
             raise GatewayHTTPError(
@@ -327,9 +461,19 @@ class Gateway:
                 param="model",
             )
         upstreams = self.routes.upstreams(model)
-        if upstreams:
+        chain: _Chain = [(model, upstreams)] if upstreams else []
+        if fallback and self.fallbacks is not None:
+            for other in self.fallbacks.fallbacks(model):
+                if other != model and may_call(ex.principal, other):
+                    ups = self.routes.upstreams(other)
+                    if ups:
+                        chain.append((other, ups))
+        if chain:
             ex.model = model
-            return upstreams
+            if not upstreams:
+                self.metrics.fallbacks.labels(model, chain[0][0], "no_running_instance").inc()
+                ex.model = chain[0][0]
+            return chain
         states = self.routes.instance_states(model)
         if not states and all(m.id != model for m in self.routes.models()):
             raise model_not_found(model)
@@ -349,7 +493,7 @@ class Gateway:
         path: str,
         receive: Receive,
         send: Send,
-        upstreams: Sequence[Upstream],
+        chain: _Chain,
         body: ModelRewriter | MultipartBody,
         strip_usage: bool,
         headers: dict[bytes, bytes],
@@ -361,7 +505,7 @@ class Gateway:
         """
         watcher = None if isinstance(body, MultipartBody) else self._watch(ex, receive)
         try:
-            response, release = await self._send_request(ex, path, upstreams, body, headers)
+            response, release = await self._send_chain(ex, path, chain, body, headers)
             try:
                 if watcher is None:
                     watcher = self._watch(ex, receive)
@@ -377,6 +521,41 @@ class Gateway:
     def _watch(self, ex: _Exchange, receive: Receive) -> asyncio.Task[None]:
         """A task that stops the engine exchange when the client disconnects."""
         return asyncio.get_running_loop().create_task(_watch_disconnect(receive, ex))
+
+    async def _send_chain(
+        self,
+        ex: _Exchange,
+        path: str,
+        chain: _Chain,
+        body: ModelRewriter | MultipartBody,
+        headers: dict[bytes, bytes],
+    ) -> tuple[UpstreamResponse, Callable[[], None]]:
+        """Send to the first model of the chain that answers without a 5xx; the last one's answer
+        (or error) stands. Moves on only while the body can be sent again."""
+        last = len(chain) - 1
+        for i, (model, upstreams) in enumerate(chain):
+            ex.model = model
+            final = i == last or not body.replayable
+            try:
+                response, release = await self._send_request(ex, path, upstreams, body, headers)
+            except GatewayHTTPError as err:
+                if final or err.code not in ("upstream_unreachable", "upstream_timeout", "upstream_error"):
+                    raise
+                self.metrics.fallbacks.labels(model, chain[i + 1][0], err.code or "upstream_error").inc()
+                logger.warning(
+                    "model %s failed (%s); falling back to %s", model, err.message, chain[i + 1][0]
+                )
+                continue
+            if response.status >= 500 and not final:
+                await response.aclose()
+                release()
+                self.metrics.fallbacks.labels(model, chain[i + 1][0], "upstream_5xx").inc()
+                logger.warning(
+                    "model %s answered %s; falling back to %s", model, response.status, chain[i + 1][0]
+                )
+                continue
+            return response, release
+        raise AssertionError("unreachable: the last model of a chain returns or raises")
 
     async def _send_request(
         self,
@@ -452,6 +631,7 @@ class Gateway:
         """Send the engine's answer to the client."""
         ex.status = response.status
         out_headers = [(k, v) for k, v in response.headers if k.lower() not in _DROP_RESPONSE_HEADERS]
+        out_headers.extend(ex.rate_headers)
         ctype = next((v.decode("latin-1") for k, v in out_headers if k.lower() == b"content-type"), "")
         try:
             if ctype.startswith("text/event-stream"):
@@ -524,7 +704,10 @@ class Gateway:
         self._observe(ex, code)
         if usage is not None:
             self.metrics.add_tokens(ex.model, usage.prompt_tokens, usage.completion_tokens)
-        if ex.principal is None or not (200 <= ex.status < 300):
+        ok = ex.principal is not None and 200 <= ex.status < 300
+        if ex.reservation is not None:
+            await self._settle(ex, usage.prompt_tokens + usage.completion_tokens if ok and usage else 0)
+        if ex.principal is None or not ok:
             return
         record = UsageRecord(
             user_id=ex.principal.user_id,
@@ -543,10 +726,30 @@ class Gateway:
     def _observe(self, ex: _Exchange, status: int) -> None:
         self.metrics.observe_request(ex.model, status, time.perf_counter() - ex.started)
 
+    async def _internal_error(
+        self, ex: _Exchange, exc: Exception, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """A defect of the gateway: logged, counted as 500 and, when nothing was sent yet, answered
+        with a JSON 500 that closes the connection (the stream state is unknown)."""
+        logger.error("internal error on %s", scope.get("path"), exc_info=exc)
+        if ex.status or ex.finished:  # the answer had started: only the metrics are left to do
+            if not ex.finished:
+                self._observe(ex, 500)
+            return
+        err = GatewayHTTPError(
+            500, f"Internal error in the gateway ({type(exc).__name__}).", error_type="server_error"
+        )
+        self._observe(ex, 500)
+        response = err.response()
+        response.headers["connection"] = "close"
+        await response(scope, receive, send)
+
     async def _answer_error(
         self, ex: _Exchange, err: GatewayHTTPError, scope: Scope, receive: Receive, send: Send
     ) -> None:
         self._observe(ex, err.status)
+        if ex.rate_headers and err.status != 429:
+            err.headers.extend(ex.rate_headers)
         if err.status >= 500:
             logger.warning("answered %s: %s", err.status, err.message)
         await err.response()(scope, receive, send)

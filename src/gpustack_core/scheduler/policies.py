@@ -18,7 +18,14 @@ from typing import ClassVar
 
 from gpustack_core.contracts import SchedulerPolicy
 from gpustack_core.hookspecs import hookimpl
-from gpustack_core.types import Candidate, LabelRequirement, PolicyContext, Rejection, ResourceClaim
+from gpustack_core.types import (
+    Candidate,
+    LabelRequirement,
+    PolicyContext,
+    Rejection,
+    ResourceClaim,
+    preset_refusal,
+)
 
 from ._state import Option, format_gib
 from ._view import DecisionView, option_from_candidate, view_from_context
@@ -199,11 +206,15 @@ class EngineCompatibility(BuiltinPolicy):
         return view.capabilities is not None or view.state.any_engines
 
     def check_claim(self, view: DecisionView, claim: ResourceClaim) -> str | None:
-        """Reject strategies the engine cannot run (tensor parallel, multi-worker, offload, CPU)."""
+        """Reject strategies the engine cannot run (tensor parallel, multi-worker, offload, CPU) and
+        performance presets it does not claim (mode, speculative method, KV-cache extension)."""
         caps = view.capabilities
         if caps is None:
             return None
         engine = view.deployment.engine
+        refusal = preset_refusal(engine, caps, view.deployment.performance)
+        if refusal is not None:
+            return refusal
         if claim.strategy == "multi_device" and claim.tensor_parallel_size > 1 and not caps.tensor_parallel:
             return f"engine {engine} does not support tensor parallelism"
         splits = caps.pipeline_parallel or caps.tensor_parallel

@@ -116,8 +116,9 @@ class Controllers:
         """Send errored instances back to pending after an exponential backoff."""
         cfg = self.services.config
         store = self.services.store
-        errored, _ = store.list_instances(states=[InstanceState.ERROR.value])
         now = utcnow()
+        store.forget_old_restarts(now - dt.timedelta(seconds=cfg.restart_stable_s))
+        errored, _ = store.list_instances(states=[InstanceState.ERROR.value])
         for inst in errored:
             if inst.desired != "running":
                 continue
@@ -159,7 +160,7 @@ class Controllers:
             if dep is None or dep.deleting:
                 continue
             try:
-                estimate = self.estimates.estimate(dep.spec)
+                estimate = self.estimates.estimate(dep.spec, [d for w in ready for d in w.info.devices])
             except GPUStackError as exc:
                 msg = f"cannot estimate the model's resources: {exc}"
                 store.explain_pending(inst.id, inst.version, msg, {"summary": msg, "rejections": []})

@@ -25,11 +25,21 @@ import anyio
 import anyio.to_thread
 
 from gpustack_core.gateway import DeviceSample, GatewayMetrics, ModelEntry, Principal, Upstream, UsageRecord
-from gpustack_core.server.auth import authenticate_key
+from gpustack_core.server.auth import Caller, authenticate_key
+from gpustack_core.server.limiter import StoreLimiter
+from gpustack_core.server.scale_to_zero import ScaleToZero
 from gpustack_core.server.store import Store
+from gpustack_core.server.store.governance import GovernanceStore
 from gpustack_core.server.store.records import InstanceRecord, InstanceState, UsageRow, WorkerRecord
 
-__all__ = ["GatewayBridge", "StoreKeyAuthenticator", "StoreRouteTable", "StoreUsageSink"]
+__all__ = [
+    "GatewayBridge",
+    "StoreFallbacks",
+    "StoreKeyAuthenticator",
+    "StoreRouteTable",
+    "StoreUsageSink",
+    "caller_access",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -170,16 +180,17 @@ class StoreKeyAuthenticator:
                 return hit[1]
             del self._cache[digest]
         generation = self._generation
-        caller = await anyio.to_thread.run_sync(authenticate_key, self.store, token)
-        if caller is None:
+        found = await anyio.to_thread.run_sync(_authenticate_with_access, self.store, token)
+        if found is None:
             return None
-        allowed = caller.key.allowed_models
+        caller, teams, allowed = found
         principal = Principal(
             user_id=caller.user.id,
             key_id=caller.key.id if caller.key.kind == "key" else None,
             scopes=caller.scopes,
-            allowed_models=None if allowed is None else frozenset(allowed),
+            allowed_models=allowed,
             is_admin=caller.is_admin,
+            teams=teams,
         )
         if self.ttl_s > 0 and generation == self._generation:
             deadline = now + self.ttl_s
@@ -193,7 +204,48 @@ class StoreKeyAuthenticator:
         return principal
 
 
-_UsageKey = tuple[str, str | None, str, dt.date]
+def caller_access(store: Store, caller: Caller) -> tuple[frozenset[str], frozenset[str] | None]:
+    """The caller's teams and the models they may call (``None``: every model), blocking.
+
+    The user's and their teams' access rules give the models the user may call; the key's own
+    ``allowed_models`` narrows that further (a key never widens its owner's access).
+    """
+    governance = GovernanceStore(store.engine)
+    teams = governance.teams_of(caller.user.id)
+    granted = governance.allowed_models(caller.user.id, teams)
+    key_models = caller.key.allowed_models
+    if key_models is None:
+        return teams, granted
+    narrowed = frozenset(key_models)
+    return teams, narrowed if granted is None else narrowed & granted
+
+
+def _authenticate_with_access(
+    store: Store, token: str
+) -> tuple[Caller, frozenset[str], frozenset[str] | None] | None:
+    caller = authenticate_key(store, token)
+    if caller is None:
+        return None
+    teams, allowed = caller_access(store, caller)
+    return caller, teams, allowed
+
+
+class StoreFallbacks:
+    """Fallback chains from the store, as an in-memory snapshot refreshed with the route table."""
+
+    def __init__(self) -> None:
+        self._chains: dict[str, tuple[str, ...]] = {}
+
+    def refresh(self, store: Store) -> None:
+        """Re-read every chain (blocking)."""
+        self._chains = GovernanceStore(store.engine).all_fallbacks()
+
+    def fallbacks(self, model: str) -> Sequence[str]:
+        """The fallback models of ``model``, in order."""
+        return self._chains.get(model, ())
+
+
+_UsageKey = tuple[str, str | None, str, dt.date, dt.datetime]
 
 
 class StoreUsageSink:
@@ -217,7 +269,10 @@ class StoreUsageSink:
         """Add one request's tokens to the pending batch."""
         if self.store is None:
             return
-        key = (usage.user_id, usage.key_id, usage.model, usage.day)
+        hour = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, minute=0, second=0, microsecond=0)
+        if hour.date() != usage.day:
+            hour = dt.datetime.combine(usage.day, dt.time())
+        key = (usage.user_id, usage.key_id, usage.model, usage.day, hour)
         counts = self._pending.get(key)
         if counts is None:
             self._pending[key] = [usage.prompt_tokens, usage.completion_tokens, usage.requests]
@@ -259,10 +314,15 @@ class StoreUsageSink:
 
 
 def _write_usage(store: Store, batch: dict[_UsageKey, list[int]]) -> None:
-    """Add each row; a written row leaves ``batch`` at once, so a failure keeps only the rest."""
+    """Add each row (day and hour tables, one transaction each); a written row leaves ``batch`` at
+    once, so a failure keeps only the rest (an hour row written before a failed day row is written
+    again with it: hourly counts may then be ahead, never behind)."""
+    governance = GovernanceStore(store.engine) if isinstance(store, Store) else None
     for key in list(batch):
-        user_id, key_id, model, day = key
+        user_id, key_id, model, day, hour = key
         prompt, completion, requests = batch[key]
+        if governance is not None:
+            governance.add_hourly_usage(user_id, key_id, model, hour, prompt, completion, requests)
         store.add_usage(
             UsageRow(
                 user_id=user_id,
@@ -279,14 +339,26 @@ def _write_usage(store: Store, batch: dict[_UsageKey, list[int]]) -> None:
 
 @dataclass
 class GatewayBridge:
-    """The three gateway objects of one server application; bound to the store in the lifespan."""
+    """The gateway objects of one server application; bound to the store in the lifespan."""
 
     routes: StoreRouteTable = field(default_factory=StoreRouteTable)
     auth: StoreKeyAuthenticator = field(default_factory=StoreKeyAuthenticator)
     usage: StoreUsageSink = field(default_factory=StoreUsageSink)
+    limiter: StoreLimiter = field(default_factory=StoreLimiter)
+    fallbacks: StoreFallbacks = field(default_factory=StoreFallbacks)
+    scale_to_zero: ScaleToZero = field(default_factory=ScaleToZero)
 
     def bind(self, store: Store) -> None:
-        """Point authentication and usage at ``store`` and take a first route snapshot (blocking)."""
+        """Point authentication, limits and usage at ``store``; take first snapshots (blocking)."""
         self.auth.store = store
         self.usage.store = store
+        self.limiter.store = GovernanceStore(store.engine)
+        self.scale_to_zero.store = store
         self.routes.refresh(store)
+        self.fallbacks.refresh(store)
+        self.scale_to_zero.refresh(store)
+
+    def refresh(self, store: Store) -> None:
+        """Rebuild the route and fallback snapshots (blocking; after each reconcile pass)."""
+        self.routes.refresh(store)
+        self.fallbacks.refresh(store)

@@ -1,18 +1,38 @@
 """Model metadata and resource estimates for scheduling, resolved on the server through plugins.
 
 The estimate comes from :func:`gpustack_core.estimate.estimate_model` (GGUF headers read from the
-file for local models, from the source's metadata otherwise). :func:`fallback_estimate` is a
+file for local models, from the source's metadata otherwise), with the per-process runtime overhead
+that the accelerator plugins of the cluster's devices report (the largest, so that a replica fits
+on any of them). :func:`fallback_estimate` is a
 file-size claim for callers that want one when the estimator cannot read a model.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
-from gpustack_core.estimate import EstimateOptions, estimate_model
+from gpustack_core.contracts import Accelerator
+from gpustack_core.errors import EstimationError, GPUStackError
+from gpustack_core.estimate import (
+    EstimateOptions,
+    estimate_gguf,
+    estimate_model,
+    read_gguf_file,
+    runtime_overhead_for,
+    with_preset,
+)
+from gpustack_core.estimate.llamacpp import RuntimeOverheadFn
 from gpustack_core.plugins import PluginHost
-from gpustack_core.types import Deployment, ModelMetadata, ResourceClaim, ResourceEstimate, SourceOptions
+from gpustack_core.types import (
+    Deployment,
+    Device,
+    ModelMetadata,
+    ResourceClaim,
+    ResourceEstimate,
+    SourceOptions,
+)
 
 __all__ = ["EstimateCache", "fallback_estimate"]
 
@@ -37,20 +57,40 @@ class EstimateCache:
         self._cache_dir = cache_dir
         self._cache: dict[str, ResourceEstimate] = {}
 
-    def estimate(self, deployment: Deployment) -> ResourceEstimate:
+    def estimate(self, deployment: Deployment, devices: Sequence[Device] = ()) -> ResourceEstimate:
         """The estimate for a deployment (blocking: resolves metadata through the source plugin).
+
+        ``devices`` are the cluster's devices the replica may land on; each one's accelerator
+        plugin is asked for its per-process overhead and the largest is added to GPU claims.
 
         Raises:
             GPUStackError: the model cannot be resolved or estimated (the message says why).
         """
-        key = f"{deployment.model}|{deployment.context_length}|{deployment.engine}"
+        targets = self._targets(devices)
+        profiles = sorted(
+            {
+                f"{d.accelerator}/{d.compute_capability}/{d.core_count}/{d.extra.get('sm_count', '')}"
+                for _, d in targets
+            }
+        )
+        preset = deployment.performance.model_dump_json() if deployment.performance else ""
+        key = "|".join(
+            (
+                str(deployment.model),
+                str(deployment.context_length),
+                deployment.engine,
+                ",".join(profiles),
+                preset,
+            )
+        )
         if key in self._cache:
             return self._cache[key]
         source = self._host.model_source(deployment.model.source)
         options = SourceOptions(cache_dir=str(self._cache_dir))
         with self._host.guard("sources", source.name, "resolve()"):
             metadata = source.resolve(deployment.model, options)
-        estimate = self._estimate(metadata, deployment)
+        runtime = runtime_overhead_for(targets) if targets else None
+        estimate = self._estimate(metadata, deployment, runtime)
         self._cache[key] = estimate
         return estimate
 
@@ -58,9 +98,42 @@ class EstimateCache:
         """Drop cached estimates (after a model changed on disk)."""
         self._cache.clear()
 
-    def _estimate(self, metadata: ModelMetadata, deployment: Deployment) -> ResourceEstimate:
+    def _targets(self, devices: Sequence[Device]) -> list[tuple[Accelerator, Device]]:
+        """One (plugin, device) per distinct device profile; devices of missing plugins are skipped."""
+        seen: dict[tuple[str, str | None, int | None, str], tuple[Accelerator, Device]] = {}
+        for d in devices:
+            profile = (d.accelerator, d.compute_capability, d.core_count, d.extra.get("sm_count", ""))
+            if d.device_type == "cpu" or profile in seen:
+                continue
+            try:
+                seen[profile] = (self._host.accelerator(d.accelerator), d)
+            except GPUStackError:
+                logger.debug(
+                    "no accelerator plugin %r here: no runtime overhead for its devices", d.accelerator
+                )
+        return list(seen.values())
+
+    def _estimate(
+        self, metadata: ModelMetadata, deployment: Deployment, runtime: RuntimeOverheadFn | None = None
+    ) -> ResourceEstimate:
         local_path: str | None = None
         if deployment.model.source == "local" and Path(deployment.model.id).exists():
             local_path = deployment.model.id
         options = EstimateOptions(ctx_size=deployment.context_length)
-        return estimate_model(metadata, options, local_path=local_path)
+        estimate = estimate_model(metadata, options, local_path=local_path, runtime=runtime)
+        return with_preset(estimate, deployment.performance, self._draft(deployment, options))
+
+    @staticmethod
+    def _draft(deployment: Deployment, options: EstimateOptions) -> ResourceEstimate | None:
+        """The estimate of a local GGUF draft model (llama.cpp runs it in the same process).
+
+        Other engines' drafts (vLLM, SGLang) live inside their ``gpu_memory_utilization`` /
+        ``mem_fraction_static`` share of the device, which the estimate already reserves.
+        """
+        spec = deployment.performance.speculative if deployment.performance else None
+        if spec is None or spec.draft_model is None or not spec.draft_model.endswith(".gguf"):
+            return None
+        path = Path(spec.draft_model)
+        if not path.is_file():
+            raise EstimationError(f"draft model {path} is not a local GGUF file: copy it to the server too")
+        return estimate_gguf(read_gguf_file(path), options, str(path))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from gpustack_core.plugins import PluginHost
 
@@ -31,6 +32,10 @@ class Services:
     on_credentials_changed: Callable[[], None] | None = None
     #: writes the gateway's pending usage counts (the usage API awaits it before reading)
     flush_usage: Callable[[], Awaitable[None]] | None = None
+    #: called (in a worker thread) after teams, model access, limits or fallbacks changed
+    on_governance_changed: Callable[[], None] | None = None
+    #: the OpenID Connect client (:class:`gpustack_core.server.sso.OIDCClient`) when SSO is configured
+    sso: Any = None
 
     def credentials_changed(self) -> None:
         """Tell the gateway's key cache that a key or user changed."""

@@ -48,7 +48,7 @@ import pytest
 
 from gpustack_core.contracts import Accelerator
 from gpustack_core.errors import AcceleratorNotPresent, AcceleratorOutputError, AcceleratorToolTimeout
-from gpustack_core.types import DetectOptions, Device
+from gpustack_core.types import DetectOptions, Device, RuntimeOverhead, RuntimeWorkload
 
 __all__ = [
     "AcceleratorSuite",
@@ -297,6 +297,32 @@ class AcceleratorSuite:
     def test_devices_found(self, devices: list[Device]) -> None:
         """Detection finds devices."""
         assert len(devices) >= 1, "no devices detected"
+
+    @requires("has_devices")
+    def test_runtime_overhead_is_well_formed(self, accelerator: Accelerator, devices: list[Device]) -> None:
+        """``runtime_overhead`` answers for every detected device, with labelled, non-negative items.
+
+        Checked for a quantized and a dense-BLAS llama.cpp workload and a vLLM one; the default
+        (no overhead) passes.
+        """
+        workloads = [
+            RuntimeWorkload(engine="llama.cpp", weight_types=("Q4_K",), micro_batch_tokens=512),
+            RuntimeWorkload(
+                engine="llama.cpp", weight_types=("F16",), dense_blas=True, micro_batch_tokens=2048
+            ),
+            RuntimeWorkload(engine="vllm", weight_types=("bfloat16",), dense_blas=True),
+        ]
+        for device in devices:
+            for workload in workloads:
+                overhead = accelerator.runtime_overhead(device, workload)
+                assert isinstance(overhead, RuntimeOverhead), (
+                    f"{type(overhead).__name__} is not a RuntimeOverhead"
+                )
+                for item in (*overhead.device_items, *overhead.host_items):
+                    assert item.label.strip(), f"{accelerator.name}: an overhead item has no label"
+                    assert item.bytes >= 0
+                if overhead.device_items or overhead.host_items:
+                    assert overhead.sources, f"{accelerator.name}: overhead numbers must cite their sources"
 
     @requires("has_devices")
     def test_fields_valid_and_consistent(self, accelerator: Accelerator, devices: list[Device]) -> None:

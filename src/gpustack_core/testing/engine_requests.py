@@ -19,21 +19,54 @@ from gpustack_core.types import (
     DeviceClaim,
     DeviceRef,
     EngineInstallation,
+    KVCacheExtension,
     LaunchRequest,
     LaunchSpec,
     ModelCategory,
     ModelRef,
+    PerformancePreset,
     Placement,
     ResourceClaim,
+    SpeculativeDecoding,
 )
 
 __all__ = [
+    "PRESET_SCENARIOS",
     "UPDATE_GOLDEN_ENV",
     "VENDOR_DEVICES",
     "assert_matches_golden",
     "make_launch_request",
     "standard_scenarios",
 ]
+
+#: Test data: one performance preset per mode, speculative method and KV-cache extension; the
+#: launch-spec suite checks each against every engine (golden spec where claimed, refusal elsewhere).
+PRESET_SCENARIOS: dict[str, PerformancePreset] = {
+    "mode-latency": PerformancePreset(mode="latency"),
+    "mode-throughput": PerformancePreset(mode="throughput"),
+    "spec-eagle3": PerformancePreset(
+        speculative=SpeculativeDecoding(
+            method="eagle3", draft_model="/models/eagle3-head", num_speculative_tokens=3
+        )
+    ),
+    "spec-mtp": PerformancePreset(speculative=SpeculativeDecoding(method="mtp", num_speculative_tokens=1)),
+    "spec-ngram": PerformancePreset(
+        speculative=SpeculativeDecoding(method="ngram", num_speculative_tokens=4)
+    ),
+    "spec-draft-model": PerformancePreset(
+        speculative=SpeculativeDecoding(
+            method="draft_model", draft_model="/models/draft", num_speculative_tokens=5
+        )
+    ),
+    "kv-lmcache": PerformancePreset(
+        kv_cache_extension=KVCacheExtension(
+            kind="lmcache", host_memory_bytes=20 * 2**30, disk_path="/var/cache/kv", disk_bytes=100 * 2**30
+        )
+    ),
+    "kv-hicache": PerformancePreset(
+        kv_cache_extension=KVCacheExtension(kind="hicache", host_memory_bytes=20 * 2**30)
+    ),
+}
 
 #: Set to 1 to (re)write golden files instead of comparing with them.
 UPDATE_GOLDEN_ENV = "GPUSTACK_UPDATE_GOLDEN"
@@ -69,6 +102,7 @@ def make_launch_request(
     port: int = 40100,
     host: str = "0.0.0.0",
     work_dir: str | None = "/var/lib/gpustack/instances/qwen-0",
+    performance: PerformancePreset | None = None,
 ) -> LaunchRequest:
     """A deterministic launch request (``worker-0`` for rank 0, ``worker-N`` for rank N)."""
     accelerator, device_type, variable = VENDOR_DEVICES[vendor]
@@ -111,6 +145,7 @@ def make_launch_request(
         served_model_name="qwen-chat",
         context_length=context_length,
         allow_multi_worker=node_count > 1,
+        performance=performance,
     )
     placement = Placement(
         deployment="qwen",

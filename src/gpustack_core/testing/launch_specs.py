@@ -26,7 +26,10 @@ and checks, for the subclass's engine:
 * every flag in ``engine.owned_flags`` is refused in both ``--f v`` and ``--f=v`` forms;
 * an unknown flag is passed through;
 * the accelerator's visibility variable and the deployment's env reach the process;
-* a model category the engine does not serve is refused.
+* a model category the engine does not serve is refused;
+* every performance preset of :data:`~gpustack_core.testing.engine_requests.PRESET_SCENARIOS` that
+  the engine's capabilities claim has a golden file ``preset-<name>.json`` and emits only recorded
+  flags; every other one is refused with an error naming it.
 
 Tests of the subclass can use ``self.request(...)`` and ``self.spec(...)``, and take the argument
 ``launch_scenario`` (parametrized over every scenario name) or ``owned_flag`` (over every owned flag).
@@ -45,9 +48,9 @@ import pytest
 from gpustack_core.contracts import Engine
 from gpustack_core.engines.flags import commands_of, unknown_flags
 from gpustack_core.errors import EngineArgumentError
-from gpustack_core.types import LaunchRequest, LaunchSpec, ModelCategory
+from gpustack_core.types import LaunchRequest, LaunchSpec, ModelCategory, preset_refusal
 
-from .engine_requests import assert_matches_golden, make_launch_request, standard_scenarios
+from .engine_requests import PRESET_SCENARIOS, assert_matches_golden, make_launch_request, standard_scenarios
 
 __all__ = ["LaunchSpecSuite"]
 
@@ -75,6 +78,9 @@ class LaunchSpecSuite:
     request_defaults: ClassVar[Mapping[str, Any]] = {}
     #: the extra arguments of the pass-through test: a flag the engine does not know, and its value
     unknown_args: ClassVar[tuple[str, ...]] = ("--some-new-flag", "7")
+    #: presets the capabilities claim but this ``version`` refuses: scenario name of
+    #: ``PRESET_SCENARIOS`` -> a regular expression of the refusal (e.g. "pin engine_version")
+    version_refused_presets: ClassVar[Mapping[str, str]] = {}
     #: the message (a regular expression, ``{flag}`` is the escaped flag) an owned flag is refused with
     owned_flag_message: ClassVar[str] = "sets {flag} itself"
 
@@ -123,6 +129,8 @@ class LaunchSpecSuite:
         """Parametrize ``launch_scenario`` over the scenarios and ``owned_flag`` over the owned flags."""
         if "launch_scenario" in metafunc.fixturenames:
             metafunc.parametrize("launch_scenario", sorted(self.scenarios()))
+        if "preset_scenario" in metafunc.fixturenames:
+            metafunc.parametrize("preset_scenario", sorted(PRESET_SCENARIOS))
         if "owned_flag" in metafunc.fixturenames:
             metafunc.parametrize("owned_flag", sorted(self.engine.owned_flags))
 
@@ -166,3 +174,24 @@ class LaunchSpecSuite:
         other = next(c for c in ModelCategory if c not in served)
         with pytest.raises(EngineArgumentError, match="does not serve"):
             self.spec(category=other)
+
+    def test_performance_preset_is_mapped_or_refused(self, preset_scenario: str) -> None:
+        """A claimed preset has a golden launch spec with recorded flags; any other is refused."""
+        preset = PRESET_SCENARIOS[preset_scenario]
+        caps = self.engine.capabilities()
+        vendor = next((v for v in caps.vendors if v != "cpu"), caps.vendors[0])
+        refusal = preset_refusal(self.engine.name, caps, preset)
+        if preset_scenario in self.version_refused_presets:
+            assert refusal is None, f"{preset_scenario} is not claimed by the capabilities: {refusal}"
+            with pytest.raises(EngineArgumentError, match=self.version_refused_presets[preset_scenario]):
+                self.spec(vendor=vendor, performance=preset)
+            return
+        if refusal is not None:
+            with pytest.raises(EngineArgumentError, match="performance preset"):
+                self.spec(vendor=vendor, performance=preset)
+            return
+        spec = self.spec(vendor=vendor, performance=preset)
+        assert_matches_golden(spec, self.golden_path(f"preset-{preset_scenario}"))
+        for command in commands_of(spec.argv):
+            words, known = self.flags_of(command)
+            assert unknown_flags(words, known) == [], command

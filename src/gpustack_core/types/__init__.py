@@ -22,7 +22,21 @@ from .models import (
     ModelRef,
     SourceOptions,
 )
-from .resources import ClaimStrategy, DeviceClaim, MemoryItem, ResourceClaim, ResourceEstimate
+from .performance import (
+    KVCacheExtension,
+    PerformancePreset,
+    SpeculativeDecoding,
+    preset_refusal,
+)
+from .resources import (
+    ClaimStrategy,
+    DeviceClaim,
+    MemoryItem,
+    ResourceClaim,
+    ResourceEstimate,
+    RuntimeOverhead,
+    RuntimeWorkload,
+)
 from .scheduling import Candidate, PolicyContext, Rejection
 from .workers import WorkerInfo, WorkerState
 
@@ -43,6 +57,7 @@ __all__ = [
     "EngineOptions",
     "GGUFTensor",
     "HttpProbe",
+    "KVCacheExtension",
     "LabelRequirement",
     "LaunchRequest",
     "LaunchSpec",
@@ -52,14 +67,19 @@ __all__ = [
     "ModelFormat",
     "ModelMetadata",
     "ModelRef",
+    "PerformancePreset",
     "Placement",
     "PlacementStrategy",
     "PolicyContext",
     "Rejection",
     "ResourceClaim",
     "ResourceEstimate",
+    "RuntimeOverhead",
+    "RuntimeWorkload",
     "SourceOptions",
+    "SpeculativeDecoding",
     "ValueModel",
     "WorkerInfo",
     "WorkerState",
+    "preset_refusal",
 ]

@@ -9,6 +9,7 @@ from pydantic import Field
 from ._base import Bytes, ValueModel
 from .devices import DeviceRef
 from .models import ModelCategory, ModelRef
+from .performance import PerformancePreset
 from .resources import ResourceClaim
 
 __all__ = ["Deployment", "LabelRequirement", "Placement", "PlacementStrategy"]
@@ -47,6 +48,9 @@ class Deployment(ValueModel):
     env: dict[str, str] = Field(default_factory=dict)
     served_model_name: str | None = None
     context_length: int | None = Field(default=None, ge=1)
+    performance: PerformancePreset | None = Field(
+        default=None, description="latency/throughput mode, speculative decoding, KV-cache extension"
+    )
 
 
 class Placement(ValueModel):

@@ -34,6 +34,16 @@ class EngineCapabilities(ValueModel):
     openai_endpoints: tuple[str, ...] = Field(
         default=(), description="OpenAI paths it serves, e.g. '/v1/chat/completions'"
     )
+    performance_modes: tuple[str, ...] = Field(
+        default=(),
+        description="modes besides 'balanced' it maps to flags: 'latency', 'throughput'",
+    )
+    speculative_methods: tuple[str, ...] = Field(
+        default=(), description="speculative decoding methods: 'eagle3', 'mtp', 'ngram', 'draft_model'"
+    )
+    kv_cache_extensions: tuple[str, ...] = Field(
+        default=(), description="KV-cache extensions: 'lmcache', 'hicache'"
+    )
 
 
 class EngineInstallation(ValueModel):

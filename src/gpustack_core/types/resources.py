@@ -8,7 +8,15 @@ from pydantic import Field
 
 from ._base import Bytes, ValueModel
 
-__all__ = ["ClaimStrategy", "DeviceClaim", "MemoryItem", "ResourceClaim", "ResourceEstimate"]
+__all__ = [
+    "ClaimStrategy",
+    "DeviceClaim",
+    "MemoryItem",
+    "ResourceClaim",
+    "ResourceEstimate",
+    "RuntimeOverhead",
+    "RuntimeWorkload",
+]
 
 ClaimStrategy = Literal["single_device", "multi_device", "multi_worker", "partial_offload", "cpu_only"]
 
@@ -18,6 +26,11 @@ class MemoryItem(ValueModel):
 
     label: str = Field(description="e.g. 'weights (Q4_K)', 'KV cache f16 x 4096 tokens', 'compute buffer'")
     bytes: Bytes
+    first_request: bool = Field(
+        default=False,
+        description="held only from the first request on (library workspaces, scratch pools), "
+        "not yet when the model has loaded",
+    )
 
 
 class DeviceClaim(ValueModel):
@@ -25,6 +38,11 @@ class DeviceClaim(ValueModel):
 
     memory_bytes: Bytes
     items: tuple[MemoryItem, ...] = ()
+
+    @property
+    def after_load_bytes(self) -> int:
+        """``memory_bytes`` less the items that appear only at the first request."""
+        return self.memory_bytes - sum(i.bytes for i in self.items if i.first_request)
 
 
 class ResourceClaim(ValueModel):
@@ -60,3 +78,39 @@ class ResourceEstimate(ValueModel):
     model: str = Field(description="model reference or path the estimate is for")
     claims: tuple[ResourceClaim, ...]
     notes: tuple[str, ...] = ()
+
+
+class RuntimeWorkload(ValueModel):
+    """What an engine process does on a device, as far as the vendor runtime's own costs depend on it.
+
+    The estimator describes the process; :meth:`gpustack_core.contracts.Accelerator.runtime_overhead`
+    answers with what the vendor's runtime adds (context, libraries, allocation granularity).
+    """
+
+    engine: str = Field(description="engine family, e.g. 'llama.cpp', 'vllm', 'sglang'")
+    weight_types: tuple[str, ...] = Field(
+        default=(), description="types of the matrices on the device, e.g. ('Q8_0', 'F32') or ('bfloat16',)"
+    )
+    dense_blas: bool = Field(
+        default=False,
+        description="the process multiplies matrices through the vendor's BLAS library (cuBLAS, hipBLAS...)",
+    )
+    micro_batch_tokens: int = Field(
+        default=512, ge=1, description="tokens per forward pass (llama.cpp ubatch)"
+    )
+    flash_attention: bool = True
+
+
+class RuntimeOverhead(ValueModel):
+    """What the vendor runtime adds to one process on one device, beyond the engine's own buffers.
+
+    ``device_items`` are added to every device the process uses, ``host_items`` once to the process's
+    host memory; items with ``first_request`` set appear only once the process has served a request.
+    Every device buffer the estimator lists is rounded up to ``allocation_granularity_bytes``.
+    ``sources`` cites where the numbers come from (a measurement in docs/benchmarks, vendor docs).
+    """
+
+    device_items: tuple[MemoryItem, ...] = ()
+    host_items: tuple[MemoryItem, ...] = ()
+    allocation_granularity_bytes: int = Field(default=1, ge=1)
+    sources: tuple[str, ...] = ()

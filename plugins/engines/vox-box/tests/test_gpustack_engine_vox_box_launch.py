@@ -11,7 +11,7 @@ from gpustack_core.types import ModelCategory
 
 class TestVoxBoxLaunch(LaunchSpecSuite):
     engine = VoxBoxEngine()
-    executable = "/opt/engines/vox-box/0.0.20/bin/vox-box"
+    executable = "/opt/engines/vox-box/0.0.21/bin/vox-box"
     extra_scenarios = {
         "cpu-tts": {
             "vendor": "cpu",

@@ -12,7 +12,7 @@ from gpustack_core.server.store.records import ApiKeyRecord, UserRecord
 
 from ._framework import ApiError, Endpoint, Request
 
-__all__ = ["ENDPOINTS", "LoginRequest", "LoginResponse"]
+__all__ = ["ENDPOINTS", "LoginRequest", "LoginResponse", "open_session"]
 
 
 class LoginRequest(BaseModel):
@@ -28,6 +28,7 @@ class LoginResponse(BaseModel):
     token: str
     expires_at: dt.datetime
     user: UserRecord
+    password_change_required: bool = False
 
 
 class MeResponse(BaseModel):
@@ -35,11 +36,14 @@ class MeResponse(BaseModel):
 
     user: UserRecord
     key: ApiKeyRecord
+    password_change_required: bool = False
 
 
 async def login(req: Request) -> LoginResponse:
     """Check a password and open a session; failures are rate limited per (user, client address)."""
     body: LoginRequest = req.body
+    if not req.services.config.local_login:
+        raise ApiError(403, "password login is disabled on this server; log in at /api/v1/auth/oidc/login")
     client = req.raw.client.host if req.raw.client else "unknown"
     limiter = req.services.limiter
     wait = limiter.retry_after(body.username, client)
@@ -48,28 +52,39 @@ async def login(req: Request) -> LoginResponse:
             429, f"too many failed logins; retry in {int(wait) + 1} s", {"Retry-After": str(int(wait) + 1)}
         )
     found = await req.db(req.services.store.get_user_login, body.username)
-    ok = False
     if found is not None:
         ok = await req.db(req.services.hashing.verify, found[1], body.password)
+    else:  # as slow as a wrong password, so timing does not tell which names exist
+        ok = await req.db(req.services.hashing.verify_unknown_user, body.password)
     if found is None or not ok or found[0].disabled:
         limiter.failed(body.username, client)
         raise ApiError(401, "wrong username or password")
     limiter.succeeded(body.username, client)
-    user = found[0]
+    return await open_session(req, found[0], "login session")
+
+
+async def open_session(req: Request, user: UserRecord, name: str) -> LoginResponse:
+    """A new session for ``user`` (a password or single sign-on login), valid ``session_ttl_s``."""
     key_id, token = new_api_key()
     expires = utcnow() + dt.timedelta(seconds=req.services.config.session_ttl_s)
     await req.db(
         req.services.store.create_key,
         key_id,
         user.id,
-        "login session",
+        name,
         "session",
         hash_secret(token),
         ["management", "inference"],
         None,
         expires,
     )
-    return LoginResponse(token=token, expires_at=expires, user=user)
+    must_change = await req.db(req.services.store.password_change_required, user.id)
+    return LoginResponse(
+        token=token,
+        expires_at=expires.replace(tzinfo=dt.timezone.utc),
+        user=user,
+        password_change_required=must_change,
+    )
 
 
 async def logout(req: Request) -> None:
@@ -81,7 +96,8 @@ async def logout(req: Request) -> None:
 async def me(req: Request) -> MeResponse:
     """Who the caller is."""
     caller = req.require_caller()
-    return MeResponse(user=caller.user, key=caller.key)
+    must_change = await req.db(req.services.store.password_change_required, caller.user.id)
+    return MeResponse(user=caller.user, key=caller.key, password_change_required=must_change)
 
 
 ENDPOINTS = (
@@ -94,6 +110,7 @@ ENDPOINTS = (
         auth="none",
         body=LoginRequest,
         response=LoginResponse,
+        errors=((401, "wrong username or password"), (429, "too many failed logins; see Retry-After")),
     ),
     Endpoint("POST", "/auth/logout", logout, "end the current session", "auth", auth="user", status=204),
     Endpoint("GET", "/auth/me", me, "the current user", "auth", auth="user", response=MeResponse),

@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
-from . import auth_routes, deployments, engines, instance_logs, usage, users, workers
+from . import (
+    auth_routes,
+    catalog,
+    deployments,
+    engines,
+    evaluations,
+    governance,
+    instance_logs,
+    join,
+    resolutions,
+    sessions,
+    sso_routes,
+    usage,
+    users,
+    workers,
+)
 from ._framework import Endpoint
 
 __all__ = ["all_endpoints"]
@@ -12,10 +27,17 @@ def all_endpoints() -> tuple[Endpoint, ...]:
     """The endpoints of every resource module."""
     return (
         *auth_routes.ENDPOINTS,
+        *sessions.ENDPOINTS,
+        *sso_routes.ENDPOINTS,
         *users.ENDPOINTS,
         *workers.ENDPOINTS,
+        *join.ENDPOINTS,
         *deployments.ENDPOINTS,
+        *evaluations.ENDPOINTS,
+        *catalog.ENDPOINTS,
+        *resolutions.ENDPOINTS,
         *instance_logs.ENDPOINTS,
         *engines.ENDPOINTS,
         *usage.ENDPOINTS,
+        *governance.ENDPOINTS,
     )

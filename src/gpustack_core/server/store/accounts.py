@@ -18,6 +18,9 @@ __all__ = ["AccountStore"]
 
 T = TypeVar("T")
 
+#: settings key prefix of the must-change-password mark (a setting, so no schema change)
+_PASSWORD_CHANGE = "password_change_required:"
+
 
 class AccountStore:
     """Reads and writes of settings, users, keys and usage; each call is one transaction."""
@@ -36,6 +39,22 @@ class AccountStore:
         """Insert or replace a setting."""
         s = t.settings
         upsert(self.engine, s, (s.c.key == key,), {"value": value}, {"key": key, "value": value}, key)
+
+    def delete_setting(self, key: str) -> None:
+        """Remove a setting (no error when absent)."""
+        with self.engine.begin() as c:
+            c.execute(t.settings.delete().where(t.settings.c.key == key))
+
+    def password_change_required(self, user_id: str) -> bool:
+        """The user must choose a new password before using the console (first admin, after a reset)."""
+        return self.get_setting(_PASSWORD_CHANGE + user_id) == "1"
+
+    def require_password_change(self, user_id: str, required: bool) -> None:
+        """Set or clear the must-change-password mark of a user."""
+        if required:
+            self.put_setting(_PASSWORD_CHANGE + user_id, "1")
+        else:
+            self.delete_setting(_PASSWORD_CHANGE + user_id)
 
     # ------------------------------------------------------------------ users
 
@@ -109,6 +128,7 @@ class AccountStore:
         """Delete a user and their keys."""
         with self.engine.begin() as c:
             c.execute(t.api_keys.delete().where(t.api_keys.c.user_id == user_id))
+            c.execute(t.settings.delete().where(t.settings.c.key == _PASSWORD_CHANGE + user_id))
             return c.execute(t.users.delete().where(t.users.c.id == user_id)).rowcount > 0
 
     # ------------------------------------------------------------------ API keys and sessions

@@ -79,7 +79,8 @@ def bootstrap(engine: sa.Engine, data_dir: Path, hashing: PasswordHashing) -> Bo
         password = new_password()
         password_file = data_dir / ADMIN_PASSWORD_FILE
         _write_secret(password_file, password)
-        store.create_user("admin", hashing.hash(password), "admin")
+        admin = store.create_user("admin", hashing.hash(password), "admin")
+        store.require_password_change(admin.id, True)
         logger.info("created user 'admin'; its password is in %s", password_file)
     token_file = data_dir / TOKEN_FILE
     stored_hash = store.get_setting(WORKER_TOKEN_SETTING)

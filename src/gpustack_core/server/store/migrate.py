@@ -10,7 +10,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-__all__ = ["current_revision", "head_revision", "upgrade"]
+__all__ = ["current_revision", "downgrade", "head_revision", "upgrade"]
 
 _SCRIPTS = Path(__file__).resolve().parent / "migrations"
 
@@ -41,3 +41,9 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> None:
     """Bring the database to ``revision`` (default: the newest); a no-op when it is there already."""
     with engine.begin() as connection:
         command.upgrade(_config(connection), revision)
+
+
+def downgrade(engine: sa.Engine, revision: str) -> None:
+    """Take the database back to ``revision`` (dropping what later revisions added)."""
+    with engine.begin() as connection:
+        command.downgrade(_config(connection), revision)

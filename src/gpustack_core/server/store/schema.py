@@ -13,10 +13,18 @@ __all__ = [
     "api_keys",
     "deployments",
     "instances",
+    "limit_counters",
+    "limits",
     "metadata",
+    "model_access",
+    "model_fallbacks",
     "model_files",
+    "scale_to_zero",
     "settings",
+    "team_members",
+    "teams",
     "usage",
+    "usage_hourly",
     "users",
     "workers",
 ]
@@ -138,4 +146,80 @@ usage = sa.Table(
     sa.Column("prompt_tokens", sa.BigInteger, nullable=False, default=0),
     sa.Column("completion_tokens", sa.BigInteger, nullable=False, default=0),
     sa.Column("requests", sa.BigInteger, nullable=False, default=0),
+)
+
+# ---------------------------------------------------------------- governance (revision 0004)
+
+teams = sa.Table(
+    "teams",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False, unique=True),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+
+team_members = sa.Table(
+    "team_members",
+    metadata,
+    sa.Column("team_id", ID, sa.ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("user_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
+
+model_access = sa.Table(
+    "model_access",
+    metadata,
+    sa.Column("subject_kind", sa.String(16), primary_key=True, doc="'user' or 'team'"),
+    sa.Column("subject_id", ID, primary_key=True),
+    sa.Column("model", sa.String(255), primary_key=True, doc="a public model name, or '*' for every model"),
+)
+
+limits = sa.Table(
+    "limits",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("subject_kind", sa.String(16), nullable=False, doc="'user', 'team', 'key' or 'global'"),
+    sa.Column("subject_id", sa.String(36), nullable=False, doc="'' for 'global'"),
+    sa.Column("model", sa.String(255), nullable=False, doc="'' for every model"),
+    sa.Column("metric", sa.String(16), nullable=False, doc="'tokens' or 'requests'"),
+    sa.Column("period", sa.String(16), nullable=False, doc="'minute', 'hour', 'day', 'month' or 'total'"),
+    sa.Column("max_value", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.UniqueConstraint("subject_kind", "subject_id", "model", "metric", "period", name="uq_limits_subject"),
+)
+
+limit_counters = sa.Table(
+    "limit_counters",
+    metadata,
+    sa.Column("limit_id", ID, sa.ForeignKey("limits.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("window_start", sa.BigInteger, primary_key=True, doc="UTC epoch seconds; 0 for 'total'"),
+    sa.Column("used", sa.BigInteger, nullable=False, default=0),
+)
+
+model_fallbacks = sa.Table(
+    "model_fallbacks",
+    metadata,
+    sa.Column("model", sa.String(255), primary_key=True),
+    sa.Column("priority", sa.Integer, primary_key=True),
+    sa.Column("fallback", sa.String(255), nullable=False),
+)
+
+usage_hourly = sa.Table(
+    "usage_hourly",
+    metadata,
+    sa.Column("user_id", sa.String(36), primary_key=True),
+    sa.Column("key_id", sa.String(32), primary_key=True, doc="'' when the request used a session"),
+    sa.Column("model", sa.String(255), primary_key=True),
+    sa.Column("hour", sa.DateTime, primary_key=True, doc="naive UTC start of the hour"),
+    sa.Column("prompt_tokens", sa.BigInteger, nullable=False, default=0),
+    sa.Column("completion_tokens", sa.BigInteger, nullable=False, default=0),
+    sa.Column("requests", sa.BigInteger, nullable=False, default=0),
+)
+
+scale_to_zero = sa.Table(
+    "scale_to_zero",
+    metadata,
+    sa.Column("deployment_id", ID, sa.ForeignKey("deployments.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("idle_timeout_s", sa.Float, nullable=False),
+    sa.Column("wake_replicas", sa.Integer, nullable=False),
 )

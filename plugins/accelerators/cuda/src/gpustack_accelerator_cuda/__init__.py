@@ -9,11 +9,19 @@ from typing import Any
 from gpustack_core import Accelerator, DetectOptions, Device, hookimpl
 from gpustack_core.accelerators import run_tool
 from gpustack_core.errors import AcceleratorNotPresent
+from gpustack_core.types import RuntimeOverhead, RuntimeWorkload
 
 from ._nvml import NvmlUnavailable, read_nvml
+from ._overhead import cuda_runtime_overhead
 from ._smi import parse_smi_xml
 
-__all__ = ["CudaAccelerator", "gpustack_register_accelerators", "parse_smi_xml", "read_nvml"]
+__all__ = [
+    "CudaAccelerator",
+    "cuda_runtime_overhead",
+    "gpustack_register_accelerators",
+    "parse_smi_xml",
+    "read_nvml",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +77,11 @@ class CudaAccelerator(Accelerator):
         An empty subset gives ``""``, which hides every GPU.
         """
         return {VISIBILITY_VARIABLE: ",".join(d.uuid for d in devices)}
+
+    def runtime_overhead(self, device: Device, workload: RuntimeWorkload) -> RuntimeOverhead:
+        """CUDA context (by SM count and compute capability), and for llama.cpp ggml-cuda's kernels,
+        VMM pool and cuBLAS; every number measured on an H200 (docs/benchmarks/estimation-h200.md)."""
+        return cuda_runtime_overhead(device, workload)
 
 
 @hookimpl

@@ -19,6 +19,7 @@ from gpustack_core.types import (
 )
 
 from ._build import build_llama_server, seed_from_build
+from ._presets import preset_args
 
 __all__ = [
     "SEED_BUILD_ENV",
@@ -71,7 +72,8 @@ class LlamaCppEngine(engines.VersionedEngine):
     system_program = "llama-server"
 
     def capabilities(self) -> EngineCapabilities:
-        """GGUF; LLM, embedding and rerank; CPU and the GPU vendors llama.cpp has backends for."""
+        """GGUF; LLM, embedding and rerank; CPU and the GPU vendors llama.cpp has backends for;
+        presets: modes (slots) and speculative decoding (``--spec-type``, see _presets.py)."""
         return EngineCapabilities(
             formats=(ModelFormat.GGUF,),
             categories=tuple(CATEGORY_FLAGS),
@@ -80,6 +82,8 @@ class LlamaCppEngine(engines.VersionedEngine):
             multi_worker=True,
             cpu_offload=True,
             openai_endpoints=(*engines.TEXT_ENDPOINTS, "/v1/embeddings", "/v1/rerank"),
+            performance_modes=("latency", "throughput"),
+            speculative_methods=("eagle3", "mtp", "ngram", "draft_model"),
         )
 
     def default_version(self) -> str:
@@ -116,6 +120,7 @@ class LlamaCppEngine(engines.VersionedEngine):
             argv += ["--rpc", ",".join(request.rpc_servers)]
         engines.check_served(self, request)
         argv += CATEGORY_FLAGS[deployment.category]
+        argv += preset_args(deployment.performance, request.installation.version)
         return engines.make_launch_spec(request, [*argv, "--metrics", "--no-webui", *extra], extra_env=env)
 
     def _rpc_server_spec(

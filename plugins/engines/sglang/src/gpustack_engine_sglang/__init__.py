@@ -8,6 +8,8 @@ from gpustack_core import Engine, engines, hookimpl
 from gpustack_core.errors import EngineArgumentError
 from gpustack_core.types import EngineCapabilities, LaunchRequest, LaunchSpec, ModelCategory, ModelFormat
 
+from ._presets import preset_args
+
 __all__ = ["SglangEngine", "gpustack_register_engines"]
 
 OWNED_FLAGS: frozenset[str] = frozenset(
@@ -34,7 +36,8 @@ class SglangEngine(engines.VenvEngine):
     program = "python"  # python -m sglang.launch_server; no program of its own on PATH
 
     def capabilities(self) -> EngineCapabilities:
-        """safetensors; LLM, VLM, embedding; NVIDIA and AMD; TP and multi-node."""
+        """safetensors; LLM, VLM, embedding; NVIDIA and AMD; TP and multi-node; presets: modes,
+        EAGLE-3/MTP/n-gram/draft-model speculation, HiCache (see _presets.py)."""
         return EngineCapabilities(
             formats=(ModelFormat.SAFETENSORS,),
             categories=CATEGORIES,
@@ -42,11 +45,14 @@ class SglangEngine(engines.VenvEngine):
             tensor_parallel=True,
             multi_worker=True,
             openai_endpoints=(*engines.TEXT_ENDPOINTS, "/v1/embeddings"),
+            performance_modes=("latency", "throughput"),
+            speculative_methods=("eagle3", "mtp", "ngram", "draft_model"),
+            kv_cache_extensions=("hicache",),
         )
 
     def default_version(self) -> str:
-        """The SGLang release line whose server_args.py the recorded flags come from."""
-        return "0.4.1"
+        """The SGLang release whose CLI the recorded flags come from (0.4.1 stays installable)."""
+        return "0.5.23"
 
     def launch_spec(self, request: LaunchRequest) -> LaunchSpec:
         """One ``sglang.launch_server`` per node."""
@@ -67,9 +73,12 @@ class SglangEngine(engines.VenvEngine):
                 raise EngineArgumentError("multi-node SGLang needs the rank-0 node's address (head_address)")
             argv += ["--nnodes", str(request.node_count), "--node-rank", str(request.node_rank)]
             argv += ["--dist-init-addr", request.head_address]
+        preset, preset_env = preset_args(deployment.performance, request.installation.version)
+        argv += preset
         return engines.make_launch_spec(
             request,
             (*argv, *extra),
+            extra_env=preset_env,
             readiness_mode="http" if request.node_rank == 0 else "process",  # only rank 0 serves HTTP
             ready_timeout_s=1800.0,
         )

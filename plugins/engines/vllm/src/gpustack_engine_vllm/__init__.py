@@ -10,12 +10,14 @@ from gpustack_core import Engine, engines, hookimpl
 from gpustack_core.errors import EngineArgumentError
 from gpustack_core.types import EngineCapabilities, LaunchRequest, LaunchSpec, ModelCategory, ModelFormat
 
+from ._presets import preset_args
+
 __all__ = ["VllmEngine", "gpustack_register_engines"]
 
 #: Every spelling of the flags the plugin sets (arg_utils.py / cli_args.py, see _cli.py).
 OWNED_FLAGS: frozenset[str] = frozenset(
     {
-        "--host", "--port", "--model", "--served-model-name", "--task",
+        "--host", "--port", "--model", "--served-model-name", "--task", "--runner", "--convert",
         "--tensor-parallel-size", "-tp", "--pipeline-parallel-size", "-pp",
         "--distributed-executor-backend",
     }
@@ -28,6 +30,16 @@ TASKS: dict[ModelCategory, str] = {
     ModelCategory.EMBEDDING: "embed",
     ModelCategory.RERANK: "score",
 }
+#: From 0.33.0 (the default; ``vllm/config/model.py``, ``vllm/config/scheduler.py``): ``--runner``
+#: ``generate``/``pooling`` and ``--convert`` ``embed``/``classify`` replace ``--task``.
+RUNNER_ARGS: dict[ModelCategory, tuple[str, ...]] = {
+    ModelCategory.LLM: ("--runner", "generate"),
+    ModelCategory.VLM: ("--runner", "generate"),
+    ModelCategory.EMBEDDING: ("--runner", "pooling", "--convert", "embed"),
+    ModelCategory.RERANK: ("--runner", "pooling", "--convert", "classify"),
+}
+#: The first version the plugin emits ``--runner``/``--convert`` for (older ones get ``--task``).
+RUNNER_VERSION = "0.33.0"
 DEFAULT_RAY_PORT = 6379
 
 
@@ -49,7 +61,8 @@ class VllmEngine(engines.VenvEngine):
     program = system_program = "vllm"
 
     def capabilities(self) -> EngineCapabilities:
-        """safetensors; LLM, VLM, embedding, rerank; NVIDIA, AMD and MetaX; TP, PP and multi-node."""
+        """safetensors; LLM, VLM, embedding, rerank; NVIDIA, AMD and MetaX; TP, PP and multi-node;
+        presets: latency/throughput, EAGLE-3/MTP/n-gram/draft-model speculation, LMCache (_presets.py)."""
         return EngineCapabilities(
             formats=(ModelFormat.SAFETENSORS,),
             categories=tuple(TASKS),
@@ -59,11 +72,14 @@ class VllmEngine(engines.VenvEngine):
             multi_worker=True,
             cpu_offload=True,
             openai_endpoints=(*engines.TEXT_ENDPOINTS, "/v1/embeddings", "/v1/score"),
+            performance_modes=("latency", "throughput"),
+            speculative_methods=("eagle3", "mtp", "ngram", "draft_model"),
+            kv_cache_extensions=("lmcache",),
         )
 
     def default_version(self) -> str:
-        """The vLLM release whose CLI the recorded flags come from."""
-        return "0.7.3"
+        """The vLLM release whose CLI the recorded flags come from (0.7.3 stays installable)."""
+        return "0.33.0"
 
     def launch_spec(self, request: LaunchRequest) -> LaunchSpec:
         """``vllm serve`` on rank 0 (behind ``ray start --head`` when multi-node), ``ray start`` on others."""
@@ -81,17 +97,24 @@ class VllmEngine(engines.VenvEngine):
             return engines.make_launch_spec(request, join, health_path=None, readiness_mode="process")
         serve = [str(executable), "serve", engines.model_directory(self, request), "--host", request.host]
         serve += ["--port", str(request.port), "--served-model-name", engines.served_model_name(request)]
-        serve += ["--task", TASKS[deployment.category]]
+        if engines.version_sort_key(request.installation.version) >= engines.version_sort_key(RUNNER_VERSION):
+            serve += RUNNER_ARGS[deployment.category]
+        else:
+            serve += ["--task", TASKS[deployment.category]]
         serve += ["--tensor-parallel-size", str(max(1, len(engines.accelerated_devices(request))))]
         serve += ["--pipeline-parallel-size", str(request.node_count)]
         if deployment.context_length:
             serve += ["--max-model-len", str(deployment.context_length)]
+        preset, preset_env = preset_args(deployment.performance, request.installation.version)
+        serve += preset
         if request.node_count == 1:
-            return engines.make_launch_spec(request, (*serve, *extra), ready_timeout_s=1800.0)
+            return engines.make_launch_spec(
+                request, (*serve, *extra), extra_env=preset_env, ready_timeout_s=1800.0
+            )
         serve += ["--distributed-executor-backend", "ray", *extra]
         head = shlex.join([ray, "start", "--head", "--port", str(ray_port)])
         argv = ("/bin/sh", "-c", f"{head} && exec {shlex.join(serve)}")
-        env = {"RAY_ADDRESS": f"127.0.0.1:{ray_port}"}
+        env = {"RAY_ADDRESS": f"127.0.0.1:{ray_port}", **preset_env}
         return engines.make_launch_spec(request, argv, extra_env=env, ready_timeout_s=1800.0)
 
 

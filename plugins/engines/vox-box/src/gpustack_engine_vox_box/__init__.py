@@ -39,7 +39,7 @@ class VoxBoxEngine(engines.VenvEngine):
 
     def default_version(self) -> str:
         """The vox-box release this plugin targets."""
-        return "0.0.20"
+        return "0.0.21"
 
     def launch_spec(self, request: LaunchRequest) -> LaunchSpec:
         """``vox-box start --model DIR --host H --port P --device cuda:0|cpu [--data-dir WORK]``."""

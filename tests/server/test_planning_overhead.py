@@ -1,0 +1,118 @@
+"""The server's estimates carry the runtime overhead of the cluster's accelerators."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import SimpleNamespace
+
+import gpustack_source_local
+import pytest
+
+from gpustack_core import Accelerator, DetectOptions, Device, PluginHost, hookimpl
+from gpustack_core.errors import EstimationError
+from gpustack_core.server.planning import EstimateCache
+from gpustack_core.testing.gguf_models import TinyLlamaSpec, write_llama_gguf
+from gpustack_core.types import (
+    Deployment,
+    KVCacheExtension,
+    MemoryItem,
+    ModelRef,
+    PerformancePreset,
+    RuntimeOverhead,
+    RuntimeWorkload,
+    SpeculativeDecoding,
+)
+
+MIB = 2**20
+
+
+class _Vendor(Accelerator):
+    name = "vendorx"
+    vendor = "x"
+
+    def detect(self, options: DetectOptions) -> list[Device]:
+        return []
+
+    def visibility_env(self, devices: Sequence[Device]) -> dict[str, str]:
+        return {}
+
+    def runtime_overhead(self, device: Device, workload: RuntimeWorkload) -> RuntimeOverhead:
+        mib = 300 if device.compute_capability == "big" else 100
+        return RuntimeOverhead(
+            device_items=(MemoryItem(label="context", bytes=mib * MIB),), sources=("test",)
+        )
+
+
+def _plugin() -> SimpleNamespace:
+    @hookimpl
+    def gpustack_register_accelerators(register: Callable[[Accelerator], None]) -> None:
+        register(_Vendor())
+
+    return SimpleNamespace(gpustack_register_accelerators=gpustack_register_accelerators)
+
+
+def _device(capability: str, accelerator: str = "vendorx") -> Device:
+    return Device(
+        accelerator=accelerator, vendor="x", index=0, uuid=f"u-{capability}-{accelerator}", name="d",
+        compute_capability=capability, memory_total_bytes=2**34,
+    )  # fmt: skip
+
+
+def test_estimate_adds_the_largest_overhead_of_the_cluster_devices(tmp_path: Path) -> None:
+    model = write_llama_gguf(tmp_path / "m.gguf", TinyLlamaSpec(name="p"), fill="zeros")
+    host = PluginHost(
+        entry_points=False,
+        plugins=[("accelerators", "vendorx", _plugin()), ("sources", "local", gpustack_source_local)],
+    )
+    cache = EstimateCache(host, tmp_path / "cache")
+    dep = Deployment(
+        name="d", model=ModelRef(source="local", id=str(model)), engine="llama.cpp", context_length=512
+    )
+    bare = cache.estimate(dep)
+    small = cache.estimate(dep, [_device("small")])
+    mixed = cache.estimate(dep, [_device("small"), _device("big"), _device("big", accelerator="absent")])
+
+    def device_bytes(estimate: object) -> int:
+        return estimate.claims[0].devices[0].memory_bytes  # type: ignore[attr-defined, no-any-return]
+
+    assert device_bytes(small) - device_bytes(bare) == 100 * MIB
+    assert device_bytes(mixed) - device_bytes(bare) == 300 * MIB
+    assert bare.claims[-1] == mixed.claims[-1]  # the CPU-only claim is unchanged
+
+
+def test_preset_adds_host_kv_memory_and_a_gguf_draft(tmp_path: Path) -> None:
+    model = write_llama_gguf(tmp_path / "m.gguf", TinyLlamaSpec(name="p"), fill="zeros")
+    draft = write_llama_gguf(tmp_path / "d.gguf", TinyLlamaSpec(name="d", n_layer=1), fill="zeros")
+    host = PluginHost(entry_points=False, plugins=[("sources", "local", gpustack_source_local)])
+    cache = EstimateCache(host, tmp_path / "cache")
+    base = Deployment(
+        name="d", model=ModelRef(source="local", id=str(model)), engine="llama.cpp", context_length=512
+    )
+    preset = PerformancePreset(
+        speculative=SpeculativeDecoding(method="draft_model", draft_model=str(draft)),
+        kv_cache_extension=KVCacheExtension(kind="lmcache", host_memory_bytes=3 * 2**30),
+    )
+    plain = cache.estimate(base)
+    with_preset = cache.estimate(base.model_copy(update={"performance": preset}))
+    gpu_plain, gpu = plain.claims[0], with_preset.claims[0]
+    draft_device = [i for i in gpu.devices[0].items if i.label.startswith("draft model: ")]
+    assert draft_device, gpu.devices[0].items
+    assert gpu.devices[0].memory_bytes - gpu_plain.devices[0].memory_bytes == sum(
+        i.bytes for i in draft_device
+    )
+    assert gpu.host_memory_bytes - gpu_plain.host_memory_bytes >= 3 * 2**30
+    cpu_plain, cpu = plain.claims[-1], with_preset.claims[-1]
+    assert cpu.strategy == "cpu_only"
+    assert (
+        cpu.host_memory_bytes > cpu_plain.host_memory_bytes + 3 * 2**30
+    )  # KV extension + the draft's weights
+    missing = base.model_copy(
+        update={
+            "performance": PerformancePreset(
+                speculative=SpeculativeDecoding(method="draft_model", draft_model="/no/d.gguf")
+            )
+        }
+    )
+    with pytest.raises(EstimationError, match="not a local GGUF file"):
+        cache.estimate(missing)
