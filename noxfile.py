@@ -57,13 +57,21 @@ def console(session: nox.Session) -> None:
 
 @nox.session
 def ci(session: nox.Session) -> None:
-    """Everything CI runs, in order: lint, typecheck, docs, tests, console, slow suites."""
+    """Everything CI runs, in order: lint, typecheck, docs, tests, console, API fuzzing, slow suites."""
     session.notify("lint")
     session.notify("typecheck")
     session.notify("docs")
     session.notify("tests")
     session.notify("console")
+    session.notify("fuzz")
     session.notify("slow")
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """schemathesis against the management API's OpenAPI document as admin, user, unauthenticated
+    and worker (about 40 s each; ``-- --max-time N`` per credential)."""
+    session.run(PY, "scripts/fuzz_api.py", *session.posargs)
 
 
 @nox.session

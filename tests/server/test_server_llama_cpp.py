@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from server_helpers import Running, fast_config, serve_http, start_app
 
 from gpustack_core.plugins import PluginHost
+from gpustack_core.testing.sampling import DETERMINISTIC_SAMPLING, deterministic
 from gpustack_core.types import EngineInstallation
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -60,7 +61,9 @@ async def test_tiny_gguf_on_llama_cpp_end_to_end(
     assert process.cmdline()[0] == runtime.executable
     assert str(tiny_model) in process.cmdline()
 
-    chat = {"model": "tiny-llama", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    chat = deterministic(
+        {"model": "tiny-llama", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    )
 
     async def answered() -> Any:
         # The gateway's route table follows the database within a moment; until then it answers 503.
@@ -85,21 +88,31 @@ def _openai_calls(base_url: str, key: str) -> dict[str, tuple[int, int]]:
     usage: dict[str, tuple[int, int]] = {}
     with openai.OpenAI(api_key=key, base_url=base_url + "/v1", max_retries=0, timeout=120) as client:
         chat = client.chat.completions.create(
-            model="tiny-chat", messages=[{"role": "user", "content": "Say hello"}], max_tokens=8
+            model="tiny-chat",
+            messages=[{"role": "user", "content": "Say hello"}],
+            max_tokens=8,
+            extra_body=DETERMINISTIC_SAMPLING,
         )
         assert chat.choices[0].message.role == "assistant"
         assert chat.usage is not None
         usage["chat"] = (chat.usage.prompt_tokens, chat.usage.completion_tokens)
         chunks = list(
             client.chat.completions.create(
-                model="tiny-chat", messages=[{"role": "user", "content": "Count"}], max_tokens=8, stream=True
+                model="tiny-chat",
+                messages=[{"role": "user", "content": "Count"}],
+                max_tokens=8,
+                stream=True,
+                extra_body=DETERMINISTIC_SAMPLING,
             )
         )
-        assert len(chunks) >= 2
+        assert len(chunks) >= 2  # ignore_eos: never a lone end-of-sequence chunk
         assert all(c.object == "chat.completion.chunk" for c in chunks)
         assert all(c.usage is None for c in chunks), "the usage chunk the gateway asked for leaked"
-        completion = client.completions.create(model="tiny-chat", prompt="abc", max_tokens=5)
+        completion = client.completions.create(
+            model="tiny-chat", prompt="abc", max_tokens=5, extra_body=DETERMINISTIC_SAMPLING
+        )
         assert completion.usage is not None
+        assert completion.usage.completion_tokens == 5
         usage["completion"] = (completion.usage.prompt_tokens, completion.usage.completion_tokens)
         embeddings = client.embeddings.create(model="tiny-embed", input=["hello", "tiny world"])
         assert len(embeddings.data) == 2

@@ -181,3 +181,16 @@ async def test_start_background_in_a_callers_task_group(
     assert status.pgid is not None
     assert group_pids(status.pgid) == []
     assert sup.status("bg").state == "stopped"
+
+
+async def test_max_restarts_counts_crashes_in_a_row_not_over_the_whole_life(
+    tmp_path: Path, fake_spec: Callable[..., LaunchSpec]
+) -> None:
+    # ready, serving 1.5 s (longer than stable_after_s), then a crash: each crash is a first one
+    policy = RestartPolicy(initial_backoff_s=0.1, max_backoff_s=0.2, max_restarts=1, stable_after_s=0.5)
+    async with Supervisor(tmp_path / "s", tmp_path / "l", policy) as sup:
+        await sup.start("rare", fake_spec("--exit-after", "1.5", "--exit-code", "7"))
+        status = await wait_for(sup, "rare", lambda s: s.restarts >= 3 or s.state == "failed")
+        assert status.state != "failed", status.message
+        assert status.restarts >= 3
+        await sup.stop("rare", grace_s=2)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Any
 
 from ..plugins import PluginHost
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["console", "make_host", "print_json"]
 
@@ -25,6 +26,8 @@ PIPE_WIDTH = 1000
 def console(stderr: bool = False) -> Console:
     """A rich console on stdout (or stderr), no soft wrapping of long messages; when the output is
     not a terminal, tables are not wrapped at 80 columns either."""
+    from rich.console import Console  # imported on use: JSON output does not need rich
+
     stream = sys.stderr if stderr else sys.stdout
     width = None if stream.isatty() else PIPE_WIDTH
     return Console(stderr=stderr, soft_wrap=True, width=width)

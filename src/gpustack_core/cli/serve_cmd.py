@@ -84,6 +84,21 @@ def serve(
         help="Seconds a request waits for a scaled-to-zero model.",
         min=0.001,
     ),
+    api_max_body: int = typer.Option(
+        1024 * 1024, "--api-max-body-bytes", help="Management API: larger request bodies get 413.", min=1
+    ),
+    body_timeout: float = typer.Option(
+        60.0,
+        "--request-body-timeout",
+        help="Seconds a request's whole body may take to arrive before 408 (0: no limit).",
+        min=0.0,
+    ),
+    forwarded_allow_ips: str = typer.Option(
+        "",
+        "--forwarded-allow-ips",
+        help="Reverse proxies whose X-Forwarded-For is believed (comma separated, '*' for all); "
+        "default: none, the client address is the connection's.",
+    ),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
 ) -> None:
     """Run the server (REST API, controllers, OpenAI gateway) with an embedded worker."""
@@ -117,6 +132,9 @@ def serve(
         oidc_redirect_url=oidc_redirect_url,
         local_login=not no_local_login,
         cold_start_hold_timeout_s=cold_start_hold,
+        api_max_body_bytes=api_max_body,
+        request_body_timeout_s=body_timeout,
+        forwarded_allow_ips=forwarded_allow_ips,
     )
     from gpustack_core.server.serving import serve as run
 

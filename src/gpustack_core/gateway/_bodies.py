@@ -122,6 +122,12 @@ def parse_json_body(body: bytes) -> dict[str, Any]:
         raise GatewayHTTPError(
             400, f"The request body is not valid JSON: {exc}.", error_type="invalid_request_error"
         ) from exc
+    except RecursionError:
+        raise GatewayHTTPError(
+            400,
+            "The request body's JSON is nested too deeply to parse; flatten it.",
+            error_type="invalid_request_error",
+        ) from None
     if not isinstance(obj, dict):
         raise GatewayHTTPError(
             422, "The request body must be a JSON object.", error_type="invalid_request_error"

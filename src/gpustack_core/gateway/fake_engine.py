@@ -239,6 +239,18 @@ def create_fake_engine(name: str = "fake") -> Starlette:
             {"text": f"{size} bytes for {sniffer.model}", "model": sniffer.model, "bytes": size}
         )
 
+    async def metrics_route(request: Request) -> Response:
+        # the shape of llama.cpp's ``--metrics`` answer (one counter, one gauge)
+        lines = [
+            "# HELP fake_engine:requests_total Requests answered.",
+            "# TYPE fake_engine:requests_total counter",
+            f"fake_engine:requests_total {sum(stats.requests.values())}",
+            "# HELP fake_engine:streams_in_flight Streams being answered.",
+            "# TYPE fake_engine:streams_in_flight gauge",
+            f"fake_engine:streams_in_flight {stats.streams_started - stats.streams_completed}",
+        ]
+        return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+
     async def stats_route(request: Request) -> Response:
         return JSONResponse(stats.as_dict())
 
@@ -256,6 +268,7 @@ def create_fake_engine(name: str = "fake") -> Starlette:
         Route("/v1/audio/speech", speech, methods=["POST"]),
         Route("/v1/audio/transcriptions", transcriptions, methods=["POST"]),
         Route("/v1/audio/translations", transcriptions, methods=["POST"]),
+        Route("/metrics", metrics_route, methods=["GET"]),
         Route("/_fake/stats", stats_route, methods=["GET"]),
         Route("/_fake/reset", reset_route, methods=["POST"]),
     ]

@@ -30,7 +30,10 @@ def boundary_of(content_type: str) -> bytes:
     m = _BOUNDARY.search(content_type)
     if not m:
         raise MultipartError("the multipart/form-data content type has no boundary parameter")
-    return m.group(1).strip().encode("latin-1")
+    boundary = m.group(1).strip()
+    if not boundary or not boundary.isascii():
+        raise MultipartError(f"the multipart boundary {boundary!r} is empty or not ASCII (RFC 2046)")
+    return boundary.encode("ascii")
 
 
 class MultipartModelSniffer:

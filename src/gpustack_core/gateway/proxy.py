@@ -220,6 +220,8 @@ class Gateway:
             await self._answer_error(ex, err, scope, receive, send)
         except ClientGone:
             self._observe(ex, _CLIENT_CLOSED)
+        except Exception as exc:
+            await self._internal_error(ex, exc, scope, receive, send)
         finally:
             if ex.reservation is not None:
                 await self._settle(ex, 0)
@@ -274,6 +276,8 @@ class Gateway:
             await self._answer_error(ex, err, scope, receive, send)
         except ClientGone:
             self._observe(ex, _CLIENT_CLOSED)
+        except Exception as exc:
+            await self._internal_error(ex, exc, scope, receive, send)
         finally:
             if ex.reservation is not None:
                 await self._settle(ex, 0)
@@ -726,6 +730,24 @@ class Gateway:
 
     def _observe(self, ex: _Exchange, status: int) -> None:
         self.metrics.observe_request(ex.model, status, time.perf_counter() - ex.started)
+
+    async def _internal_error(
+        self, ex: _Exchange, exc: Exception, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """A defect of the gateway: logged, counted as 500 and, when nothing was sent yet, answered
+        with a JSON 500 that closes the connection (the stream state is unknown)."""
+        logger.error("internal error on %s", scope.get("path"), exc_info=exc)
+        if ex.status or ex.finished:  # the answer had started: only the metrics are left to do
+            if not ex.finished:
+                self._observe(ex, 500)
+            return
+        err = GatewayHTTPError(
+            500, f"Internal error in the gateway ({type(exc).__name__}).", error_type="server_error"
+        )
+        self._observe(ex, 500)
+        response = err.response()
+        response.headers["connection"] = "close"
+        await response(scope, receive, send)
 
     async def _answer_error(
         self, ex: _Exchange, err: GatewayHTTPError, scope: Scope, receive: Receive, send: Send

@@ -32,6 +32,7 @@ from .config import ServerConfig
 from .console import console_routes
 from .controllers import Controllers
 from .gateway_bridge import GatewayBridge
+from .request_limits import RequestBodyTimeout
 from .security import LoginRateLimiter, PasswordHashing, hash_secret
 from .services import Services
 from .session import SessionCookieMiddleware
@@ -47,6 +48,15 @@ API_PREFIX = "/api/v1"
 
 async def _openapi(request: Request) -> Response:
     return JSONResponse(openapi_document(all_endpoints(), API_PREFIX, __version__))
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    """A JSON 500 that says the connection closes (the error is logged by the server)."""
+    return JSONResponse(
+        {"detail": f"internal server error ({type(exc).__name__}); see the server log"},
+        status_code=500,
+        headers={"Connection": "close"},
+    )
 
 
 async def _healthz(request: Request) -> Response:
@@ -171,7 +181,15 @@ def create_app(
     if gateway_app is not None:
         routes.append(Route("/metrics", metrics_app(registry)))
         routes.append(Mount("", app=gateway_app))
-    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(SessionCookieMiddleware)])
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[
+            Middleware(RequestBodyTimeout, timeout_s=cfg.request_body_timeout_s),
+            Middleware(SessionCookieMiddleware),
+        ],
+        exception_handlers={Exception: _internal_error},
+    )
 
 
 def _governance_changed(bridge: GatewayBridge, store: Store) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from .security import hash_secret, secrets_equal, split_api_key
 from .store import Store, utcnow
+from .store._sql import read_retrying
 from .store.records import ApiKeyRecord, UserRecord
 
 __all__ = ["Caller", "authenticate_key", "bearer_token"]
@@ -50,7 +51,7 @@ def authenticate_key(store: Store, token: str, now: dt.datetime | None = None) -
     key_id = split_api_key(token)
     if key_id is None:
         return None
-    found = store.get_key(key_id)
+    found = read_retrying(store.get_key, key_id)
     if found is None:
         return None
     key, secret_hash = found
@@ -58,7 +59,7 @@ def authenticate_key(store: Store, token: str, now: dt.datetime | None = None) -
         return None
     if key.expires_at is not None and key.expires_at <= (now or utcnow()):
         return None
-    user = store.get_user(key.user_id)
+    user = read_retrying(store.get_user, key.user_id)
     if user is None or user.disabled:
         return None
     return Caller(user=user, key=key)

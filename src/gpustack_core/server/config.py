@@ -35,6 +35,8 @@ class ServerConfig:
         reconcile_interval_s: how often the controllers run.
         restart_backoff_s / restart_backoff_max_s: delay before an errored instance is retried,
             doubling per restart up to the maximum.
+        restart_stable_s: an instance running this long has its restart count (and so its next
+            backoff) set back to zero.
         session_ttl_s: lifetime of a login session token.
         login_max_failures / login_window_s: failed-login rate limit per (user, client address).
         mount_gateway: mount the OpenAI-compatible gateway at ``/v1`` when it is installed.
@@ -45,6 +47,13 @@ class ServerConfig:
         usage_flush_interval_s: the gateway's usage counts are written in batches this often
             (0: each request's usage is written before it ends).
         gateway_max_body_bytes: larger request bodies get 413 from the gateway.
+        api_max_body_bytes: larger management API request bodies get 413 (nothing past the limit
+            is read).
+        request_body_timeout_s: a request whose body has not fully arrived this many seconds
+            after it started gets 408 (0: no deadline).
+        forwarded_allow_ips: addresses of reverse proxies whose ``X-Forwarded-For`` and
+            ``X-Forwarded-Proto`` are believed (comma separated, ``*`` for all); empty: none,
+            the client address is the socket's peer (the login rate limit keys on it).
         gateway_upstream_timeout_s: the longest the gateway waits for an engine's next bytes
             (its answer's head, or the next chunk of a stream) before 504 or a stream error.
         enforce_limits: the gateway enforces quotas and rate limits (``--no-limits`` turns it off).
@@ -70,6 +79,7 @@ class ServerConfig:
     reconcile_interval_s: float = 1.0
     restart_backoff_s: float = 2.0
     restart_backoff_max_s: float = 300.0
+    restart_stable_s: float = 600.0
     session_ttl_s: float = 24 * 3600.0
     login_max_failures: int = 5
     login_window_s: float = 300.0
@@ -93,6 +103,9 @@ class ServerConfig:
     local_login: bool = True
     cold_start_hold_timeout_s: float = 120.0
     scale_to_zero_check_interval_s: float = 1.0
+    api_max_body_bytes: int = 1024 * 1024
+    request_body_timeout_s: float = 60.0
+    forwarded_allow_ips: str = ""
 
     @property
     def resolved_database_url(self) -> str:

@@ -116,8 +116,9 @@ class Controllers:
         """Send errored instances back to pending after an exponential backoff."""
         cfg = self.services.config
         store = self.services.store
-        errored, _ = store.list_instances(states=[InstanceState.ERROR.value])
         now = utcnow()
+        store.forget_old_restarts(now - dt.timedelta(seconds=cfg.restart_stable_s))
+        errored, _ = store.list_instances(states=[InstanceState.ERROR.value])
         for inst in errored:
             if inst.desired != "running":
                 continue

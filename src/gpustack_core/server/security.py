@@ -36,6 +36,18 @@ class PasswordHashing:
 
     def __init__(self, time_cost: int = 2, memory_cost_kib: int = 19 * 1024) -> None:
         self._hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_cost_kib, parallelism=1)
+        self._dummy: str | None = None
+
+    def verify_unknown_user(self, password: str) -> bool:
+        """Spend the time of one verification when the user does not exist; always ``False``.
+
+        Without it a login for an unknown name answers without hashing, and the time tells an
+        attacker which names exist.
+        """
+        if self._dummy is None:
+            self._dummy = self._hasher.hash(new_token())
+        self.verify(self._dummy, password)
+        return False
 
     def hash(self, password: str) -> str:
         """The encoded argon2id hash of ``password``."""
@@ -87,31 +99,60 @@ def split_api_key(token: str) -> str | None:
 class LoginRateLimiter:
     """Failed logins per (username, client address): at most ``max_failures`` within ``window_s``.
 
-    Lives on ``app.state``; two applications in one process do not share it.
+    Memory is bounded: pairs whose failures all left the window are pruned as new failures come
+    in, and past ``max_tracked`` pairs the oldest are dropped first. Lives on ``app.state``; two
+    applications in one process do not share it.
     """
 
     max_failures: int = 5
     window_s: float = 300.0
+    max_tracked: int = 100_000
     _failures: dict[tuple[str, str], deque[float]] = field(default_factory=dict)
+    _next_prune: float = 0.0
 
-    def _recent(self, key: tuple[str, str], now: float) -> deque[float]:
-        times = self._failures.setdefault(key, deque())
+    def __len__(self) -> int:
+        """How many (username, client) pairs are tracked."""
+        return len(self._failures)
+
+    def _recent(self, key: tuple[str, str], now: float) -> deque[float] | None:
+        times = self._failures.get(key)
+        if times is None:
+            return None
         while times and now - times[0] > self.window_s:
             times.popleft()
+        if not times:
+            del self._failures[key]
+            return None
         return times
+
+    def prune(self, now: float | None = None) -> None:
+        """Forget every pair whose failures have all left the window."""
+        now = time.monotonic() if now is None else now
+        stale = [key for key, times in self._failures.items() if not times or now - times[-1] > self.window_s]
+        for key in stale:
+            del self._failures[key]
 
     def retry_after(self, username: str, client: str, now: float | None = None) -> float | None:
         """Seconds until another attempt is allowed, or ``None`` when one is allowed now."""
         now = time.monotonic() if now is None else now
         times = self._recent((username, client), now)
-        if len(times) < self.max_failures:
+        if times is None or len(times) < self.max_failures:
             return None
         return max(0.0, self.window_s - (now - times[0]))
 
     def failed(self, username: str, client: str, now: float | None = None) -> None:
         """Record one failed attempt."""
         now = time.monotonic() if now is None else now
-        self._recent((username, client), now).append(now)
+        if now >= self._next_prune:
+            self.prune(now)
+            self._next_prune = now + min(self.window_s / 2, 60.0)
+        key = (username, client)
+        times = self._recent(key, now)
+        if times is None:
+            while len(self._failures) >= self.max_tracked:
+                del self._failures[next(iter(self._failures))]  # the oldest pair first
+            times = self._failures[key] = deque(maxlen=self.max_failures)
+        times.append(now)
 
     def succeeded(self, username: str, client: str) -> None:
         """Forget the failures of this pair after a successful login."""

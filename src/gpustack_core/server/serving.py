@@ -12,7 +12,7 @@ from gpustack_core.plugins import PluginHost
 from gpustack_core.server.app import create_app
 from gpustack_core.server.config import ServerConfig
 
-__all__ = ["login_banner", "serve"]
+__all__ = ["login_banner", "serve", "uvicorn_config"]
 
 
 def login_banner(config: ServerConfig, app: Any) -> str:
@@ -35,6 +35,30 @@ def login_banner(config: ServerConfig, app: Any) -> str:
     return "\n".join(lines)
 
 
+def uvicorn_config(config: ServerConfig, app: Any, log_level: str = "info") -> uvicorn.Config:
+    """uvicorn's settings for ``app``: proxy headers only from ``config.forwarded_allow_ips``.
+
+    uvicorn believes ``X-Forwarded-For`` from 127.0.0.1 by default; the server does not, so a
+    client on the same host cannot pick the address the login rate limit counts against.
+    """
+    allowed = config.forwarded_allow_ips.strip()
+    return uvicorn.Config(
+        app,
+        host=config.host,
+        port=config.port,
+        log_level=log_level,
+        lifespan="on",
+        proxy_headers=bool(allowed),
+        forwarded_allow_ips=allowed or None,
+        # a connection half-open since a network partition must not hold the shutdown forever
+        timeout_graceful_shutdown=10,
+        # uvicorn's lines go through the caller's logging configuration (one timestamped format);
+        # one access line per request (workers poll every second) only at debug
+        log_config=None,
+        access_log=log_level == "debug",
+    )
+
+
 async def serve(
     config: ServerConfig,
     *,
@@ -44,19 +68,7 @@ async def serve(
 ) -> None:
     """Run the server until cancelled or signalled; ``on_started`` gets the login banner."""
     app = create_app(config, host=host)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=config.host,
-            port=config.port,
-            log_level=log_level,
-            lifespan="on",
-            # uvicorn's lines go through the caller's logging configuration (one timestamped format);
-            # one access line per request (workers poll every second) only at debug
-            log_config=None,
-            access_log=log_level == "debug",
-        )
-    )
+    server = uvicorn.Server(uvicorn_config(config, app, log_level))
     async with anyio.create_task_group() as group:
 
         async def announce() -> None:

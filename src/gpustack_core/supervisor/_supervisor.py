@@ -50,6 +50,9 @@ class _Instance:
     state: ProcessState = "starting"
     restarts: int = 0
     restarts_since_ready: int = 0
+    #: restarts since the engine last stayed ready for ``stable_after_s``: what ``max_restarts`` caps
+    crash_streak: int = 0
+    ready_since: float | None = None
     exits: int = 0
     last_exit_code: int | None = None
     message: str = ""
@@ -253,6 +256,10 @@ class Supervisor:
             adopted=instance.adopted,
         )
 
+    def launch_spec(self, instance_id: str) -> LaunchSpec:
+        """The launch spec an instance runs with. Raises :class:`EngineError` for an unknown id."""
+        return self._get(instance_id).spec
+
     def statuses(self) -> dict[str, ProcessStatus]:
         """Snapshots of every instance this supervisor knows, by id."""
         return {instance_id: self.status(instance_id) for instance_id in self._instances}
@@ -399,12 +406,19 @@ class Supervisor:
                 await self._watch(instance)
                 if instance.stop_requested:
                     return
+                if (
+                    instance.ready_since is not None
+                    and time.monotonic() - instance.ready_since >= self.restart.stable_after_s
+                ):
+                    instance.crash_streak = 0  # it served long enough: an old crash is not a loop
+                instance.ready_since = None
                 cap = self.restart.max_restarts
-                if cap is not None and instance.restarts >= cap:
+                if cap is not None and instance.crash_streak >= cap:
                     remove_state(self.state_dir, instance.instance_id)
                     self._set(instance, "failed", f"{instance.message}; gave up after {cap} restart(s)")
                     return
                 instance.restarts += 1
+                instance.crash_streak += 1
                 instance.restarts_since_ready += 1
                 delay = self.restart.backoff(instance.restarts_since_ready)
                 self._set(
@@ -448,6 +462,7 @@ class Supervisor:
                     if ok:
                         ready_seen = True
                         instance.restarts_since_ready = 0
+                        instance.ready_since = now
                         self._set(instance, "ready", f"ready (pid {process.pid})")
                     elif now - started > spec.ready_timeout_s:
                         kill_group(process.pgid, _platform.KILL)

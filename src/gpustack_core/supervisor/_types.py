@@ -26,7 +26,16 @@ class RestartPolicy(ValueModel):
 
     initial_backoff_s: float = Field(default=1.0, ge=0)
     max_backoff_s: float = Field(default=60.0, ge=0)
-    max_restarts: int | None = Field(default=None, ge=0, description="None: restart forever")
+    max_restarts: int | None = Field(
+        default=None,
+        ge=0,
+        description="restarts in a row (without a stable run between them) before giving up; None: forever",
+    )
+    stable_after_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="a process ready this long before it crashes starts the max_restarts count afresh",
+    )
     restart_on_unhealthy: bool = Field(
         default=True, description="kill and restart a process whose health check keeps failing"
     )

@@ -8,6 +8,7 @@ Engine processes are supervised by :class:`~gpustack_core.supervisor.Supervisor`
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from gpustack_core.types import Device, EngineOptions, WorkerInfo
 
 from .api import WorkerApi, bind_api_socket, create_worker_api, serve_worker_api
 from .inventory import collect_worker_info, default_worker_name
+from .metrics import EngineTarget, render_worker_metrics, scrape_engines
 from .protocol import (
     Assignment,
     Assignments,
@@ -117,6 +119,7 @@ class WorkerAgent:
         #: instances waiting for an engine install: instance id -> (engine, version)
         self._installs: dict[str, tuple[str, str]] = {}
         self.supervisor: Supervisor | None = None
+        self._metrics_client: httpx.AsyncClient | None = None
         self.registered = anyio.Event()
         #: the port the worker API listens on, once :meth:`run` bound it
         self.api_port: int | None = None
@@ -137,9 +140,11 @@ class WorkerAgent:
                 transport=self._transport,
                 timeout=30.0,
             ) as client,
+            httpx.AsyncClient(timeout=3.0) as metrics_client,
             supervisor,
         ):
             self.supervisor = supervisor
+            self._metrics_client = metrics_client
             adopted = await supervisor.adopt()
             if adopted:
                 logger.info("adopted %d running engine(s): %s", len(adopted), ", ".join(adopted))
@@ -166,8 +171,26 @@ class WorkerAgent:
             return supervisor.log_dir / f"{instance_id}.log"
 
         return create_worker_api(
-            WorkerApi(worker_name=self.name, token_sha256=token_sha256(self.config.token), log_path=log_path)
+            WorkerApi(
+                worker_name=self.name,
+                token_sha256=token_sha256(self.config.token),
+                log_path=log_path,
+                metrics=functools.partial(self.metrics_text, supervisor),
+            )
         )
+
+    async def metrics_text(self, supervisor: Supervisor) -> bytes:
+        """This worker's Prometheus metrics, with its ready engines' own (see :mod:`.metrics`)."""
+        targets = []
+        for iid, status in supervisor.statuses().items():
+            spec = supervisor.launch_spec(iid)
+            host = spec.probe_host or "127.0.0.1"
+            url = f"http://{f'[{host}]' if ':' in host else host}:{spec.port}/metrics"
+            targets.append(EngineTarget(iid, spec.served_model_name, status, url))
+        if self._metrics_client is None:  # not running: nothing to scrape
+            return render_worker_metrics(self.name, self._devices, targets, {})
+        texts = await scrape_engines(targets, self._metrics_client)
+        return render_worker_metrics(self.name, self._devices, targets, texts)
 
     async def _collect_info(self) -> WorkerInfo:
         info = await anyio.to_thread.run_sync(

@@ -3,6 +3,9 @@
 ::
 
     GET /healthz                           liveness (no credentials)
+    GET /metrics                           Prometheus metrics: devices, engine processes and the
+                                           engines' own metrics (no credentials; see
+                                           :mod:`gpustack_core.worker.metrics`)
     GET /instances/{instance_id}/logs      an engine's log: ``?tail=N`` lines, ``?follow=true`` streams
 
 Every route but ``/healthz`` wants ``Authorization: Bearer <token>`` with a token from
@@ -16,7 +19,7 @@ import contextlib
 import os
 import re
 import socket
-from collections.abc import AsyncIterator, Callable, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,12 +53,14 @@ class WorkerApi:
         token_sha256: hex SHA-256 of the cluster's worker join token.
         log_path: the log file of an instance id (whether or not it exists).
         follow_poll_s: how often a followed log is checked for new bytes.
+        metrics: renders ``GET /metrics`` (``None``: the route answers 404).
     """
 
     worker_name: str
     token_sha256: str
     log_path: Callable[[str], Path]
     follow_poll_s: float = 0.25
+    metrics: Callable[[], Awaitable[bytes]] | None = None
 
 
 def _error(status: int, detail: str) -> JSONResponse:
@@ -107,9 +112,15 @@ def create_worker_api(api: WorkerApi) -> Starlette:
 
         return StreamingResponse(stream(), media_type=_TEXT, headers=_NO_CACHE)
 
+    async def metrics(request: Request) -> Response:
+        if api.metrics is None:
+            return _error(404, "this worker serves no metrics")
+        return Response(await api.metrics(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
     return Starlette(
         routes=[
             Route("/healthz", healthz),
+            Route("/metrics", metrics),
             Route("/instances/{instance_id}/logs", instance_logs),
         ]
     )

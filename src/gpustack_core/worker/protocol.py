@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -138,9 +138,9 @@ class InstanceReport(BaseModel):
 class ModelFileReport(BaseModel):
     """Download progress of a model's files on the worker."""
 
-    model: str
+    model: str = Field(min_length=1, max_length=512)
     state: Literal["downloading", "ready", "error"]
-    downloaded_bytes: int = Field(default=0, ge=0)
-    total_bytes: int | None = Field(default=None, ge=0)
-    paths: tuple[str, ...] = ()
-    message: str = ""
+    downloaded_bytes: int = Field(default=0, ge=0, le=2**63 - 1)
+    total_bytes: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    paths: tuple[Annotated[str, Field(max_length=4096)], ...] = Field(default=(), max_length=10_000)
+    message: str = Field(default="", max_length=16_384)

@@ -11,8 +11,8 @@ from ._framework import ApiError, Query, Request
 __all__ = ["PAGE_QUERY", "not_found", "page", "page_args"]
 
 PAGE_QUERY = (
-    Query("limit", "int", "page size (1-1000)", 100),
-    Query("offset", "int", "items to skip", 0),
+    Query("limit", "int", "page size (1-1000)", 100, minimum=1, maximum=1000),
+    Query("offset", "int", "items to skip", 0, minimum=0),
 )
 
 

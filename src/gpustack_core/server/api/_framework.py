@@ -6,7 +6,6 @@ converts results to JSON, and the same declarations produce the OpenAPI document
 from __future__ import annotations
 
 import functools
-import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -14,18 +13,40 @@ from typing import Any, Literal, TypeVar
 
 import anyio.to_thread
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import DBAPIError
 from starlette.requests import Request as StarletteRequest
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gpustack_core.server.auth import Caller, authenticate_key, bearer_token
+from gpustack_core.server.request_limits import (
+    BodyIncomplete,
+    BodyTooLarge,
+    read_json_body,
+    unstorable_reason,
+)
 from gpustack_core.server.security import hash_secret, secrets_equal
 from gpustack_core.server.services import Services
+from gpustack_core.server.store._sql import connection_lost
 from gpustack_core.server.store.records import Page
 
-__all__ = ["ApiError", "AuthLevel", "Endpoint", "Query", "Request", "build_routes", "openapi_document"]
+__all__ = [
+    "INT64_MAX",
+    "INT64_MIN",
+    "ApiError",
+    "AuthLevel",
+    "Endpoint",
+    "Query",
+    "Request",
+    "build_routes",
+    "openapi_document",
+]
 
 logger = logging.getLogger(__name__)
+
+#: The range of the databases' BIGINT: larger integers are a client's mistake (422), never a 500.
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
 
 AuthLevel = Literal["none", "user", "management", "admin", "worker"]
 T = TypeVar("T")
@@ -50,6 +71,9 @@ class Query:
     type: Literal["int", "str", "bool", "date"] = "str"
     description: str = ""
     default: Any = None
+    #: bounds of an ``int`` parameter (default: the range of a BIGINT)
+    minimum: int | None = None
+    maximum: int | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +93,8 @@ class Endpoint:
     status: int = 200
     #: a non-JSON answer's media type (e.g. ``text/plain; charset=utf-8`` for logs), for the document
     media_type: str | None = None
+    #: further error answers of this endpoint, ``(status, description)``, for the document
+    errors: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass
@@ -120,8 +146,14 @@ def _parse_query(ep: Endpoint, raw: StarletteRequest) -> dict[str, Any]:
             values[q.name] = q.default
             continue
         try:
+            if "\x00" in text:
+                raise ValueError("NUL characters are not allowed")
             if q.type == "int":
-                values[q.name] = int(text)
+                number = int(text)
+                low, high = _int_bounds(q)
+                if not low <= number <= high:
+                    raise ValueError(f"must be between {low} and {high}")
+                values[q.name] = number
             elif q.type == "bool":
                 if text.lower() not in {"true", "false", "1", "0"}:
                     raise ValueError("expected true or false")
@@ -134,13 +166,30 @@ def _parse_query(ep: Endpoint, raw: StarletteRequest) -> dict[str, Any]:
             errors.append(
                 {"loc": ["query", q.name], "msg": f"invalid {q.type} {text!r}: {exc}", "type": q.type}
             )
-    if "limit" in values and values["limit"] is not None and not 1 <= values["limit"] <= 1000:
-        errors.append({"loc": ["query", "limit"], "msg": "limit must be between 1 and 1000", "type": "range"})
-    if "offset" in values and values["offset"] is not None and values["offset"] < 0:
-        errors.append({"loc": ["query", "offset"], "msg": "offset must be >= 0", "type": "range"})
     if errors:
         raise ApiError(422, errors)
     return values
+
+
+def _int_bounds(q: Query) -> tuple[int, int]:
+    low = INT64_MIN if q.minimum is None else max(INT64_MIN, q.minimum)
+    high = INT64_MAX if q.maximum is None else min(INT64_MAX, q.maximum)
+    return low, high
+
+
+def _check_path_params(raw: StarletteRequest) -> None:
+    for name, value in raw.path_params.items():
+        if isinstance(value, str) and ("\x00" in value or len(value) > 512):
+            raise ApiError(
+                422,
+                [
+                    {
+                        "loc": ["path", name],
+                        "msg": "NUL characters or more than 512 characters",
+                        "type": "value",
+                    }
+                ],
+            )
 
 
 async def _authorize(ep: Endpoint, raw: StarletteRequest, services: Services) -> Caller | None:
@@ -182,15 +231,23 @@ def _wrap(ep: Endpoint) -> Callable[[StarletteRequest], Awaitable[Response]]:
         services: Services = raw.app.state.services
         try:
             caller = await _authorize(ep, raw, services)
+            _check_path_params(raw)
             body: Any = None
             if ep.body is not None:
-                data = await raw.body()
                 try:
-                    parsed = json.loads(data or b"null")
+                    parsed = await read_json_body(raw, services.config.api_max_body_bytes)
+                except BodyTooLarge as exc:
+                    raise ApiError(413, str(exc), {"Connection": "close"}) from exc
+                except BodyIncomplete as exc:
+                    raise ApiError(408, str(exc), {"Connection": "close"}) from exc
                 except ValueError as exc:
                     raise ApiError(
                         422, [{"loc": ["body"], "msg": f"invalid JSON: {exc}", "type": "json"}]
                     ) from exc
+                problem = unstorable_reason(parsed, INT64_MIN, INT64_MAX)
+                if problem is not None:
+                    loc, msg = problem
+                    raise ApiError(422, [{"loc": ["body", *loc], "msg": msg, "type": "value_error"}])
                 try:
                     body = ep.body.model_validate(parsed)
                 except ValidationError as exc:
@@ -201,6 +258,11 @@ def _wrap(ep: Endpoint) -> Callable[[StarletteRequest], Awaitable[Response]]:
             result = await ep.handler(request)
         except ApiError as exc:
             return _error_json(exc.status, exc.detail, exc.headers)
+        except DBAPIError as exc:
+            if not connection_lost(exc):
+                raise
+            logger.warning("%s %s: the database connection was lost: %s", raw.method, raw.url.path, exc)
+            return _error_json(503, "the database connection was lost; retry", {"Retry-After": "1"})
         if isinstance(result, Response):
             return result
         if result is None:
@@ -250,11 +312,20 @@ def openapi_document(endpoints: Sequence[Endpoint], prefix: str, version: str) -
     for ep in endpoints:
         op: dict[str, Any] = {"summary": ep.summary, "tags": [ep.tag], "operationId": ep.handler.__name__}
         params: list[dict[str, Any]] = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "maxLength": 512, "pattern": "^[^\\x00]*$"},
+            }
             for name in _path_params(ep.path)
         ]
         for q in ep.query:
-            schema = qtypes.get(q.type, {"type": "string", "format": "date"})
+            schema: dict[str, Any] = dict(qtypes.get(q.type, {"type": "string", "format": "date"}))
+            if q.type == "int":
+                schema["minimum"], schema["maximum"] = _int_bounds(q)
+            elif q.type == "str":
+                schema["pattern"] = "^[^\\x00]*$"
             params.append(
                 {
                     "name": q.name,
@@ -299,8 +370,18 @@ def openapi_document(endpoints: Sequence[Endpoint], prefix: str, version: str) -
             }
         else:
             responses[str(ep.status)] = {"description": "OK"}
-        if ep.body is not None or ep.query:
+        if ep.body is not None or ep.query or _path_params(ep.path):
             responses["422"] = {"description": "validation error: detail is a list of {loc, msg, type}"}
+        if _path_params(ep.path):
+            responses["404"] = {"description": "not found: detail names what was looked for"}
+        if ep.body is not None:
+            responses["408"] = {"description": "the request body did not arrive in time"}
+            responses["413"] = {"description": "the request body is larger than the server's limit"}
+        if ep.method in {"POST", "PATCH", "PUT", "DELETE"} and ep.auth != "worker":
+            responses["409"] = {"description": "conflicts with the current state: detail says how"}
+        responses["503"] = {"description": "the database connection was lost; retry (Retry-After)"}
+        for code, text in ep.errors:
+            responses[str(code)] = {"description": text}
         if ep.auth != "none":
             op["security"] = [{"bearer": []}]
             responses["401"] = {"description": "missing or invalid credentials"}

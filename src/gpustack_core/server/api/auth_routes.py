@@ -52,9 +52,10 @@ async def login(req: Request) -> LoginResponse:
             429, f"too many failed logins; retry in {int(wait) + 1} s", {"Retry-After": str(int(wait) + 1)}
         )
     found = await req.db(req.services.store.get_user_login, body.username)
-    ok = False
     if found is not None:
         ok = await req.db(req.services.hashing.verify, found[1], body.password)
+    else:  # as slow as a wrong password, so timing does not tell which names exist
+        ok = await req.db(req.services.hashing.verify_unknown_user, body.password)
     if found is None or not ok or found[0].disabled:
         limiter.failed(body.username, client)
         raise ApiError(401, "wrong username or password")
@@ -78,7 +79,12 @@ async def open_session(req: Request, user: UserRecord, name: str) -> LoginRespon
         expires,
     )
     must_change = await req.db(req.services.store.password_change_required, user.id)
-    return LoginResponse(token=token, expires_at=expires, user=user, password_change_required=must_change)
+    return LoginResponse(
+        token=token,
+        expires_at=expires.replace(tzinfo=dt.timezone.utc),
+        user=user,
+        password_change_required=must_change,
+    )
 
 
 async def logout(req: Request) -> None:
@@ -104,6 +110,7 @@ ENDPOINTS = (
         auth="none",
         body=LoginRequest,
         response=LoginResponse,
+        errors=((401, "wrong username or password"), (429, "too many failed logins; see Retry-After")),
     ),
     Endpoint("POST", "/auth/logout", logout, "end the current session", "auth", auth="user", status=204),
     Endpoint("GET", "/auth/me", me, "the current user", "auth", auth="user", response=MeResponse),

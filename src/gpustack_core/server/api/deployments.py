@@ -18,12 +18,27 @@ from ._framework import ApiError, Endpoint, Query, Request, validation_detail
 
 __all__ = [
     "ENDPOINTS",
+    "ENV_MASK",
     "DeploymentCreate",
     "DeploymentPatch",
     "DeploymentView",
     "ScaleRequest",
     "check_engine",
+    "masked",
 ]
+
+#: What the API shows instead of a deployment's ``env`` values: they are write-only (tokens such as
+#: ``HF_TOKEN`` live there) and reach only the worker that starts the engine. A PATCH that sends
+#: this value back for a variable keeps the stored value.
+ENV_MASK = "********"
+
+
+def masked(dep: DeploymentRecord) -> DeploymentRecord:
+    """``dep`` with its ``env`` values replaced by :data:`ENV_MASK`."""
+    if not dep.spec.env:
+        return dep
+    spec = dep.spec.model_copy(update={"env": dict.fromkeys(dep.spec.env, ENV_MASK)})
+    return dep.model_copy(update={"spec": spec})
 
 
 def _parse_ref(value: Any) -> Any:
@@ -122,7 +137,8 @@ async def _get(req: Request) -> DeploymentRecord:
 async def list_deployments(req: Request) -> Page:
     """List deployments."""
     limit, offset = page_args(req)
-    return page(await req.db(req.services.store.list_deployments, limit, offset, req.query["name"]), req)
+    items, total = await req.db(req.services.store.list_deployments, limit, offset, req.query["name"])
+    return page(([masked(d) for d in items], total), req)
 
 
 async def create_deployment(req: Request) -> DeploymentRecord:
@@ -137,7 +153,7 @@ async def create_deployment(req: Request) -> DeploymentRecord:
         if detected is not None and detected != spec.category:
             spec = spec.model_copy(update={"category": detected})
     try:
-        return await req.db(req.services.store.create_deployment, spec)
+        return masked(await req.db(req.services.store.create_deployment, spec))
     except ConflictError as exc:
         raise ApiError(409, str(exc)) from exc
 
@@ -146,7 +162,7 @@ async def get_deployment(req: Request) -> DeploymentView:
     """A deployment with its instances."""
     dep = await _get(req)
     instances, _ = await req.db(req.services.store.list_instances, deployment_id=dep.id)
-    return DeploymentView(deployment=dep, instances=instances)
+    return DeploymentView(deployment=masked(dep), instances=instances)
 
 
 async def update_deployment(req: Request) -> DeploymentRecord:
@@ -158,6 +174,12 @@ async def update_deployment(req: Request) -> DeploymentRecord:
     changes = body.model_dump(exclude_unset=True)
     if isinstance(changes.get("model"), str):
         changes["model"] = ModelRef.parse(changes["model"]).model_dump()
+    if changes.get("env") is not None:
+        stored = dep.spec.env
+        changes["env"] = {
+            name: stored[name] if value == ENV_MASK and name in stored else value
+            for name, value in changes["env"].items()
+        }
     merged = {**dep.spec.model_dump(mode="json"), **changes}
     try:
         spec = Deployment.model_validate(merged)
@@ -169,7 +191,7 @@ async def update_deployment(req: Request) -> DeploymentRecord:
         await req.db(req.services.store.restart_deployment, dep.id)
     if updated is None:
         raise not_found("deployment", dep.id)
-    return updated
+    return masked(updated)
 
 
 async def scale_deployment(req: Request) -> DeploymentRecord:
@@ -181,14 +203,14 @@ async def scale_deployment(req: Request) -> DeploymentRecord:
     updated = await req.db(req.services.store.update_deployment, dep.id, spec)
     if updated is None:
         raise not_found("deployment", dep.id)
-    return updated
+    return masked(updated)
 
 
 async def delete_deployment(req: Request) -> DeploymentRecord:
     """Delete a deployment: its instances are stopped, then it is removed (202)."""
     dep = await _get(req)
     await req.db(req.services.store.mark_deployment_deleting, dep.id)
-    return dep.model_copy(update={"deleting": True, "replicas": 0})
+    return masked(dep.model_copy(update={"deleting": True, "replicas": 0}))
 
 
 async def list_instances(req: Request) -> Page:
@@ -296,6 +318,7 @@ ENDPOINTS = (
             Query("worker_id", "str", "worker id"),
             Query("state", "str", "e.g. running"),
         ),
+        errors=((404, "the deployment named in the query does not exist"),),
     ),
     Endpoint(
         "GET",

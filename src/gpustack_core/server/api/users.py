@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
+from gpustack_core.server.passwords import password_problem
 from gpustack_core.server.security import hash_secret, new_api_key
 from gpustack_core.server.store import ConflictError, utcnow
 from gpustack_core.server.store.records import ApiKeyRecord, Page, Role, Scope, UserRecord
@@ -20,8 +21,15 @@ class UserCreate(BaseModel):
     """A new user."""
 
     username: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
-    password: str = Field(min_length=8, max_length=1024)
+    password: str = Field(min_length=8, max_length=1024, description="see the password policy")
     role: Role = "user"
+
+    @model_validator(mode="after")
+    def _policy(self) -> UserCreate:
+        problem = password_problem(self.password, self.username)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
 
 
 class UserUpdate(BaseModel):
@@ -80,7 +88,15 @@ async def update_user(req: Request) -> UserRecord:
     """Change a user's password, role or disabled flag."""
     body: UserUpdate = req.body
     user_id = req.path_params["user_id"]
-    pw = None if body.password is None else await req.db(req.services.hashing.hash, body.password)
+    pw = None
+    if body.password is not None:
+        target = await req.db(req.services.store.get_user, user_id)
+        if target is None:
+            raise not_found("user", user_id)
+        problem = password_problem(body.password, target.username)
+        if problem is not None:
+            raise ApiError(422, [{"loc": ["body", "password"], "msg": problem, "type": "value_error"}])
+        pw = await req.db(req.services.hashing.hash, body.password)
     if user_id == req.require_caller().user.id and (body.role == "user" or body.disabled):
         raise ApiError(409, "you cannot demote or disable yourself; ask another admin")
     user = await req.db(
@@ -209,6 +225,7 @@ ENDPOINTS = (
         body=KeyCreate,
         response=KeyCreated,
         status=201,
+        errors=((404, "the user named by user_id does not exist"),),
     ),
     Endpoint(
         "DELETE",

@@ -177,9 +177,12 @@ async def report(req: Request) -> dict[str, Any]:
 async def model_file_report(req: Request) -> None:
     """A worker reports the download state of a model's files."""
     body: ModelFileReport = req.body
+    worker = await req.db(req.services.store.get_worker, req.path_params["worker_id"])
+    if worker is None:
+        raise ApiError(404, "unknown worker: register again")
     await req.db(
         req.services.store.put_model_file,
-        req.path_params["worker_id"],
+        worker.id,
         body.model,
         body.state,
         body.downloaded_bytes,

@@ -7,13 +7,25 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-__all__ = ["ConflictError", "dump_json", "is_transient", "load_json", "new_id", "upsert", "utcnow"]
+T = TypeVar("T")
+
+__all__ = [
+    "ConflictError",
+    "connection_lost",
+    "dump_json",
+    "is_transient",
+    "load_json",
+    "new_id",
+    "read_retrying",
+    "upsert",
+    "utcnow",
+]
 
 
 class ConflictError(Exception):
@@ -58,6 +70,25 @@ def is_transient(exc: DBAPIError) -> bool:
     if getattr(orig, "sqlstate", None) in _SQLSTATE_TRANSIENT:
         return True
     return "database is locked" in str(orig)
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """The database connection went away under a statement (server restart, killed session)."""
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def read_retrying(func: Callable[..., T], *args: Any, attempts: int = 3, **kwargs: Any) -> T:
+    """Call a read-only store function, again on a fresh connection when its connection was lost.
+
+    Only for reads: a write whose connection died during its commit may have been applied.
+    """
+    for attempt in range(attempts):
+        try:
+            return func(*args, **kwargs)
+        except DBAPIError as exc:
+            if not connection_lost(exc) or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def upsert(

@@ -438,6 +438,24 @@ class Store(AccountStore):
             .values(version=i.c.version + 1, **_back_to_pending(reason))
         ).rowcount
 
+    def forget_old_restarts(self, running_since: dt.datetime) -> int:
+        """Set ``restarts`` back to 0 on instances running since ``running_since`` or earlier.
+
+        The restart count sets the retry backoff; an instance that has served for a while starts
+        afresh, so one crash a week does not wait the maximum delay. Returns how many changed.
+        """
+        i = t.instances
+        with self.engine.begin() as c:
+            return c.execute(
+                i.update()
+                .where(
+                    i.c.state == InstanceState.RUNNING.value,
+                    i.c.restarts > 0,
+                    i.c.state_changed_at <= running_since,
+                )
+                .values(restarts=0)
+            ).rowcount
+
     def retry_instance(self, instance_id: str, version: int, reason: str) -> bool:
         """Move an errored instance back to pending for another placement (restart with backoff)."""
         i = t.instances

@@ -6,7 +6,7 @@ import datetime as dt
 from enum import Enum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_serializer
 
 from gpustack_core.types import Deployment, WorkerInfo
 
@@ -62,6 +62,13 @@ ACTIVE_STATES = frozenset(
 
 class _Record(BaseModel):
     model_config = ConfigDict(frozen=True)
+
+    @field_serializer("*", mode="wrap", when_used="json")
+    def _utc_timestamps(self, value: Any, handler: SerializerFunctionWrapHandler) -> Any:
+        # the database keeps naive UTC; the API says so (RFC 3339 needs the offset)
+        if isinstance(value, dt.datetime) and value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        return handler(value)
 
 
 class UserRecord(_Record):
