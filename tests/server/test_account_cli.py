@@ -99,7 +99,7 @@ async def test_daily_tasks_without_curl(http_server: Running, tmp_path: Path, ti
     assert r.status_code == 401
 
     # users (admin)
-    await cli("users", "create", "bob", "--password-stdin", stdin="bob-password-1\n")
+    await cli("users", "create", "bob", "--password-stdin", stdin="correct-horse-battery-9\n")
     assert "bob" in (await cli("users", "list")).output
     result = await cli("users", "update", "bob", "--role", "admin", "--disable")
     assert "bob: admin, disabled" in result.output
