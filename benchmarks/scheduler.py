@@ -9,6 +9,11 @@ not ready (see :func:`gpustack_core.scheduler.simulate.simulate_cluster`). Rows:
 - ``one-GPU (state kept)``: a server keeps a :class:`ClusterState` and adds each new placement
   to it; time per ``schedule_in`` decision, and placements per second including ``state.add``.
 - ``one-GPU binpack (state kept)``: the same with ``placement_strategy='binpack'``.
+- ``... scan (no index)``: the same on a state made with ``free_index=False``: every decision scans
+  the eligible workers in Python, O(workers), as before the index existed (same run, for ratios).
+- ``... first 2 decisions``: the first two decisions on a kept state: the first filters the workers
+  and scans them, the second builds the free-memory index (:mod:`gpustack_core.scheduler._index`)
+  that later decisions reuse (a state used for one decision never builds it).
 - ``one-GPU (from scratch)``: ``Scheduler.schedule(...)`` with plain lists (indexes the cluster
   on every call).
 - ``4 GPUs tp=4 (state kept)``: a model too large for one GPU, placed on 4 GPUs of one worker.
@@ -56,7 +61,9 @@ def _run(
     return samples, cpu, time.perf_counter() - start, placed
 
 
-def _bench_size(size: int, gpus: int, decisions: int, scheduler: Scheduler, row: _Row) -> None:
+def _bench_size(
+    size: int, gpus: int, decisions: int, scheduler: Scheduler, row: _Row, one_gpu_only: bool = False
+) -> None:
     """All scenarios for one cluster size."""
     workers, placements = simulate_cluster(size, gpus, seed=size)
     n = decisions if size < 10_000 else max(20, decisions // 5)
@@ -65,8 +72,8 @@ def _bench_size(size: int, gpus: int, decisions: int, scheduler: Scheduler, row:
     build, build_cpu = time.perf_counter() - t0, time.process_time() - c0
     row(size, "index cluster (ClusterState)", [build], [build_cpu], build, 0)
 
-    for strategy in ("spread", "binpack"):
-        state = ClusterState(workers, placements)
+    for strategy, indexed in (("spread", False), ("spread", True), ("binpack", False), ("binpack", True)):
+        state = ClusterState(workers, placements, free_index=indexed)
         dep = simple_deployment(f"bench-{strategy}", placement_strategy=strategy)
         est = simple_estimate(20)
 
@@ -79,7 +86,15 @@ def _bench_size(size: int, gpus: int, decisions: int, scheduler: Scheduler, row:
             return result.placement
 
         label = "one-GPU (state kept)" if strategy == "spread" else "one-GPU binpack (state kept)"
+        if not indexed:
+            row(size, f"{label[:-13]} scan (no index)", *_run(kept, n))
+            continue
+        # the first decision on a kept state filters the workers (and scans them), the second builds
+        # the free-memory index that later decisions reuse
+        row(size, f"{label[:-13]} first 2 decisions", *_run(lambda i, kept=kept: kept(n + i), 2))
         row(size, label, *_run(kept, n))
+    if one_gpu_only:
+        return
 
     dep = simple_deployment("bench-scratch")
     est = simple_estimate(20)
@@ -117,11 +132,14 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--sizes", default="10,100,1000,10000", help="worker counts, comma-separated")
     parser.add_argument("--decisions", type=int, default=200, help="decisions per scenario (fewer at 10,000)")
     parser.add_argument("--gpus", type=int, default=8, help="GPUs per worker")
+    parser.add_argument(
+        "--one-gpu-only", action="store_true", help="only the kept-state one-GPU rows (skip the slow ones)"
+    )
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s]
     scheduler = Scheduler()
     header = (
-        f"| {'workers':>7} | {'GPUs':>6} | {'scenario':<28} | {'n':>4} | {'p50 ms':>8} | {'p99 ms':>8} "
+        f"| {'workers':>7} | {'GPUs':>6} | {'scenario':<30} | {'n':>4} | {'p50 ms':>8} | {'p99 ms':>8} "
         f"| {'CPU p50 ms':>10} | {'placements/s':>12} |"
     )
     print(header)
@@ -132,11 +150,11 @@ def main(argv: list[str]) -> None:
     ) -> None:
         rate = f"{placed / total:,.0f}" if placed else "-"
         print(
-            f"| {workers:>7,} | {workers * args.gpus:>6,} | {scenario:<28} | {len(samples):>4} | "
+            f"| {workers:>7,} | {workers * args.gpus:>6,} | {scenario:<30} | {len(samples):>4} | "
             f"{_percentile(samples, 0.5) * 1e3:>8.2f} | {_percentile(samples, 0.99) * 1e3:>8.2f} | "
             f"{_percentile(cpu, 0.5) * 1e3:>10.2f} | {rate:>12} |",
             flush=True,
         )
 
     for size in sizes:
-        _bench_size(size, args.gpus, args.decisions, scheduler, row)
+        _bench_size(size, args.gpus, args.decisions, scheduler, row, args.one_gpu_only)

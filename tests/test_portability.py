@@ -34,6 +34,10 @@ ALLOWED = {
     ("resource", "psutil._pslinux"): "psutil's Linux backend; Windows loads psutil._pswindows instead",
     ("fcntl", "alembic.util.messaging"): "alembic: inside `try: ... except (ImportError, OSError)`",
     ("termios", "alembic.util.messaging"): "alembic: same guarded block as fcntl",
+    ("resource", "prometheus_client.process_collector"): (
+        "prometheus_client: `try: import resource ... except ImportError` (seen first since "
+        "`import gpustack_core` no longer imports psutil up front)"
+    ),
 }
 
 _PROBE = r"""

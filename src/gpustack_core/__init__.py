@@ -14,26 +14,75 @@ server, database or network is involved::
     print(meta.format, meta.total_size_bytes)
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .__about__ import __version__
-from .accelerators.detection import AcceleratorReport, DeviceInventory, detect_devices
-from .contracts import Accelerator, Engine, ModelSource, SchedulerPolicy
-from .errors import GPUStackError, PluginError, PluginNotFoundError
-from .hookspecs import hookimpl
-from .plugins import PluginHost, PluginRecord
-from .types import (
-    Deployment,
-    DetectOptions,
-    Device,
-    DeviceRef,
-    LaunchSpec,
-    ModelFormat,
-    ModelMetadata,
-    ModelRef,
-    Placement,
-    ResourceClaim,
-    SourceOptions,
-    WorkerInfo,
-)
+
+if TYPE_CHECKING:
+    from .accelerators.detection import AcceleratorReport, DeviceInventory, detect_devices
+    from .contracts import Accelerator, Engine, ModelSource, SchedulerPolicy
+    from .errors import GPUStackError, PluginError, PluginNotFoundError
+    from .hookspecs import hookimpl
+    from .plugins import PluginHost, PluginRecord
+    from .types import (
+        Deployment,
+        DetectOptions,
+        Device,
+        DeviceRef,
+        LaunchSpec,
+        ModelFormat,
+        ModelMetadata,
+        ModelRef,
+        Placement,
+        ResourceClaim,
+        SourceOptions,
+        WorkerInfo,
+    )
+
+# The public names are imported on first use (PEP 562), so ``import gpustack_core`` (and every
+# ``gpustack_core.x`` import, which runs this file first) stays cheap: the CLI's ``--version``
+# must not load pydantic, and a command loads only what it uses.
+_LAZY = {
+    "AcceleratorReport": ".accelerators.detection",
+    "DeviceInventory": ".accelerators.detection",
+    "detect_devices": ".accelerators.detection",
+    "Accelerator": ".contracts",
+    "Engine": ".contracts",
+    "ModelSource": ".contracts",
+    "SchedulerPolicy": ".contracts",
+    "GPUStackError": ".errors",
+    "PluginError": ".errors",
+    "PluginNotFoundError": ".errors",
+    "hookimpl": ".hookspecs",
+    "PluginHost": ".plugins",
+    "PluginRecord": ".plugins",
+    "Deployment": ".types",
+    "DetectOptions": ".types",
+    "Device": ".types",
+    "DeviceRef": ".types",
+    "LaunchSpec": ".types",
+    "ModelFormat": ".types",
+    "ModelMetadata": ".types",
+    "ModelRef": ".types",
+    "Placement": ".types",
+    "ResourceClaim": ".types",
+    "SourceOptions": ".types",
+    "WorkerInfo": ".types",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module, __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "Accelerator",

@@ -173,6 +173,7 @@ class PluginHost:
         self._in_process: list[tuple[Area, str, object]] = list(plugins)
         self._lock = threading.RLock()
         self._states: dict[str, _AreaState] = {}
+        self._entry_points: Any = None  # EntryPoints (SelectableGroups before Python 3.12)
 
     # ------------------------------------------------------------------ discovery
 
@@ -189,7 +190,9 @@ class PluginHost:
         found: list[_Candidate] = []
         seen: set[tuple[str, str, str | None]] = set()
         if self._use_entry_points:
-            for ep in metadata.entry_points(group=spec.group):
+            if self._entry_points is None:  # one scan of the installed distributions for all areas
+                self._entry_points = metadata.entry_points()
+            for ep in self._entry_points.select(group=spec.group):
                 dist = ep.dist
                 dist_name = dist.metadata["Name"] if dist is not None else None
                 key = (ep.name, ep.value, dist_name)

@@ -345,7 +345,7 @@ def test_a_user_cannot_reach_admin_pages_nor_other_keys(
         server.admin_password = NEW_PASSWORD
     admin_page.goto(server.url + "/users")
     admin_page.fill("#u-name", "alice")
-    admin_page.fill("#u-password", "alice-initial-pw")
+    admin_page.fill("#u-password", "first-login-pw")
     admin_page.click("#user-form button[type=submit]")
     admin_page.locator("tr", has_text="alice").wait_for()
     r = httpx.post(f"{server.url}/api/v1/api-keys", json={"name": "admin-secret-key"}, headers=admin)
@@ -357,12 +357,12 @@ def test_a_user_cannot_reach_admin_pages_nor_other_keys(
     page.set_default_timeout(30_000)
     page.goto(server.url + "/login")
     page.fill("#username", "alice")
-    page.fill("#password", "alice-initial-pw")
+    page.fill("#password", "first-login-pw")
     page.click("button[type=submit]")
     page.wait_for_url("**/account/password?required=1")  # a password set by an admin is one-time
-    page.fill("#current", "alice-initial-pw")
-    page.fill("#new", "alice-own-password")
-    page.fill("#again", "alice-own-password")
+    page.fill("#current", "first-login-pw")
+    page.fill("#new", "my-own-secret-9")
+    page.fill("#again", "my-own-secret-9")
     page.click("button[type=submit]")
     page.wait_for_url(server.url + "/")
 

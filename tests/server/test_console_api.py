@@ -104,9 +104,9 @@ async def test_password_change_clears_the_first_login_mark(server: Running) -> N
     )
     assert login.json()["password_change_required"] is False
     # a user an admin created, or whose password an admin reset, must change it
-    bob = (await server.api("POST", "/users", json={"username": "bob", "password": "bob-initial"})).json()
+    bob = (await server.api("POST", "/users", json={"username": "bob", "password": "first-login-pw"})).json()
     first = await server.client.post(
-        "/api/v1/auth/login", json={"username": "bob", "password": "bob-initial"}
+        "/api/v1/auth/login", json={"username": "bob", "password": "first-login-pw"}
     )
     assert first.json()["password_change_required"] is True
     bob_token = first.json()["token"]
@@ -114,7 +114,7 @@ async def test_password_change_clears_the_first_login_mark(server: Running) -> N
         "POST",
         "/auth/password",
         token=bob_token,
-        json={"current_password": "bob-initial", "new_password": "bob-own-pass"},
+        json={"current_password": "first-login-pw", "new_password": "my-own-secret-9"},
     )
     assert changed.status_code == 204
     assert (await server.api("GET", "/auth/me", token=bob_token)).json()["password_change_required"] is False
@@ -195,15 +195,15 @@ async def test_join_command_and_console_routing(server: Running) -> None:
     assert css.status_code == 200
     assert "text/css" in css.headers["content-type"]
     # a signed-in user who is not an admin gets 403 on admin pages
-    await server.api("POST", "/users", json={"username": "carol", "password": "carol-initial"})
-    _, token = await _session(server, "carol", "carol-initial")
+    await server.api("POST", "/users", json={"username": "carol", "password": "first-login-pw"})
+    _, token = await _session(server, "carol", "first-login-pw")
     server.client.cookies.set("gpustack_session", token)
     try:
         first = await server.client.get("/users", follow_redirects=False)
         assert first.headers["location"] == "/account/password?required=1"
         await server.client.post(
             "/api/v1/auth/password",
-            json={"current_password": "carol-initial", "new_password": "carol-own-pass"},
+            json={"current_password": "first-login-pw", "new_password": "my-own-secret-9"},
             headers={"X-CSRF-Token": csrf_token_for(token)},
         )
         assert (await server.client.get("/users")).status_code == 403

@@ -66,6 +66,8 @@ class HubState:
     gated: set[str] = field(default_factory=set)
     token: str = "secret-token"
     cut_after: dict[str, int] = field(default_factory=dict)  # file key -> bytes before cutting, once
+    #: file key -> byte at which the bounded range request holding it is cut, once (parallel fetches)
+    cut_range_at: dict[str, int] = field(default_factory=dict)
     bytes_per_second: float | None = None
     corrupt: set[str] = field(default_factory=set)  # file keys served with their last byte flipped
     ignore_range: bool = False  # answer 200 with the whole body, like a server without Range support
@@ -116,6 +118,9 @@ def serve_bytes(
     base["Content-Length"] = str(len(body))
     with state.lock:
         cut = state.cut_after.pop(key, None) if end is None else None
+        ranged_cut = state.cut_range_at.get(key) if end is not None else None
+        if ranged_cut is not None and start <= ranged_cut < stop:
+            cut = state.cut_range_at.pop(key)
     rate = state.bytes_per_second
 
     async def stream() -> AsyncIterator[bytes]:

@@ -13,6 +13,7 @@ from conftest import GGUF_Q4
 from fake_hubs import COMMIT, HubServer, HubState
 
 from gpustack_core.errors import DownloadError, ModelNotFoundError
+from gpustack_core.models import _transfer as transfer_module
 from gpustack_core.models import cache as cache_module
 from gpustack_core.models.cache import FileRequest, ModelCache
 
@@ -81,39 +82,20 @@ def test_not_enough_space_is_refused_before_downloading(
     assert state.download_gets(KEY) == []
 
 
-class _FullDisk:
-    """A file object whose writes fail with ENOSPC after ``room`` bytes."""
-
-    def __init__(self, handle: Any, room: int) -> None:
-        self.handle, self.room = handle, room
-
-    def __enter__(self) -> _FullDisk:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.handle.close()
-
-    def write(self, data: bytes) -> int:
-        if len(data) > self.room:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        self.room -= len(data)
-        return int(self.handle.write(data))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.handle, name)
-
-
 def test_disk_full_while_writing_says_how_much(
     hf_hub: tuple[HubState, HubServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, server = hf_hub
-    real_open = open
+    room = [100_000]
+    real_write_at = transfer_module.write_at
 
-    def fake_open(path: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
-        handle = real_open(path, mode, *args, **kwargs)
-        return _FullDisk(handle, 100_000) if str(path).endswith(".partial") and "b" in mode else handle
+    def full_disk(fd: int, data: Any, offset: int) -> None:
+        if len(data) > room[0]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        room[0] -= len(data)
+        real_write_at(fd, data, offset)
 
-    monkeypatch.setattr(cache_module, "open", fake_open, raising=False)
+    monkeypatch.setattr(transfer_module, "write_at", full_disk)
     with (
         httpx.Client() as client,
         pytest.raises(DownloadError, match=r"disk full .* more bytes needed, \d+ free"),

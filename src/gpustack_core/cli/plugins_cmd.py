@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
 
 from ._common import console, make_host, print_json
 
@@ -20,6 +19,8 @@ def plugins(
     if as_json:
         print_json([r.to_dict() for r in records])
     else:
+        from rich.table import Table
+
         table = Table(title="gpustack-core plugins")
         for column in ("area", "name", "distribution", "version", "status", "provides / error"):
             table.add_column(column, overflow="fold")

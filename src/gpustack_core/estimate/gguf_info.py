@@ -14,9 +14,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
-
 from gpustack_core.errors import EstimationError
+
+from ..models.ggml_types import GGML_QUANT_SIZES, GGMLQuantizationType
 
 __all__ = [
     "GGUFModelInfo",

@@ -13,10 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-from gguf import GGMLQuantizationType
-
 from gpustack_core.errors import EstimationError
+from gpustack_core.models.ggml_types import GGMLQuantizationType
 from gpustack_core.types import DeviceClaim, MemoryItem, ResourceClaim, RuntimeOverhead, RuntimeWorkload
 
 from .gguf_info import GGUFModelInfo, TensorInfo, ggml_row_bytes
@@ -344,6 +342,8 @@ class GGUFEstimator:
         Mirrors llama.cpp ``llama_model::load_tensors``: the last ``n_gpu_layers`` layers go to
         devices, split by the cumulative fractions of ``splits`` (one per device).
         """
+        import numpy as np  # float32 arithmetic as llama.cpp does it; numpy only when placing layers
+
         n_all = self.hparams.n_layer
         if not splits:
             return [-1] * (n_all + 1)

@@ -26,20 +26,24 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-import httpx
 
 from .._platform import file_lock
 from ..errors import DownloadError, ModelAccessDeniedError, ModelNotFoundError, OfflineModeError
 from ..types import DownloadProgress, ModelMetadata, PeerCache
+from ._transfer import RANGE_BYTES, ShortRead, fetch_into_partial, resume_point
 
-__all__ = ["FileRequest", "ModelCache", "check_response", "free_bytes"]
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["DEFAULT_CONNECTIONS", "FileRequest", "ModelCache", "check_response", "free_bytes"]
 
 _log = logging.getLogger(__name__)
 _HASH_CHUNK = 8 << 20
 _PROGRESS_INTERVAL_S = 0.2
+DEFAULT_CONNECTIONS = 4
+"""Parallel range requests per large file (``hf_transfer`` uses 8; this machine class has 2 cores)."""
 
 
 @dataclass(frozen=True)
@@ -121,8 +125,14 @@ class ModelCache:
     sharing the filesystem coordinate through the lock files.
     """
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(
+        self, root: str | Path, *, connections: int = DEFAULT_CONNECTIONS, range_bytes: int = RANGE_BYTES
+    ) -> None:
         self.root = Path(os.path.expanduser(str(root)))
+        #: connections per large file (parallel range requests); 1 fetches every file as one stream
+        self.connections = max(1, connections)
+        #: bytes per range request; files over twice this size are fetched in parallel ranges
+        self.range_bytes = max(1, range_bytes)
 
     # -- layout -------------------------------------------------------------------------------
     def model_dir(self, source: str, model_id: str) -> Path:
@@ -319,6 +329,8 @@ class ModelCache:
         """Copy ``file`` from the first peer that has it, verified; ``False`` when none could."""
         if not peers or (file.sha256 is None and file.size_bytes is None):
             return False  # nothing to verify a peer's copy against: ask the source
+        import httpx  # on use, like the downloads (keeps the CLI's start-up light)
+
         for peer in peers:
             url = f"{peer.url.rstrip('/')}/{quote(relative)}/{quote(file.path)}"
             try:
@@ -349,8 +361,7 @@ class ModelCache:
         for f in missing:
             if f.size_bytes is None:
                 continue
-            partial = self._partial_path(rev_dir, f)
-            have = partial.stat().st_size if partial.exists() else 0
+            have = resume_point(self._partial_path(rev_dir, f))
             needed += max(f.size_bytes - have, 0)
         free = free_bytes(rev_dir)
         if needed > free:
@@ -367,6 +378,8 @@ class ModelCache:
         progress: Callable[[DownloadProgress], None] | None,
         retries: int,
     ) -> int:
+        import httpx
+
         partial = self._partial_path(rev_dir, file)
         partial.parent.mkdir(parents=True, exist_ok=True)
         transferred = [0]
@@ -375,9 +388,9 @@ class ModelCache:
             try:
                 digest = self._fetch_into(partial, file, client, progress, transferred)
                 break
-            except (httpx.TransportError, _ShortRead) as exc:
+            except (httpx.TransportError, ShortRead) as exc:
                 attempt += 1
-                have = partial.stat().st_size if partial.exists() else 0
+                have = resume_point(partial)
                 if attempt > retries:
                     raise DownloadError(
                         f"download of {file.url} failed after {attempt} attempt(s) at byte {have}: {exc}; "
@@ -399,50 +412,48 @@ class ModelCache:
         progress: Callable[[DownloadProgress], None] | None,
         transferred: list[int],
     ) -> str | None:
-        """Append the rest of ``file`` to ``partial``; ``transferred[0]`` counts bytes received.
+        """Fill ``partial`` with the rest of ``file``; ``transferred[0]`` counts bytes received.
 
         Returns the sha256 of the whole partial file, computed while writing (the existing prefix
-        is hashed first when resuming), or None when nothing was fetched.
+        is hashed too when resuming), or None when nothing was fetched. Large files come over
+        parallel range requests (see :mod:`gpustack_core.models._transfer`); one fsync at the end.
         """
-        have = partial.stat().st_size if partial.exists() else 0
+        have = resume_point(partial)
         if file.size_bytes is not None and have > file.size_bytes:
             partial.unlink()
             have = 0
         if file.size_bytes is not None and have == file.size_bytes and have > 0:
             return None
-        headers = {"Range": f"bytes={have}-"} if have else {}
-        with client.stream("GET", file.url, headers=headers) as response:
-            if response.status_code == 416:
-                partial.unlink(missing_ok=True)
-                raise _ShortRead("server refused the resume range; restarting the file")
-            check_response(response, file.url)
-            mode = "ab" if have and response.status_code == 206 else "wb"
-            if mode == "wb":
-                have = 0
-            rate = _Rate(file.path, file.size_bytes, have, progress)
-            hasher = _sha256_file(partial) if mode == "ab" else hashlib.sha256()
+        rate = _Rate(file.path, file.size_bytes, have, progress)
+        try:
+            digest = fetch_into_partial(
+                client,
+                file.url,
+                partial,
+                have=have,
+                size=file.size_bytes,
+                connections=self.connections,
+                range_bytes=self.range_bytes,
+                check=check_response,
+                progress=rate.emit,
+                transferred=transferred,
+            )
+            fd = os.open(partial, os.O_RDONLY)
             try:
-                with open(partial, mode) as out:
-                    for chunk in response.iter_bytes():
-                        out.write(chunk)
-                        hasher.update(chunk)
-                        have += len(chunk)
-                        transferred[0] += len(chunk)
-                        rate.emit(have)
-                    out.flush()
-                    os.fsync(out.fileno())
-            except OSError as exc:
-                if exc.errno == errno.ENOSPC:
-                    needed = (file.size_bytes or have) - have
-                    raise DownloadError(
-                        f"disk full while writing {partial}: {needed} more bytes needed, "
-                        f"{free_bytes(partial)} free; free some space and run the download again to resume"
-                    ) from exc
-                raise DownloadError(f"cannot write {partial}: {exc}") from exc
-            if file.size_bytes is not None and have < file.size_bytes:
-                raise _ShortRead(f"connection closed at byte {have} of {file.size_bytes}")
-            rate.emit(have, force=True, done=True)
-        return str(hasher.hexdigest())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            done = partial.stat().st_size if partial.exists() else 0
+            if exc.errno == errno.ENOSPC:
+                needed = (file.size_bytes or done) - done
+                raise DownloadError(
+                    f"disk full while writing {partial}: {needed} more bytes needed, "
+                    f"{free_bytes(partial)} free; free some space and run the download again to resume"
+                ) from exc
+            raise DownloadError(f"cannot write {partial}: {exc}") from exc
+        rate.emit(file.size_bytes or partial.stat().st_size, force=True, done=True)
+        return digest
 
     def _verify_partial(self, partial: Path, file: FileRequest, digest: str | None) -> None:
         size = partial.stat().st_size
@@ -460,10 +471,6 @@ class ModelCache:
                     f"{file.url}: sha256 {digest} does not match the published {file.sha256}; the file was "
                     "removed, run the download again (if it persists the source is serving a bad file)"
                 )
-
-
-class _ShortRead(Exception):
-    """The body ended before the expected size: resume from what was written."""
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -18,9 +18,7 @@ from abc import abstractmethod
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from ..contracts import ModelSource, ProgressCallback
 from ..errors import DownloadError, ModelNotFoundError, OfflineModeError
@@ -29,6 +27,9 @@ from .cache import FileRequest, ModelCache, check_response
 from .formats import SAFETENSORS_MAX_HEADER_BYTES, model_format_of, parse_safetensors_header
 from .gguf_header import GGUFHeaderError, metadata_for_display, read_gguf_header_growing
 from .selection import select_model_files
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["RemoteListing", "RemoteModelSource", "http_read_range", "model_format_of"]
 
@@ -51,6 +52,8 @@ def http_read_range(client: httpx.Client, url: str, start: int, length: int) -> 
     read further than needed. Raises the matching model-source error for HTTP errors and
     :class:`DownloadError` naming the URL for network failures.
     """
+    import httpx
+
     headers = {"Range": f"bytes={start}-{start + length - 1}"}
     try:
         with client.stream("GET", url, headers=headers) as response:
@@ -93,6 +96,8 @@ class RemoteModelSource(ModelSource):
 
     def http_client(self, options: SourceOptions) -> httpx.Client:
         """A fresh HTTP client for file and range requests (redirects followed)."""
+        import httpx  # imported on first use: listing plugins must not pay for it
+
         return httpx.Client(
             timeout=httpx.Timeout(options.timeout_s),
             follow_redirects=True,

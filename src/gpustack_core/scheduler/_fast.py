@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from gpustack_core.contracts import SchedulerPolicy
 from gpustack_core.types import ResourceClaim
 
+from ._index import FreeIndex
 from ._state import Option
 from ._view import DecisionView
 from .policies import (
@@ -30,6 +31,75 @@ from .policies import (
 __all__ = ["fast_single"]
 
 
+def _indexed(
+    view: DecisionView, claim: ResourceClaim, index: FreeIndex, codes: list[tuple[int, float]], mode: str
+) -> tuple[Option, float] | None:
+    """The decision of the scan below, found through ``index`` (same scores, same tie-breaks).
+
+    Workers with a score term beyond free memory (the model cached there; for spread, replicas of
+    this deployment there) are scored one by one; the others come from the sorted lists.
+    """
+    state = view.state
+    need = claim.devices[0].memory_bytes
+    host_need = claim.host_memory_bytes
+    free, alloc, host_free, workers = state.dev_free, state.dev_alloc, state.host_free, state.workers
+    replicas = state.replicas.get(view.deployment.name, {})
+    keys = view.cached_keys
+    special: set[int] = set()
+    if any(code == 0 for code, _ in codes):
+        special.update(_cached_workers(view))
+    if mode == "spread":
+        special.update(w for w, count in replicas.items() if count)
+    member = index.member
+
+    def score(w: int, d: int) -> float:
+        a, f = alloc[d], free[d]
+        u = (a - f + need) / a
+        total = 0.0
+        for code, weight in codes:
+            if code == 0:
+                cached = workers[w].cached_models
+                total += weight * (100.0 if cached and any(k in keys for k in cached) else 0.0)
+            elif code == 1:
+                total += weight * (100.0 * u)
+            else:
+                total += weight * (100.0 * (1.0 - u) / (1 + replicas.get(w, 0)))
+        return total
+
+    def host_short(w: int) -> bool:
+        return host_need > 0 and host_free[w] < host_need
+
+    def skip(w: int) -> bool:
+        return w in special or host_short(w)
+
+    best: tuple[float, int, int] | None = None
+    for w in sorted(special):
+        if not member[w] or state.worker_max_free[w] < need or host_short(w):
+            continue
+        if mode == "spread":
+            d = state.worker_best_device[w]
+        else:
+            d = -1
+            for e in state.worker_devices[w]:
+                if free[e] >= need and (d < 0 or free[e] < free[d]):
+                    d = e
+        s = score(w, d)
+        if best is None or s > best[0]:
+            best = (s, w, d)
+    if mode == "spread":
+        found = index.best_spread(need, skip, score)
+        other = None if found is None else (found[0], found[1], state.worker_best_device[found[1]])
+    else:
+        other = index.best_binpack(need, skip, score)
+    if other is not None and (
+        best is None or other[0] > best[0] or (other[0] == best[0] and other[1] < best[1])
+    ):
+        best = other
+    if best is None:
+        return None
+    return Option(best[1], (best[2],), claim), best[0]
+
+
 def _eligible_workers(
     view: DecisionView,
     claim: ResourceClaim,
@@ -37,8 +107,10 @@ def _eligible_workers(
     worker_checks: list[BuiltinPolicy],
     engine: EngineCompatibility | None,
     check_selected: bool,
-) -> list[int]:
+) -> tuple[object | None, list[int]]:
     """Workers with devices that pass the worker-level filters (ready, labels, engine, selector).
+
+    Returns the key they are cached under (None when not cacheable) and the workers.
 
     These depend only on the workers (fixed for a state) and a few deployment fields, so the list is
     kept in ``state.eligible_cache`` under those fields when only built-in worker filters are active.
@@ -53,7 +125,7 @@ def _eligible_workers(
         view.selected_workers if check_selected else None,
     )
     if cacheable and key in state.eligible_cache:
-        return state.eligible_cache[key]
+        return key, state.eligible_cache[key]
     eligible: list[int] = []
     for w, devs in enumerate(state.worker_devices):
         if not devs or (check_ready and not state.worker_ready[w]):
@@ -67,7 +139,7 @@ def _eligible_workers(
         eligible.append(w)
     if cacheable:
         state.eligible_cache[key] = eligible
-    return eligible
+    return (key if cacheable else None), eligible
 
 
 def _cached_workers(view: DecisionView) -> frozenset[int]:
@@ -128,7 +200,19 @@ def fast_single(
     best: Option | None = None
     best_score = -math.inf
     worker_devices = state.worker_devices
-    eligible = _eligible_workers(view, claim, check_ready, worker_checks, engine, selected is not None)
+    key, eligible = _eligible_workers(view, claim, check_ready, worker_checks, engine, selected is not None)
+    if (
+        key is not None
+        and mode
+        and unfiltered
+        and fit
+        and state.all_uniform_alloc
+        and all(weight > 0 for code, weight in codes if code)
+    ):
+        index = state.free_index(key, eligible)
+        if index is not None and index.usable():
+            found = _indexed(view, claim, index, codes, mode)
+            return found, state.single_option_count
     if (
         mode == "spread"
         and unfiltered

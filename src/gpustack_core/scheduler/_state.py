@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from gpustack_core.errors import SchedulingError
 from gpustack_core.types import Device, Placement, ResourceClaim, WorkerInfo, WorkerState
 
+from ._index import FreeIndex
+
 __all__ = ["ClusterState", "Option", "format_gib"]
 
 logger = logging.getLogger(__name__)
@@ -65,8 +67,13 @@ class ClusterState:
     and are represented by host memory, not listed as devices.
     """
 
-    def __init__(self, workers: Sequence[WorkerInfo], placements: Iterable[Placement] = ()) -> None:
+    def __init__(
+        self, workers: Sequence[WorkerInfo], placements: Iterable[Placement] = (), *, free_index: bool = True
+    ) -> None:
         """Index ``workers`` and count ``placements``.
+
+        ``free_index=False`` turns off the free-memory index of repeated one-GPU decisions (every
+        decision scans the eligible workers, as before the index existed; for comparisons).
 
         Raises:
             SchedulingError: two workers share a name, or two placements share a deployment and replica.
@@ -144,6 +151,10 @@ class ClusterState:
         self.placements: dict[tuple[str, int], Placement] = {}
         #: worker-level filter results by deployment fields (workers never change within a state)
         self.eligible_cache: dict[object, list[int]] = {}
+        #: sorted free memory of the workers of an ``eligible_cache`` entry (same key), kept current
+        self.free_indexes: dict[object, FreeIndex] = {}
+        self._index_requested: set[object] = set()
+        self._use_free_index = free_index
         #: deployment name -> worker index -> replicas of it (head or subordinate) on that worker
         self.replicas: dict[str, dict[int, int]] = {}
         #: every worker's devices have equal allocatable memory
@@ -199,12 +210,17 @@ class ClusterState:
                     "placement %s/%d claims unknown device %s", placement.deployment, placement.replica, ref
                 )
                 continue
+            old_free = self.dev_free[d]
             self.dev_claimed[d] += sign * amount
             self.dev_free[d] = self.dev_alloc[d] - max(
                 self.dev_floor[d], self.dev_base[d] + self.dev_claimed[d]
             )
             if not self._bulk:
-                self._reindex_worker(self.dev_worker[d])
+                owner = self.dev_worker[d]
+                old_max = self.worker_max_free[owner]
+                self._reindex_worker(owner)
+                for index in self.free_indexes.values():
+                    index.changed(owner, d, old_free, old_max)
         for name, amount in self._host_claims(placement):
             w = self.worker_index.get(name)
             if w is None:
@@ -248,6 +264,23 @@ class ClusterState:
         return placement
 
     # ------------------------------------------------------------------ queries
+
+    def free_index(self, key: object, workers: Sequence[int]) -> FreeIndex | None:
+        """The kept :class:`FreeIndex` of ``workers`` (the ``eligible_cache`` entry ``key``).
+
+        ``None`` the first time a key is asked for: building the index costs about one scan, so
+        a state used for a single decision (``Scheduler.schedule``) never pays for it; the
+        second decision builds it and later ones reuse it.
+        """
+        if not self._use_free_index:
+            return None
+        index = self.free_indexes.get(key)
+        if index is None:
+            if key not in self._index_requested:
+                self._index_requested.add(key)
+                return None
+            index = self.free_indexes[key] = FreeIndex(self, workers)
+        return index
 
     def option_label(self, option: Option) -> str:
         """How explanations name an option: ``worker``, ``worker:cuda:0,1`` or ``a:cuda:0+b:cuda:1``."""

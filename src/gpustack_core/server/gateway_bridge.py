@@ -29,6 +29,7 @@ from gpustack_core.server.auth import Caller, authenticate_key
 from gpustack_core.server.limiter import StoreLimiter
 from gpustack_core.server.scale_to_zero import ScaleToZero
 from gpustack_core.server.store import Store
+from gpustack_core.server.store._sql import read_retrying
 from gpustack_core.server.store.governance import GovernanceStore
 from gpustack_core.server.store.records import InstanceRecord, InstanceState, UsageRow, WorkerRecord
 
@@ -211,8 +212,8 @@ def caller_access(store: Store, caller: Caller) -> tuple[frozenset[str], frozens
     ``allowed_models`` narrows that further (a key never widens its owner's access).
     """
     governance = GovernanceStore(store.engine)
-    teams = governance.teams_of(caller.user.id)
-    granted = governance.allowed_models(caller.user.id, teams)
+    teams = read_retrying(governance.teams_of, caller.user.id)
+    granted = read_retrying(governance.allowed_models, caller.user.id, teams)
     key_models = caller.key.allowed_models
     if key_models is None:
         return teams, granted

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from pydantic import BaseModel
@@ -25,6 +26,8 @@ from ._common import PAGE_QUERY, not_found, page, page_args
 from ._framework import ApiError, Endpoint, Query, Request
 
 __all__ = ["ENDPOINTS", "WorkerDevice"]
+
+logger = logging.getLogger(__name__)
 
 
 class WorkerDevice(BaseModel):
@@ -162,7 +165,7 @@ def _model_peers(store: Any, worker_id: str, models: set[str]) -> dict[str, list
 
 
 async def report(req: Request) -> dict[str, Any]:
-    """A worker reports a state transition or download progress of one instance."""
+    """A worker reports a state transition or the progress of one instance (logged at INFO on a change)."""
     body: InstanceReport = req.body
     worker_id, instance_id = req.path_params["worker_id"], req.path_params["instance_id"]
     store = req.services.store
@@ -187,7 +190,19 @@ async def report(req: Request) -> dict[str, Any]:
         download=body.download,
         head_address=body.head_address,
         version=body.version,
+        progress=body.progress,
     )
+    if updated is not None and (before is None or before.state != updated.state):
+        logger.info(
+            "instance %s (deployment %s replica %d) on %s: %s -> %s%s",
+            instance_id,
+            updated.deployment,
+            updated.replica,
+            updated.worker or worker_id,
+            before.state.value if before is not None else "?",
+            updated.state.value,
+            f": {body.message}" if body.message else "",
+        )
     running = InstanceState.RUNNING
     changed = (
         updated is not None and before is not None and (before.state == running) != (updated.state == running)

@@ -43,6 +43,7 @@ def _back_to_pending(reason: str) -> dict[str, Any]:
         port=None,
         pid=None,
         head_address=None,
+        progress=None,
         message=reason,
         state_changed_at=utcnow(),
     )
@@ -243,6 +244,7 @@ class Store(AccountStore):
             port=row.port,
             pid=row.pid,
             download=load_json(row.download),
+            progress=load_json(row.progress),
             restarts=row.restarts,
             version=row.version,
             state_changed_at=row.state_changed_at,
@@ -419,11 +421,14 @@ class Store(AccountStore):
         download: dict[str, Any] | None = None,
         head_address: str | None = None,
         version: int | None = None,
+        progress: dict[str, Any] | None = None,
     ) -> InstanceRecord | None:
         """A worker's report of one instance it runs; ignored (``None``) when the instance is no
         longer placed on that worker (it was rescheduled while the worker was away), or when
         ``version`` is given and the instance has moved on since (a report about the process of an
-        earlier placement, e.g. of a group that restarted on the same workers)."""
+        earlier placement, e.g. of a group that restarted on the same workers).
+
+        ``progress`` is what the current state waits for; a change of state without one clears it."""
         i = t.instances
         values: dict[str, Any] = {"state": state.value, "message": message}
         if head_address is not None:
@@ -437,12 +442,15 @@ class Store(AccountStore):
         where = [i.c.id == instance_id, i.c.worker_id == worker_id]
         if version is not None:
             where.append(i.c.version == version)
+        if progress is not None:
+            values["progress"] = dump_json(progress)
         with self.engine.begin() as c:
             current = c.execute(sa.select(i.c.state).where(*where)).scalar()
             if current is None:
                 return None
             if current != state.value:
                 values["state_changed_at"] = utcnow()
+                values.setdefault("progress", None)
             c.execute(i.update().where(*where).values(**values))
         return self.get_instance(instance_id)
 

@@ -21,8 +21,6 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-import httpx
-
 from gpustack_core import ModelSource, hookimpl
 from gpustack_core.errors import DownloadError, InvalidModelReferenceError, ModelNotFoundError
 from gpustack_core.models.cache import check_response
@@ -79,6 +77,8 @@ class OllamaModelSource(RemoteModelSource):
         namespace, name, tag = _split(ref)
         url = f"{_registry(options)}/v2/{namespace}/{name}/manifests/{tag}"
         headers = {"Accept": MANIFEST_ACCEPT, **self.request_headers(options)}
+        import httpx  # on first use: loading the plugin (e.g. for `gpustack-core plugins`) stays cheap
+
         try:
             response = httpx.get(url, headers=headers, timeout=options.timeout_s, follow_redirects=True)
         except httpx.TransportError as exc:

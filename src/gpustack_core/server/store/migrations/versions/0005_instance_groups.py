@@ -1,7 +1,7 @@
 """Instance groups: the subordinate parts of a multi-worker instance, and the group's head address.
 
 Revision ID: 0005
-Revises: 0004_governance
+Revises: 0006_first_deploy
 Create Date: 2026-12-03
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0004_governance"
+down_revision = "0006_first_deploy"
 branch_labels = None
 depends_on = None
 
