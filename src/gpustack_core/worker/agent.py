@@ -330,11 +330,11 @@ class WorkerAgent:
             if assignment.port is not None and assignment.rank == 0:
                 self._ports.setdefault(iid, assignment.port)
             if assignment.rank:
-                report = part_report(status, self.config.address, self._ports.get(iid))
-                if report is not None:
+                part = part_report(status, self.config.address, self._ports.get(iid))
+                if part is not None:
                     version = self._placement_versions.get(iid)
                     await self._report_part(
-                        client, assignment, report.model_copy(update={"version": version})
+                        client, assignment, part.model_copy(update={"version": version})
                     )
                 continue
             await self._report_status(client, assignment, status)
