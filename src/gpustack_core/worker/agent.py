@@ -333,9 +333,7 @@ class WorkerAgent:
                 part = part_report(status, self.config.address, self._ports.get(iid))
                 if part is not None:
                     version = self._placement_versions.get(iid)
-                    await self._report_part(
-                        client, assignment, part.model_copy(update={"version": version})
-                    )
+                    await self._report_part(client, assignment, part.model_copy(update={"version": version}))
                 continue
             await self._report_status(client, assignment, status)
         for iid, status in local.items():
