@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -97,9 +98,21 @@ def serve(
         help="Reverse proxies whose X-Forwarded-For is believed (comma separated, '*' for all); "
         "default: none, the client address is the connection's.",
     ),
+    gateway_workers: int = typer.Option(
+        1,
+        "--gateway-workers",
+        help="Processes serving the OpenAI gateway (/v1) on the port; above 1, gateway-only "
+        "processes share it with the server through SO_REUSEPORT (Linux only).",
+        min=1,
+    ),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
 ) -> None:
     """Run the server (REST API, controllers, OpenAI gateway) with an embedded worker."""
+    if gateway_workers > 1 and not hasattr(socket, "SO_REUSEPORT"):
+        raise typer.BadParameter(
+            "above 1 needs SO_REUSEPORT (Linux), which this platform lacks; use 1",
+            param_hint="--gateway-workers",
+        )
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if log_level.lower() != "debug":
         # one line per heartbeat/poll request drowns what matters
@@ -132,6 +145,7 @@ def serve(
         api_max_body_bytes=api_max_body,
         request_body_timeout_s=body_timeout,
         forwarded_allow_ips=forwarded_allow_ips,
+        gateway_workers=gateway_workers,
     )
     from gpustack_core.server.serving import serve as run
 

@@ -1,0 +1,207 @@
+"""``serve --gateway-workers N``: gateway-only processes share the server's port (SO_REUSEPORT).
+
+A real server process with two gateway processes and the fake OpenAI engine: requests on fresh
+connections are answered by both processes (``/metrics`` labels each sample with its process),
+every request is in the usage table exactly once, management API requests that land on the
+gateway worker are proxied to the server, and Ctrl-C (SIGINT) or the server's death leaves no
+process behind.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import psutil
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from server_helpers import Running, free_port
+
+from gpustack_core.server.gateway_workers import merge_metrics
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.skipif(not hasattr(socket, "SO_REUSEPORT"), reason="SO_REUSEPORT is Linux's"),
+]
+
+HERE = Path(__file__).resolve().parent
+REQUESTS = 120
+
+
+def _start(data_dir: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, str(HERE / "gateway_workers_serve_main.py"), str(data_dir), str(port), str(workers)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture
+def kill_leftovers() -> Iterator[list[int]]:
+    """Pids the test started, killed at teardown if a failed assertion left them running."""
+    pids: list[int] = []
+    yield pids
+    for pid in pids:
+        try:
+            psutil.Process(pid).kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
+def _served_by_process(metrics_text: str) -> dict[str, float]:
+    """Answered chat requests (status 200) by ``process`` label."""
+    served: dict[str, float] = {}
+    for family in text_string_to_metric_families(metrics_text):
+        if family.name != "gpustack_gateway_requests":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_total") and sample.labels.get("status") == "200":
+                process = sample.labels["process"]
+                served[process] = served.get(process, 0.0) + sample.value
+    return served
+
+
+async def _connect(base: str, data_dir: Path) -> Running:
+    client = httpx.AsyncClient(base_url=base, headers={"Connection": "close"})
+    running = Running(None, client, data_dir, base)
+
+    async def up() -> bool:
+        try:
+            return (await client.get("/healthz")).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    await running.wait_for(up, timeout=60)
+    await running.login_admin()
+    return running
+
+
+async def _usage_requests(server: Running, key_id: str) -> int:
+    rows = (await server.api("GET", "/usage", params={"key_id": key_id})).json()["items"]
+    return sum(int(r["requests"]) for r in rows)
+
+
+async def test_two_gateway_processes_share_the_port_meter_once_and_stop_with_the_server(
+    tmp_path: Path, tiny_model: Path, kill_leftovers: list[int]
+) -> None:
+    data_dir = tmp_path / "data"
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    main = _start(data_dir, port, 2)
+    kill_leftovers.append(main.pid)
+    server = await _connect(base, data_dir)
+    try:
+        children = psutil.Process(main.pid).children(recursive=True)
+        workers = [p for p in children if "gpustack_core.server.gateway_worker" in " ".join(p.cmdline())]
+        assert len(workers) == 1
+        kill_leftovers.extend(p.pid for p in children)
+        # every management request above went over a fresh connection: some landed on the worker
+        # and were proxied (logins, deployments); they must all work
+        body = {"name": "chat", "model": f"local:{tiny_model}", "engine": "fake", "extra_args": ["--openai"]}
+        for _ in range(6):
+            assert (await server.api("GET", "/deployments")).status_code == 200
+        assert (await server.api("POST", "/deployments", json=body)).status_code == 201
+        r = await server.api("POST", "/api-keys", json={"name": "app", "scopes": ["inference"]})
+        assert r.status_code == 201, r.text
+        key, key_id = r.json()["key"], r.json()["record"]["id"]
+        headers = {"Authorization": f"Bearer {key}"}
+        chat = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "fake_tokens": 3}
+
+        answered = 0
+
+        async def routed_everywhere() -> bool:
+            # both processes must have the route before the counted requests
+            nonlocal answered
+            for _ in range(8):
+                r = await server.client.post("/v1/chat/completions", json=chat, headers=headers)
+                if r.status_code != 200:
+                    assert r.status_code == 503, r.text
+                    return False
+                answered += 1
+            return True
+
+        await server.wait_for(routed_everywhere, timeout=60)
+        served_before = _served_by_process((await server.client.get("/metrics")).text)
+
+        async def one() -> None:
+            r = await server.client.post("/v1/chat/completions", json=chat, headers=headers)
+            assert r.status_code == 200, r.text
+
+        async with anyio.create_task_group() as group:
+            for _ in range(REQUESTS):
+                group.start_soon(one)
+        served_after = _served_by_process((await server.client.get("/metrics")).text)
+        delta = {p: served_after.get(p, 0.0) - served_before.get(p, 0.0) for p in served_after}
+        assert set(delta) == {"server", "gateway-1"}
+        assert sum(delta.values()) == REQUESTS
+        assert all(v > 0 for v in delta.values()), delta
+
+        answered += REQUESTS
+
+        async def all_metered() -> int | None:
+            total = await _usage_requests(server, key_id)
+            assert total <= answered, "a request was counted twice"
+            return total if total == answered else None
+
+        await server.wait_for(all_metered, timeout=10)
+        await anyio.sleep(1.5)  # three more flush intervals: nothing more is added
+        assert await _usage_requests(server, key_id) == answered
+    finally:
+        await server.client.aclose()
+    pids = [p.pid for p in children]
+    main.send_signal(signal.SIGINT)  # Ctrl-C
+    main.wait(30)
+
+    def gone() -> bool:
+        return not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" for pid in pids)
+
+    with anyio.fail_after(20):
+        while not gone():
+            await anyio.sleep(0.1)
+
+
+async def test_gateway_workers_stop_when_the_server_is_killed(tmp_path: Path, kill_leftovers: list[int]) -> None:
+    data_dir = tmp_path / "data"
+    port = free_port()
+    main = _start(data_dir, port, 3)
+    kill_leftovers.append(main.pid)
+    server = await _connect(f"http://127.0.0.1:{port}", data_dir)
+    await server.client.aclose()
+    workers = [
+        p
+        for p in psutil.Process(main.pid).children(recursive=True)
+        if "gpustack_core.server.gateway_worker" in " ".join(p.cmdline())
+    ]
+    assert len(workers) == 2
+    kill_leftovers.extend(p.pid for p in workers)
+    main.kill()  # no shutdown of its own: the workers must notice
+    main.wait(10)
+    with anyio.fail_after(20):
+        while any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in workers):
+            await anyio.sleep(0.1)
+
+
+def test_metrics_of_several_processes_are_merged_with_a_process_label() -> None:
+    from prometheus_client import CollectorRegistry, Counter
+
+    families: list[tuple[str, Any]] = []
+    for process, value in (("server", 2), ("gateway-1", 5)):
+        registry = CollectorRegistry()
+        Counter("hits", "Hits.", ["model"], registry=registry).labels("m").inc(value)
+        families.append((process, list(registry.collect())))
+    text = merge_metrics(families).decode()
+    assert text.count("# TYPE hits_total counter") == 1
+    parsed = {
+        s.labels["process"]: s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "hits_total"
+    }
+    assert parsed == {"server": 2.0, "gateway-1": 5.0}
