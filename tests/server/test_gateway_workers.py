@@ -122,7 +122,7 @@ async def test_two_gateway_processes_share_the_port_meter_once_and_stop_with_the
             for _ in range(8):
                 r = await server.client.post("/v1/chat/completions", json=chat, headers=headers)
                 if r.status_code != 200:
-                    assert r.status_code == 503, r.text
+                    assert r.status_code in (404, 503), r.text  # not yet in that process's routes
                     return False
                 answered += 1
             return True
