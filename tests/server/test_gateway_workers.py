@@ -9,6 +9,7 @@ process behind.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import subprocess
@@ -49,10 +50,8 @@ def kill_leftovers() -> Iterator[list[int]]:
     pids: list[int] = []
     yield pids
     for pid in pids:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             psutil.Process(pid).kill()
-        except psutil.NoSuchProcess:
-            pass
 
 
 def _served_by_process(metrics_text: str) -> dict[str, float]:
@@ -167,7 +166,9 @@ async def test_two_gateway_processes_share_the_port_meter_once_and_stop_with_the
             await anyio.sleep(0.1)
 
 
-async def test_gateway_workers_stop_when_the_server_is_killed(tmp_path: Path, kill_leftovers: list[int]) -> None:
+async def test_gateway_workers_stop_when_the_server_is_killed(
+    tmp_path: Path, kill_leftovers: list[int]
+) -> None:
     data_dir = tmp_path / "data"
     port = free_port()
     main = _start(data_dir, port, 3)

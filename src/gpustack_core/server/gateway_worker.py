@@ -103,7 +103,10 @@ class _Front:
                 {
                     "type": "http.response.start",
                     "status": 502,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(message)).encode())],
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(message)).encode()),
+                    ],
                 }
             )
             await send({"type": "http.response.body", "body": message})
@@ -177,7 +180,9 @@ async def _refresh_routes(bridge: GatewayBridge, store: Store, interval_s: float
             logger.exception("refreshing the gateway's routes failed; keeping the last ones")
 
 
-async def _serve(config: ServerConfig, index: int, port: int, run_dir: Path, parent: int, log_level: str) -> None:
+async def _serve(
+    config: ServerConfig, index: int, port: int, run_dir: Path, parent: int, log_level: str
+) -> None:
     own_socket = run_dir / f"gateway-{index}.sock"
     app = create_worker_app(config, own_socket, run_dir / "server.sock")
     shared = reuse_port_socket(config.host, port)

@@ -162,7 +162,7 @@ def merge_metrics(families_by_process: Sequence[tuple[str, Sequence[Metric]]]) -
             yield from merged.values()
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Merged())  # type: ignore[arg-type]
+    registry.register(_Merged())
     return generate_latest(registry)
 
 
