@@ -206,3 +206,21 @@ def test_metrics_of_several_processes_are_merged_with_a_process_label() -> None:
         if s.name == "hits_total"
     }
     assert parsed == {"server": 2.0, "gateway-1": 5.0}
+
+
+def test_more_than_one_gateway_process_is_refused_without_so_reuseport(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from gpustack_core.cli.app import build_app
+    from gpustack_core.server.gateway_workers import GatewayWorkersUnsupported, reuse_port_socket
+
+    monkeypatch.delattr(socket, "SO_REUSEPORT")
+    with pytest.raises(GatewayWorkersUnsupported, match="SO_REUSEPORT"):
+        reuse_port_socket("127.0.0.1", 0)
+    result = CliRunner().invoke(build_app(), ["serve", "--data-dir", str(tmp_path), "--gateway-workers", "2"])
+    assert result.exit_code == 2
+    assert "--gateway-workers" in result.output
+    assert "SO_REUSEPORT" in result.output
+    assert not (tmp_path / "gpustack.db").exists()  # refused before anything started

@@ -80,10 +80,12 @@ async def serve(
 
     Raises:
         GatewayWorkersUnsupported: more than one gateway process where ``SO_REUSEPORT`` is missing.
-        ValueError: ``config.gateway_workers`` below 1.
+        ValueError: ``config.gateway_workers`` below 1, or above 1 without ``mount_gateway``.
     """
     if config.gateway_workers < 1:
         raise ValueError(f"gateway_workers must be 1 or more, not {config.gateway_workers}")
+    if config.gateway_workers > 1 and not config.mount_gateway:
+        raise ValueError("gateway_workers above 1 needs the gateway mounted (mount_gateway)")
     app = create_app(config, host=host)
     if config.gateway_workers == 1:
         server = uvicorn.Server(uvicorn_config(config, app, log_level))
