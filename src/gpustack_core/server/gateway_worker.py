@@ -30,7 +30,14 @@ from gpustack_core.gateway import create_gateway, gateway_lifespan, metrics_app
 
 from .config import ServerConfig
 from .gateway_bridge import GatewayBridge
-from .gateway_workers import CLIENT_HEADER, config_from_json, is_gateway_path, reuse_port_socket, unix_socket
+from .gateway_workers import (
+    CLIENT_HEADER,
+    PROXIED_BY_HEADER,
+    config_from_json,
+    is_gateway_path,
+    reuse_port_socket,
+    unix_socket,
+)
 from .store import Store
 from .store.database import make_engine
 
@@ -56,8 +63,11 @@ class _Front:
     """``/v1`` to the gateway; ``/metrics`` on the private socket to this process's registry;
     everything else proxied to the main process."""
 
-    def __init__(self, gateway: ASGIApp, metrics: ASGIApp, own_socket: str, main_socket: str) -> None:
+    def __init__(
+        self, gateway: ASGIApp, metrics: ASGIApp, own_socket: str, main_socket: str, name: str
+    ) -> None:
         self.gateway = gateway
+        self.name = name
         self.metrics = metrics
         self.own_socket = own_socket
         self.client = httpx.AsyncClient(
@@ -113,6 +123,7 @@ class _Front:
             return
         try:
             out = [(n.lower(), v) for n, v in response.headers.raw if n.lower() not in _HOP_BY_HOP]
+            out.append((PROXIED_BY_HEADER, self.name.encode()))
             await send({"type": "http.response.start", "status": response.status_code, "headers": out})
             async for chunk in response.aiter_raw():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -121,8 +132,8 @@ class _Front:
             await response.aclose()
 
 
-def create_worker_app(config: ServerConfig, own_socket: Path, main_socket: Path) -> Starlette:
-    """The ASGI application of one gateway worker (its lifespan binds it to the database)."""
+def create_worker_app(config: ServerConfig, own_socket: Path, main_socket: Path, name: str) -> Starlette:
+    """The ASGI application of gateway worker ``name`` (its lifespan binds it to the database)."""
     bridge = GatewayBridge()
     registry = CollectorRegistry()
     gateway_app = create_gateway(
@@ -138,7 +149,7 @@ def create_worker_app(config: ServerConfig, own_socket: Path, main_socket: Path)
         cold_starter=bridge.scale_to_zero,
         hold_timeout_s=config.cold_start_hold_timeout_s,
     )
-    front = _Front(gateway_app, metrics_app(registry), str(own_socket), str(main_socket))
+    front = _Front(gateway_app, metrics_app(registry), str(own_socket), str(main_socket), name)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -184,7 +195,7 @@ async def _serve(
     config: ServerConfig, index: int, port: int, run_dir: Path, parent: int, log_level: str
 ) -> None:
     own_socket = run_dir / f"gateway-{index}.sock"
-    app = create_worker_app(config, own_socket, run_dir / "server.sock")
+    app = create_worker_app(config, own_socket, run_dir / "server.sock", f"gateway-{index}")
     shared = reuse_port_socket(config.host, port)
     private = unix_socket(own_socket)
     server = uvicorn.Server(

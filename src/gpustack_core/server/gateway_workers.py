@@ -10,7 +10,8 @@ the same address with ``SO_REUSEPORT``, and the kernel spreads incoming connecti
 - **What a worker serves**: ``/v1`` and everything under it. Any other path (management API,
   console, ``/healthz``, ``/metrics``) that lands on a worker is proxied to the main process over
   a private Unix socket (in a ``0700`` directory), with the client's address in a header that
-  the main process believes only on that socket (login rate limits still count the real client).
+  the main process believes only on that socket (login rate limits still count the real client);
+  the answer carries ``x-gpustack-core-proxied-by: gateway-<n>``.
 - **Routes, keys, limits**: each worker builds its gateway from the same database: routes,
   fallbacks and scale-to-zero policies are re-read every ``reconcile_interval_s`` (the main
   process re-reads them after each reconcile pass), keys are cached ``auth_cache_ttl_s``
@@ -62,6 +63,7 @@ from .config import ServerConfig
 
 __all__ = [
     "CLIENT_HEADER",
+    "PROXIED_BY_HEADER",
     "GatewayWorkerPool",
     "GatewayWorkersUnsupported",
     "MainProcessFront",
@@ -79,6 +81,10 @@ logger = logging.getLogger(__name__)
 
 #: the header a gateway worker puts the client's ``host:port`` in when it proxies to the main process
 CLIENT_HEADER = b"x-gpustack-core-client"
+
+
+#: the header a gateway worker adds to the answers it proxied from the main process (its name)
+PROXIED_BY_HEADER = b"x-gpustack-core-proxied-by"
 
 
 class GatewayWorkersUnsupported(RuntimeError):
