@@ -25,7 +25,11 @@ def main() -> None:
     data_dir, port, workers = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     url = sys.argv[4] if len(sys.argv) > 4 and sys.argv[4] else None
     config = fast_config(data_dir, url, port=port, gateway_workers=workers, heartbeat_timeout_s=5.0)
-    anyio.run(lambda: serve(config, host=make_host(), log_level="warning", on_started=print))
+    anyio.run(
+        lambda: serve(
+            config, host=make_host(), log_level="warning", on_started=lambda banner: print(banner, flush=True)
+        )
+    )
 
 
 if __name__ == "__main__":

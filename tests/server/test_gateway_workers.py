@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import httpx
 import psutil
 import pytest
@@ -39,9 +40,19 @@ REQUESTS = 120
 def _start(data_dir: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, str(HERE / "gateway_workers_serve_main.py"), str(data_dir), str(port), str(workers)],
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
+
+
+def _wait_for_banner(process: subprocess.Popen[bytes]) -> None:
+    """Block until the server says its gateway processes share the port (every worker is ready)."""
+    assert process.stdout is not None
+    for line in process.stdout:
+        if b"gateway processes share the port" in line:
+            process.stdout.close()
+            return
+    raise AssertionError(f"the server exited before its gateway workers were ready ({process.poll()})")
 
 
 @pytest.fixture
@@ -67,7 +78,9 @@ def _served_by_process(metrics_text: str) -> dict[str, float]:
     return served
 
 
-async def _connect(base: str, data_dir: Path) -> Running:
+async def _connect(base: str, data_dir: Path, process: subprocess.Popen[bytes]) -> Running:
+    with anyio.fail_after(60):
+        await anyio.to_thread.run_sync(_wait_for_banner, process)
     client = httpx.AsyncClient(base_url=base, headers={"Connection": "close"})
     running = Running(None, client, data_dir, base)
 
@@ -95,7 +108,7 @@ async def test_two_gateway_processes_share_the_port_meter_once_and_stop_with_the
     base = f"http://127.0.0.1:{port}"
     main = _start(data_dir, port, 2)
     kill_leftovers.append(main.pid)
-    server = await _connect(base, data_dir)
+    server = await _connect(base, data_dir, main)
     try:
         children = psutil.Process(main.pid).children(recursive=True)
         workers = [p for p in children if "gpustack_core.server.gateway_worker" in " ".join(p.cmdline())]
@@ -177,7 +190,7 @@ async def test_gateway_workers_stop_when_the_server_is_killed(
     port = free_port()
     main = _start(data_dir, port, 3)
     kill_leftovers.append(main.pid)
-    server = await _connect(f"http://127.0.0.1:{port}", data_dir)
+    server = await _connect(f"http://127.0.0.1:{port}", data_dir, main)
     await server.client.aclose()
     workers = [
         p
