@@ -37,9 +37,12 @@ HERE = Path(__file__).resolve().parent
 REQUESTS = 120
 
 
-def _start(data_dir: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
+def _start(
+    data_dir: Path, port: int, workers: int, database_url: str | None = None
+) -> subprocess.Popen[bytes]:
+    script = str(HERE / "gateway_workers_serve_main.py")
     return subprocess.Popen(
-        [sys.executable, str(HERE / "gateway_workers_serve_main.py"), str(data_dir), str(port), str(workers)],
+        [sys.executable, script, str(data_dir), str(port), str(workers), database_url or ""],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
@@ -101,12 +104,12 @@ async def _usage_requests(server: Running, key_id: str) -> int:
 
 
 async def test_two_gateway_processes_share_the_port_meter_once_and_stop_with_the_server(
-    tmp_path: Path, tiny_model: Path, kill_leftovers: list[int]
+    tmp_path: Path, tiny_model: Path, kill_leftovers: list[int], database_url: str | None
 ) -> None:
     data_dir = tmp_path / "data"
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    main = _start(data_dir, port, 2)
+    main = _start(data_dir, port, 2, database_url)
     kill_leftovers.append(main.pid)
     server = await _connect(base, data_dir, main)
     try:
