@@ -3,7 +3,7 @@
 A real server process with two gateway processes and the fake OpenAI engine: requests on fresh
 connections are answered by both processes (``/metrics`` labels each sample with its process),
 every request is in the usage table exactly once, management API requests that land on the
-gateway worker are proxied to the server, and Ctrl-C (SIGINT) or the server's death leaves no
+gateway worker are proxied to the server, and Ctrl-C (SIGINT), SIGTERM or the server's death leaves no
 process behind.
 """
 
@@ -186,8 +186,9 @@ async def test_two_gateway_processes_share_the_port_meter_once_and_stop_with_the
             await anyio.sleep(0.1)
 
 
-async def test_gateway_workers_stop_when_the_server_is_killed(
-    tmp_path: Path, kill_leftovers: list[int]
+@pytest.mark.parametrize("stop", ["sigterm", "kill"])
+async def test_gateway_workers_stop_when_the_server_is_terminated_or_killed(
+    tmp_path: Path, kill_leftovers: list[int], stop: str
 ) -> None:
     data_dir = tmp_path / "data"
     port = free_port()
@@ -202,8 +203,11 @@ async def test_gateway_workers_stop_when_the_server_is_killed(
     ]
     assert len(workers) == 2
     kill_leftovers.extend(p.pid for p in workers)
-    main.kill()  # no shutdown of its own: the workers must notice
-    main.wait(10)
+    if stop == "kill":
+        main.kill()  # no shutdown of its own: the workers must notice
+    else:
+        main.terminate()  # uvicorn re-raises SIGTERM after its shutdown: the workers were told first
+    main.wait(30)
     with anyio.fail_after(20):
         while any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in workers):
             await anyio.sleep(0.1)
