@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -110,9 +111,9 @@ def serve(
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
 ) -> None:
     """Run the server (REST API, controllers, OpenAI gateway) with an embedded worker."""
-    if gateway_workers > 1 and not hasattr(socket, "SO_REUSEPORT"):
+    if gateway_workers > 1 and not (hasattr(socket, "SO_REUSEPORT") and sys.platform.startswith("linux")):
         raise typer.BadParameter(
-            "above 1 needs SO_REUSEPORT (Linux), which this platform lacks; use 1",
+            f"above 1 needs SO_REUSEPORT as Linux has it, which this platform ({sys.platform}) lacks; use 1",
             param_hint="--gateway-workers",
         )
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

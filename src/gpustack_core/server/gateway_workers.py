@@ -4,8 +4,8 @@ The server process (the *main* process) runs everything as with one process: man
 console, controllers, embedded worker and a gateway. ``N - 1`` *gateway worker* processes
 (:mod:`gpustack_core.server.gateway_worker`) run only the OpenAI gateway. All of them listen on
 the same address with ``SO_REUSEPORT``, and the kernel spreads incoming connections between them
-(Linux; where the option is missing, more than one process is refused with
-:class:`GatewayWorkersUnsupported`).
+(Linux; elsewhere, where the option is missing or does not spread connections, more than one
+process is refused with :class:`GatewayWorkersUnsupported`).
 
 - **What a worker serves**: ``/v1`` and everything under it. Any other path (management API,
   console, ``/healthz``, ``/metrics``) that lands on a worker is proxied to the main process over
@@ -100,13 +100,14 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
     """A TCP socket bound to ``host:port`` with ``SO_REUSEPORT`` (and ``SO_REUSEADDR``), listening.
 
     Raises:
-        GatewayWorkersUnsupported: this platform has no ``SO_REUSEPORT``.
+        GatewayWorkersUnsupported: not Linux, or no ``SO_REUSEPORT``.
     """
     reuse_port = getattr(socket, "SO_REUSEPORT", None)
-    if reuse_port is None or _platform.is_windows():
+    if reuse_port is None or not sys.platform.startswith("linux"):
+        # elsewhere (macOS, the BSDs) the option exists but does not spread connections
         raise GatewayWorkersUnsupported(
-            "--gateway-workers above 1 needs SO_REUSEPORT (Linux); this platform has none: "
-            "run with --gateway-workers 1"
+            "--gateway-workers above 1 needs SO_REUSEPORT as Linux has it (connections spread "
+            f"between processes); this platform ({sys.platform}) lacks it: run with --gateway-workers 1"
         )
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
