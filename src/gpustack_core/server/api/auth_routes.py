@@ -12,7 +12,15 @@ from gpustack_core.server.store.records import ApiKeyRecord, UserRecord
 
 from ._framework import ApiError, Endpoint, Request
 
-__all__ = ["ENDPOINTS", "LoginRequest", "LoginResponse", "open_session"]
+__all__ = ["ENDPOINTS", "LOGIN_ERRORS", "LoginRequest", "LoginResponse", "open_session"]
+
+#: The error answers of every password login route (``/auth/login``, ``/auth/session``), for the
+#: document: failed logins are rate limited per (user, client address), so 429 with Retry-After.
+LOGIN_ERRORS = (
+    (401, "wrong username or password"),
+    (403, "password login is disabled on this server (single sign-on only)"),
+    (429, "too many failed logins; retry after Retry-After seconds"),
+)
 
 
 class LoginRequest(BaseModel):
@@ -110,7 +118,7 @@ ENDPOINTS = (
         auth="none",
         body=LoginRequest,
         response=LoginResponse,
-        errors=((401, "wrong username or password"), (429, "too many failed logins; see Retry-After")),
+        errors=LOGIN_ERRORS,
     ),
     Endpoint("POST", "/auth/logout", logout, "end the current session", "auth", auth="user", status=204),
     Endpoint("GET", "/auth/me", me, "the current user", "auth", auth="user", response=MeResponse),

@@ -4,7 +4,7 @@ chains; usage in hour/day buckets by model, user, key and team (users: their own
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -63,13 +63,16 @@ class LimitSet(BaseModel):
     model: str = Field(default="", max_length=255, description="'' for every model")
     metric: Metric
     period: Period
-    max_value: int = Field(ge=0)
+    #: strict: JSON ``true``/``false`` are not numbers of tokens or requests
+    max_value: int = Field(ge=0, strict=True)
 
 
 class FallbackSet(BaseModel):
     """The models tried, in order, when a model cannot answer (empty: none)."""
 
-    fallbacks: tuple[str, ...] = Field(default=(), max_length=16)
+    fallbacks: tuple[Annotated[str, Field(min_length=1, max_length=255)], ...] = Field(
+        default=(), max_length=16
+    )
 
 
 class FallbackChain(FallbackSet):
@@ -169,16 +172,17 @@ async def revoke_access(req: Request) -> None:
 
 
 async def _check_subject(req: Request, kind: str, subject_id: str) -> None:
+    # shape first (422), then existence (404): an empty id is a mistake, not a missing subject
+    if kind == "global" and subject_id:
+        raise ApiError(422, "a global limit has no subject_id; leave it empty")
+    if kind != "global" and not subject_id:
+        raise ApiError(422, f"a {kind} limit needs the {kind}'s id in subject_id")
     if kind == "user" and await req.db(req.services.store.get_user, subject_id) is None:
         raise not_found("user", subject_id)
     if kind == "team" and await req.db(_gov(req).get_team, subject_id) is None:
         raise not_found("team", subject_id)
     if kind == "key" and await req.db(req.services.store.get_key, subject_id) is None:
         raise not_found("API key", subject_id)
-    if kind == "global" and subject_id:
-        raise ApiError(422, "a global limit has no subject_id; leave it empty")
-    if kind != "global" and not subject_id:
-        raise ApiError(422, f"a {kind} limit needs the {kind}'s id in subject_id")
 
 
 async def list_limits(req: Request) -> Page:
@@ -225,6 +229,10 @@ async def set_fallbacks(req: Request) -> FallbackChain:
     """Replace a model's fallback chain (an empty list removes it)."""
     body: FallbackSet = req.body
     model = req.path_params["model"]
+    if not model or len(model) > 255:
+        raise ApiError(
+            422, [{"loc": ["path", "model"], "msg": "a model name of 1 to 255 characters", "type": "value"}]
+        )
     try:
         await req.db(_gov(req).set_fallbacks, model, body.fallbacks)
     except ValueError as exc:
@@ -291,6 +299,7 @@ async def usage_buckets(req: Request) -> Page:
 
 
 _TEAM = "/teams/{team}"
+_NO_SUBJECT = "the user, team or API key named in subject_id does not exist"
 _SUBJECT_QUERY = (
     Query("subject_kind", "str", "user, team, key or global"),
     Query("subject_id", "str", "the subject's id"),
@@ -350,6 +359,7 @@ ENDPOINTS = (
         body=AccessCreate,
         response=AccessRule,
         status=201,
+        errors=((404, _NO_SUBJECT),),
     ),
     Endpoint(
         "DELETE",
@@ -360,6 +370,7 @@ ENDPOINTS = (
         auth="admin",
         status=204,
         query=(*_SUBJECT_QUERY, Query("model", "str", "the model of the rule")),
+        errors=((404, "no such access rule"),),
     ),
     Endpoint(
         "GET",
@@ -380,6 +391,7 @@ ENDPOINTS = (
         auth="admin",
         body=LimitSet,
         response=LimitRecord,
+        errors=((404, _NO_SUBJECT),),
     ),
     Endpoint(
         "DELETE", "/limits/{limit_id}", delete_limit, "delete a limit", "governance", auth="admin", status=204

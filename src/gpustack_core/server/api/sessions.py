@@ -16,7 +16,7 @@ from gpustack_core.server.session import csrf_token_for, session_cookie
 from gpustack_core.server.store.records import UserRecord
 
 from ._framework import ApiError, Endpoint, Request
-from .auth_routes import LoginRequest, login
+from .auth_routes import LOGIN_ERRORS, LoginRequest, login
 
 __all__ = ["ENDPOINTS", "PasswordChange", "SessionCreated"]
 
@@ -99,6 +99,7 @@ ENDPOINTS = (
         auth="none",
         body=LoginRequest,
         response=SessionCreated,
+        errors=(*LOGIN_ERRORS, (415, "the body is not application/json (login CSRF protection)")),
     ),
     Endpoint(
         "DELETE",

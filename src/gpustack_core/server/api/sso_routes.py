@@ -16,6 +16,7 @@ from .auth_routes import LoginResponse, open_session
 __all__ = ["ENDPOINTS", "provision_user"]
 
 _CALLBACK = "/auth/oidc/callback"
+_NOT_CONFIGURED = "single sign-on is not configured on this server"
 
 
 def _client(req: Request) -> OIDCClient:
@@ -112,6 +113,7 @@ ENDPOINTS = (
         "auth",
         auth="none",
         status=302,
+        errors=((404, _NOT_CONFIGURED), (502, "the OpenID provider could not be reached or answered badly")),
     ),
     Endpoint(
         "GET",
@@ -121,6 +123,12 @@ ENDPOINTS = (
         "auth",
         auth="none",
         response=LoginResponse,
+        errors=(
+            (401, "the provider refused the login, or its code or state is invalid or expired"),
+            (403, "the user is disabled"),
+            (404, _NOT_CONFIGURED),
+            (409, "a local user of the same name exists"),
+        ),
         query=(
             Query("code", "str", "authorization code from the provider"),
             Query("state", "str", "the state sent to the provider"),

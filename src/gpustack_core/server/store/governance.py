@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from . import schema as t
 from ._sql import ConflictError, is_transient, new_id, upsert, utcnow
+from .records import _Record  # frozen; timestamps serialised as UTC with their offset
 
 __all__ = [
     "AccessRule",
@@ -62,10 +62,6 @@ def window_of(period: str, now: float) -> tuple[int, float | None]:
     first = dt.datetime(day.year, day.month, 1, tzinfo=dt.timezone.utc)
     nxt = dt.datetime(day.year + (day.month == 12), day.month % 12 + 1, 1, tzinfo=dt.timezone.utc)
     return calendar.timegm(first.timetuple()), nxt.timestamp() - now
-
-
-class _Record(BaseModel):
-    model_config = ConfigDict(frozen=True)
 
 
 class TeamRecord(_Record):
