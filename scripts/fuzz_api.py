@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -72,16 +73,45 @@ def _wait_ready(base: str, server: subprocess.Popen[bytes], timeout: float = 120
     raise SystemExit(f"the server was not ready within {timeout:g} s")
 
 
-def _credential(base: str, data_dir: Path, name: str, run: int) -> str | None:
+def _admin_login(base: str, data_dir: Path) -> str:
+    """A session of the initial admin; waits out the login limiter once (``Retry-After``)."""
+    password = (data_dir / "initial_admin_password").read_text().strip()
+    body = {"username": "admin", "password": password}
+    try:
+        token: str = _call(base, "POST", "/api/v1/auth/login", body=body)["token"]
+    except urllib.error.HTTPError as exc:
+        if exc.code != 429:
+            raise
+        wait = int(exc.headers.get("Retry-After", "1"))
+        print(f"admin login rate limited by the fuzzer's failed logins; waiting {wait} s", flush=True)
+        time.sleep(wait)
+        token = _call(base, "POST", "/api/v1/auth/login", body=body)["token"]
+    return token
+
+
+def _setup_token(base: str, data_dir: Path, setup: dict[str, str]) -> str:
+    """The admin key this script sets runs up with, made before any fuzzing.
+
+    Fuzzing sends failing logins, some as ``admin``: the login limiter then refuses the admin's
+    password for minutes (429), so the script logs in only when this key is gone (a run may delete it).
+    """
+    token = setup.get("token")
+    if token is not None and _still_valid(base, token):
+        return token
+    admin = _admin_login(base, data_dir)
+    body = {"name": "fuzz-setup", "scopes": ["management", "inference"]}
+    key: str = _call(base, "POST", "/api/v1/api-keys", admin, body)["key"]
+    setup["token"] = key
+    return key
+
+
+def _credential(base: str, data_dir: Path, name: str, run: int, setup: dict[str, str]) -> str | None:
     """A fresh credential for one run (an earlier run may have deleted or disabled the last one)."""
     if name == "unauthenticated":
         return None
     if name == "worker":
         return (data_dir / "token").read_text().strip()
-    password = (data_dir / "initial_admin_password").read_text().strip()
-    admin = _call(base, "POST", "/api/v1/auth/login", body={"username": "admin", "password": password})[
-        "token"
-    ]
+    admin = _setup_token(base, data_dir, setup)
     if name == "admin":
         body = {"name": f"fuzz-admin-{run}", "scopes": ["management", "inference"]}
         key: str = _call(base, "POST", "/api/v1/api-keys", admin, body)["key"]
@@ -164,14 +194,16 @@ def main(argv: list[str] | None = None) -> int:
     failed: list[str] = []
     try:
         _wait_ready(base, server)
+        setup: dict[str, str] = {}
+        _setup_token(base, tmp / "data", setup)
         for run, name in enumerate(("admin", "user", "unauthenticated", "worker")):
-            token = _credential(base, tmp / "data", name, run)
+            token = _credential(base, tmp / "data", name, run, setup)
             if _schemathesis(base, name, token, args, report) != 0:
                 failed.append(name)
             if name in {"admin", "user"} and not _still_valid(base, token):
                 print(f"the {name} credential stopped working during the run", file=sys.stderr)
                 failed.append(f"{name} (credential lost)")
-        admin = _credential(base, tmp / "data", "admin", 99)
+        admin = _credential(base, tmp / "data", "admin", 99, setup)
         if _schemathesis(base, "admin-ending-its-credential", admin, args, report, only_ending=True) != 0:
             failed.append("admin-ending-its-credential")
     finally:

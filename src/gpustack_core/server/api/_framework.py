@@ -397,7 +397,11 @@ def openapi_document(endpoints: Sequence[Endpoint], prefix: str, version: str) -
             if ep.auth in {"management", "admin"}:
                 responses["403"] = {"description": "the key lacks the scope or the user the role"}
         op["responses"] = responses
-        paths.setdefault(prefix + ep.path, {})[ep.method.lower()] = op
+        # the document names ``{model}``, not starlette's ``{model:path}`` (its convertor)
+        doc_path = "/".join(
+            "{" + _path_params(part)[0] + "}" if _path_params(part) else part for part in ep.path.split("/")
+        )
+        paths.setdefault(prefix + doc_path, {})[ep.method.lower()] = op
     return {
         "openapi": "3.1.0",
         "info": {"title": "gpustack-core management API", "version": version},
