@@ -382,15 +382,14 @@ def openapi_document(endpoints: Sequence[Endpoint], prefix: str, version: str) -
         responses["503"] = {"description": "the database connection was lost; retry (Retry-After)"}
         for code, text in ep.errors:
             responses[str(code)] = {"description": text}
-        for code in ("429", "503"):  # every 429 and 503 of the API says when to retry
-            if code in responses:
-                responses[code]["headers"] = {
-                    "Retry-After": {
-                        "required": True,
-                        "description": "seconds to wait before retrying",
-                        "schema": {"type": "string", "pattern": "^[0-9]+$"},
-                    }
+        if "429" in responses:  # every 429 of the API says when to retry
+            responses["429"]["headers"] = {
+                "Retry-After": {
+                    "required": True,
+                    "description": "seconds to wait before retrying",
+                    "schema": {"type": "string", "pattern": "^[0-9]+$"},
                 }
+            }
         if ep.auth != "none":
             op["security"] = [{"bearer": []}]
             responses["401"] = {"description": "missing or invalid credentials"}
