@@ -21,6 +21,7 @@ from gpustack_core.types import Deployment, WorkerInfo
 from . import schema as t
 from ._sql import ConflictError, dump_json, load_json, new_id, upsert, utcnow
 from .accounts import AccountStore
+from .instance_events import InstanceEventStore, record_events
 from .records import (
     DeploymentRecord,
     InstanceRecord,
@@ -46,8 +47,9 @@ def _back_to_pending(reason: str) -> dict[str, Any]:
     )
 
 
-class Store(AccountStore):
-    """Everything :class:`AccountStore` does, plus workers, deployments, instances and model files."""
+class Store(InstanceEventStore, AccountStore):
+    """Everything :class:`AccountStore` does, plus workers, deployments, instances (with their state
+    timeline) and model files."""
 
     # ------------------------------------------------------------------ workers
 
@@ -338,6 +340,7 @@ class Store(AccountStore):
             if rows:
                 c.execute(i.insert(), rows)
                 created = len(rows)
+                record_events(c, [(r["id"], r["state"], r["message"]) for r in rows], now)
             for dep_id, replicas in wanted:
                 if any(r >= replicas for r in have[dep_id]):
                     stopped += c.execute(
@@ -366,6 +369,9 @@ class Store(AccountStore):
                     state_changed_at=utcnow(),
                 )
             )
+            if result.rowcount == 1:
+                worker = c.execute(sa.select(t.workers.c.name).where(t.workers.c.id == worker_id)).scalar()
+                record_events(c, [(instance_id, InstanceState.SCHEDULED.value, f"placed on {worker or worker_id}")])
         return result.rowcount == 1
 
     def explain_pending(
@@ -374,13 +380,16 @@ class Store(AccountStore):
         """Record why a pending instance could not be placed (no version bump: not a placement)."""
         i = t.instances
         with self.engine.begin() as c:
-            c.execute(
+            before = c.execute(sa.select(i.c.message).where(i.c.id == instance_id)).scalar()
+            updated = c.execute(
                 i.update()
                 .where(
                     i.c.id == instance_id, i.c.version == version, i.c.state == InstanceState.PENDING.value
                 )
                 .values(message=message, explanation=dump_json(explanation))
-            )
+            ).rowcount
+            if updated and before != message:  # a new reason, not the same one every controller pass
+                record_events(c, [(instance_id, InstanceState.PENDING.value, message)])
 
     def report(
         self,
@@ -418,6 +427,8 @@ class Store(AccountStore):
                 values["state_changed_at"] = utcnow()
                 values.setdefault("progress", None)
             c.execute(i.update().where(i.c.id == instance_id, i.c.worker_id == worker_id).values(**values))
+            if current != state.value:
+                record_events(c, [(instance_id, state.value, message)], values["state_changed_at"])
         return self.get_instance(instance_id)
 
     def requeue_workers(self, worker_ids: Sequence[str], reason: str) -> int:
@@ -432,11 +443,14 @@ class Store(AccountStore):
             return 0
         # Instances already asked to stop have nowhere to go: delete them instead.
         c.execute(i.delete().where(i.c.worker_id.in_(list(worker_ids)), i.c.desired == "stopped"))
-        return c.execute(
-            i.update()
-            .where(i.c.worker_id.in_(list(worker_ids)))
-            .values(version=i.c.version + 1, **_back_to_pending(reason))
+        ids = list(c.execute(sa.select(i.c.id).where(i.c.worker_id.in_(list(worker_ids)))).scalars())
+        if not ids:
+            return 0
+        moved = c.execute(
+            i.update().where(i.c.id.in_(ids)).values(version=i.c.version + 1, **_back_to_pending(reason))
         ).rowcount
+        record_events(c, [(iid, InstanceState.PENDING.value, reason) for iid in ids])
+        return moved
 
     def forget_old_restarts(self, running_since: dt.datetime) -> int:
         """Set ``restarts`` back to 0 on instances running since ``running_since`` or earlier.
@@ -460,7 +474,7 @@ class Store(AccountStore):
         """Move an errored instance back to pending for another placement (restart with backoff)."""
         i = t.instances
         with self.engine.begin() as c:
-            return (
+            retried = (
                 c.execute(
                     i.update()
                     .where(
@@ -470,6 +484,9 @@ class Store(AccountStore):
                 ).rowcount
                 == 1
             )
+            if retried:
+                record_events(c, [(instance_id, InstanceState.PENDING.value, reason)])
+            return retried
 
     def delete_instance(self, instance_id: str) -> bool:
         """Delete an instance row (after its process stopped, or when it never ran)."""

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 __all__ = [
     "api_keys",
     "deployments",
+    "instance_events",
     "instances",
     "limit_counters",
     "limits",
@@ -120,6 +121,17 @@ instances = sa.Table(
     sa.Column("state_changed_at", sa.DateTime, nullable=False),
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.UniqueConstraint("deployment_id", "replica", name="uq_instances_deployment_replica"),
+)
+
+instance_events = sa.Table(
+    "instance_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("instance_id", ID, sa.ForeignKey("instances.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("at", sa.DateTime, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Index("ix_instance_events_instance_id_id", "instance_id", "id"),
 )
 
 model_files = sa.Table(
