@@ -4,6 +4,7 @@ OpenAPI document; a non-admin is answered as for the instance itself. On every c
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -36,13 +37,14 @@ async def test_a_deploy_produces_its_timeline_in_order(server: Running, tiny_mod
     events = page["items"]
     assert page["total"] == len(events)
     states = [e["state"] for e in events]
-    assert states[0] == "pending" and events[0]["message"] == "waiting to be scheduled"
+    assert states[0] == "pending"
+    assert events[0]["message"] == "waiting to be scheduled"
     assert states[-1] == "running"
     assert "scheduled" in states
     assert states.index("pending") < states.index("scheduled") < states.index("running")
     assert events[states.index("scheduled")]["message"] == "placed on worker-a"
     # whatever the worker went through in between (downloading, starting, ...) is in order, no repeats
-    assert all(a != b for a, b in zip(states, states[1:])), states
+    assert all(a != b for a, b in itertools.pairwise(states)), states
     assert [e["id"] for e in events] == sorted(e["id"] for e in events)
     assert all(e["instance_id"] == instance["id"] for e in events)
     assert all(e["at"].endswith("Z") for e in events), events
@@ -51,7 +53,9 @@ async def test_a_deploy_produces_its_timeline_in_order(server: Running, tiny_mod
 
     # a non-admin user is answered exactly as for the instance itself
     password = "first-login-pw"
-    assert (await server.api("POST", "/users", json={"username": "viewer", "password": password})).status_code == 201
+    assert (
+        await server.api("POST", "/users", json={"username": "viewer", "password": password})
+    ).status_code == 201
     login = await server.client.post("/api/v1/auth/login", json={"username": "viewer", "password": password})
     assert login.status_code == 200, login.text
     token = login.json()["token"]

@@ -4,6 +4,8 @@ the 0008 migration up and down."""
 
 from __future__ import annotations
 
+import itertools
+
 import sqlalchemy as sa
 
 from gpustack_core.server.store import Store, migrate
@@ -51,7 +53,7 @@ def test_every_state_change_is_recorded_once_in_order(store: Store) -> None:
     ]
     events = store.list_instance_events(iid)
     assert [e.id for e in events] == sorted(e.id for e in events)
-    assert all(a.at <= b.at for a, b in zip(events, events[1:]))
+    assert all(a.at <= b.at for a, b in itertools.pairwise(events))
     assert events[-1].model_dump(mode="json")["at"].endswith("Z")  # the API says UTC
     assert store.list_instance_events(iid, limit=2) == events[-2:]
 
@@ -61,7 +63,8 @@ def test_a_requeue_records_the_reason_for_each_instance(store: Store) -> None:
     worker = store.register_worker(WorkerInfo(name="gone")).id
     for iid in ids:
         inst = store.get_instance(iid)
-        assert inst is not None and store.place(iid, inst.version, worker, {"worker": "gone"})
+        assert inst is not None
+        assert store.place(iid, inst.version, worker, {"worker": "gone"})
     assert store.requeue_workers([worker], "worker gone stopped sending heartbeats") == 2
     for iid in ids:
         assert _timeline(store, iid)[-1] == ("pending", "worker gone stopped sending heartbeats")
@@ -81,7 +84,8 @@ def test_the_timeline_is_bounded_and_goes_with_the_instance(store: Store) -> Non
     with store.engine.begin() as c:  # one more drops exactly one
         record_events(c, [(iid, "stopped", "last")])
     kept = _timeline(store, iid)
-    assert len(kept) == MAX_EVENTS_PER_INSTANCE and kept[0] == ("running", str(extra + 1))
+    assert len(kept) == MAX_EVENTS_PER_INSTANCE
+    assert kept[0] == ("running", str(extra + 1))
     assert _timeline(store, other) == [("pending", "waiting to be scheduled")]  # others untouched
 
     assert store.delete_instance(iid)
@@ -107,5 +111,6 @@ def test_the_instance_events_migration_goes_down_and_up(store: Store) -> None:
     assert store.list_instance_events(iid) == []  # history starts with the upgrade
     worker = store.register_worker(WorkerInfo(name="w")).id
     inst = store.get_instance(iid)
-    assert inst is not None and store.place(iid, inst.version, worker, {})
+    assert inst is not None
+    assert store.place(iid, inst.version, worker, {})
     assert _timeline(store, iid) == [("scheduled", "placed on w")]

@@ -340,7 +340,7 @@ class Store(InstanceEventStore, AccountStore):
             if rows:
                 c.execute(i.insert(), rows)
                 created = len(rows)
-                record_events(c, [(r["id"], r["state"], r["message"]) for r in rows], now)
+                record_events(c, [(str(r["id"]), str(r["state"]), str(r["message"])) for r in rows], now)
             for dep_id, replicas in wanted:
                 if any(r >= replicas for r in have[dep_id]):
                     stopped += c.execute(
@@ -371,7 +371,9 @@ class Store(InstanceEventStore, AccountStore):
             )
             if result.rowcount == 1:
                 worker = c.execute(sa.select(t.workers.c.name).where(t.workers.c.id == worker_id)).scalar()
-                record_events(c, [(instance_id, InstanceState.SCHEDULED.value, f"placed on {worker or worker_id}")])
+                record_events(
+                    c, [(instance_id, InstanceState.SCHEDULED.value, f"placed on {worker or worker_id}")]
+                )
         return result.rowcount == 1
 
     def explain_pending(

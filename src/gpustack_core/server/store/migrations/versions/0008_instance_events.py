@@ -37,5 +37,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    """Drop ``instance_events`` (its index goes with it; MySQL refuses to drop an index a foreign key uses)."""
+    """Drop ``instance_events`` (with its index: MySQL refuses to drop an index a foreign key uses)."""
     op.drop_table("instance_events")
