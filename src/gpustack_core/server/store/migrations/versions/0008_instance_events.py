@@ -1,7 +1,7 @@
 """Instance state timeline: ``instance_events`` (state, message, time), deleted with the instance.
 
 Revision ID: 0008_instance_events
-Revises: 0006_first_deploy
+Revises: 0005
 Create Date: 2026-12-03
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_instance_events"
-down_revision = "0006_first_deploy"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
