@@ -114,3 +114,33 @@ def test_the_instance_events_migration_goes_down_and_up(store: Store) -> None:
     assert inst is not None
     assert store.place(iid, inst.version, worker, {})
     assert _timeline(store, iid) == [("scheduled", "placed on w")]
+
+
+def test_a_group_failing_on_a_subordinate_rank_and_losing_a_worker_is_recorded(store: Store) -> None:
+    spec = Deployment(name="g", model=ModelRef(source="local", id="/m.gguf"), engine="fake", replicas=1)
+    dep_id = store.create_deployment(spec).id
+    store.ensure_replicas(dep_id, 1)
+    head = store.register_worker(WorkerInfo(name="head")).id
+    sub = store.register_worker(WorkerInfo(name="sub")).id
+    inst = store.list_instances(deployment_id=dep_id)[0][0]
+    placement = {"worker": "head", "subordinate_workers": ["sub"], "deployment": "g", "replica": 0}
+    assert store.place(inst.id, inst.version, head, placement)
+    store.report(inst.id, head, InstanceState.RUNNING, port=40000)
+    assert store.report_part(inst.id, 1, sub, InstanceState.ERROR, message="exited with code 1")
+    assert store.report_part(inst.id, 1, sub, InstanceState.ERROR, message="again")  # already in error
+    errored = store.get_instance(inst.id)
+    assert errored is not None
+    assert store.retry_instance(inst.id, errored.version, "retrying")
+    placed = store.get_instance(inst.id)
+    assert placed is not None
+    assert store.place(inst.id, placed.version, head, placement)
+    assert store.requeue_workers([sub], "worker sub stopped sending heartbeats") == 1
+    assert _timeline(store, inst.id) == [
+        ("pending", "waiting to be scheduled"),
+        ("scheduled", "placed on head"),
+        ("running", ""),
+        ("error", "rank 1 on worker sub failed: exited with code 1"),
+        ("pending", "retrying"),
+        ("scheduled", "placed on head"),
+        ("pending", "worker sub stopped sending heartbeats"),
+    ]
