@@ -105,10 +105,15 @@ async def test_two_serve_processes_on_one_postgresql_share_a_key_budget(
             headers = {"Authorization": f"Bearer {key}", "content-type": "application/json"}
             one = json.dumps({**json.loads(body), "max_tokens": 1, "fake_tokens": 1}).encode()
 
+            warm: list[httpx.Response] = []
             for server in servers:  # both gateways route to the instance and see the limit
+
                 async def answers(s: Running = server) -> bool:
                     r = await s.client.post("/v1/chat/completions", content=one, headers=headers)
+                    if r.status_code == 200:
+                        warm.append(r)
                     return r.status_code == 200 and "x-ratelimit-limit-tokens" in r.headers
+
                 await server.wait_for(answers, timeout=40)
 
             def usage() -> tuple[int, int]:
@@ -119,7 +124,7 @@ async def test_two_serve_processes_on_one_postgresql_share_a_key_budget(
             # the warm-up requests are spent; start the budget over from a clean slate
             async def flushed() -> bool:
                 await anyio.sleep(0.6)  # the usage sinks write every 0.5 s
-                return usage()[0] == 2
+                return usage()[0] == len(warm)
             await a.wait_for(flushed, timeout=10)
             with engine.begin() as c:
                 c.execute(t.usage.delete().where(t.usage.c.key_id == key_id))
