@@ -9,13 +9,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import anyio
 import httpx
+import psutil
 import pytest
 import sqlalchemy as sa
 from server_helpers import POSTGRES_ENV, Running, _fresh_database, free_port
@@ -44,6 +43,11 @@ def _processes() -> Iterator[list[subprocess.Popen[bytes]]]:
     try:
         yield started
     finally:
+        # the worker leaves its engines running for the next start to adopt: stop them too
+        children = []
+        for p in started:
+            with contextlib.suppress(psutil.Error):
+                children.extend(psutil.Process(p.pid).children(recursive=True))
         for p in reversed(started):  # worker first: it stops its engines on SIGTERM
             if p.poll() is None:
                 p.terminate()
@@ -53,6 +57,10 @@ def _processes() -> Iterator[list[subprocess.Popen[bytes]]]:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait(10)
+        for child in children:
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+                child.wait(10)
 
 
 async def _up(client: httpx.AsyncClient) -> bool:
@@ -74,8 +82,13 @@ async def test_two_serve_processes_on_one_postgresql_share_a_key_budget(
                 port = free_port()
                 procs.append(
                     subprocess.Popen(
-                        [sys.executable, str(HERE / "server_serve_no_worker_main.py"),
-                         str(tmp_path / name), str(port), postgres_url],
+                        [
+                            sys.executable,
+                            str(HERE / "server_serve_no_worker_main.py"),
+                            str(tmp_path / name),
+                            str(port),
+                            postgres_url,
+                        ],
                         stdout=subprocess.DEVNULL,
                     )
                 )
@@ -88,13 +101,24 @@ async def test_two_serve_processes_on_one_postgresql_share_a_key_budget(
             token = (tmp_path / "a" / "token").read_text().strip()
             procs.append(
                 subprocess.Popen(
-                    [sys.executable, str(HERE / "server_worker_main.py"), a.base_url, token, "worker-x",
-                     str(tmp_path / "worker")],
+                    [
+                        sys.executable,
+                        str(HERE / "server_worker_main.py"),
+                        a.base_url,
+                        token,
+                        "worker-x",
+                        str(tmp_path / "worker"),
+                    ],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
             )
-            spec = {"name": "chat", "model": f"local:{tiny_model}", "engine": "fake", "extra_args": ["--openai"]}
+            spec = {
+                "name": "chat",
+                "model": f"local:{tiny_model}",
+                "engine": "fake",
+                "extra_args": ["--openai"],
+            }
             r = await a.api("POST", "/deployments", json=spec)
             assert r.status_code == 201, r.text
 
@@ -125,6 +149,7 @@ async def test_two_serve_processes_on_one_postgresql_share_a_key_budget(
             async def flushed() -> bool:
                 await anyio.sleep(0.6)  # the usage sinks write every 0.5 s
                 return usage()[0] == len(warm)
+
             await a.wait_for(flushed, timeout=10)
             with engine.begin() as c:
                 c.execute(t.usage.delete().where(t.usage.c.key_id == key_id))

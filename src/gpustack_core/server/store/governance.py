@@ -442,7 +442,13 @@ class GovernanceStore:
                 f"CAST(:a{i} AS bigint), CAST(:m{i} AS bigint))"
             )
             params.update(
-                {f"i{i}": i, f"l{i}": cl.limit_id, f"w{i}": cl.window_start, f"a{i}": cl.amount, f"m{i}": cl.max_value}
+                {
+                    f"i{i}": i,
+                    f"l{i}": cl.limit_id,
+                    f"w{i}": cl.window_start,
+                    f"a{i}": cl.amount,
+                    f"m{i}": cl.max_value,
+                }
             )
         table = t.limit_counters.name
         statement = sa.text(
@@ -450,8 +456,8 @@ class GovernanceStore:
             f"locked AS MATERIALIZED (SELECT lc.limit_id, lc.window_start, lc.used FROM {table} lc "
             "JOIN claim c ON lc.limit_id = c.limit_id AND lc.window_start = c.window_start "
             "ORDER BY lc.limit_id, lc.window_start FOR UPDATE OF lc), "
-            "fits AS MATERIALIZED (SELECT count(*) = :n AND coalesce(bool_and(k.used + c.amount <= c.max_value), "
-            "false) AS ok FROM locked k JOIN claim c "
+            "fits AS MATERIALIZED (SELECT count(*) = :n "
+            "AND coalesce(bool_and(k.used + c.amount <= c.max_value), false) AS ok FROM locked k JOIN claim c "
             "ON k.limit_id = c.limit_id AND k.window_start = c.window_start) "
             f"UPDATE {table} lc SET used = lc.used + c.amount FROM claim c, fits "
             "WHERE fits.ok AND lc.limit_id = c.limit_id AND lc.window_start = c.window_start "
