@@ -137,3 +137,42 @@ def test_all_instances_unreachable_is_502(gateway: GatewayServer) -> None:
     err = _error(_post(gateway, {"model": MODEL, "messages": CHAT}), 502, "upstream_unreachable")
     assert "dead-0" in err["message"]
     assert "dead-1" in err["message"]
+
+
+def test_wrong_route_for_the_model_category_is_400(gateway: GatewayServer, start_engine) -> None:  # type: ignore[no-untyped-def]
+    """Chat to an embedding model (and embeddings to an LLM) is the client's 400 naming what the model
+    serves; the engine is never called (it would answer 500)."""
+    from gpustack_core.gateway import ModelEntry
+
+    engine = start_engine("embedder")
+    gateway.routes.add_model(ModelEntry("embedder", "gpustack", 1_700_000_003, "embedding"))
+    gateway.routes.set_instance("embedder", Upstream("emb-1", engine.base_url, "embedder", "embedder"))
+    before = engine.stats()
+    err = _error(_post(gateway, {"model": "embedder", "messages": CHAT}), 400, "model_category_mismatch")
+    assert "embedding model" in err["message"]
+    assert "/v1/embeddings" in err["message"]
+    assert err["param"] == "model"
+    assert err["type"] == "invalid_request_error"
+    assert engine.stats() == before
+    with (
+        openai.OpenAI(api_key=API_KEY, base_url=gateway.base_url + "/v1", max_retries=0) as client,
+        pytest.raises(openai.BadRequestError, match="embedding model"),
+    ):
+        client.chat.completions.create(model="embedder", messages=[{"role": "user", "content": "hi"}])
+    gateway.add_instance(start_engine("chat"))
+    r = httpx.post(
+        gateway.base_url + "/v1/embeddings",
+        json={"model": MODEL, "input": "hi"},
+        headers={"authorization": f"Bearer {API_KEY}"},
+        timeout=30,
+    )
+    assert "llm model" in _error(r, 400, "model_category_mismatch")["message"]
+    r = httpx.post(  # multipart routes too
+        gateway.base_url + "/v1/audio/transcriptions",
+        headers={"authorization": f"Bearer {API_KEY}"},
+        data={"model": "embedder"},
+        files={"file": ("a.wav", b"abc", "audio/wav")},
+        timeout=30,
+    )
+    assert "/v1/audio/transcriptions" in _error(r, 400, "model_category_mismatch")["message"]
+    assert engine.stats() == before

@@ -1,8 +1,8 @@
 """The gateway in front of a real llama.cpp llama-server (tiny random GGUF), driven by the openai client.
 
 The engine is started the way a worker starts it: the llama.cpp plugin's launch spec, run by the
-supervisor. The first run on a machine builds llama-server from the sdist (10-20 min on 2 cores)
-unless GPUSTACK_CORE_LLAMA_CPP_SEED_BUILD points at an existing llama.cpp cmake build directory.
+supervisor, at the plugin's default version: the prebuilt xllamacpp runtime (pip-installed on the
+first run on a machine, in seconds).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from gpustack_core.types import EngineInstallation, ModelCategory
 
 from .conftest import API_KEY, MODEL, GatewayServer
 
-pytestmark = [pytest.mark.slow, pytest.mark.anyio, pytest.mark.timeout(3600)]
+pytestmark = [pytest.mark.slow, pytest.mark.anyio, pytest.mark.timeout(600)]
 
 EMBED_MODEL = "tiny-embed"
 

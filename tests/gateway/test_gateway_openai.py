@@ -9,7 +9,7 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gpustack_core.gateway import Upstream
+from gpustack_core.gateway import ModelEntry, Upstream
 
 from .conftest import API_KEY, MODEL, FakeEngine, GatewayServer
 
@@ -89,7 +89,13 @@ def test_completions_both_ways(client: openai.OpenAI, gateway: GatewayServer) ->
     assert (totals[0].prompt_tokens, totals[0].completion_tokens, totals[0].requests) == (5, 6, 2)
 
 
+def _serves(gateway: GatewayServer, category: str) -> None:
+    """Make MODEL a model of ``category`` (the gateway refuses routes its category does not serve)."""
+    gateway.routes.add_model(ModelEntry(MODEL, "gpustack", 1_700_000_000, category))
+
+
 def test_embeddings(client: openai.OpenAI, gateway: GatewayServer) -> None:
+    _serves(gateway, "embedding")
     r = client.embeddings.create(model=MODEL, input=["alpha beta", "gamma"])
     assert [d.index for d in r.data] == [0, 1]
     assert r.data[1].embedding == [0.1, 0.2, 0.3, 1.0]
@@ -120,14 +126,17 @@ def test_metrics_parse_and_count(client: openai.OpenAI, gateway: GatewayServer) 
 
 
 def test_images_speech_rerank(client: openai.OpenAI, gateway: GatewayServer) -> None:
+    _serves(gateway, "image")
     img = client.images.generate(model=MODEL, prompt="a cat")
     assert img.data is not None
     assert img.data[0].b64_json == "aGVsbG8="
+    _serves(gateway, "text_to_speech")
     speech = client.audio.speech.create(
         model=MODEL, voice="alloy", input="hello", extra_body={"fake_tokens": 5}
     )
     audio = speech.read()
     assert audio == b"".join(bytes([i]) * 1024 for i in range(5))
+    _serves(gateway, "rerank")
     r = httpx.post(
         gateway.base_url + "/v1/rerank",
         json={"model": MODEL, "query": "q", "documents": ["a b", "c"]},
@@ -140,6 +149,7 @@ def test_images_speech_rerank(client: openai.OpenAI, gateway: GatewayServer) -> 
 
 def test_transcription_multipart(client: openai.OpenAI, gateway: GatewayServer) -> None:
     audio = bytes(range(256)) * 200  # 51,200 bytes, under the 64 KiB test limit
+    _serves(gateway, "speech_to_text")
     r = client.audio.transcriptions.create(model=MODEL, file=("clip.wav", audio, "audio/wav"))
     assert r.text.endswith(f"bytes for {MODEL}")
     engine_bytes = int(r.text.split()[0])
@@ -153,6 +163,7 @@ def test_served_name_rewritten(gateway: GatewayServer, start_engine) -> None:  #
     with openai.OpenAI(api_key=API_KEY, base_url=gateway.base_url + "/v1", max_retries=0) as c:
         c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}])
         assert e.stats()["last_body"]["model"] == "engine-internal-name"  # type: ignore[index]
+        _serves(gateway, "speech_to_text")
         r = c.audio.transcriptions.create(model=MODEL, file=("a.wav", b"RIFF" * 10, "audio/wav"))
         assert "for engine-internal-name" in r.text
     assert gateway.usage.records[0].model == MODEL

@@ -5,10 +5,12 @@ launches the gateway's fake OpenAI engine instead (chat completions that report 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 from gpustack_core import hookimpl
 from gpustack_core.contracts import Engine
+from gpustack_core.engines import install_version, list_installations, run_logged
 from gpustack_core.plugins import PluginHost
 from gpustack_core.types import (
     EngineCapabilities,
@@ -42,7 +44,32 @@ class FakeEngine(Engine):
         return "1.0"
 
     def installed_versions(self, options: EngineOptions) -> list[EngineInstallation]:
-        return [EngineInstallation(engine="fake", version="1.0", executable=sys.executable, origin="located")]
+        located = EngineInstallation(
+            engine="fake", version="1.0", executable=sys.executable, origin="located"
+        )
+        return [located, *list_installations(options, "fake")]
+
+    def install(self, version: str, options: EngineOptions) -> EngineInstallation:
+        """Any other version "builds" in two logged steps of ~1.5 s each (for the installing state)."""
+
+        def populate(directory: Path, log: Path) -> None:
+            step = "import sys, time; print('compiling', sys.argv[1], flush=True); time.sleep(1.5)"
+            for part in ("part-a", "part-b"):
+                run_logged([sys.executable, "-c", step, part], f"building {part}", log)
+            (directory / "bin").mkdir()
+            program = directory / "bin" / "fake-python"
+            program.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+            program.chmod(0o755)
+
+        return install_version(
+            options,
+            "fake",
+            version,
+            populate,
+            executable="bin/fake-python",
+            what=f"fake {version}",
+            origin="built",
+        )
 
     def launch_spec(self, request: LaunchRequest) -> LaunchSpec:
         served = request.deployment.served_model_name or request.deployment.name

@@ -140,5 +140,19 @@ def test_download_tracker_sums_files() -> None:
     callback(DownloadProgress(file="a", downloaded_bytes=10, total_bytes=100))
     callback(DownloadProgress(file="b", downloaded_bytes=5, total_bytes=50))
     callback(DownloadProgress(file="a", downloaded_bytes=60, total_bytes=100))
-    assert tracker.take("i1") == {"file": "a", "downloaded_bytes": 65, "total_bytes": 150}
+    assert tracker.take("i1") == {
+        "file": "a",
+        "downloaded_bytes": 65,
+        "total_bytes": 150,
+        "percent": 43.3,
+        "bytes_per_second": None,
+        "eta_seconds": None,
+    }
     assert tracker.take("i1") is None
+    # rates of the files still downloading add up; the ETA follows from what is left
+    callback(DownloadProgress(file="a", downloaded_bytes=80, total_bytes=100, bytes_per_second=10.0))
+    callback(DownloadProgress(file="b", downloaded_bytes=50, total_bytes=50, bytes_per_second=8.0, done=True))
+    latest = tracker.take("i1")
+    assert latest is not None
+    assert (latest["downloaded_bytes"], latest["percent"]) == (130, 86.7)
+    assert (latest["bytes_per_second"], latest["eta_seconds"]) == (10.0, 2.0)

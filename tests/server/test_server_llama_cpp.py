@@ -23,19 +23,28 @@ pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 
 @pytest.fixture
-async def server(
-    tmp_path: Path, database_url: str | None, llama_cpp_installation: EngineInstallation
-) -> AsyncIterator[Running]:
+async def server(tmp_path: Path, database_url: str | None) -> AsyncIterator[Running]:
     host = PluginHost(environ={})
     async for running in start_app(fast_config(tmp_path / "data", database_url), host=host):
         yield running
 
 
-async def test_tiny_gguf_on_llama_cpp_end_to_end(server: Running, tiny_model: Path) -> None:
+@pytest.fixture(params=["prebuilt", "native"])
+def runtime(request: pytest.FixtureRequest) -> EngineInstallation:
+    """The prebuilt xllamacpp runtime (always) and a native build (opt-in, see conftest)."""
+    name = "llama_cpp_installation" if request.param == "prebuilt" else "llama_cpp_native_installation"
+    installation: EngineInstallation = request.getfixturevalue(name)
+    return installation
+
+
+async def test_tiny_gguf_on_llama_cpp_end_to_end(
+    runtime: EngineInstallation, server: Running, tiny_model: Path
+) -> None:
     body = {
         "name": "tiny-llama",
         "model": f"local:{tiny_model}",
         "engine": "llama.cpp",
+        "engine_version": runtime.version,
         "context_length": 512,
     }
     r = await server.api("POST", "/deployments", json=body)
@@ -49,7 +58,8 @@ async def test_tiny_gguf_on_llama_cpp_end_to_end(server: Running, tiny_model: Pa
 
     instance = await server.wait_for(running, timeout=120)
     process = psutil.Process(instance["pid"])
-    assert "llama-server" in " ".join(process.cmdline())
+    assert process.cmdline()[0] == runtime.executable
+    assert str(tiny_model) in process.cmdline()
 
     chat = deterministic(
         {"model": "tiny-llama", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}

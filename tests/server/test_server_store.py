@@ -172,3 +172,22 @@ def test_concurrent_upserts_neither_deadlock_nor_lose_writes(store: Store) -> No
     assert count == threads_n * 2
     assert {f.state for f in files} == {"ready"}
     assert store.list_workers(limit=1000)[1] == 1 + threads_n * 2
+
+
+def test_instance_progress_migration_down_and_up(store: Store) -> None:
+    """Revision 0006_first_deploy adds ``instances.progress``; its downgrade drops it, again upgradable."""
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    def columns() -> set[str]:
+        return {c["name"] for c in sa.inspect(store.engine).get_columns("instances")}
+
+    assert "progress" in columns()
+    before = ScriptDirectory.from_config(migrate._config()).get_revision("0006_first_deploy").down_revision
+    assert isinstance(before, str)
+    with store.engine.begin() as connection:
+        command.downgrade(migrate._config(connection), before)
+    assert "progress" not in columns()
+    migrate.upgrade(store.engine)
+    assert "progress" in columns()
+    assert migrate.current_revision(store.engine) == migrate.head_revision()

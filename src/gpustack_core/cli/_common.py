@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import TYPE_CHECKING, Any
 
 from ..plugins import PluginHost
@@ -18,11 +19,18 @@ def make_host() -> PluginHost:
     return PluginHost()
 
 
+#: Width of output that is not a terminal (a pipe, a file): wide enough that tables never wrap.
+PIPE_WIDTH = 1000
+
+
 def console(stderr: bool = False) -> Console:
-    """A rich console on stdout (or stderr), no soft wrapping of long messages."""
+    """A rich console on stdout (or stderr), no soft wrapping of long messages; when the output is
+    not a terminal, tables are not wrapped at 80 columns either."""
     from rich.console import Console  # imported on use: JSON output does not need rich
 
-    return Console(stderr=stderr, soft_wrap=True)
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else PIPE_WIDTH
+    return Console(stderr=stderr, soft_wrap=True, width=width)
 
 
 def print_json(data: Any) -> None:

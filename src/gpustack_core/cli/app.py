@@ -32,6 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     ".serve_cmd",
     ".worker_cmd",
     ".manage_cmd",
+    ".account_cmd",
 )
 
 #: Top-level command (or group) name -> the module in ``COMMAND_MODULES`` that registers it.
@@ -45,6 +46,12 @@ COMMANDS: dict[str, str] = {
     "serve": ".serve_cmd",
     "worker": ".worker_cmd",
     "manage": ".manage_cmd",
+    "login": ".account_cmd",
+    "logout": ".account_cmd",
+    "keys": ".account_cmd",
+    "users": ".account_cmd",
+    "usage": ".account_cmd",
+    "logs": ".account_cmd",
 }
 
 
@@ -84,6 +91,9 @@ def build_app(command: str | None = None) -> typer.Typer:
     for module_name in modules:
         module = importlib.import_module(module_name, __package__)
         module.register(app)
+    if command in COMMANDS:  # a module may register several commands (account_cmd): keep the one run
+        app.registered_commands = [c for c in app.registered_commands if c.name in (command, None)]
+        app.registered_groups = [g for g in app.registered_groups if g.name in (command, None)]
     return app
 
 

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from gpustack_core.cli._common import console, print_json
+from gpustack_core.cli._credentials import load_token
 
 __all__ = ["register"]
 
@@ -15,17 +16,24 @@ _URL = typer.Option(
     "http://127.0.0.1:8080", "--server-url", envvar="GPUSTACK_CORE_SERVER_URL", help="Server base URL."
 )
 _KEY = typer.Option(
-    ...,
+    None,
     "--api-key",
     envvar="GPUSTACK_CORE_API_KEY",
-    help="API key with the management scope (or a login token).",
+    help="API key with the management scope (default: the token `gpustack-core login` kept).",
 )
 _JSON = typer.Option(False, "--json", help="Print JSON.")
 
 
-def _call(server_url: str, api_key: str, method: str, path: str, **kwargs: Any) -> Any:
+def _call(server_url: str, api_key: str | None, method: str, path: str, **kwargs: Any) -> Any:
     import httpx  # here, not at the top: every other command should start fast
 
+    api_key = api_key or load_token(server_url)
+    if not api_key:
+        console(stderr=True).print(
+            f"[red]not logged in to {server_url}:[/] run `gpustack-core login` (or pass --api-key / "
+            "set GPUSTACK_CORE_API_KEY)"
+        )
+        raise typer.Exit(2)
     try:
         response = httpx.request(
             method,
@@ -56,7 +64,7 @@ def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
     console().print(table)
 
 
-def workers(server_url: str = _URL, api_key: str = _KEY, as_json: bool = _JSON) -> None:
+def workers(server_url: str = _URL, api_key: str | None = _KEY, as_json: bool = _JSON) -> None:
     """List workers."""
     page = _call(server_url, api_key, "GET", "/workers", params={"limit": 1000})
     if as_json:
@@ -76,7 +84,7 @@ def workers(server_url: str = _URL, api_key: str = _KEY, as_json: bool = _JSON) 
     _table("workers", ["name", "state", "address", "devices", "engines", "last heartbeat (UTC)"], rows)
 
 
-def devices(server_url: str = _URL, api_key: str = _KEY, as_json: bool = _JSON) -> None:
+def devices(server_url: str = _URL, api_key: str | None = _KEY, as_json: bool = _JSON) -> None:
     """List devices of every worker."""
     page = _call(server_url, api_key, "GET", "/devices", params={"limit": 1000})
     if as_json:
@@ -91,7 +99,7 @@ def devices(server_url: str = _URL, api_key: str = _KEY, as_json: bool = _JSON) 
     _table("devices", ["worker", "device", "name", "vendor", "memory used / total"], rows)
 
 
-def deployments(server_url: str = _URL, api_key: str = _KEY, as_json: bool = _JSON) -> None:
+def deployments(server_url: str = _URL, api_key: str | None = _KEY, as_json: bool = _JSON) -> None:
     """List deployments with the states of their instances."""
     page = _call(server_url, api_key, "GET", "/deployments", params={"limit": 1000})
     instances = _call(server_url, api_key, "GET", "/instances", params={"limit": 1000})
@@ -118,23 +126,80 @@ def deployments(server_url: str = _URL, api_key: str = _KEY, as_json: bool = _JS
 
 def instances(
     deployment: str = typer.Argument(..., help="Deployment name."),
+    wait: bool = typer.Option(
+        False, "--wait", help="Follow the states until every replica runs (exit 0) or one fails (exit 1)."
+    ),
+    timeout: float = typer.Option(900.0, "--timeout", min=1, help="With --wait: seconds before giving up."),
     server_url: str = _URL,
-    api_key: str = _KEY,
+    api_key: str | None = _KEY,
     as_json: bool = _JSON,
 ) -> None:
-    """Show a deployment's instances with messages and scheduler explanations."""
-    page = _call(server_url, api_key, "GET", "/instances", params={"deployment": deployment, "limit": 1000})
-    if as_json:
+    """Show a deployment's instances with messages, progress and scheduler explanations."""
+    params = {"deployment": deployment, "limit": 1000}
+    page = _call(server_url, api_key, "GET", "/instances", params=params)
+    if as_json and not wait:
         print_json(page)
         return
-    out = console()
-    for inst in page["items"]:
+    if not wait:
+        _print_instances(page["items"])
+        return
+    import time
+
+    deadline = time.monotonic() + timeout
+    shown: list[str] = []
+    while True:
+        items = page["items"]
+        lines = _instance_lines(items)
+        if lines != shown:
+            _print_instances(items)
+            shown = lines
+        if items and all(i["state"] == "running" for i in items):
+            return
+        if any(i["state"] == "error" for i in items):
+            raise typer.Exit(1)
+        if time.monotonic() > deadline:
+            console(stderr=True).print(f"[red]not running after {timeout:.0f} s[/]")
+            raise typer.Exit(1)
+        time.sleep(1.0)
+        page = _call(server_url, api_key, "GET", "/instances", params=params)
+
+
+def _instance_lines(items: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for inst in items:
         where = f" on {inst['worker']}" if inst["worker"] else ""
         port = f" port {inst['port']}" if inst["port"] else ""
-        out.print(f"replica {inst['replica']}: [bold]{inst['state']}[/]{where}{port}  {inst['message']}")
+        lines.append(f"replica {inst['replica']}: {inst['state']}{where}{port}  {inst['message']}")
+        lines += [f"    {line}" for line in _progress_lines(inst.get("progress"))]
         explanation = inst.get("explanation") or {}
         for rejection in explanation.get("rejections", [])[:10]:
-            out.print(f"    {rejection.get('candidate')}: {rejection.get('reason')}")
+            lines.append(f"    {rejection.get('candidate')}: {rejection.get('reason')}")
+    return lines
+
+
+def _print_instances(items: list[dict[str, Any]]) -> None:
+    out = console()
+    for line in _instance_lines(items):
+        out.print(line, markup=False, highlight=False)
+
+
+def _progress_lines(progress: dict[str, Any] | None) -> list[str]:
+    """A download's bytes, percent and ETA, or an install's phase and last log lines."""
+    if not progress:
+        return []
+    if "downloaded_bytes" in progress:
+        done, total = progress["downloaded_bytes"], progress.get("total_bytes")
+        line = f"downloaded {done / 2**20:.1f}" + (f" / {total / 2**20:.1f} MiB" if total else " MiB")
+        if progress.get("percent") is not None:
+            line += f" ({progress['percent']:.1f}%)"
+        if progress.get("bytes_per_second"):
+            line += f", {progress['bytes_per_second'] / 2**20:.1f} MiB/s"
+        if progress.get("eta_seconds") is not None:
+            line += f", ETA {progress['eta_seconds']:.0f} s"
+        return [line]
+    lines = [f"phase: {progress.get('phase', '?')}"]
+    lines += [f"| {line}" for line in progress.get("log_tail", [])]
+    return lines
 
 
 def deploy(
@@ -143,14 +208,41 @@ def deploy(
     engine: str = typer.Option("llama.cpp", "--engine", help="Engine plugin name."),
     replicas: int = typer.Option(1, "--replicas", min=0),
     arg: Annotated[list[str] | None, typer.Option("--arg", help="Extra engine argument, repeatable.")] = None,
+    category: Annotated[
+        str | None,
+        typer.Option(
+            "--category",
+            help="llm, embedding, rerank, ... (default: detected from the model: GGUF pooling type or "
+            "architecture, config.json).",
+        ),
+    ] = None,
+    engine_version: Annotated[
+        str | None,
+        typer.Option("--engine-version", help="Pinned engine version (default: the engine's choice)."),
+    ] = None,
+    context_length: Annotated[int | None, typer.Option("--context-length", min=1)] = None,
     server_url: str = _URL,
-    api_key: str = _KEY,
+    api_key: str | None = _KEY,
 ) -> None:
     """Create a deployment."""
-    body = {"name": name, "model": model, "engine": engine, "replicas": replicas, "extra_args": arg or []}
+    body: dict[str, Any] = {
+        "name": name,
+        "model": model,
+        "engine": engine,
+        "replicas": replicas,
+        "extra_args": arg or [],
+    }
+    for key, value in (
+        ("category", category),
+        ("engine_version", engine_version),
+        ("context_length", context_length),
+    ):
+        if value is not None:
+            body[key] = value
     created = _call(server_url, api_key, "POST", "/deployments", json=body)
     typer.echo(
-        f"deployment {created['name']} created ({created['replicas']} replica(s)); "
+        f"deployment {created['name']} created ({created['spec']['category']}, "
+        f"{created['replicas']} replica(s)); "
         f"watch it with: gpustack-core manage instances {created['name']}"
     )
 
@@ -159,14 +251,14 @@ def scale(
     name: str = typer.Argument(...),
     replicas: int = typer.Argument(..., min=0),
     server_url: str = _URL,
-    api_key: str = _KEY,
+    api_key: str | None = _KEY,
 ) -> None:
     """Set a deployment's replica count."""
     updated = _call(server_url, api_key, "POST", f"/deployments/{name}/scale", json={"replicas": replicas})
     typer.echo(f"deployment {updated['name']} scaled to {updated['replicas']}")
 
 
-def delete(name: str = typer.Argument(...), server_url: str = _URL, api_key: str = _KEY) -> None:
+def delete(name: str = typer.Argument(...), server_url: str = _URL, api_key: str | None = _KEY) -> None:
     """Delete a deployment (its instances are stopped)."""
     _call(server_url, api_key, "DELETE", f"/deployments/{name}")
     typer.echo(f"deployment {name} is being deleted; its instances are stopping")

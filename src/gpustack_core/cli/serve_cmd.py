@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -37,10 +38,11 @@ def serve(
     heartbeat_timeout: float = typer.Option(
         30.0, "--heartbeat-timeout", help="Seconds before a silent worker's instances move."
     ),
-    stop_engines_on_exit: bool = typer.Option(
+    keep_engines: bool = typer.Option(
         False,
-        "--stop-engines-on-exit",
-        help="Stop engines with the server instead of leaving them for the next start.",
+        "--keep-engines",
+        help="Leave engines running when the server stops, for the next start to adopt "
+        "(default: Ctrl-C / SIGTERM stops them).",
     ),
     max_body: int = typer.Option(
         10 * 1024 * 1024, "--max-body-bytes", help="Gateway: larger request bodies get 413.", min=1
@@ -104,6 +106,7 @@ def serve(
     if log_level.lower() != "debug":
         # one line per heartbeat/poll request drowns what matters
         logging.getLogger("httpx").setLevel(logging.WARNING)
+        logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # one line per alembic plugin
     # imported here: the server stack is heavy, and every other command should start fast
     from gpustack_core.server.config import ServerConfig, default_data_dir
 
@@ -115,7 +118,7 @@ def serve(
         host=host,
         port=port,
         heartbeat_timeout_s=heartbeat_timeout,
-        keep_engines_on_exit=not stop_engines_on_exit,
+        keep_engines_on_exit=keep_engines,
         gateway_max_body_bytes=max_body,
         gateway_upstream_timeout_s=upstream_timeout,
         enforce_limits=not no_limits,
@@ -135,7 +138,15 @@ def serve(
     )
     from gpustack_core.server.serving import serve as run
 
-    anyio.run(lambda: run(config, host=make_host(), log_level=log_level.lower(), on_started=typer.echo))
+    # uvicorn re-raises the Ctrl-C it handled once the server (and its worker) has stopped
+    with contextlib.suppress(KeyboardInterrupt):
+        anyio.run(lambda: run(config, host=make_host(), log_level=log_level.lower(), on_started=typer.echo))
+    if no_worker:
+        typer.echo("server stopped")
+    elif keep_engines:
+        typer.echo("server stopped; engines keep running (--keep-engines): the next start adopts them")
+    else:
+        typer.echo("server stopped; its engines were stopped (--keep-engines leaves them running)")
 
 
 def register(app: typer.Typer) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -40,8 +41,11 @@ def worker(
         typer.Option("--data-dir", help="Worker state, logs, model cache (default: <data dir>/worker)."),
     ] = None,
     label: Annotated[list[str] | None, typer.Option("--label", help="key=value, repeatable.")] = None,
-    stop_engines_on_exit: bool = typer.Option(
-        False, "--stop-engines-on-exit", help="Stop engines when the worker exits."
+    keep_engines: bool = typer.Option(
+        False,
+        "--keep-engines",
+        help="Leave engines running when the worker exits, for the next start to adopt "
+        "(default: Ctrl-C / SIGTERM stops them).",
     ),
     api_port: int = typer.Option(
         10150,
@@ -67,17 +71,34 @@ def worker(
         address=address,
         data_dir=(data_dir or default_data_dir() / "worker").expanduser().resolve(),
         labels=_labels(label or []),
-        keep_engines_on_exit=not stop_engines_on_exit,
+        keep_engines_on_exit=keep_engines,
         api_port=api_port,
     )
     agent = WorkerAgent(config, make_host())
     typer.echo(f"worker {agent.name} joining {server_url} (state in {config.data_dir})")
-    try:
-        anyio.run(agent.run)
-    except KeyboardInterrupt:
-        typer.echo(
-            "worker stopped" + ("" if stop_engines_on_exit else "; engines keep running for the next start")
+
+    async def run_until_signalled() -> None:
+        async with anyio.create_task_group() as group:
+
+            async def on_signal() -> None:
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for signum in signals:
+                        typer.echo(f"{signal.Signals(signum).name}: stopping the worker")
+                        group.cancel_scope.cancel()
+                        return
+
+            group.start_soon(on_signal)
+            await agent.run()
+
+    anyio.run(run_until_signalled)
+    typer.echo(
+        "worker stopped; "
+        + (
+            "engines keep running (--keep-engines): the next start adopts them"
+            if keep_engines
+            else "its engines were stopped (--keep-engines leaves them running)"
         )
+    )
 
 
 def register(app: typer.Typer) -> None:

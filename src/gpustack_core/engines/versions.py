@@ -22,7 +22,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from gpustack_core._platform import file_lock
 from gpustack_core.errors import EngineError, EngineNotInstalledError
@@ -38,6 +38,7 @@ __all__ = [
     "default_engines_dir",
     "ensure_installed",
     "install_lock",
+    "install_progress",
     "install_venv",
     "install_version",
     "list_installations",
@@ -163,12 +164,62 @@ def run_logged(argv: Sequence[str], what: str, log: Path) -> None:
         EngineNotInstalledError: the command failed; the message has the log's tail.
     """
     with log.open("ab") as out:
-        out.write(f"$ {shlex.join(argv)}\n".encode())
+        out.write(f"{STEP_PREFIX}{what}\n$ {shlex.join(argv)}\n".encode())
         out.flush()
         result = subprocess.run(list(argv), stdout=out, stderr=subprocess.STDOUT, check=False)
     if result.returncode != 0:
         tail = log.read_text(errors="replace")[-3000:]
         raise EngineNotInstalledError(f"{what} failed (exit {result.returncode}); log {log}:\n{tail}")
+
+
+#: Each step :func:`run_logged` runs starts with this line in the install log, then its ``what``.
+STEP_PREFIX = "## step: "
+
+
+def install_progress(
+    options: EngineOptions, engine: str, version: str, tail_lines: int = 5
+) -> dict[str, Any] | None:
+    """What an install in progress is doing, read from its log (see :func:`install_version`).
+
+    Parameters:
+        options: the engines directory.
+        engine: engine name.
+        version: the version being installed.
+        tail_lines: how many of the log's last non-empty lines to return.
+
+    Returns:
+        ``{"phase": <the current step>, "log_tail": [...], "log": <path>, "log_bytes": n}``, or
+        ``None`` when no install log of that version exists (yet).
+    """
+    base = Path(options.engines_dir).expanduser() / _check_name("name", engine)
+    logs = sorted(base.glob(f".{_check_name('version', version)}.*.log"), key=lambda p: p.stat().st_mtime)
+    if not logs:
+        return None
+    log = logs[-1]
+    try:
+        with log.open("rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - 64 * 1024))
+            text = handle.read().decode(errors="replace")
+            lines = [line.rstrip() for line in text.replace("\r", "\n").splitlines() if line.strip()]
+            steps = [line[len(STEP_PREFIX) :] for line in lines if line.startswith(STEP_PREFIX)]
+            if not steps and size > 64 * 1024:  # a long step (a build): its line is further back
+                handle.seek(0)
+                prefix = STEP_PREFIX.encode()
+                steps = [
+                    line[len(prefix) :].decode(errors="replace").rstrip()
+                    for line in handle
+                    if line.startswith(prefix)
+                ]
+    except OSError:
+        return None
+    output = [line for line in lines if not line.startswith(STEP_PREFIX)]
+    return {
+        "phase": steps[-1] if steps else "starting",
+        "log_tail": output[-tail_lines:],
+        "log": str(log),
+        "log_bytes": size,
+    }
 
 
 def install_version(

@@ -34,6 +34,7 @@ from ._bodies import (
     upstream_timeout,
 )
 from .balancer import LeastOutstandingBalancer
+from .categories import check_category
 from .coldstart import ColdStarter
 from .errors import GatewayHTTPError
 from .fallback import FallbackPolicy
@@ -203,6 +204,8 @@ class Gateway:
             body = await self._read_body(headers, receive)
             obj = parse_json_body(body)
             model = obj["model"]
+            if ex.principal is not None and may_call(ex.principal, model):  # before a cold start
+                check_category(self.routes.models(), model, path)
             chain = await self._route(ex, model, True, receive)
             if self.limiter is not None:
                 await self._reserve(
@@ -262,6 +265,8 @@ class Gateway:
                     400, str(exc), error_type="invalid_request_error", param="model"
                 ) from exc
             assert sniffer.model is not None
+            if ex.principal is not None and may_call(ex.principal, sniffer.model):
+                check_category(self.routes.models(), sniffer.model, path)
             chain = await self._route(ex, sniffer.model, False, None)
             if self.limiter is not None:
                 await self._reserve(ex, sniffer.model, declared or received)

@@ -124,11 +124,15 @@ class Controllers:
                 continue
             delay = min(cfg.restart_backoff_max_s, cfg.restart_backoff_s * 2**inst.restarts)
             if (now - inst.state_changed_at).total_seconds() >= delay:
-                store.retry_instance(
-                    inst.id,
-                    inst.version,
-                    f"retrying after error (restart {inst.restarts + 1}): {inst.message}",
-                )
+                reason = f"retrying after error (restart {inst.restarts + 1}): {inst.message}"
+                if store.retry_instance(inst.id, inst.version, reason):
+                    logger.info(
+                        "instance %s (deployment %s replica %d): error -> pending: %s",
+                        inst.id,
+                        inst.deployment,
+                        inst.replica,
+                        reason.splitlines()[0],
+                    )
 
     # ---------------------------------------------------------------- scheduling
 
@@ -188,4 +192,10 @@ class Controllers:
                 continue
             if store.place(inst.id, inst.version, worker.id, result.placement.model_dump(mode="json")):
                 state.add(result.placement)
-                logger.info("placed %s replica %d on %s", dep.name, inst.replica, worker.name)
+                logger.info(
+                    "instance %s (deployment %s replica %d): pending -> scheduled: placed on %s",
+                    inst.id,
+                    dep.name,
+                    inst.replica,
+                    worker.name,
+                )

@@ -24,17 +24,19 @@ from gpustack_core.estimate import (
     with_preset,
 )
 from gpustack_core.estimate.llamacpp import RuntimeOverheadFn
+from gpustack_core.models.category import detect_category
 from gpustack_core.plugins import PluginHost
 from gpustack_core.types import (
     Deployment,
     Device,
+    ModelCategory,
     ModelMetadata,
     ResourceClaim,
     ResourceEstimate,
     SourceOptions,
 )
 
-__all__ = ["EstimateCache", "fallback_estimate"]
+__all__ = ["EstimateCache", "detect_deployment_category", "fallback_estimate"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +49,21 @@ def fallback_estimate(metadata: ModelMetadata) -> ResourceEstimate:
         claims=(ResourceClaim(strategy="cpu_only", host_memory_bytes=int(size * 1.2) + 256 * 2**20),),
         notes=("fallback estimate: CPU-only claim of file size + 20 % + 256 MiB",),
     )
+
+
+def detect_deployment_category(
+    host: PluginHost, deployment: Deployment, cache_dir: Path
+) -> ModelCategory | None:
+    """The category of a deployment's model, from its metadata (GGUF header, ``config.json``),
+    resolved through the source plugin (blocking); ``None`` when it cannot be resolved or says nothing."""
+    try:
+        source = host.model_source(deployment.model.source)
+        with host.guard("sources", source.name, "resolve()"):
+            metadata = source.resolve(deployment.model, SourceOptions(cache_dir=str(cache_dir)))
+    except GPUStackError as exc:
+        logger.info("cannot detect the category of %s: %s", deployment.model, exc)
+        return None
+    return detect_category(metadata)
 
 
 class EstimateCache:

@@ -23,7 +23,8 @@ def login_banner(config: ServerConfig, app: Any) -> str:
         f"gpustack-core server listening on {url} (API: {url}/api/v1, OpenAPI: {url}/api/v1/openapi.json)"
     ]
     if boot.admin_password_file is not None:
-        lines.append(f"first start: log in as 'admin' with the password in {boot.admin_password_file}")
+        lines.append(f"first start: log in as 'admin' with the password in {boot.admin_password_file}:")
+        lines.append(f"  gpustack-core login --password-stdin < {boot.admin_password_file}")
     else:
         lines.append(f"log in as 'admin' (first password: {config.data_dir / 'initial_admin_password'})")
     lines.append(
@@ -51,6 +52,10 @@ def uvicorn_config(config: ServerConfig, app: Any, log_level: str = "info") -> u
         forwarded_allow_ips=allowed or None,
         # a connection half-open since a network partition must not hold the shutdown forever
         timeout_graceful_shutdown=10,
+        # uvicorn's lines go through the caller's logging configuration (one timestamped format);
+        # one access line per request (workers poll every second) only at debug
+        log_config=None,
+        access_log=log_level == "debug",
     )
 
 

@@ -58,6 +58,7 @@ POOLING_TYPES: dict[str, PoolingType] = {
     "mean": PoolingType.MEAN,
     "cls": PoolingType.CLS,
     "last": PoolingType.LAST,
+    "rank": PoolingType.RANK,
 }
 
 #: Weight types a spec may ask for, by name, and the type of most matrices (see :func:`matrix_type`).
@@ -96,7 +97,7 @@ class TinyLlamaSpec:
     ``n_embd`` a multiple of ``n_head``, and ``n_head`` a multiple of ``n_head_kv``.
 
     ``seed`` draws the weights (same spec, same file). ``pooling`` (``"mean"``, ``"cls"``,
-    ``"last"``, ``"none"``) records ``llama.pooling_type`` so an engine serves embeddings from
+    ``"last"``, ``"rank"``, ``"none"``) records ``llama.pooling_type`` so an engine serves embeddings from
     the file; None records none. ``chat_template`` is stored as ``tokenizer.chat_template``
     (None stores none). ``name`` is ``general.name``; None gives ``tiny-llama-<n_params>``.
     """

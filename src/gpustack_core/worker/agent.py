@@ -19,10 +19,10 @@ import anyio.to_thread
 import httpx
 from starlette.applications import Starlette
 
-from gpustack_core.engines import default_engines_dir
+from gpustack_core.engines import default_engines_dir, install_progress
 from gpustack_core.plugins import PluginHost
 from gpustack_core.supervisor import ProcessStatus, RestartPolicy, Supervisor
-from gpustack_core.types import Device, WorkerInfo
+from gpustack_core.types import Device, EngineOptions, WorkerInfo
 
 from .api import WorkerApi, bind_api_socket, create_worker_api, serve_worker_api
 from .inventory import collect_worker_info, default_worker_name
@@ -36,7 +36,14 @@ from .protocol import (
     Registration,
     token_sha256,
 )
-from .runner import DownloadTracker, build_launch_spec, download_model, free_port
+from .runner import (
+    DownloadTracker,
+    build_launch_spec,
+    choose_engine,
+    download_model,
+    free_port,
+    install_engine,
+)
 
 __all__ = ["WorkerAgent", "WorkerConfig"]
 
@@ -109,6 +116,8 @@ class WorkerAgent:
         self._reported: dict[str, tuple[str, str]] = {}
         self._ports: dict[str, int] = {}
         self._downloads = DownloadTracker()
+        #: instances waiting for an engine install: instance id -> (engine, version)
+        self._installs: dict[str, tuple[str, str]] = {}
         self.supervisor: Supervisor | None = None
         self._metrics_client: httpx.AsyncClient | None = None
         self.registered = anyio.Event()
@@ -260,7 +269,7 @@ class WorkerAgent:
                 if assignment.state == "scheduled":
                     self._launching.add(iid)
                     group.start_soon(self._launch, client, assignment)
-                elif assignment.state in {"downloading", "starting", "running"}:
+                elif assignment.state in {"downloading", "installing", "starting", "running"}:
                     # The server believes it runs here, but no process exists (it died with an
                     # earlier agent, or its launch was interrupted): report it so it is retried.
                     await self._report(
@@ -277,11 +286,21 @@ class WorkerAgent:
                 self._stopping.add(iid)
                 group.start_soon(self._stop, client, iid, False)
         for iid in list(self._launching):
+            if iid not in wanted:
+                continue
+            install = self._installs.get(iid)
+            if install is not None:
+                options = EngineOptions(engines_dir=str(self._engines_dir()))
+                phase = await anyio.to_thread.run_sync(install_progress, options, *install)
+                if phase is not None:
+                    message = f"installing {install[0]} {install[1]}: {phase['phase']}"
+                    report = InstanceReport(state="installing", message=message, progress=phase)
+                    await self._report(client, iid, report, force=True)
+                continue
             progress = self._downloads.take(iid)
-            if progress is not None and iid in wanted:
-                await self._report(
-                    client, iid, InstanceReport(state="downloading", download=progress), force=True
-                )
+            if progress is not None:
+                report = InstanceReport(state="downloading", download=progress, progress=progress)
+                await self._report(client, iid, report, force=True)
 
     async def _report_status(
         self, client: httpx.AsyncClient, assignment: Assignment, status: ProcessStatus
@@ -333,6 +352,28 @@ class WorkerAgent:
                     model=model, state="ready", downloaded_bytes=result.downloaded_bytes, paths=result.paths
                 ),
             )
+            engines_dir = self._engines_dir()
+            choice = await anyio.to_thread.run_sync(choose_engine, self.host, assignment, engines_dir)
+            if choice.installation is None:
+                what = f"{choice.engine} {choice.version}"
+                logger.info("instance %s: installing %s (first use on this worker)", iid, what)
+                await self._report(
+                    client,
+                    iid,
+                    InstanceReport(
+                        state="installing",
+                        message=f"installing {what} (first use on this worker)",
+                        progress={"phase": "starting", "log_tail": []},
+                    ),
+                )
+                self._installs[iid] = (choice.engine, choice.version)
+                try:
+                    await anyio.to_thread.run_sync(
+                        install_engine, self.host, choice.engine, choice.version, engines_dir
+                    )
+                finally:
+                    self._installs.pop(iid, None)
+                logger.info("instance %s: installed %s", iid, what)
             port = free_port()
             spec = await anyio.to_thread.run_sync(
                 build_launch_spec,
@@ -340,7 +381,7 @@ class WorkerAgent:
                 assignment,
                 result.paths,
                 self._devices,
-                self.config.engines_dir or default_engines_dir(),
+                engines_dir,
                 port,
                 self._bind_host(),
                 data / "instances" / iid,
@@ -366,6 +407,9 @@ class WorkerAgent:
                 logger.warning("could not report the failure of %s", iid)
         finally:
             self._launching.discard(iid)
+
+    def _engines_dir(self) -> Path:
+        return self.config.engines_dir or default_engines_dir()
 
     def _bind_host(self) -> str:
         if self.config.engine_bind_host:

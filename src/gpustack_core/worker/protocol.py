@@ -77,7 +77,7 @@ def verify_api_token(token: str, token_sha256: str, worker_name: str, now: float
     return hmac.compare_digest(signature, _api_signature(token_sha256, worker_name, expires))
 
 
-ReportedState = Literal["downloading", "starting", "running", "error", "stopped"]
+ReportedState = Literal["downloading", "installing", "starting", "running", "error", "stopped"]
 
 
 class Registration(BaseModel):
@@ -128,6 +128,11 @@ class InstanceReport(BaseModel):
     port: int | None = Field(default=None, ge=1, le=65535)
     pid: int | None = Field(default=None, ge=1)
     download: dict[str, Any] | None = Field(default=None, description="file, downloaded_bytes, total_bytes")
+    progress: dict[str, Any] | None = Field(
+        default=None,
+        description="downloading: downloaded_bytes, total_bytes, percent, bytes_per_second, eta_seconds; "
+        "installing: phase, log_tail (the install log's last lines), log",
+    )
 
 
 class ModelFileReport(BaseModel):

@@ -6,12 +6,14 @@ import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 from gpustack_core.plugins import PluginHost
 from gpustack_core.types import (
     Device,
     DownloadProgress,
     DownloadResult,
+    EngineInstallation,
     EngineOptions,
     LaunchRequest,
     LaunchSpec,
@@ -21,7 +23,15 @@ from gpustack_core.types import (
 
 from .protocol import Assignment
 
-__all__ = ["DownloadTracker", "build_launch_spec", "download_model", "free_port"]
+__all__ = [
+    "DownloadTracker",
+    "EngineChoice",
+    "build_launch_spec",
+    "choose_engine",
+    "download_model",
+    "free_port",
+    "install_engine",
+]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -37,8 +47,9 @@ class DownloadTracker:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._latest: dict[str, dict[str, int | str | None]] = {}
+        self._latest: dict[str, dict[str, int | float | str | None]] = {}
         self._files: dict[str, dict[str, tuple[int, int | None]]] = {}
+        self._rates: dict[str, dict[str, float | None]] = {}
 
     def callback(self, instance_id: str) -> Callable[[DownloadProgress], None]:
         """A progress callback for one instance's download."""
@@ -47,16 +58,24 @@ class DownloadTracker:
             with self._lock:
                 files = self._files.setdefault(instance_id, {})
                 files[event.file] = (event.downloaded_bytes, event.total_bytes)
+                rates = self._rates.setdefault(instance_id, {})
+                rates[event.file] = None if event.done else event.bytes_per_second
                 totals = [t for _, t in files.values()]
+                downloaded = sum(d for d, _ in files.values())
+                total = None if None in totals else sum(t or 0 for t in totals)
+                rate = sum(r for r in rates.values() if r) or None
                 self._latest[instance_id] = {
                     "file": event.file,
-                    "downloaded_bytes": sum(d for d, _ in files.values()),
-                    "total_bytes": None if None in totals else sum(t or 0 for t in totals),
+                    "downloaded_bytes": downloaded,
+                    "total_bytes": total,
+                    "percent": round(100.0 * downloaded / total, 1) if total else None,
+                    "bytes_per_second": rate,
+                    "eta_seconds": round((total - downloaded) / rate, 1) if total and rate else None,
                 }
 
         return on_progress
 
-    def take(self, instance_id: str) -> dict[str, int | str | None] | None:
+    def take(self, instance_id: str) -> dict[str, int | float | str | None] | None:
         """The latest progress of an instance (and forget it), or ``None``."""
         with self._lock:
             return self._latest.pop(instance_id, None)
@@ -75,6 +94,35 @@ def download_model(
         files = source.select_files(metadata, ref)
     with host.guard("sources", source.name, "download()"):
         return source.download(metadata, files, options, progress)
+
+
+class EngineChoice(NamedTuple):
+    """The engine version an assignment runs on, and its installation when it is installed."""
+
+    engine: str
+    version: str
+    installation: EngineInstallation | None
+
+
+def choose_engine(host: PluginHost, assignment: Assignment, engines_dir: Path) -> EngineChoice:
+    """The installed version the deployment runs on, or the version to install first (blocking)."""
+    deployment = assignment.deployment
+    engine = host.engine(deployment.engine)
+    options = EngineOptions(engines_dir=str(engines_dir))
+    with host.guard("engines", engine.name, "locate()"):
+        installation = engine.locate(deployment.engine_version, options)
+    if installation is not None:
+        return EngineChoice(engine.name, installation.version, installation)
+    with host.guard("engines", engine.name, "default_version()"):
+        version = deployment.engine_version or engine.default_version()
+    return EngineChoice(engine.name, version, None)
+
+
+def install_engine(host: PluginHost, engine_name: str, version: str, engines_dir: Path) -> EngineInstallation:
+    """Install one engine version through its plugin (blocking; a download or a build)."""
+    engine = host.engine(engine_name)
+    with host.guard("engines", engine.name, "install()"):
+        return engine.install(version, EngineOptions(engines_dir=str(engines_dir)))
 
 
 def build_launch_spec(

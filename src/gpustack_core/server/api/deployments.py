@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio.to_thread
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from gpustack_core.errors import GPUStackError, PluginNotFoundError
+from gpustack_core.server.planning import detect_deployment_category
 from gpustack_core.server.store import ConflictError
 from gpustack_core.server.store.records import DeploymentRecord, InstanceRecord, Page
 from gpustack_core.types import Deployment, DeviceRef, LabelRequirement, ModelRef
@@ -140,9 +142,16 @@ async def list_deployments(req: Request) -> Page:
 
 
 async def create_deployment(req: Request) -> DeploymentRecord:
-    """Create a deployment; the controllers create and schedule its instances."""
+    """Create a deployment; the controllers create and schedule its instances. Without a
+    ``category`` in the body, the model's own (GGUF pooling type or architecture, ``config.json``)
+    is used."""
     spec = Deployment.model_validate(req.body.model_dump())
     check_engine(req, spec)
+    if "category" not in req.body.model_fields_set:
+        cache = req.services.config.data_dir / "models"
+        detected = await anyio.to_thread.run_sync(detect_deployment_category, req.services.host, spec, cache)
+        if detected is not None and detected != spec.category:
+            spec = spec.model_copy(update={"category": detected})
     try:
         return masked(await req.db(req.services.store.create_deployment, spec))
     except ConflictError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from pydantic import BaseModel
@@ -22,6 +23,8 @@ from ._common import PAGE_QUERY, not_found, page, page_args
 from ._framework import ApiError, Endpoint, Query, Request
 
 __all__ = ["ENDPOINTS", "WorkerDevice"]
+
+logger = logging.getLogger(__name__)
 
 
 class WorkerDevice(BaseModel):
@@ -126,7 +129,7 @@ async def assignments(req: Request) -> Assignments:
 
 
 async def report(req: Request) -> dict[str, Any]:
-    """A worker reports a state transition or download progress of one instance."""
+    """A worker reports a state transition or the progress of one instance (logged at INFO on a change)."""
     body: InstanceReport = req.body
     worker_id, instance_id = req.path_params["worker_id"], req.path_params["instance_id"]
     store = req.services.store
@@ -149,7 +152,19 @@ async def report(req: Request) -> dict[str, Any]:
         port=body.port,
         pid=body.pid,
         download=body.download,
+        progress=body.progress,
     )
+    if updated is not None and (before is None or before.state != updated.state):
+        logger.info(
+            "instance %s (deployment %s replica %d) on %s: %s -> %s%s",
+            instance_id,
+            updated.deployment,
+            updated.replica,
+            updated.worker or worker_id,
+            before.state.value if before is not None else "?",
+            updated.state.value,
+            f": {body.message}" if body.message else "",
+        )
     running = InstanceState.RUNNING
     changed = (
         updated is not None and before is not None and (before.state == running) != (updated.state == running)

@@ -40,6 +40,7 @@ def _back_to_pending(reason: str) -> dict[str, Any]:
         placement=None,
         port=None,
         pid=None,
+        progress=None,
         message=reason,
         state_changed_at=utcnow(),
     )
@@ -240,6 +241,7 @@ class Store(AccountStore):
             port=row.port,
             pid=row.pid,
             download=load_json(row.download),
+            progress=load_json(row.progress),
             restarts=row.restarts,
             version=row.version,
             state_changed_at=row.state_changed_at,
@@ -390,9 +392,12 @@ class Store(AccountStore):
         port: int | None = None,
         pid: int | None = None,
         download: dict[str, Any] | None = None,
+        progress: dict[str, Any] | None = None,
     ) -> InstanceRecord | None:
         """A worker's report of one instance it runs; ignored (``None``) when the instance is no
-        longer placed on that worker (it was rescheduled while the worker was away)."""
+        longer placed on that worker (it was rescheduled while the worker was away).
+
+        ``progress`` is what the current state waits for; a change of state without one clears it."""
         i = t.instances
         values: dict[str, Any] = {"state": state.value, "message": message}
         if port is not None:
@@ -401,6 +406,8 @@ class Store(AccountStore):
             values["pid"] = pid
         if download is not None:
             values["download"] = dump_json(download)
+        if progress is not None:
+            values["progress"] = dump_json(progress)
         with self.engine.begin() as c:
             current = c.execute(
                 sa.select(i.c.state).where(i.c.id == instance_id, i.c.worker_id == worker_id)
@@ -409,6 +416,7 @@ class Store(AccountStore):
                 return None
             if current != state.value:
                 values["state_changed_at"] = utcnow()
+                values.setdefault("progress", None)
             c.execute(i.update().where(i.c.id == instance_id, i.c.worker_id == worker_id).values(**values))
         return self.get_instance(instance_id)
 

@@ -30,7 +30,9 @@ Scope = Literal["management", "inference"]
 
 
 class InstanceState(str, Enum):
-    """Lifecycle of one replica: pending -> scheduled -> downloading -> starting -> running, or error.
+    """Lifecycle of one replica: pending -> scheduled -> downloading -> [installing] -> starting ->
+    running, or error. ``installing``: the worker installs the engine version first (a pip install
+    or a build), distinct from ``downloading`` the model.
 
     ``stopped`` is reported by a worker once it stopped an instance whose desired state is ``stopped``;
     the controller then deletes the row.
@@ -39,6 +41,7 @@ class InstanceState(str, Enum):
     PENDING = "pending"
     SCHEDULED = "scheduled"
     DOWNLOADING = "downloading"
+    INSTALLING = "installing"
     STARTING = "starting"
     RUNNING = "running"
     ERROR = "error"
@@ -47,7 +50,13 @@ class InstanceState(str, Enum):
 
 #: States in which an instance is placed on a worker and holds (or will hold) its resources.
 ACTIVE_STATES = frozenset(
-    {InstanceState.SCHEDULED, InstanceState.DOWNLOADING, InstanceState.STARTING, InstanceState.RUNNING}
+    {
+        InstanceState.SCHEDULED,
+        InstanceState.DOWNLOADING,
+        InstanceState.INSTALLING,
+        InstanceState.STARTING,
+        InstanceState.RUNNING,
+    }
 )
 
 
@@ -129,6 +138,11 @@ class InstanceRecord(_Record):
     port: int | None = None
     pid: int | None = None
     download: dict[str, Any] | None = None
+    progress: dict[str, Any] | None = Field(
+        default=None,
+        description="what the current state is waiting for: downloading: downloaded_bytes, total_bytes, "
+        "percent, bytes_per_second, eta_seconds; installing: phase, log_tail (last lines of the install log)",
+    )
     restarts: int = 0
     version: int = 0
     state_changed_at: dt.datetime

@@ -114,6 +114,7 @@ instances = sa.Table(
     sa.Column("port", sa.Integer, nullable=True),
     sa.Column("pid", sa.Integer, nullable=True),
     sa.Column("download", sa.Text, nullable=True),
+    sa.Column("progress", sa.Text, nullable=True),
     sa.Column("restarts", sa.Integer, nullable=False, default=0),
     sa.Column("version", sa.Integer, nullable=False, default=0),
     sa.Column("state_changed_at", sa.DateTime, nullable=False),

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from gpustack_core import Engine, engines, hookimpl
-from gpustack_core.errors import EngineNotInstalledError
+from gpustack_core.errors import EngineArgumentError, EngineNotInstalledError
 from gpustack_core.types import (
     EngineCapabilities,
     EngineInstallation,
@@ -19,18 +19,37 @@ from gpustack_core.types import (
 )
 
 from ._build import build_llama_server, seed_from_build
+from ._prebuilt import (
+    PREBUILT_DEFAULT_VERSION,
+    PREBUILT_PREFIX,
+    SERVER_SCRIPT,
+    install_prebuilt,
+    is_prebuilt,
+    prebuilt_version,
+)
 from ._presets import preset_args
 
 __all__ = [
+    "NATIVE_DEFAULT_VERSION",
+    "PREBUILT_DEFAULT_VERSION",
+    "PREBUILT_PREFIX",
     "SEED_BUILD_ENV",
     "LlamaCppEngine",
     "build_llama_server",
-    "ensure_default_build",
+    "cached_native_build",
+    "ensure_native_build",
+    "ensure_prebuilt",
     "gpustack_register_engines",
+    "install_prebuilt",
+    "is_prebuilt",
+    "prebuilt_version",
     "seed_from_build",
 ]
 
-#: An existing cmake build directory of llama.cpp that :func:`ensure_default_build` caches instead
+#: The native build's default version: llama-cpp-python 0.3.36, which vendors llama.cpp 0c1e57098.
+NATIVE_DEFAULT_VERSION = "0.3.36"
+
+#: An existing cmake build directory of llama.cpp that :func:`ensure_native_build` caches instead
 #: of building (tests and CI: saves the 10-20 minute build).
 SEED_BUILD_ENV = "GPUSTACK_CORE_LLAMA_CPP_SEED_BUILD"
 
@@ -48,6 +67,8 @@ OWNED_FLAGS: frozenset[str] = frozenset(
         "-ts", "--tensor-split",
     }
 )  # fmt: skip
+EMBEDDING_FLAGS: frozenset[str] = frozenset({"--embedding", "--embeddings"})
+RERANK_FLAGS: frozenset[str] = frozenset({"--rerank", "--reranking"})
 #: Owned as well when the deployment sets ``context_length``.
 CONTEXT_FLAGS: frozenset[str] = frozenset({"-c", "--ctx-size"})
 #: What each category it serves adds to ``llama-server``'s arguments.
@@ -60,6 +81,11 @@ CATEGORY_FLAGS: dict[ModelCategory, tuple[str, ...]] = {
 
 class LlamaCppEngine(engines.VersionedEngine):
     """llama.cpp's OpenAI-compatible ``llama-server`` for GGUF models.
+
+    Two kinds of versions live side by side: the prebuilt runtime ``xllamacpp-<wheel version>``
+    (the default: a pip install, no compiler, CPU only, no RPC) and native builds named by their
+    llama-cpp-python version (``0.3.36``: built from source, with CUDA or RPC when asked). With no
+    pinned version a native build is preferred once one is installed.
 
     One replica is one ``llama-server``; with several GPUs it splits layers across them
     (``--split-mode layer --tensor-split``), and across workers it drives ``rpc-server`` processes
@@ -87,12 +113,51 @@ class LlamaCppEngine(engines.VersionedEngine):
         )
 
     def default_version(self) -> str:
-        """llama-cpp-python 0.3.36, which vendors llama.cpp 0c1e57098."""
-        return "0.3.36"
+        """The prebuilt runtime (:data:`PREBUILT_DEFAULT_VERSION`): what a fresh machine installs."""
+        return PREBUILT_DEFAULT_VERSION
+
+    def locate(self, version: str | None, options: EngineOptions) -> EngineInstallation | None:
+        """The pinned ``version``; with none, a native build before the prebuilt runtime.
+
+        Without a pinned version: the native default (:data:`NATIVE_DEFAULT_VERSION`) if built, else
+        the newest native build under the engines directory, else ``llama-server`` on ``PATH``, else
+        the prebuilt default, else the newest prebuilt version; ``None`` when nothing is installed.
+        """
+        if version is not None:
+            return super().locate(version, options)
+        installed = self.installed_versions(options)
+        native = [i for i in installed if not is_prebuilt(i)]
+        prebuilt = [i for i in installed if is_prebuilt(i)]
+        for candidates, default in ((native, NATIVE_DEFAULT_VERSION), (prebuilt, PREBUILT_DEFAULT_VERSION)):
+            for installation in candidates:
+                if installation.version == default:
+                    return installation
+            if candidates:
+                own = [i for i in candidates if i.origin != "located"]
+                return (own or candidates)[-1]
+        return None
 
     def install(self, version: str, options: EngineOptions) -> EngineInstallation:
-        """Build ``llama-server`` from the llama-cpp-python ``version`` sdist (cached by version)."""
+        """``xllamacpp-<wheel version>``: pip install the prebuilt wheel into its own environment;
+        any other version: build ``llama-server`` from that llama-cpp-python sdist (20+ minutes on
+        two cores). Both are cached by version."""
+        if is_prebuilt(version):
+            return install_prebuilt(version, options)
         return build_llama_server(version, options)
+
+    def validate_extra_args(self, args: Sequence[str]) -> tuple[str, ...]:
+        """Owned flags are refused; ``--embeddings`` and ``--reranking`` name the category to use."""
+        try:
+            return super().validate_extra_args(args)
+        except EngineArgumentError as exc:
+            for flags, category in ((EMBEDDING_FLAGS, "embedding"), (RERANK_FLAGS, "rerank")):
+                if any(arg.split("=", 1)[0] in flags for arg in args):
+                    raise EngineArgumentError(
+                        f"{exc}; to serve {category}s, deploy with the category instead: "
+                        f"gpustack-core manage deploy ... --category {category} "
+                        f'(REST: "category": "{category}")'
+                    ) from exc
+            raise
 
     def launch_spec(self, request: LaunchRequest) -> LaunchSpec:
         """``llama-server`` for rank 0, ``rpc-server`` for the subordinate workers (rank > 0)."""
@@ -105,10 +170,14 @@ class LlamaCppEngine(engines.VersionedEngine):
             env["LD_LIBRARY_PATH"] = (
                 f"{executable.parent}:{inherited}" if inherited else str(executable.parent)
             )
+        prebuilt = is_prebuilt(request.installation)
+        if prebuilt:
+            _check_prebuilt_fits(request)
         if request.node_rank > 0:
             return self._rpc_server_spec(request, executable, extra, env)
         model = engines.model_path(self, request, "the GGUF file to serve")
-        argv = [str(executable), "--model", model, "--host", request.host]
+        program = [str(executable), str(SERVER_SCRIPT)] if prebuilt else [str(executable)]
+        argv = [*program, "--model", model, "--host", request.host]
         argv += ["--port", str(request.port), "--alias", engines.served_model_name(request)]
         if deployment.context_length:
             argv += ["--ctx-size", str(deployment.context_length)]
@@ -136,8 +205,47 @@ class LlamaCppEngine(engines.VersionedEngine):
         return engines.make_launch_spec(request, argv, health_path=None, extra_env=env, readiness_mode="tcp")
 
 
-def ensure_default_build(options: EngineOptions | None = None) -> EngineInstallation:
-    """``llama-server`` at the plugin's default version: the cached build; else the build directory
+def _check_prebuilt_fits(request: LaunchRequest) -> None:
+    """Refuse, with the way out, what the CPU-only, RPC-less prebuilt runtime cannot serve."""
+    version = request.installation.version
+    native = (
+        f"install a native build (gpustack-core engines install llama.cpp {NATIVE_DEFAULT_VERSION}, "
+        "with GPUSTACK_CORE_LLAMA_CPP_CMAKE_ARGS={flags}) and pin it with the deployment's engine_version"
+    )
+    if request.rpc_servers or request.node_rank > 0:
+        raise EngineNotInstalledError(
+            f"llama.cpp {version} (the prebuilt xllamacpp runtime) has no RPC, so it cannot serve across "
+            "workers; " + native.format(flags="-DGGML_RPC=ON")
+        )
+    gpus = engines.accelerated_devices(request)
+    if gpus:
+        names = ", ".join(f"{d.accelerator}:{d.index}" for d in gpus)
+        raise EngineNotInstalledError(
+            f"llama.cpp {version} (the prebuilt xllamacpp runtime) runs on the CPU only, but the placement "
+            f"has {names}; " + native.format(flags="-DGGML_CUDA=ON (or your GPU's backend)")
+        )
+
+
+def ensure_prebuilt(options: EngineOptions | None = None) -> EngineInstallation:
+    """The prebuilt runtime at :data:`PREBUILT_DEFAULT_VERSION`: cached, else pip-installed now
+    (about 10-20 s with a warm pip cache). What the test suites use unless they ask for a native build.
+
+    Parameters:
+        options: the engines directory; default: :func:`gpustack_core.engines.default_engine_options`.
+    """
+    engine = LlamaCppEngine()
+    return engines.ensure_installed(
+        engine, PREBUILT_DEFAULT_VERSION, options or engines.default_engine_options()
+    )
+
+
+def cached_native_build(options: EngineOptions | None = None) -> EngineInstallation | None:
+    """The native build at :data:`NATIVE_DEFAULT_VERSION` if it is installed, else ``None`` (never builds)."""
+    return LlamaCppEngine().locate(NATIVE_DEFAULT_VERSION, options or engines.default_engine_options())
+
+
+def ensure_native_build(options: EngineOptions | None = None) -> EngineInstallation:
+    """``llama-server`` at :data:`NATIVE_DEFAULT_VERSION`: the cached build; else the build directory
     named by ``$GPUSTACK_CORE_LLAMA_CPP_SEED_BUILD``, cached with :func:`seed_from_build`; else
     built now from the sdist (which takes long).
 
@@ -147,9 +255,9 @@ def ensure_default_build(options: EngineOptions | None = None) -> EngineInstalla
     engine = LlamaCppEngine()
     options = options or engines.default_engine_options()
     seed = os.environ.get(SEED_BUILD_ENV)
-    if seed and engine.locate(engine.default_version(), options) is None:
-        seed_from_build(engine.default_version(), Path(seed), options)
-    return engines.ensure_installed(engine, None, options)
+    if seed and engine.locate(NATIVE_DEFAULT_VERSION, options) is None:
+        seed_from_build(NATIVE_DEFAULT_VERSION, Path(seed), options)
+    return engines.ensure_installed(engine, NATIVE_DEFAULT_VERSION, options)
 
 
 @hookimpl
