@@ -67,6 +67,8 @@ EXAMPLES: list[BaseModel] = [
     ),
     t.DownloadResult(ref=REF, root="/c", paths=("/c/q4.gguf",)),
     t.SourceOptions(cache_dir="/c", offline=True),
+    t.PeerCache(url="http://10.0.0.2:10150/models/cache", headers={"Authorization": "Bearer x"}),
+    t.SourceOptions(cache_dir="/c", peers=(t.PeerCache(url="http://10.0.0.2:10150/models/cache"),)),
     INSTALLATION,
     t.EngineCapabilities(
         formats=(t.ModelFormat.GGUF,), categories=(t.ModelCategory.LLM,), vendors=("nvidia", "cpu")

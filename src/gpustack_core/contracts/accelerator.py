@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import ClassVar
 
 from ..types import DetectOptions, Device, DeviceHealth, RuntimeOverhead, RuntimeWorkload
@@ -98,3 +98,22 @@ class Accelerator(ABC):
             costs keeps today's estimates.
         """
         return RuntimeOverhead()
+
+    def process_memory(
+        self, devices: Sequence[Device], pids: Collection[int], options: DetectOptions
+    ) -> dict[int, int] | None:
+        """Device memory that the processes ``pids`` use, per device (per-process accounting).
+
+        The worker asks this for the process trees of the engines it runs, so that the scheduler
+        fits new placements against measured use instead of what earlier placements claimed.
+
+        Parameters:
+            devices: devices previously returned by :meth:`detect`.
+            pids: process ids (engine processes and their children).
+            options: as for :meth:`detect`.
+
+        Returns:
+            Device ``index`` -> bytes used by those processes (0 where none of them runs), or
+            ``None`` (the default) when this vendor's tools cannot tell per process.
+        """
+        return None

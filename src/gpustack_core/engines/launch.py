@@ -156,8 +156,14 @@ def gpu_layers(request: LaunchRequest) -> int:
 
 def tensor_split(request: LaunchRequest) -> str | None:
     """Each GPU's share of the model over several GPUs, as ``"a,b,..."``: the bytes claimed on each
-    device, or equal shares when the claim does not give one per device. ``None`` for one GPU or none."""
+    device, or equal shares when the claim does not give one per device. ``None`` for one GPU or none.
+
+    With ``rpc_servers`` (llama.cpp family across workers) the remote devices come first, as
+    llama.cpp orders them: one share per RPC server (the bytes claimed on its worker), then the
+    local GPUs; equal shares when the placement does not say what each worker holds."""
     gpus = accelerated_devices(request)
+    if request.rpc_servers:
+        return _rpc_tensor_split(request, len(gpus))
     if len(gpus) <= 1:
         return None
     shares = [device.memory_bytes for device in request.placement.claim.devices]
@@ -218,3 +224,25 @@ def make_launch_spec(
             **optional,
         }
     )
+
+
+def _rpc_tensor_split(request: LaunchRequest, local_gpus: int) -> str | None:
+    placement = request.placement
+    count = len(request.rpc_servers) + local_gpus
+    if count <= 1:
+        return None
+    claims = placement.claim.devices
+    by_worker: dict[str, int] = {}
+    if len(claims) == len(placement.devices):
+        for ref, claim in zip(placement.devices, claims, strict=True):
+            by_worker[ref.worker] = by_worker.get(ref.worker, 0) + claim.memory_bytes
+    remote = [by_worker.get(w, 0) for w in placement.subordinate_workers[: len(request.rpc_servers)]]
+    local = [
+        claim.memory_bytes
+        for ref, claim in zip(placement.devices, claims, strict=False)
+        if ref.worker == placement.worker
+    ]
+    shares = [*remote, *local]
+    if len(shares) != count or not all(shares):
+        shares = [1] * count
+    return ",".join(str(share) for share in shares)

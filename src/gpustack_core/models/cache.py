@@ -31,7 +31,7 @@ from urllib.parse import quote
 
 from .._platform import file_lock
 from ..errors import DownloadError, ModelAccessDeniedError, ModelNotFoundError, OfflineModeError
-from ..types import DownloadProgress, ModelMetadata
+from ..types import DownloadProgress, ModelMetadata, PeerCache
 from ._transfer import RANGE_BYTES, ShortRead, fetch_into_partial, resume_point
 
 if TYPE_CHECKING:
@@ -260,11 +260,14 @@ class ModelCache:
         offline: bool = False,
         progress: Callable[[DownloadProgress], None] | None = None,
         retries: int = 3,
+        peers: Sequence[PeerCache] = (),
     ) -> tuple[list[str], int]:
         """Make ``files`` present and verified; returns (local paths, bytes transferred).
 
         Holds the revision's lock for the whole call, so a second process waits and then finds
         the files complete. A corrupted cached file (size or hash mismatch) is fetched again.
+        A missing file is first copied from each of ``peers`` (other workers' caches, same layout)
+        in turn, verified like a download, and only then fetched from the source.
 
         Raises:
             OfflineModeError: ``offline`` and a file is missing or corrupt.
@@ -302,8 +305,10 @@ class ModelCache:
                 raise DownloadError("no HTTP client given for a download")
             self._check_space(rev_dir, missing, source, model_id, revision)
             transferred = 0
+            relative = rev_dir.relative_to(self.root).as_posix()
             for f in missing:
-                transferred += self._download_one(rev_dir, f, client, progress, retries)
+                if not self._from_peers(rev_dir, relative, f, peers, progress):
+                    transferred += self._download_one(rev_dir, f, client, progress, retries)
                 stat = (rev_dir / f.path).stat()
                 manifest[f.path] = {
                     "size": stat.st_size,
@@ -312,6 +317,39 @@ class ModelCache:
                 }
                 self._save_manifest(source, model_id, revision, manifest)
             return paths, transferred
+
+    def _from_peers(
+        self,
+        rev_dir: Path,
+        relative: str,
+        file: FileRequest,
+        peers: Sequence[PeerCache],
+        progress: Callable[[DownloadProgress], None] | None,
+    ) -> bool:
+        """Copy ``file`` from the first peer that has it, verified; ``False`` when none could."""
+        if not peers or (file.sha256 is None and file.size_bytes is None):
+            return False  # nothing to verify a peer's copy against: ask the source
+        import httpx  # on use, like the downloads (keeps the CLI's start-up light)
+
+        for peer in peers:
+            url = f"{peer.url.rstrip('/')}/{quote(relative)}/{quote(file.path)}"
+            try:
+                with httpx.Client(headers=peer.headers, timeout=30.0) as client:
+                    copy = FileRequest(file.path, url, file.size_bytes, file.sha256)
+                    self._download_one(rev_dir, copy, client, progress, retries=0)
+            except (
+                DownloadError,
+                ModelNotFoundError,
+                ModelAccessDeniedError,
+                httpx.HTTPError,
+                OSError,
+            ) as exc:
+                _log.info("peer %s could not provide %s: %s; trying the next", peer.url, file.path, exc)
+                self._partial_path(rev_dir, file).unlink(missing_ok=True)
+                continue
+            _log.info("copied %s from peer %s", file.path, peer.url)
+            return True
+        return False
 
     def _partial_path(self, rev_dir: Path, file: FileRequest) -> Path:
         return rev_dir / ".gpustack" / "partial" / (quote(file.path, safe="") + ".partial")

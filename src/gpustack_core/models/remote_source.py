@@ -228,6 +228,7 @@ class RemoteModelSource(ModelSource):
                 client=client,
                 offline=options.offline,
                 progress=progress,
+                peers=options.peers,
             )
         finally:
             if client is not None:

@@ -36,7 +36,13 @@ from gpustack_core.types import (
     SourceOptions,
 )
 
-__all__ = ["EstimateCache", "detect_deployment_category", "fallback_estimate"]
+__all__ = [
+    "MULTI_WORKER_SPANS",
+    "EstimateCache",
+    "detect_deployment_category",
+    "fallback_estimate",
+    "with_multi_worker_claims",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +144,12 @@ class EstimateCache:
             local_path = deployment.model.id
         options = EstimateOptions(ctx_size=deployment.context_length)
         estimate = estimate_model(metadata, options, local_path=local_path, runtime=runtime)
-        return with_preset(estimate, deployment.performance, self._draft(deployment, options))
+        estimate = with_preset(estimate, deployment.performance, self._draft(deployment, options))
+        if not deployment.allow_multi_worker:
+            return estimate
+        return with_multi_worker_claims(
+            estimate, metadata, options, local_path, deployment.gpus_per_replica, runtime
+        )
 
     @staticmethod
     def _draft(deployment: Deployment, options: EstimateOptions) -> ResourceEstimate | None:
@@ -154,3 +165,38 @@ class EstimateCache:
         if not path.is_file():
             raise EstimationError(f"draft model {path} is not a local GGUF file: copy it to the server too")
         return estimate_gguf(read_gguf_file(path), options, str(path))
+
+
+#: Devices a multi-worker claim may span when the deployment does not say (``gpus_per_replica``).
+MULTI_WORKER_SPANS = (2, 3, 4)
+
+
+def with_multi_worker_claims(
+    estimate: ResourceEstimate,
+    metadata: ModelMetadata,
+    options: EstimateOptions,
+    local_path: str | None,
+    gpus: int | None = None,
+    runtime: RuntimeOverheadFn | None = None,
+) -> ResourceEstimate:
+    """``estimate`` plus the split of the model over 2, 3 and 4 devices (or ``gpus``) as
+    ``multi_worker`` claims: the scheduler spreads those devices over several workers (the head
+    and its subordinates) when no single worker has them.
+
+    The claims keep ``tensor_parallel_size`` 1: the scheduler then takes devices from as many
+    workers as it needs (a claim's tensor-parallel size is a per-worker device count there), and
+    an engine splits across workers its own way (llama.cpp layers over RPC; vLLM tensor parallel
+    over each worker's devices and pipeline parallel across workers)."""
+    spans = (gpus,) if gpus and gpus > 1 else MULTI_WORKER_SPANS
+    extra: list[ResourceClaim] = []
+    for span in spans:
+        wider = options.model_copy(update={"gpus": span})
+        split = estimate_model(metadata, wider, local_path=local_path, runtime=runtime)
+        extra.extend(
+            c.model_copy(update={"strategy": "multi_worker", "tensor_parallel_size": 1})
+            for c in split.claims
+            if c.strategy == "multi_device" and c.device_count == span
+        )
+    if not extra:
+        return estimate
+    return estimate.model_copy(update={"claims": (*estimate.claims, *extra)})

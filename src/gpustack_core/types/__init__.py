@@ -20,6 +20,7 @@ from .models import (
     ModelFormat,
     ModelMetadata,
     ModelRef,
+    PeerCache,
     SourceOptions,
 )
 from .performance import (
@@ -67,6 +68,7 @@ __all__ = [
     "ModelFormat",
     "ModelMetadata",
     "ModelRef",
+    "PeerCache",
     "PerformancePreset",
     "Placement",
     "PlacementStrategy",

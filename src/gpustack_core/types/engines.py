@@ -31,6 +31,17 @@ class EngineCapabilities(ValueModel):
     pipeline_parallel: bool = False
     multi_worker: bool = False
     cpu_offload: bool = False
+    multi_worker_order: Literal["subordinates_first", "head_first"] = Field(
+        default="subordinates_first",
+        description="multi-worker start order: 'subordinates_first' starts ranks 1.. and the head once "
+        "they are ready, with their addresses in `rpc_servers` (llama.cpp RPC); 'head_first' starts the "
+        "head at once and the other ranks join its `head_address` (Ray, torch distributed)",
+    )
+    subordinates_need_weights: bool = Field(
+        default=True,
+        description="whether ranks 1.. read the model files (False: they are not downloaded there, "
+        "e.g. llama.cpp's rpc-server receives tensors from the head)",
+    )
     openai_endpoints: tuple[str, ...] = Field(
         default=(), description="OpenAI paths it serves, e.g. '/v1/chat/completions'"
     )

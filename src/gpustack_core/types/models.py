@@ -19,6 +19,7 @@ __all__ = [
     "ModelFormat",
     "ModelMetadata",
     "ModelRef",
+    "PeerCache",
     "SourceOptions",
 ]
 
@@ -130,6 +131,13 @@ class ModelMetadata(ValueModel):
         return sum(f.size_bytes or 0 for f in self.files)
 
 
+class PeerCache(ValueModel):
+    """Another worker's model cache, served over HTTP (``GET <url>/<source>/<model>/<revision>/<file>``)."""
+
+    url: str = Field(description="base URL, e.g. 'http://10.0.0.2:10150/models/cache'")
+    headers: dict[str, str] = Field(default_factory=dict, description="e.g. the worker-API token")
+
+
 class SourceOptions(ValueModel):
     """Options every model-source plugin honours."""
 
@@ -138,6 +146,11 @@ class SourceOptions(ValueModel):
     token: str | None = Field(default=None, description="access token for gated or private models")
     endpoint: str | None = Field(default=None, description="override of the source's base URL")
     timeout_s: float = Field(default=30.0, gt=0)
+    peers: tuple[PeerCache, ...] = Field(
+        default=(),
+        description="other workers' model caches to copy files from before asking the source "
+        "(each copy is verified like a download; the source is the fallback)",
+    )
 
 
 class DownloadProgress(ValueModel):

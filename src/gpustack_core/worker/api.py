@@ -7,6 +7,8 @@
                                            engines' own metrics (no credentials; see
                                            :mod:`gpustack_core.worker.metrics`)
     GET /instances/{instance_id}/logs      an engine's log: ``?tail=N`` lines, ``?follow=true`` streams
+    GET /models/cache/{path}               a complete file of the worker's model cache, for peer
+                                           workers (``Range`` requests answered with 206)
 
 Every route but ``/healthz`` wants ``Authorization: Bearer <token>`` with a token from
 :func:`gpustack_core.worker.protocol.mint_api_token` for this worker. The server proxies its
@@ -28,7 +30,7 @@ import anyio.to_thread
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from gpustack_core.supervisor import follow_log, log_tail_lines
@@ -54,6 +56,7 @@ class WorkerApi:
         log_path: the log file of an instance id (whether or not it exists).
         follow_poll_s: how often a followed log is checked for new bytes.
         metrics: renders ``GET /metrics`` (``None``: the route answers 404).
+        model_cache: the root of the worker's model cache, served to peers (``None``: not served).
     """
 
     worker_name: str
@@ -61,6 +64,7 @@ class WorkerApi:
     log_path: Callable[[str], Path]
     follow_poll_s: float = 0.25
     metrics: Callable[[], Awaitable[bytes]] | None = None
+    model_cache: Path | None = None
 
 
 def _error(status: int, detail: str) -> JSONResponse:
@@ -112,6 +116,17 @@ def create_worker_api(api: WorkerApi) -> Starlette:
 
         return StreamingResponse(stream(), media_type=_TEXT, headers=_NO_CACHE)
 
+    async def model_cache_file(request: Request) -> Response:
+        if not authorized(request):
+            return _error(401, "a worker-API token for this worker is required")
+        if api.model_cache is None:
+            return _error(404, f"worker {api.worker_name!r} does not serve its model cache")
+        relative = request.path_params["path"]
+        path = _cache_file(api.model_cache, relative)
+        if path is None:
+            return _error(404, f"no complete file {relative!r} in the model cache of {api.worker_name!r}")
+        return FileResponse(path, headers=_NO_CACHE)  # answers Range requests with 206
+
     async def metrics(request: Request) -> Response:
         if api.metrics is None:
             return _error(404, "this worker serves no metrics")
@@ -122,8 +137,22 @@ def create_worker_api(api: WorkerApi) -> Starlette:
             Route("/healthz", healthz),
             Route("/metrics", metrics),
             Route("/instances/{instance_id}/logs", instance_logs),
+            Route("/models/cache/{path:path}", model_cache_file),
         ]
     )
+
+
+def _cache_file(root: Path, relative: str) -> Path | None:
+    """A regular file under ``root`` named by ``relative``; never one outside it, never the cache's
+    own state (``.gpustack``: locks, manifests, partial downloads), so only complete files."""
+    parts = [p for p in relative.split("/") if p]
+    if not parts or any(p in (".", "..") or p.startswith(".") for p in parts):
+        return None
+    base = root.resolve()
+    path = base.joinpath(*parts).resolve()
+    if not path.is_relative_to(base) or not path.is_file():
+        return None
+    return path
 
 
 def _read_head(path: Path, tail: int | None, end: int) -> bytes:

@@ -6,6 +6,7 @@ Worker routes live under ``/api/v1/worker`` and authenticate with the worker joi
 ``POST /worker/{id}/heartbeat``                   :class:`Heartbeat` -> :class:`Registered`
 ``GET  /worker/{id}/assignments``                 -> :class:`Assignments`
 ``POST /worker/{id}/instances/{iid}/report``      :class:`InstanceReport`
+``POST /worker/{id}/instances/{iid}/parts/{rank}/report``  :class:`PartReport`
 ``POST /worker/{id}/model-files``                 :class:`ModelFileReport`
 
 The other way, the server (and, later, peer workers) call the worker's own HTTP API
@@ -32,6 +33,9 @@ __all__ = [
     "Heartbeat",
     "InstanceReport",
     "ModelFileReport",
+    "ModelPeer",
+    "PartAssignment",
+    "PartReport",
     "Registered",
     "Registration",
     "mint_api_token",
@@ -100,8 +104,33 @@ class Heartbeat(BaseModel):
     info: WorkerInfo
 
 
+class ModelPeer(BaseModel):
+    """Another worker that holds the assignment's model files and serves its cache
+    (``http://<address>:<api_port>/models/cache``); tried before the model's source."""
+
+    worker: str
+    address: str
+    api_port: int = Field(ge=1, le=65535)
+
+
+class PartAssignment(BaseModel):
+    """A subordinate part of a multi-worker instance as the server last heard of it."""
+
+    rank: int = Field(ge=1)
+    worker: str | None = None
+    state: str
+    address: str | None = None
+    port: int | None = None
+
+
 class Assignment(BaseModel):
-    """One instance the server wants on this worker, with everything needed to run it."""
+    """One instance (or, with ``rank`` >= 1, one part of a multi-worker instance) the server wants
+    on this worker, with everything needed to run it.
+
+    A multi-worker instance is one group: rank 0 (the head) serves the model, ranks 1.. run what the
+    engine's launch spec gives for their rank (an RPC server, a Ray node). ``parts`` lists every
+    subordinate with its state and address, so the head knows when they are ready and where.
+    """
 
     instance_id: str
     deployment_id: str
@@ -112,6 +141,25 @@ class Assignment(BaseModel):
     version: int
     placement: dict[str, Any] | None = None
     port: int | None = None
+    rank: int = Field(default=0, ge=0, description="0: the head (or a single-worker instance)")
+    node_count: int = Field(default=1, ge=1, description="workers the instance spans")
+    head_address: str | None = Field(default=None, description="host:port the other ranks join")
+    parts: list[PartAssignment] = Field(default_factory=list)
+    peers: list[ModelPeer] = Field(
+        default_factory=list, description="workers that hold the model's files (download from them first)"
+    )
+
+    @property
+    def process_id(self) -> str:
+        """The supervisor's name for this worker's process of the assignment."""
+        return self.instance_id if self.rank == 0 else f"{self.instance_id}.p{self.rank}"
+
+    @property
+    def part_state(self) -> str:
+        """The state of this worker's part: the instance's for the head, the part's otherwise."""
+        if self.rank == 0:
+            return self.state
+        return next((p.state for p in self.parts if p.rank == self.rank), "stopped")
 
 
 class Assignments(BaseModel):
@@ -132,6 +180,26 @@ class InstanceReport(BaseModel):
         default=None,
         description="downloading: downloaded_bytes, total_bytes, percent, bytes_per_second, eta_seconds; "
         "installing: phase, log_tail (the install log's last lines), log",
+    )
+    head_address: str | None = Field(
+        default=None, max_length=255, description="multi-worker head: host:port the other ranks join"
+    )
+    version: int | None = Field(
+        default=None, description="the placement (instance version) the report is about; ignored when stale"
+    )
+
+
+class PartReport(BaseModel):
+    """A state transition of a subordinate part, with the address and port it listens on once it
+    runs (the head's launch needs them)."""
+
+    state: ReportedState
+    message: str = ""
+    address: str | None = Field(default=None, max_length=255)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    pid: int | None = Field(default=None, ge=1)
+    version: int | None = Field(
+        default=None, description="the placement (instance version) the report is about; ignored when stale"
     )
 
 

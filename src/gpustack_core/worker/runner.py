@@ -17,6 +17,7 @@ from gpustack_core.types import (
     EngineOptions,
     LaunchRequest,
     LaunchSpec,
+    PeerCache,
     Placement,
     SourceOptions,
 )
@@ -82,12 +83,17 @@ class DownloadTracker:
 
 
 def download_model(
-    host: PluginHost, assignment: Assignment, cache_dir: Path, progress: Callable[[DownloadProgress], None]
+    host: PluginHost,
+    assignment: Assignment,
+    cache_dir: Path,
+    progress: Callable[[DownloadProgress], None],
+    peers: tuple[PeerCache, ...] = (),
 ) -> DownloadResult:
-    """Resolve, select and download the deployment's model files (blocking)."""
+    """Resolve, select and download the deployment's model files (blocking); ``peers`` (other
+    workers' caches) are tried for each file before the source."""
     ref = assignment.deployment.model
     source = host.model_source(ref.source)
-    options = SourceOptions(cache_dir=str(cache_dir))
+    options = SourceOptions(cache_dir=str(cache_dir), peers=peers)
     with host.guard("sources", source.name, "resolve()"):
         metadata = source.resolve(ref, options)
     with host.guard("sources", source.name, "select_files()"):
@@ -134,11 +140,14 @@ def build_launch_spec(
     port: int,
     bind_host: str = "127.0.0.1",
     work_dir: Path | None = None,
+    rpc_servers: tuple[str, ...] = (),
 ) -> LaunchSpec:
     """Find (or install) the engine version and ask the engine plugin for the launch spec (blocking).
 
     ``work_dir`` is created and handed to the engine as the instance's own writable directory
-    (generated configs such as MindIE's live there).
+    (generated configs such as MindIE's live there). For a multi-worker instance the request
+    carries the assignment's rank (``node_rank``), ``node_count`` and ``head_address``, and for
+    the head the subordinates' ``host:port`` as ``rpc_servers`` (rank order).
     """
     deployment = assignment.deployment
     engine = host.engine(deployment.engine)
@@ -152,7 +161,9 @@ def build_launch_spec(
     if assignment.placement is None:
         raise ValueError(f"instance {assignment.instance_id} has no placement")
     placement = Placement.model_validate(assignment.placement)
-    wanted = {(d.accelerator, d.index) for d in placement.devices}
+    me = placement.worker if assignment.rank == 0 else placement.subordinate_workers[assignment.rank - 1]
+    group = bool(placement.subordinate_workers)
+    wanted = {(d.accelerator, d.index) for d in placement.devices if not group or d.worker == me}
     chosen = tuple(d for d in devices if (d.accelerator, d.index) in wanted)
     env: dict[str, str] = {}
     for accelerator in host.accelerators():
@@ -169,6 +180,10 @@ def build_launch_spec(
         visibility_env=env,
         host=bind_host,
         port=port,
+        rpc_servers=rpc_servers,
+        node_rank=assignment.rank,
+        node_count=assignment.node_count,
+        head_address=assignment.head_address,
         work_dir=str(work_dir) if work_dir is not None else None,
     )
     if work_dir is not None:

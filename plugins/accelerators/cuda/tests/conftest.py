@@ -84,6 +84,17 @@ class FakeNvml:
     def nvmlDeviceGetMaxMigDeviceCount(self, h: dict[str, Any]) -> int:
         return len(self._get(h, "migs"))
 
+    def nvmlDeviceGetHandleByUUID(self, uuid: str) -> dict[str, Any]:
+        for gpu in self.gpus:
+            if gpu["uuid"] == uuid:
+                return dict(gpu)
+        raise NVMLError("Not Found")
+
+    def nvmlDeviceGetComputeRunningProcesses(self, h: dict[str, Any]) -> list[Any]:
+        """The test's ``processes`` of a GPU record: (pid, usedGpuMemory or None) pairs (test input,
+        not part of the recording)."""
+        return [SimpleNamespace(pid=pid, usedGpuMemory=used) for pid, used in self._get(h, "processes")]
+
     def nvmlDeviceGetMigDeviceHandleByIndex(self, h: dict[str, Any], i: int) -> dict[str, Any]:
         mig = self._get(h, "migs")[i]
         if mig is None:

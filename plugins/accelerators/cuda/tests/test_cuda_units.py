@@ -118,3 +118,30 @@ def test_recorded_nvml_and_smi_agree_on_the_h200(fake_nvml: Any) -> None:
     assert nvml.driver_version == smi.driver_version == "580.159.04"
     assert smi.architecture == "hopper"
     assert smi.temperature_celsius == 40.0
+
+
+def test_process_memory_sums_nvml_compute_processes_of_the_given_pids(fake_nvml: Any, h200: Any) -> None:
+    import os
+
+    me, parent = os.getpid(), os.getppid()
+    gpu = {**h200, "processes": [(me, 3 * 2**30), (parent, 2**30), (999_999_999, 5 * 2**30)]}
+    accelerator = CudaAccelerator(nvml=fake_nvml([gpu]))
+    [device] = accelerator.detect(DetectOptions())
+    assert accelerator.process_memory([device], {me}, DetectOptions()) == {0: 3 * 2**30}
+    assert accelerator.process_memory([device], {me, parent}, DetectOptions()) == {0: 4 * 2**30}
+    assert accelerator.process_memory([device], set(), DetectOptions()) == {0: 0}
+
+
+def test_process_memory_is_unknown_when_nvml_cannot_tell(fake_nvml: Any, h200: Any) -> None:
+    import os
+
+    withheld = {**h200, "processes": [(os.getpid(), None)]}
+    device = CudaAccelerator(nvml=fake_nvml([withheld])).detect(DetectOptions())[0]
+    assert (
+        CudaAccelerator(nvml=fake_nvml([withheld])).process_memory([device], {os.getpid()}, DetectOptions())
+        is None
+    )
+    # every pid NVML lists is foreign to this pid namespace (a container): no measurement
+    foreign = {**h200, "processes": [(999_999_998, 2**30)]}
+    assert CudaAccelerator(nvml=fake_nvml([foreign])).process_memory([device], {1}, DetectOptions()) is None
+    assert CudaAccelerator(nvml=None).process_memory([device], {1}, DetectOptions()) is None

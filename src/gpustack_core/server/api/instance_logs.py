@@ -22,7 +22,8 @@ _CONNECT_TIMEOUT_S = 10.0
 
 async def instance_logs(req: Request) -> Response:
     """The engine log of an instance: all of the current file, or its last ``tail`` lines;
-    with ``follow=true`` the answer stays open and streams new lines as the engine writes them."""
+    with ``follow=true`` the answer stays open and streams new lines as the engine writes them.
+    ``rank`` >= 1 picks a subordinate part of a multi-worker instance (its RPC server, Ray node...)."""
     instance_id = req.path_params["instance_id"]
     tail = req.query["tail"]
     if tail is not None and not 0 <= tail <= MAX_TAIL_LINES:
@@ -37,7 +38,15 @@ async def instance_logs(req: Request) -> Response:
         raise ApiError(
             409, f"instance {instance.id!r} is {instance.state.value} and on no worker yet: no log"
         )
-    worker = await req.db(req.services.store.get_worker, instance.worker_id)
+    rank = req.query["rank"] or 0
+    worker_id, log_id = instance.worker_id, instance.id
+    if rank:
+        part = next((p for p in instance.parts if p.rank == rank), None)
+        if part is None:
+            ranks = ", ".join(str(p.rank) for p in instance.parts) or "none (it runs on one worker)"
+            raise ApiError(404, f"instance {instance.id!r} has no part of rank {rank}; its parts: {ranks}")
+        worker_id, log_id = part.worker_id, f"{instance.id}.p{rank}"
+    worker = await req.db(req.services.store.get_worker, worker_id)
     if worker is None:
         raise ApiError(409, f"the worker of instance {instance.id!r} is gone; its log went with it")
     if worker.info.api_port is None:
@@ -50,7 +59,7 @@ async def instance_logs(req: Request) -> Response:
     params: dict[str, str] = {"follow": "true" if req.query["follow"] else "false"}
     if tail is not None:
         params["tail"] = str(tail)
-    url = f"http://{_host(worker.info.address)}:{worker.info.api_port}/instances/{instance.id}/logs"
+    url = f"http://{_host(worker.info.address)}:{worker.info.api_port}/instances/{log_id}/logs"
     headers = {"Authorization": f"Bearer {mint_api_token(token_hash, worker.name)}"}
     client = httpx.AsyncClient(timeout=httpx.Timeout(_CONNECT_TIMEOUT_S, read=None))
     try:
@@ -96,6 +105,7 @@ ENDPOINTS = (
                 "tail", "int", f"only the last N lines (0-{MAX_TAIL_LINES}); default: the whole current log"
             ),
             Query("follow", "bool", "keep the answer open and stream new lines", False),
+            Query("rank", "int", "a part of a multi-worker instance (1, 2, ...); default: the head"),
         ),
         media_type=_TEXT,
     ),

@@ -15,6 +15,9 @@ from gpustack_core.worker.protocol import (
     Heartbeat,
     InstanceReport,
     ModelFileReport,
+    ModelPeer,
+    PartAssignment,
+    PartReport,
     Registered,
     Registration,
 )
@@ -110,6 +113,7 @@ async def assignments(req: Request) -> Assignments:
     if await req.db(store.get_worker, worker_id) is None:
         raise ApiError(404, "unknown worker: register again")
     placed = await req.db(store.worker_assignments, worker_id)
+    peers = await req.db(_model_peers, store, worker_id, {str(spec.model) for _, spec, _ in placed})
     return Assignments(
         items=[
             Assignment(
@@ -122,10 +126,42 @@ async def assignments(req: Request) -> Assignments:
                 version=inst.version,
                 placement=inst.placement,
                 port=inst.port,
+                rank=rank,
+                node_count=inst.node_count,
+                head_address=inst.head_address,
+                parts=[
+                    PartAssignment(
+                        rank=p.rank, worker=p.worker, state=p.state.value, address=p.address, port=p.port
+                    )
+                    for p in inst.parts
+                ],
+                peers=peers.get(str(spec.model), []),
             )
-            for inst, spec in placed
+            for inst, spec, rank in placed
         ]
     )
+
+
+def _model_peers(store: Any, worker_id: str, models: set[str]) -> dict[str, list[ModelPeer]]:
+    """For each model: the other ready workers that reported its files ``ready`` and serve an API."""
+    if not models:
+        return {}
+    files, _ = store.list_model_files(1_000_000, 0)
+    holders: dict[str, list[str]] = {}
+    for f in files:
+        if f.model in models and f.state == "ready" and f.worker_id != worker_id:
+            holders.setdefault(f.model, []).append(f.worker_id)
+    if not holders:
+        return {}
+    workers = {w.id: w for w in store.list_workers(limit=1_000_000, state="ready")[0]}
+    return {
+        model: [
+            ModelPeer(worker=w.name, address=w.info.address, api_port=w.info.api_port)
+            for wid in sorted(ids)
+            if (w := workers.get(wid)) is not None and w.info.api_port is not None
+        ]
+        for model, ids in holders.items()
+    }
 
 
 async def report(req: Request) -> dict[str, Any]:
@@ -152,6 +188,8 @@ async def report(req: Request) -> dict[str, Any]:
         port=body.port,
         pid=body.pid,
         download=body.download,
+        head_address=body.head_address,
+        version=body.version,
         progress=body.progress,
     )
     if updated is not None and (before is None or before.state != updated.state):
@@ -172,6 +210,30 @@ async def report(req: Request) -> dict[str, Any]:
     if changed and req.services.on_routes_changed is not None:
         await req.db(req.services.on_routes_changed)
     return {"accepted": updated is not None, "deleted": False}
+
+
+async def part_report(req: Request) -> dict[str, Any]:
+    """A worker reports the state (and, once running, the address) of its part of a multi-worker
+    instance; a part in error fails the whole group (it restarts with backoff)."""
+    body: PartReport = req.body
+    try:
+        rank = int(req.path_params["rank"])
+    except ValueError:
+        raise ApiError(422, f"rank must be an integer, got {req.path_params['rank']!r}") from None
+    store = req.services.store
+    accepted = await req.db(
+        store.report_part,
+        req.path_params["instance_id"],
+        rank,
+        req.path_params["worker_id"],
+        InstanceState(body.state),
+        message=body.message,
+        address=body.address,
+        port=body.port,
+        pid=body.pid,
+        version=body.version,
+    )
+    return {"accepted": accepted}
 
 
 async def model_file_report(req: Request) -> None:
@@ -272,6 +334,15 @@ ENDPOINTS = (
         "worker-protocol",
         auth="worker",
         body=InstanceReport,
+    ),
+    Endpoint(
+        "POST",
+        f"{_W}/instances/{{instance_id}}/parts/{{rank}}/report",
+        part_report,
+        "worker: report the state of its part of a multi-worker instance",
+        "worker-protocol",
+        auth="worker",
+        body=PartReport,
     ),
     Endpoint(
         "POST",

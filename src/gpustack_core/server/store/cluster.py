@@ -21,7 +21,9 @@ from gpustack_core.types import Deployment, WorkerInfo
 from . import schema as t
 from ._sql import ConflictError, dump_json, load_json, new_id, upsert, utcnow
 from .accounts import AccountStore
+from .groups import delete_parts, insert_parts, instances_with_parts_on, load_parts, subordinate_worker_ids
 from .records import (
+    ACTIVE_STATES,
     DeploymentRecord,
     InstanceRecord,
     InstanceState,
@@ -40,6 +42,7 @@ def _back_to_pending(reason: str) -> dict[str, Any]:
         placement=None,
         port=None,
         pid=None,
+        head_address=None,
         progress=None,
         message=reason,
         state_changed_at=utcnow(),
@@ -246,7 +249,16 @@ class Store(AccountStore):
             version=row.version,
             state_changed_at=row.state_changed_at,
             created_at=row.created_at,
+            head_address=row.head_address,
         )
+
+    @staticmethod
+    def _with_parts(c: sa.Connection, records: list[InstanceRecord]) -> list[InstanceRecord]:
+        """The records with their subordinate parts attached (one query for all of them)."""
+        parts = load_parts(
+            c, [r.id for r in records if r.placement and r.placement.get("subordinate_workers")]
+        )
+        return [r.model_copy(update={"parts": parts[r.id]}) if r.id in parts else r for r in records]
 
     def list_instances(
         self,
@@ -272,33 +284,39 @@ class Store(AccountStore):
             rows = c.execute(
                 query.order_by(i.c.deployment_id, i.c.replica).limit(limit).offset(offset)
             ).fetchall()
-        return [self._instance(r) for r in rows], int(total)
+            return self._with_parts(c, [self._instance(r) for r in rows]), int(total)
 
-    def worker_assignments(self, worker_id: str) -> list[tuple[InstanceRecord, Deployment]]:
-        """The instances placed on a worker, each with its deployment's spec, in one query."""
-        i = t.instances
+    def worker_assignments(self, worker_id: str) -> list[tuple[InstanceRecord, Deployment, int]]:
+        """What a worker runs, each with its deployment's spec and the worker's rank in it: the
+        instances it heads (rank 0) and the parts of multi-worker instances placed on it (rank >= 1).
+        Every instance comes with all its parts, so the head sees where its subordinates listen."""
+        i, p = t.instances, t.instance_parts
+        part_of = sa.select(p.c.instance_id).where(p.c.worker_id == worker_id)
         query = (
             self._instance_query()
             .add_columns(t.deployments.c.spec.label("deployment_spec"))
-            .where(i.c.worker_id == worker_id)
+            .where(sa.or_(i.c.worker_id == worker_id, i.c.id.in_(part_of)))
             .order_by(i.c.deployment_id, i.c.replica)
         )
         with self.engine.connect() as c:
             rows = c.execute(query).fetchall()
+            records = self._with_parts(c, [self._instance(r) for r in rows])
         specs: dict[str, Deployment] = {}
         out = []
-        for row in rows:
+        for row, record in zip(rows, records, strict=True):
             spec = specs.get(row.deployment_id)
             if spec is None:
                 spec = specs[row.deployment_id] = Deployment.model_validate_json(row.deployment_spec)
-            out.append((self._instance(row), spec))
+            if record.worker_id == worker_id:
+                out.append((record, spec, 0))
+            out.extend((record, spec, part.rank) for part in record.parts if part.worker_id == worker_id)
         return out
 
     def get_instance(self, instance_id: str) -> InstanceRecord | None:
         """An instance by id."""
         with self.engine.connect() as c:
             row = c.execute(self._instance_query().where(t.instances.c.id == instance_id)).first()
-        return None if row is None else self._instance(row)
+            return None if row is None else self._with_parts(c, [self._instance(row)])[0]
 
     def ensure_replicas(self, deployment_id: str, replicas: int) -> tuple[int, int]:
         """Create pending instances for missing replica numbers below ``replicas`` and ask the ones at
@@ -348,9 +366,15 @@ class Store(AccountStore):
         return created, stopped
 
     def place(self, instance_id: str, version: int, worker_id: str, placement: dict[str, Any]) -> bool:
-        """Place a pending instance on a worker, only if nobody changed it since ``version`` was read."""
+        """Place a pending instance on a worker, only if nobody changed it since ``version`` was read.
+
+        A placement with ``subordinate_workers`` also creates the instance's parts (rank 1, 2, ...),
+        in the same transaction; ``False`` when one of those workers is not registered."""
         i = t.instances
         with self.engine.begin() as c:
+            subordinates = subordinate_worker_ids(c, placement)
+            if subordinates is None:
+                return False
             result = c.execute(
                 i.update()
                 .where(
@@ -366,6 +390,9 @@ class Store(AccountStore):
                     state_changed_at=utcnow(),
                 )
             )
+            if result.rowcount == 1:
+                delete_parts(c, [instance_id])
+                insert_parts(c, instance_id, subordinates)
         return result.rowcount == 1
 
     def explain_pending(
@@ -392,32 +419,39 @@ class Store(AccountStore):
         port: int | None = None,
         pid: int | None = None,
         download: dict[str, Any] | None = None,
+        head_address: str | None = None,
+        version: int | None = None,
         progress: dict[str, Any] | None = None,
     ) -> InstanceRecord | None:
         """A worker's report of one instance it runs; ignored (``None``) when the instance is no
-        longer placed on that worker (it was rescheduled while the worker was away).
+        longer placed on that worker (it was rescheduled while the worker was away), or when
+        ``version`` is given and the instance has moved on since (a report about the process of an
+        earlier placement, e.g. of a group that restarted on the same workers).
 
         ``progress`` is what the current state waits for; a change of state without one clears it."""
         i = t.instances
         values: dict[str, Any] = {"state": state.value, "message": message}
+        if head_address is not None:
+            values["head_address"] = head_address
         if port is not None:
             values["port"] = port
         if pid is not None:
             values["pid"] = pid
         if download is not None:
             values["download"] = dump_json(download)
+        where = [i.c.id == instance_id, i.c.worker_id == worker_id]
+        if version is not None:
+            where.append(i.c.version == version)
         if progress is not None:
             values["progress"] = dump_json(progress)
         with self.engine.begin() as c:
-            current = c.execute(
-                sa.select(i.c.state).where(i.c.id == instance_id, i.c.worker_id == worker_id)
-            ).scalar()
+            current = c.execute(sa.select(i.c.state).where(*where)).scalar()
             if current is None:
                 return None
             if current != state.value:
                 values["state_changed_at"] = utcnow()
                 values.setdefault("progress", None)
-            c.execute(i.update().where(i.c.id == instance_id, i.c.worker_id == worker_id).values(**values))
+            c.execute(i.update().where(*where).values(**values))
         return self.get_instance(instance_id)
 
     def requeue_workers(self, worker_ids: Sequence[str], reason: str) -> int:
@@ -427,15 +461,22 @@ class Store(AccountStore):
 
     @staticmethod
     def _requeue(c: sa.Connection, worker_ids: Sequence[str], reason: str) -> int:
+        """Instances headed by these workers, or with a part on one of them (the whole group
+        restarts), go back to pending; those asked to stop are deleted."""
         i = t.instances
         if not worker_ids:
             return 0
+        affected = sa.or_(
+            i.c.worker_id.in_(list(worker_ids)), i.c.id.in_(instances_with_parts_on(c, worker_ids))
+        )
         # Instances already asked to stop have nowhere to go: delete them instead.
-        c.execute(i.delete().where(i.c.worker_id.in_(list(worker_ids)), i.c.desired == "stopped"))
+        c.execute(i.delete().where(affected, i.c.desired == "stopped"))
+        ids = list(c.execute(sa.select(i.c.id).where(affected)).scalars())
+        if not ids:
+            return 0
+        delete_parts(c, ids)
         return c.execute(
-            i.update()
-            .where(i.c.worker_id.in_(list(worker_ids)))
-            .values(version=i.c.version + 1, **_back_to_pending(reason))
+            i.update().where(i.c.id.in_(ids)).values(version=i.c.version + 1, **_back_to_pending(reason))
         ).rowcount
 
     def forget_old_restarts(self, running_since: dt.datetime) -> int:
@@ -460,7 +501,7 @@ class Store(AccountStore):
         """Move an errored instance back to pending for another placement (restart with backoff)."""
         i = t.instances
         with self.engine.begin() as c:
-            return (
+            retried = (
                 c.execute(
                     i.update()
                     .where(
@@ -470,6 +511,62 @@ class Store(AccountStore):
                 ).rowcount
                 == 1
             )
+            if retried:
+                delete_parts(c, [instance_id])
+            return retried
+
+    def report_part(
+        self,
+        instance_id: str,
+        rank: int,
+        worker_id: str,
+        state: InstanceState,
+        *,
+        message: str = "",
+        address: str | None = None,
+        port: int | None = None,
+        pid: int | None = None,
+        version: int | None = None,
+    ) -> bool:
+        """A worker's report of the part it runs for a multi-worker instance; ``False`` (ignored)
+        when that part is no longer placed on the worker.
+
+        A part in ``error`` puts the whole instance in ``error`` (when it is meant to run): the
+        controller then restarts the group with the usual backoff. With ``version``, a report about
+        an earlier placement of the instance is ignored."""
+        i, p = t.instances, t.instance_parts
+        values: dict[str, Any] = {"state": state.value, "message": message}
+        for key, value in (("address", address), ("port", port), ("pid", pid)):
+            if value is not None:
+                values[key] = value
+        where = (p.c.instance_id == instance_id, p.c.rank == rank, p.c.worker_id == worker_id)
+        with self.engine.begin() as c:
+            if version is not None:
+                now = c.execute(sa.select(i.c.version).where(i.c.id == instance_id)).scalar()
+                if now != version:
+                    return False
+            current = c.execute(sa.select(p.c.state).where(*where)).scalar()
+            if current is None:
+                return False
+            if current != state.value:
+                values["state_changed_at"] = utcnow()
+            c.execute(p.update().where(*where).values(**values))
+            if state == InstanceState.ERROR:
+                worker = c.execute(sa.select(t.workers.c.name).where(t.workers.c.id == worker_id)).scalar()
+                c.execute(
+                    i.update()
+                    .where(
+                        i.c.id == instance_id,
+                        i.c.desired == "running",
+                        i.c.state.in_([s.value for s in ACTIVE_STATES]),
+                    )
+                    .values(
+                        state=InstanceState.ERROR.value,
+                        message=f"rank {rank} on worker {worker or worker_id} failed: {message}",
+                        state_changed_at=utcnow(),
+                    )
+                )
+        return True
 
     def delete_instance(self, instance_id: str) -> bool:
         """Delete an instance row (after its process stopped, or when it never ran)."""

@@ -14,6 +14,7 @@ __all__ = [
     "ACTIVE_STATES",
     "ApiKeyRecord",
     "DeploymentRecord",
+    "InstancePartRecord",
     "InstanceRecord",
     "InstanceState",
     "ModelFileRecord",
@@ -119,6 +120,21 @@ class DeploymentRecord(_Record):
     updated_at: dt.datetime
 
 
+class InstancePartRecord(_Record):
+    """One subordinate part (rank >= 1) of a multi-worker instance: the process its worker runs
+    for that rank (an RPC server, a Ray node, an engine rank), with where it listens."""
+
+    rank: int = Field(ge=1)
+    worker_id: str
+    worker: str | None = Field(default=None, description="worker name")
+    state: InstanceState
+    message: str = ""
+    address: str | None = Field(default=None, description="host the part listens on")
+    port: int | None = None
+    pid: int | None = None
+    state_changed_at: dt.datetime
+
+
 class InstanceRecord(_Record):
     """One replica of a deployment, where it is placed and in which state."""
 
@@ -147,6 +163,17 @@ class InstanceRecord(_Record):
     version: int = 0
     state_changed_at: dt.datetime
     created_at: dt.datetime
+    head_address: str | None = Field(
+        default=None, description="multi-worker: host:port the other ranks join (Ray, torch distributed)"
+    )
+    parts: tuple[InstancePartRecord, ...] = Field(
+        default=(), description="multi-worker: the subordinate parts (rank 0 is this record itself)"
+    )
+
+    @property
+    def node_count(self) -> int:
+        """Workers the instance spans: 1 plus its subordinate parts."""
+        return 1 + len(self.parts)
 
 
 class ModelFileRecord(_Record):

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 __all__ = [
     "api_keys",
     "deployments",
+    "instance_parts",
     "instances",
     "limit_counters",
     "limits",
@@ -119,7 +120,23 @@ instances = sa.Table(
     sa.Column("version", sa.Integer, nullable=False, default=0),
     sa.Column("state_changed_at", sa.DateTime, nullable=False),
     sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("head_address", sa.String(255), nullable=True, doc="multi-worker: host:port ranks join"),
     sa.UniqueConstraint("deployment_id", "replica", name="uq_instances_deployment_replica"),
+)
+
+#: The subordinate parts (rank >= 1) of a multi-worker instance; rank 0 is the instance row itself.
+instance_parts = sa.Table(
+    "instance_parts",
+    metadata,
+    sa.Column("instance_id", ID, sa.ForeignKey("instances.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("rank", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("worker_id", ID, nullable=False, index=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("message", sa.Text, nullable=False, default=""),
+    sa.Column("address", sa.String(255), nullable=True),
+    sa.Column("port", sa.Integer, nullable=True),
+    sa.Column("pid", sa.Integer, nullable=True),
+    sa.Column("state_changed_at", sa.DateTime, nullable=False),
 )
 
 model_files = sa.Table(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from gpustack_core import Accelerator, DetectOptions, Device, hookimpl
@@ -11,7 +11,7 @@ from gpustack_core.accelerators import run_tool
 from gpustack_core.errors import AcceleratorNotPresent
 from gpustack_core.types import RuntimeOverhead, RuntimeWorkload
 
-from ._nvml import NvmlUnavailable, read_nvml
+from ._nvml import NvmlUnavailable, read_nvml, read_process_memory
 from ._overhead import cuda_runtime_overhead
 from ._smi import parse_smi_xml
 
@@ -68,6 +68,17 @@ class CudaAccelerator(Accelerator):
             raise AcceleratorNotPresent(f"{exc}; {why}") from None
         logger.debug("cuda: NVML unavailable (%s); used nvidia-smi", why)
         return parse_smi_xml(result.stdout, self.name, self.vendor)
+
+    def process_memory(
+        self, devices: Sequence[Device], pids: Collection[int], options: DetectOptions
+    ) -> dict[int, int] | None:
+        """NVML's ``usedGpuMemory`` of the compute processes among ``pids``, per device (the call
+        ``nvidia-smi --query-compute-apps`` makes; they agreed in every reading of the H200
+        estimation benchmark). ``None`` without NVML, when NVML withholds a process's memory, or
+        when none of the processes NVML lists exists here (another pid namespace: a container)."""
+        if self._nvml is None:
+            return None
+        return read_process_memory(self._nvml, devices, pids)
 
     def visibility_env(self, devices: Sequence[Device]) -> dict[str, str]:
         """``CUDA_VISIBLE_DEVICES`` listing the devices' UUIDs (``GPU-...`` / ``MIG-...``).

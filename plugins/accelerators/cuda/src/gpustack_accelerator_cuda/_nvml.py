@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Collection, Sequence
 from typing import Any
+
+import psutil
 
 from gpustack_core import Device
 
-__all__ = ["ARCHITECTURES", "NvmlUnavailable", "read_nvml"]
+__all__ = ["ARCHITECTURES", "NvmlUnavailable", "read_nvml", "read_process_memory"]
 
 #: NVML_DEVICE_ARCH_* values (nvml.h) -> architecture names
 ARCHITECTURES: dict[int, str] = {
@@ -134,6 +137,43 @@ def read_nvml(nvml: Any, accelerator: str, vendor: str) -> list[Device]:
                     _device(nvml, mig, index=len(devices), parent=parent, extra=extra, **common)  # type: ignore[arg-type]
                 )
         return devices
+    finally:
+        with contextlib.suppress(nvml.NVMLError):
+            nvml.nvmlShutdown()
+
+
+def read_process_memory(nvml: Any, devices: Sequence[Device], pids: Collection[int]) -> dict[int, int] | None:
+    """Device memory (bytes) of the compute processes among ``pids`` on each device, by device index,
+    from ``nvmlDeviceGetComputeRunningProcesses`` (a device's ``uuid`` finds its handle, MIG
+    instances included).
+
+    ``None`` when NVML cannot tell: it does not load, it withholds a listed process's memory, or
+    none of the processes it lists exists in this pid namespace (a container sees other pids than
+    the driver reports), where "0" would be a wrong measurement, not an unknown one.
+    """
+    try:
+        nvml.nvmlInit()
+    except nvml.NVMLError:
+        return None
+    try:
+        wanted = set(pids)
+        used: dict[int, int] = {}
+        listed: list[int] = []
+        for device in devices:
+            handle = nvml.nvmlDeviceGetHandleByUUID(device.uuid)
+            total = 0
+            for process in nvml.nvmlDeviceGetComputeRunningProcesses(handle):
+                listed.append(int(process.pid))
+                if int(process.pid) in wanted:
+                    if process.usedGpuMemory is None:
+                        return None
+                    total += int(process.usedGpuMemory)
+            used[device.index] = total
+        if listed and not any(psutil.pid_exists(pid) for pid in listed):
+            return None
+        return used
+    except nvml.NVMLError:
+        return None
     finally:
         with contextlib.suppress(nvml.NVMLError):
             nvml.nvmlShutdown()

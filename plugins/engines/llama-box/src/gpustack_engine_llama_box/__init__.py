@@ -48,6 +48,7 @@ class LlamaBoxEngine(engines.VersionedEngine):
             vendors=("cpu", "nvidia", "amd", "apple", "ascend"),
             pipeline_parallel=True,
             multi_worker=True,
+            subordinates_need_weights=False,
             cpu_offload=True,
             openai_endpoints=(
                 *engines.TEXT_ENDPOINTS,

@@ -106,6 +106,7 @@ class LlamaCppEngine(engines.VersionedEngine):
             vendors=("cpu", "nvidia", "amd", "apple"),
             pipeline_parallel=True,
             multi_worker=True,
+            subordinates_need_weights=False,
             cpu_offload=True,
             openai_endpoints=(*engines.TEXT_ENDPOINTS, "/v1/embeddings", "/v1/rerank"),
             performance_modes=("latency", "throughput"),

@@ -44,6 +44,7 @@ class SglangEngine(engines.VenvEngine):
             vendors=("nvidia", "amd"),
             tensor_parallel=True,
             multi_worker=True,
+            multi_worker_order="head_first",
             openai_endpoints=(*engines.TEXT_ENDPOINTS, "/v1/embeddings"),
             performance_modes=("latency", "throughput"),
             speculative_methods=("eagle3", "mtp", "ngram", "draft_model"),

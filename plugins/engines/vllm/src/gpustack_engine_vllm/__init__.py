@@ -70,6 +70,7 @@ class VllmEngine(engines.VenvEngine):
             tensor_parallel=True,
             pipeline_parallel=True,
             multi_worker=True,
+            multi_worker_order="head_first",
             cpu_offload=True,
             openai_endpoints=(*engines.TEXT_ENDPOINTS, "/v1/embeddings", "/v1/score"),
             performance_modes=("latency", "throughput"),
