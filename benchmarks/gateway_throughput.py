@@ -1,11 +1,13 @@
 """Requests per second of tiny non-streamed completions: straight to the engine vs through proxies.
 
 ``python -m benchmarks gateway_throughput [-- --concurrency 64 --seconds 2 --rounds 4
---gateway-workers 1 2 --target litellm=http://127.0.0.1:4000]``
+--gateway-workers 1 2 --server-workers 1 2 --target litellm=http://127.0.0.1:4000]``
 
 Processes as deployed: the fake engine (one uvicorn process), the gateway (``benchmarks.proxy``'s
 ``--serve-gateway``, uvicorn, one route; ``--gateway-workers N`` runs N processes on one port with
-``SO_REUSEPORT``), and this process as the load generator (asyncio, keep-alive HTTP/1.1, reads
+``SO_REUSEPORT``), with ``--server-workers N`` the reference server itself (``gpustack-core serve
+--gateway-workers N``: store-backed keys, usage metered into its database, see
+``benchmarks._server_target``), and this process as the load generator (asyncio, keep-alive HTTP/1.1, reads
 ``Content-Length`` bodies). Each round gives every target a block of ``--seconds`` at the given
 concurrency, in the same order; the table shows the median req/s and the median of the per-round
 ratios to the direct engine (the machine is shared). ``--target NAME=URL`` adds any other
@@ -25,6 +27,7 @@ import sys
 import time
 from urllib.parse import urlsplit
 
+from benchmarks._server_target import ServerTarget
 from benchmarks.proxy import API_KEY, MODEL, _cpu_seconds, _start
 
 __all__ = ["main"]
@@ -100,6 +103,13 @@ def main(argv: list[str]) -> None:
     p.add_argument("--seconds", type=float, default=2.0, help="length of one block")
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--gateway-workers", type=int, nargs="+", default=[1], help="gateway process counts")
+    p.add_argument(
+        "--server-workers",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also the reference server, `serve --gateway-workers N`, for each N (store auth, usage metered)",
+    )
     p.add_argument("--target", action="append", default=[], metavar="NAME=URL", help="another proxy")
     p.add_argument("--target-key", default=API_KEY, help="API key sent to --target proxies")
     args = p.parse_args(argv)
@@ -110,6 +120,7 @@ def main(argv: list[str]) -> None:
     print(f"# engine for --target proxies: http://127.0.0.1:{engine_port}/v1 (model {MODEL})", flush=True)
     serve = [sys.executable, "-m", "benchmarks.proxy", "--serve-gateway", f"http://127.0.0.1:{engine_port}"]
     processes = [engine]
+    servers: list[ServerTarget] = []
     targets: dict[str, tuple[str, str, list[int]]] = {
         "direct (engine)": (f"http://127.0.0.1:{engine_port}", API_KEY, [engine.pid])
     }
@@ -123,6 +134,10 @@ def main(argv: list[str]) -> None:
                 API_KEY,
                 [proc.pid for proc in group],
             )
+        for count in args.server_workers:
+            server = ServerTarget(count, engine_port, engine.pid, MODEL)
+            servers.append(server)
+            targets[f"server, --gateway-workers {count}"] = (server.url, server.key, server.pids)
         for spec in args.target:
             name, _, url = spec.partition("=")
             targets[name] = (url, args.target_key, [])
@@ -164,6 +179,8 @@ def main(argv: list[str]) -> None:
                 f"| {per_req} | {failed[name]} |"
             )
     finally:
+        for server in servers:
+            server.close()
         for proc in processes:
             proc.terminate()
             proc.wait(timeout=10)

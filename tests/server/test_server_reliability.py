@@ -210,6 +210,15 @@ async def test_deployment_env_is_write_only(server: Running) -> None:
     store = server.app.state.services.store
     stored = store.get_deployment("secret").spec.env
     assert stored == {"HF_TOKEN": "hf_supersecret", "NEW": "2"}
+    # the mask for a variable that is not stored (a duplicated deployment) is refused, not saved
+    r = await server.api("PATCH", "/deployments/secret", json={"env": {"OTHER": "********"}})
+    assert r.status_code == 422, r.text
+    assert "OTHER" in r.text
+    copy = {**body, "name": "secret-copy", "env": {"HF_TOKEN": "********"}}
+    r = await server.api("POST", "/deployments", json=copy)
+    assert r.status_code == 422, r.text
+    assert "HF_TOKEN" in r.text
+    assert store.get_deployment("secret").spec.env == {"HF_TOKEN": "hf_supersecret", "NEW": "2"}
 
 
 async def test_timestamps_carry_their_offset_and_bounds_are_in_the_schema(server: Running) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -99,9 +101,21 @@ def serve(
         help="Reverse proxies whose X-Forwarded-For is believed (comma separated, '*' for all); "
         "default: none, the client address is the connection's.",
     ),
+    gateway_workers: int = typer.Option(
+        1,
+        "--gateway-workers",
+        help="Processes serving the OpenAI gateway (/v1) on the port; above 1, gateway-only "
+        "processes share it with the server through SO_REUSEPORT (Linux only).",
+        min=1,
+    ),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
 ) -> None:
     """Run the server (REST API, controllers, OpenAI gateway) with an embedded worker."""
+    if gateway_workers > 1 and not (hasattr(socket, "SO_REUSEPORT") and sys.platform.startswith("linux")):
+        raise typer.BadParameter(
+            f"above 1 needs SO_REUSEPORT as Linux has it, which this platform ({sys.platform}) lacks; use 1",
+            param_hint="--gateway-workers",
+        )
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if log_level.lower() != "debug":
         # one line per heartbeat/poll request drowns what matters
@@ -135,6 +149,7 @@ def serve(
         api_max_body_bytes=api_max_body,
         request_body_timeout_s=body_timeout,
         forwarded_allow_ips=forwarded_allow_ips,
+        gateway_workers=gateway_workers,
     )
     from gpustack_core.server.serving import serve as run
 

@@ -181,7 +181,7 @@ def create_app(
     if gateway_app is not None:
         routes.append(Route("/metrics", metrics_app(registry)))
         routes.append(Mount("", app=gateway_app))
-    return Starlette(
+    application = Starlette(
         routes=routes,
         lifespan=lifespan,
         middleware=[
@@ -190,6 +190,8 @@ def create_app(
         ],
         exception_handlers={Exception: _internal_error},
     )
+    application.state.metrics_registry = registry  # the gateway workers' /metrics merges it
+    return application
 
 
 def _governance_changed(bridge: GatewayBridge, store: Store) -> None:

@@ -67,6 +67,9 @@ class ServerConfig:
         local_login: password login allowed (``--no-local-login``: SSO only; admin API keys still work).
         cold_start_hold_timeout_s: the longest a request waits for a deployment scaled to zero to start.
         scale_to_zero_check_interval_s: how often idle deployments with a scale-to-zero policy are stopped.
+        gateway_workers: processes serving the gateway (``/v1``) on the server's port; above 1,
+            ``gateway_workers - 1`` gateway-only processes share the port with the server through
+            ``SO_REUSEPORT`` (Linux; see :mod:`gpustack_core.server.gateway_workers`).
     """
 
     data_dir: Path = field(default_factory=default_data_dir)
@@ -106,6 +109,7 @@ class ServerConfig:
     api_max_body_bytes: int = 1024 * 1024
     request_body_timeout_s: float = 60.0
     forwarded_allow_ips: str = ""
+    gateway_workers: int = 1
 
     @property
     def resolved_database_url(self) -> str:

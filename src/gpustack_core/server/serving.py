@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -11,8 +13,18 @@ import uvicorn
 from gpustack_core.plugins import PluginHost
 from gpustack_core.server.app import create_app
 from gpustack_core.server.config import ServerConfig
+from gpustack_core.server.gateway_workers import (
+    GatewayWorkerPool,
+    MainProcessFront,
+    make_run_dir,
+    remove_run_dir,
+    reuse_port_socket,
+    unix_socket,
+)
 
 __all__ = ["login_banner", "serve", "uvicorn_config"]
+
+logger = logging.getLogger(__name__)
 
 
 def login_banner(config: ServerConfig, app: Any) -> str:
@@ -66,9 +78,49 @@ async def serve(
     log_level: str = "info",
     on_started: Callable[[str], None] | None = None,
 ) -> None:
-    """Run the server until cancelled or signalled; ``on_started`` gets the login banner."""
+    """Run the server until cancelled or signalled; ``on_started`` gets the login banner.
+
+    With ``config.gateway_workers`` above 1 the gateway worker processes start once the server
+    has started and stop with it (:mod:`gpustack_core.server.gateway_workers`).
+
+    Raises:
+        GatewayWorkersUnsupported: more than one gateway process where ``SO_REUSEPORT`` is missing.
+        ValueError: ``config.gateway_workers`` below 1, or above 1 without ``mount_gateway``.
+    """
+    if config.gateway_workers < 1:
+        raise ValueError(f"gateway_workers must be 1 or more, not {config.gateway_workers}")
+    if config.gateway_workers > 1 and not config.mount_gateway:
+        raise ValueError("gateway_workers above 1 needs the gateway mounted (mount_gateway)")
     app = create_app(config, host=host)
-    server = uvicorn.Server(uvicorn_config(config, app, log_level))
+    if config.gateway_workers == 1:
+        server = uvicorn.Server(uvicorn_config(config, app, log_level))
+        await _serve_until_exit(server, config, app, on_started, sockets=None, pool=None)
+        return
+    shared = reuse_port_socket(config.host, config.port)  # first: it says whether the platform can
+    run_dir = make_run_dir()
+    try:
+        port = int(shared.getsockname()[1])
+        pool = GatewayWorkerPool(config, config.gateway_workers - 1, port, run_dir, log_level)
+        private = unix_socket(pool.main_socket)
+        front = MainProcessFront(app, pool, app.state.metrics_registry)
+        server = uvicorn.Server(uvicorn_config(config, front, log_level))
+        try:
+            await _serve_until_exit(server, config, app, on_started, sockets=[shared, private], pool=pool)
+        finally:
+            pool.stop()  # blocking, and so done even while a KeyboardInterrupt unwinds
+    finally:
+        shared.close()
+        remove_run_dir(run_dir)
+
+
+async def _serve_until_exit(
+    server: uvicorn.Server,
+    config: ServerConfig,
+    app: Any,
+    on_started: Callable[[str], None] | None,
+    sockets: list[socket.socket] | None,
+    pool: GatewayWorkerPool | None,
+) -> None:
     async with anyio.create_task_group() as group:
 
         async def announce() -> None:
@@ -76,9 +128,29 @@ async def serve(
                 if server.should_exit:
                     return
                 await anyio.sleep(0.05)
+            if pool is not None:
+                await anyio.to_thread.run_sync(pool.start)
+                try:
+                    await pool.wait_ready()
+                except (RuntimeError, TimeoutError):
+                    logger.exception("the gateway workers did not start; stopping the server")
+                    server.should_exit = True
+                    return
+            if pool is not None:
+                group.start_soon(stop_workers_on_exit, pool)
             if on_started is not None:
-                on_started(login_banner(config, app))
+                banner = login_banner(config, app)
+                if pool is not None:
+                    banner += f"\n{pool.count + 1} gateway processes share the port (--gateway-workers)"
+                on_started(banner)
+
+        async def stop_workers_on_exit(pool: GatewayWorkerPool) -> None:
+            # uvicorn re-raises SIGTERM after its shutdown, which ends this process at once:
+            # the workers are told to stop as soon as the server starts its shutdown
+            while not server.should_exit:
+                await anyio.sleep(0.1)
+            await anyio.to_thread.run_sync(pool.stop)
 
         group.start_soon(announce)
-        await server.serve()
+        await server.serve(sockets=sockets)
         group.cancel_scope.cancel()

@@ -146,6 +146,7 @@ async def create_deployment(req: Request) -> DeploymentRecord:
     ``category`` in the body, the model's own (GGUF pooling type or architecture, ``config.json``)
     is used."""
     spec = Deployment.model_validate(req.body.model_dump())
+    _refuse_masked_env(spec.env, {})
     check_engine(req, spec)
     if "category" not in req.body.model_fields_set:
         cache = req.services.config.data_dir / "models"
@@ -156,6 +157,18 @@ async def create_deployment(req: Request) -> DeploymentRecord:
         return masked(await req.db(req.services.store.create_deployment, spec))
     except ConflictError as exc:
         raise ApiError(409, str(exc)) from exc
+
+
+def _refuse_masked_env(env: dict[str, str], stored: dict[str, str]) -> None:
+    """422 for an ``env`` value that is the mask but names no stored variable (a duplicated
+    deployment's secrets are not copied: the client must send their values)."""
+    unknown = sorted(name for name, value in env.items() if value == ENV_MASK and name not in stored)
+    if unknown:
+        raise ApiError(
+            422,
+            f"env {', '.join(unknown)}: {ENV_MASK!r} is the mask the API shows for stored values; "
+            "send the real value (values are not copied from another deployment)",
+        )
 
 
 async def get_deployment(req: Request) -> DeploymentView:
@@ -176,6 +189,7 @@ async def update_deployment(req: Request) -> DeploymentRecord:
         changes["model"] = ModelRef.parse(changes["model"]).model_dump()
     if changes.get("env") is not None:
         stored = dep.spec.env
+        _refuse_masked_env(changes["env"], stored)
         changes["env"] = {
             name: stored[name] if value == ENV_MASK and name in stored else value
             for name, value in changes["env"].items()
