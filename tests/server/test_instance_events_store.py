@@ -101,9 +101,9 @@ def test_the_instance_events_migration_goes_down_and_up(store: Store) -> None:
 
     iid = _instance(store)
     assert "instance_events" in tables()
-    migrate.downgrade(store.engine, "0005")
+    migrate.downgrade(store.engine, "0004_instance_groups")
     assert "instance_events" not in tables()
-    assert migrate.current_revision(store.engine) == "0005"
+    assert migrate.current_revision(store.engine) == "0004_instance_groups"
     assert store.get_instance(iid) is not None  # instances are kept
     migrate.upgrade(store.engine)
     assert "instance_events" in tables()

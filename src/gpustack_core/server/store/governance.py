@@ -153,7 +153,7 @@ class GovernanceStore:
     """Reads and writes of teams, access rules, limits, counters, fallbacks and usage buckets."""
 
     def __init__(self, engine: sa.Engine) -> None:
-        """Work on ``engine`` (migrated to revision ``0004_governance`` or later)."""
+        """Work on ``engine`` (migrated to revision ``0002_governance`` or later)."""
         self.engine = engine
 
     # ------------------------------------------------------------------ teams

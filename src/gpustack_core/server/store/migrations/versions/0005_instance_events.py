@@ -1,7 +1,7 @@
 """Instance state timeline: ``instance_events`` (state, message, time), deleted with the instance.
 
-Revision ID: 0008_instance_events
-Revises: 0005
+Revision ID: 0005_instance_events
+Revises: 0004_instance_groups
 Create Date: 2026-12-03
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008_instance_events"
-down_revision = "0005"
+revision = "0005_instance_events"
+down_revision = "0004_instance_groups"
 branch_labels = None
 depends_on = None
 
