@@ -135,6 +135,15 @@ def test_quick_start_journey(
     page.wait_for_url("**/instances/*")
     page.locator("#instance-state", has_text="running").wait_for()
     page.locator("#log", has_text="LISTENING").wait_for()
+    # the stored timeline, opened after the fact: every state from creation on, with reasons
+    page.locator("#timeline li[data-state='running']").wait_for()
+    timeline = page.locator("#timeline li")
+    states = [timeline.nth(n).get_attribute("data-state") for n in range(timeline.count())]
+    assert states[0] == "pending", states
+    assert states[-1] == "running", states
+    assert states.index("scheduled") < states.index("running"), states
+    assert "placed on" in page.locator("#timeline li[data-state='scheduled']").inner_text()
+    assert "waiting to be scheduled" in timeline.first.inner_text()
     shot("instance")
 
     # -- two more deployments through the public API: a second chat model and an embedding model

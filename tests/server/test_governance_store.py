@@ -162,3 +162,35 @@ def test_the_governance_migration_goes_down_and_up(store: Store) -> None:
     migrate.upgrade(store.engine)
     assert governance_tables <= set(sa.inspect(store.engine).get_table_names())
     assert migrate.current_revision(store.engine) == migrate.head_revision()
+
+
+def test_concurrent_reservations_of_several_counters_are_all_or_nothing_and_settle_exactly(
+    gov: GovernanceStore,
+) -> None:
+    """64 threads reserve two counters each (a shared request counter and one of two token
+    counters, listed in either order) and settle at once: no deadlock, no half reservation."""
+    a = gov.set_limit("key", "k1", "", "tokens", "total", 1000)
+    b = gov.set_limit("user", "u1", "", "requests", "total", 30)
+    c = gov.set_limit("team", "t1", "", "tokens", "total", 1000)
+    assert gov.reserve([CounterClaim(x.id, 0, x.max_value, 0) for x in (a, b, c)]) == [0, 0, 0]
+    start = threading.Barrier(64)
+
+    def one(i: int) -> bool:
+        tokens = a if i % 2 == 0 else c
+        claims = [CounterClaim(tokens.id, 0, 1000, 50), CounterClaim(b.id, 0, 30, 1)]
+        start.wait()
+        try:
+            gov.reserve(claims if i % 2 == 0 else claims[::-1])
+        except LimitBlocked:
+            return False
+        gov.adjust([(tokens.id, 0, -20)])  # settled: 30 of the 50 reserved tokens were used
+        return True
+
+    with ThreadPoolExecutor(64) as pool:
+        results = list(pool.map(one, range(64)))
+    even = sum(ok for i, ok in enumerate(results) if i % 2 == 0)
+    odd = sum(ok for i, ok in enumerate(results) if i % 2 == 1)
+    assert 0 < even + odd <= 30
+    assert gov.counter(b.id, 0) == even + odd
+    assert gov.counter(a.id, 0) == 30 * even
+    assert gov.counter(c.id, 0) == 30 * odd

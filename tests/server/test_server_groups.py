@@ -63,7 +63,7 @@ def test_the_instance_groups_migration_goes_down_and_up_again(store: Store) -> N
     from gpustack_core.server.store import migrate
 
     _placed_group(store)  # with rows in both tables
-    below = ScriptDirectory.from_config(migrate._config()).get_revision("0005").down_revision
+    below = ScriptDirectory.from_config(migrate._config()).get_revision("0004_instance_groups").down_revision
     assert isinstance(below, str)
     with store.engine.begin() as c:
         command.downgrade(migrate._config(c), below)

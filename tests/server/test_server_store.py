@@ -175,7 +175,7 @@ def test_concurrent_upserts_neither_deadlock_nor_lose_writes(store: Store) -> No
 
 
 def test_instance_progress_migration_down_and_up(store: Store) -> None:
-    """Revision 0006_first_deploy adds ``instances.progress``; its downgrade drops it, again upgradable."""
+    """Revision 0003_first_deploy adds ``instances.progress``; its downgrade drops it, again upgradable."""
     from alembic import command
     from alembic.script import ScriptDirectory
 
@@ -183,7 +183,7 @@ def test_instance_progress_migration_down_and_up(store: Store) -> None:
         return {c["name"] for c in sa.inspect(store.engine).get_columns("instances")}
 
     assert "progress" in columns()
-    before = ScriptDirectory.from_config(migrate._config()).get_revision("0006_first_deploy").down_revision
+    before = ScriptDirectory.from_config(migrate._config()).get_revision("0003_first_deploy").down_revision
     assert isinstance(before, str)
     with store.engine.begin() as connection:
         command.downgrade(migrate._config(connection), before)

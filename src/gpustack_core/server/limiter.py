@@ -1,7 +1,8 @@
 """The server's quota and rate limiter: limit definitions cached in memory, counters in the database.
 
 Each request that some limit applies to costs one database transaction to reserve (all its
-counters or none, see :meth:`GovernanceStore.reserve`) and one to settle. Callers no limit applies
+counters or none, see :meth:`GovernanceStore.reserve`; on PostgreSQL usually one autocommitted
+statement) and one to settle. Callers no limit applies
 to cost nothing: the definitions are read from the database at most every ``refresh_s`` seconds
 (and at once after this server changed them), so a limit set through another server applies
 within ``refresh_s``.

@@ -22,6 +22,7 @@ from . import schema as t
 from ._sql import ConflictError, dump_json, load_json, new_id, upsert, utcnow
 from .accounts import AccountStore
 from .groups import delete_parts, insert_parts, instances_with_parts_on, load_parts, subordinate_worker_ids
+from .instance_events import InstanceEventStore, record_events
 from .records import (
     ACTIVE_STATES,
     DeploymentRecord,
@@ -49,8 +50,9 @@ def _back_to_pending(reason: str) -> dict[str, Any]:
     )
 
 
-class Store(AccountStore):
-    """Everything :class:`AccountStore` does, plus workers, deployments, instances and model files."""
+class Store(InstanceEventStore, AccountStore):
+    """Everything :class:`AccountStore` does, plus workers, deployments, instances (with their state
+    timeline) and model files."""
 
     # ------------------------------------------------------------------ workers
 
@@ -356,6 +358,7 @@ class Store(AccountStore):
             if rows:
                 c.execute(i.insert(), rows)
                 created = len(rows)
+                record_events(c, [(str(r["id"]), str(r["state"]), str(r["message"])) for r in rows], now)
             for dep_id, replicas in wanted:
                 if any(r >= replicas for r in have[dep_id]):
                     stopped += c.execute(
@@ -393,6 +396,10 @@ class Store(AccountStore):
             if result.rowcount == 1:
                 delete_parts(c, [instance_id])
                 insert_parts(c, instance_id, subordinates)
+                worker = c.execute(sa.select(t.workers.c.name).where(t.workers.c.id == worker_id)).scalar()
+                record_events(
+                    c, [(instance_id, InstanceState.SCHEDULED.value, f"placed on {worker or worker_id}")]
+                )
         return result.rowcount == 1
 
     def explain_pending(
@@ -401,13 +408,16 @@ class Store(AccountStore):
         """Record why a pending instance could not be placed (no version bump: not a placement)."""
         i = t.instances
         with self.engine.begin() as c:
-            c.execute(
+            before = c.execute(sa.select(i.c.message).where(i.c.id == instance_id)).scalar()
+            updated = c.execute(
                 i.update()
                 .where(
                     i.c.id == instance_id, i.c.version == version, i.c.state == InstanceState.PENDING.value
                 )
                 .values(message=message, explanation=dump_json(explanation))
-            )
+            ).rowcount
+            if updated and before != message:  # a new reason, not the same one every controller pass
+                record_events(c, [(instance_id, InstanceState.PENDING.value, message)])
 
     def report(
         self,
@@ -452,6 +462,8 @@ class Store(AccountStore):
                 values["state_changed_at"] = utcnow()
                 values.setdefault("progress", None)
             c.execute(i.update().where(*where).values(**values))
+            if current != state.value:
+                record_events(c, [(instance_id, state.value, message)], values["state_changed_at"])
         return self.get_instance(instance_id)
 
     def requeue_workers(self, worker_ids: Sequence[str], reason: str) -> int:
@@ -475,9 +487,11 @@ class Store(AccountStore):
         if not ids:
             return 0
         delete_parts(c, ids)
-        return c.execute(
+        moved = c.execute(
             i.update().where(i.c.id.in_(ids)).values(version=i.c.version + 1, **_back_to_pending(reason))
         ).rowcount
+        record_events(c, [(iid, InstanceState.PENDING.value, reason) for iid in ids])
+        return moved
 
     def forget_old_restarts(self, running_since: dt.datetime) -> int:
         """Set ``restarts`` back to 0 on instances running since ``running_since`` or earlier.
@@ -513,6 +527,7 @@ class Store(AccountStore):
             )
             if retried:
                 delete_parts(c, [instance_id])
+                record_events(c, [(instance_id, InstanceState.PENDING.value, reason)])
             return retried
 
     def report_part(
@@ -553,19 +568,18 @@ class Store(AccountStore):
             c.execute(p.update().where(*where).values(**values))
             if state == InstanceState.ERROR:
                 worker = c.execute(sa.select(t.workers.c.name).where(t.workers.c.id == worker_id)).scalar()
-                c.execute(
+                failed = f"rank {rank} on worker {worker or worker_id} failed: {message}"
+                errored = c.execute(
                     i.update()
                     .where(
                         i.c.id == instance_id,
                         i.c.desired == "running",
                         i.c.state.in_([s.value for s in ACTIVE_STATES]),
                     )
-                    .values(
-                        state=InstanceState.ERROR.value,
-                        message=f"rank {rank} on worker {worker or worker_id} failed: {message}",
-                        state_changed_at=utcnow(),
-                    )
-                )
+                    .values(state=InstanceState.ERROR.value, message=failed, state_changed_at=utcnow())
+                ).rowcount
+                if errored:
+                    record_events(c, [(instance_id, InstanceState.ERROR.value, failed)])
         return True
 
     def delete_instance(self, instance_id: str) -> bool:

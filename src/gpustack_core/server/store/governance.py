@@ -149,7 +149,7 @@ class GovernanceStore:
     """Reads and writes of teams, access rules, limits, counters, fallbacks and usage buckets."""
 
     def __init__(self, engine: sa.Engine) -> None:
-        """Work on ``engine`` (migrated to revision ``0004_governance`` or later)."""
+        """Work on ``engine`` (migrated to revision ``0002_governance`` or later)."""
         self.engine = engine
 
     # ------------------------------------------------------------------ teams
@@ -376,6 +376,10 @@ class GovernanceStore:
         reserved) when a claim would take its counter past its maximum. Counter rows are locked
         in ``(limit_id, window_start)`` order, so concurrent reservations never deadlock.
         """
+        if self.engine.dialect.name == "postgresql" and claims:
+            done = self._reserve_in_one_statement(claims)
+            if done is not None:
+                return done
         order = sorted(range(len(claims)), key=lambda i: (claims[i].limit_id, claims[i].window_start))
         lc = t.limit_counters
         returning = bool(self.engine.dialect.update_returning)
@@ -416,11 +420,68 @@ class GovernanceStore:
         result: list[int] = _retrying(attempt, "reserve limit counters")
         return result
 
+    def _reserve_in_one_statement(self, claims: Sequence[CounterClaim]) -> list[int] | None:
+        """PostgreSQL: every claim in one autocommitted statement, or ``None`` (nothing reserved)
+        when a counter row is missing or a claim does not fit; :meth:`reserve`'s transaction then
+        inserts the rows or says which claim is blocked.
+
+        The statement locks the claimed rows in ``(limit_id, window_start)`` order (``FOR
+        UPDATE``, which reads their newest committed values), checks that every claim fits, and
+        adds them; the locks last only as long as the statement (no client round trip while they
+        are held), which is what lets one key's concurrent requests through quickly.
+        """
+        params: dict[str, Any] = {"n": len(claims)}
+        rows = []
+        for i, cl in enumerate(claims):
+            rows.append(
+                f"(CAST(:i{i} AS integer), CAST(:l{i} AS varchar), CAST(:w{i} AS bigint), "
+                f"CAST(:a{i} AS bigint), CAST(:m{i} AS bigint))"
+            )
+            params.update(
+                {
+                    f"i{i}": i,
+                    f"l{i}": cl.limit_id,
+                    f"w{i}": cl.window_start,
+                    f"a{i}": cl.amount,
+                    f"m{i}": cl.max_value,
+                }
+            )
+        table = t.limit_counters.name
+        statement = sa.text(
+            f"WITH claim(i, limit_id, window_start, amount, max_value) AS (VALUES {', '.join(rows)}), "
+            f"locked AS MATERIALIZED (SELECT lc.limit_id, lc.window_start, lc.used FROM {table} lc "
+            "JOIN claim c ON lc.limit_id = c.limit_id AND lc.window_start = c.window_start "
+            "ORDER BY lc.limit_id, lc.window_start FOR UPDATE OF lc), "
+            "fits AS MATERIALIZED (SELECT count(*) = :n "
+            "AND coalesce(bool_and(k.used + c.amount <= c.max_value), false) AS ok "
+            "FROM locked k JOIN claim c "
+            "ON k.limit_id = c.limit_id AND k.window_start = c.window_start) "
+            f"UPDATE {table} lc SET used = lc.used + c.amount FROM claim c, fits "
+            "WHERE fits.ok AND lc.limit_id = c.limit_id AND lc.window_start = c.window_start "
+            "RETURNING c.i, lc.used"
+        )
+
+        def attempt() -> list[int] | None:
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+                got = c.execute(statement, params).fetchall()
+            if len(got) != len(claims):
+                return None
+            after = [0] * len(claims)
+            for r in got:
+                after[int(r.i)] = int(r.used)
+            return after
+
+        result: list[int] | None = _retrying(attempt, "reserve limit counters")
+        return result
+
     def adjust(self, changes: Sequence[tuple[str, int, int]]) -> None:
         """Add ``delta`` to each ``(limit_id, window_start, delta)`` counter (settling a reservation)."""
         lc = t.limit_counters
         todo = sorted(ch for ch in changes if ch[2] != 0)
         if not todo:
+            return
+        if self.engine.dialect.name == "postgresql":
+            self._adjust_in_one_statement(todo)
             return
 
         def attempt() -> None:
@@ -431,6 +492,31 @@ class GovernanceStore:
                         .where(lc.c.limit_id == limit_id, lc.c.window_start == window_start)
                         .values(used=lc.c.used + delta)
                     )
+
+        _retrying(attempt, "settle limit counters")
+
+    def _adjust_in_one_statement(self, todo: Sequence[tuple[str, int, int]]) -> None:
+        """PostgreSQL: :meth:`adjust` in one autocommitted statement, rows locked in
+        ``(limit_id, window_start)`` order like :meth:`_reserve_in_one_statement` (no deadlock)."""
+        params: dict[str, Any] = {}
+        rows = []
+        for i, (limit_id, window_start, delta) in enumerate(todo):
+            rows.append(f"(CAST(:l{i} AS varchar), CAST(:w{i} AS bigint), CAST(:d{i} AS bigint))")
+            params.update({f"l{i}": limit_id, f"w{i}": window_start, f"d{i}": delta})
+        table = t.limit_counters.name
+        statement = sa.text(
+            f"WITH change(limit_id, window_start, delta) AS (VALUES {', '.join(rows)}), "
+            f"locked AS MATERIALIZED (SELECT lc.limit_id FROM {table} lc "
+            "JOIN change d ON lc.limit_id = d.limit_id AND lc.window_start = d.window_start "
+            "ORDER BY lc.limit_id, lc.window_start FOR UPDATE OF lc), "
+            "held AS MATERIALIZED (SELECT count(*) AS n FROM locked) "
+            f"UPDATE {table} lc SET used = lc.used + d.delta FROM change d, held "
+            "WHERE held.n >= 0 AND lc.limit_id = d.limit_id AND lc.window_start = d.window_start"
+        )
+
+        def attempt() -> None:
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+                c.execute(statement, params)
 
         _retrying(attempt, "settle limit counters")
 

@@ -14,6 +14,7 @@ __all__ = [
     "ACTIVE_STATES",
     "ApiKeyRecord",
     "DeploymentRecord",
+    "InstanceEventRecord",
     "InstancePartRecord",
     "InstanceRecord",
     "InstanceState",
@@ -209,3 +210,14 @@ class Page(_Record):
     total: int
     limit: int
     offset: int
+
+
+class InstanceEventRecord(_Record):
+    """One entry of an instance's state timeline: the state it entered (or a new reason while it
+    stayed pending), when, and why."""
+
+    id: int = Field(description="increasing: orders events that share a timestamp")
+    instance_id: str
+    at: dt.datetime = Field(description="when the instance entered this state (UTC)")
+    state: InstanceState
+    message: str = Field(default="", description="the reason or the worker's message")

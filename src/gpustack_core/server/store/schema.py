@@ -12,6 +12,7 @@ import sqlalchemy as sa
 __all__ = [
     "api_keys",
     "deployments",
+    "instance_events",
     "instance_parts",
     "instances",
     "limit_counters",
@@ -122,6 +123,17 @@ instances = sa.Table(
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Column("head_address", sa.String(255), nullable=True, doc="multi-worker: host:port ranks join"),
     sa.UniqueConstraint("deployment_id", "replica", name="uq_instances_deployment_replica"),
+)
+
+instance_events = sa.Table(
+    "instance_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("instance_id", ID, sa.ForeignKey("instances.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("at", sa.DateTime, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Index("ix_instance_events_instance_id_id", "instance_id", "id"),
 )
 
 #: The subordinate parts (rank >= 1) of a multi-worker instance; rank 0 is the instance row itself.

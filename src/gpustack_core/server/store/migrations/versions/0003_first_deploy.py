@@ -1,7 +1,7 @@
 """Instance progress: what the current state waits for (download bytes/ETA, engine install phase).
 
-Revision ID: 0006_first_deploy
-Revises: 0004_governance
+Revision ID: 0003_first_deploy
+Revises: 0002_governance
 Create Date: 2026-12-03
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_first_deploy"
-down_revision = "0004_governance"
+revision = "0003_first_deploy"
+down_revision = "0002_governance"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """Instance groups: the subordinate parts of a multi-worker instance, and the group's head address.
 
-Revision ID: 0005
-Revises: 0006_first_deploy
+Revision ID: 0004_instance_groups
+Revises: 0003_first_deploy
 Create Date: 2026-12-03
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0006_first_deploy"
+revision = "0004_instance_groups"
+down_revision = "0003_first_deploy"
 branch_labels = None
 depends_on = None
 

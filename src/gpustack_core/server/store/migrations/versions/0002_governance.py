@@ -1,7 +1,7 @@
 """Governance: teams and members, model access, limits and their counters, fallbacks, hourly usage,
 scale-to-zero policies.
 
-Revision ID: 0004_governance
+Revision ID: 0002_governance
 Revises: 0001
 Create Date: 2026-12-03
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_governance"
+revision = "0002_governance"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
