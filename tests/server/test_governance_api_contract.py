@@ -1,6 +1,6 @@
 """The governance and login routes answer what the OpenAPI document says (found by ``nox -s fuzz``):
 timestamps carry their UTC offset, limits take only integers, a missing subject is a documented 404,
-and every password login route documents 429 with Retry-After."""
+an unparsable catalog URL is 422, and every password login route documents 429 with Retry-After."""
 
 from __future__ import annotations
 
@@ -40,6 +40,11 @@ async def test_governance_answers_match_the_document(tmp_path: Path, database_ur
         assert (await server.api("PUT", "/fallbacks/" + "m" * 256, json={})).status_code == 422
         r = await server.api("PUT", "/fallbacks/a", json={"fallbacks": ["b" * 256]})
         assert r.status_code == 422, r.text
+
+        # a URL httpx cannot even parse is the client's mistake (422), not a 500
+        r = await server.api("PUT", "/catalog", json={"mode": "replace", "url": "https://\u00a5\u0017\\"})
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"][0]["loc"] == ["body", "url"]
 
         doc = (await server.api("GET", "/openapi.json", token="")).json()
         paths = doc["paths"]

@@ -80,7 +80,7 @@ async def _fetch(url: str) -> list[CatalogEntry]:
     try:
         async with httpx.AsyncClient(timeout=30.0, follow_redirects=True) as client:
             r = await client.get(url)
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:  # InvalidURL: not an HTTPError
         raise ApiError(
             422, [{"loc": ["body", "url"], "msg": f"cannot fetch {url}: {exc}", "type": "url"}]
         ) from exc
