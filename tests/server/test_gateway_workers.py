@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from server_helpers import Running, free_port
 
-from gpustack_core.server.gateway_workers import merge_metrics
+from gpustack_core.server.gateway_workers import make_run_dir, merge_metrics, remove_run_dir
 
 pytestmark = [
     pytest.mark.anyio,
@@ -211,6 +212,13 @@ async def test_gateway_workers_stop_when_the_server_is_terminated_or_killed(
     with anyio.fail_after(20):
         while any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in workers):
             await anyio.sleep(0.1)
+    left = list(Path(tempfile.gettempdir()).glob(f"gpustack-core-gw-{main.pid}-*"))
+    if stop == "kill":
+        assert left, "a killed server cannot remove its socket directory"
+        remove_run_dir(make_run_dir())  # the next server's start removes a dead server's directory
+        assert not any(path.exists() for path in left)
+    else:
+        assert not left, "a terminated server removes its socket directory"
 
 
 def test_metrics_of_several_processes_are_merged_with_a_process_label() -> None:

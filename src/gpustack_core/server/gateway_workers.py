@@ -275,9 +275,26 @@ class GatewayWorkerPool:
         return merge_metrics(parts)
 
 
+_RUN_DIR_PREFIX = "gpustack-core-gw-"
+
+
 def make_run_dir() -> Path:
-    """A private (``0700``) directory for the processes' sockets."""
-    return Path(tempfile.mkdtemp(prefix="gpustack-core-gw-"))
+    """A private (``0700``) directory for the processes' sockets, named after this process.
+
+    Directories left by servers that died without cleaning up (``kill -9``) are removed first:
+    their name carries the pid of a process that no longer exists.
+    """
+    _remove_stale_run_dirs(Path(tempfile.gettempdir()))
+    return Path(tempfile.mkdtemp(prefix=f"{_RUN_DIR_PREFIX}{os.getpid()}-"))
+
+
+def _remove_stale_run_dirs(parent: Path) -> None:
+    import psutil
+
+    for path in parent.glob(f"{_RUN_DIR_PREFIX}*-*"):
+        pid = path.name[len(_RUN_DIR_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)  # another user's: not permitted, left alone
 
 
 def remove_run_dir(path: Path) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any
 
 import anyio
@@ -103,7 +105,7 @@ async def serve(
         pool = GatewayWorkerPool(config, config.gateway_workers - 1, port, run_dir, log_level)
         private = unix_socket(pool.main_socket)
         front = MainProcessFront(app, pool, app.state.metrics_registry)
-        server = uvicorn.Server(uvicorn_config(config, front, log_level))
+        server = _SignalsAfterCleanup(uvicorn_config(config, front, log_level))
         try:
             await _serve_until_exit(server, config, app, on_started, sockets=[shared, private], pool=pool)
         finally:
@@ -111,6 +113,28 @@ async def serve(
     finally:
         shared.close()
         remove_run_dir(run_dir)
+    for sig in reversed(server.deferred_signals):
+        signal.raise_signal(sig)  # as uvicorn would have, now that nothing is left behind
+
+
+class _SignalsAfterCleanup(uvicorn.Server):
+    """A uvicorn server that re-raises a captured SIGTERM/SIGINT only when asked (uvicorn re-raises
+    it as ``serve`` ends, which kills the process before the gateway processes are stopped and the
+    socket directory is removed)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.deferred_signals: list[int] = []
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                captured: list[int] = getattr(self, "_captured_signals", [])
+                self.deferred_signals = list(captured)
+                captured.clear()
 
 
 async def _serve_until_exit(
