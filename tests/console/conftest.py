@@ -33,8 +33,12 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleServer]:
-    """The server with its embedded worker and the fake OpenAI engine, on a free loopback port."""
+def console_server(
+    tmp_path_factory: pytest.TempPathFactory, llama_cpp_installation: Any
+) -> Iterator[ConsoleServer]:
+    """The server with its embedded worker, the installed engine plugins (llama.cpp's prebuilt runtime
+    is installed first, once per engines directory: see ``tests/conftest.py``) and the fake OpenAI
+    engine, on a free loopback port."""
     data_dir = tmp_path_factory.mktemp("console-data")
     port = _free_port()
     log = (data_dir / "server.log").open("wb")
@@ -57,7 +61,12 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console
                 raise RuntimeError(f"server did not start: {(data_dir / 'server.log').read_text()[-3000:]}")
             time.sleep(0.1)
         password = (data_dir / "initial_admin_password").read_text().strip()
-        yield ConsoleServer(url=url, data_dir=data_dir, admin_password=password)
+        yield ConsoleServer(
+            url=url,
+            data_dir=data_dir,
+            admin_password=password,
+            llama_cpp_version=llama_cpp_installation.version,
+        )
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

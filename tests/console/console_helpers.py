@@ -12,11 +12,13 @@ __all__ = ["ConsoleServer"]
 
 @dataclass
 class ConsoleServer:
-    """A served application: base URL, data directory and the admin's current password."""
+    """A served application: base URL, data directory, the admin's current password and the
+    llama.cpp version (the prebuilt runtime) its real deployments pin."""
 
     url: str
     data_dir: Path
     admin_password: str
+    llama_cpp_version: str = ""
 
     def api_login(self, username: str = "admin", password: str | None = None) -> dict[str, str]:
         """Bearer headers of a fresh login session (for test setup through the public API)."""
