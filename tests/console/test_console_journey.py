@@ -170,6 +170,8 @@ def test_quick_start_journey(
     real = {"tiny-chat-b", "tiny-embed"}  # on llama.cpp; the rest on the fake OpenAI engine
     for name, category in others.items():
         engine = {"engine": "llama.cpp", "engine_version": server.llama_cpp_version} if name in real else {}
+        if name == "tiny-embed":  # the tiny GGUF names no pooling type: mean, for OpenAI embeddings
+            engine["extra_args"] = ["--pooling", "mean"]
         body = {"name": name, "model": f"local:{tiny_gguf}", "engine": "fake-openai", "category": category}
         body.update(engine)
         r = httpx.post(f"{server.url}/api/v1/deployments", json=body, headers=admin)

@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--alias", "-a", action="append", default=[])
     parser.add_argument("--embeddings", "--embedding", action="store_true")
     parser.add_argument("--reranking", "--rerank", action="store_true")
+    parser.add_argument("--pooling", choices=("none", "mean", "cls", "last", "rank"))
     parser.add_argument("--no-webui", action="store_true")
     parser.add_argument("--threads", "-t", type=int)
     parser.add_argument("--threads-batch", "-tb", type=int)
@@ -101,6 +102,8 @@ def make_params(xllamacpp: Any, args: argparse.Namespace) -> Any:
     if args.reranking:
         params.embedding = True
         params.pooling_type = xllamacpp.llama_pooling_type.LLAMA_POOLING_TYPE_RANK
+    if args.pooling is not None:  # e.g. mean for a model whose GGUF names no pooling type
+        params.pooling_type = getattr(xllamacpp.llama_pooling_type, f"LLAMA_POOLING_TYPE_{args.pooling.upper()}")
     return params
 
 
