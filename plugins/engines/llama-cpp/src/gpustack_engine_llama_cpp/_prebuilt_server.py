@@ -103,7 +103,8 @@ def make_params(xllamacpp: Any, args: argparse.Namespace) -> Any:
         params.embedding = True
         params.pooling_type = xllamacpp.llama_pooling_type.LLAMA_POOLING_TYPE_RANK
     if args.pooling is not None:  # e.g. mean for a model whose GGUF names no pooling type
-        params.pooling_type = getattr(xllamacpp.llama_pooling_type, f"LLAMA_POOLING_TYPE_{args.pooling.upper()}")
+        pooling = f"LLAMA_POOLING_TYPE_{args.pooling.upper()}"
+        params.pooling_type = getattr(xllamacpp.llama_pooling_type, pooling)
     return params
 
 
