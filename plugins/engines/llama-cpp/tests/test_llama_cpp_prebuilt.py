@@ -106,3 +106,22 @@ def test_server_script_refuses_a_flag_it_does_not_take() -> None:
     assert result.returncode == 2
     assert "unrecognized arguments: --flash-attn on" in result.stderr
     assert "native build" in result.stderr
+
+
+def test_server_script_takes_a_pooling_type() -> None:
+    from types import SimpleNamespace
+
+    from gpustack_engine_llama_cpp._prebuilt_server import make_params
+
+    class _Params(SimpleNamespace):
+        def __init__(self) -> None:
+            super().__init__(model=SimpleNamespace(), cpuparams=SimpleNamespace(), sampling=SimpleNamespace())
+            self.cpuparams_batch = SimpleNamespace()
+
+    pooling = SimpleNamespace(LLAMA_POOLING_TYPE_MEAN="mean", LLAMA_POOLING_TYPE_RANK="rank")
+    xllamacpp = SimpleNamespace(CommonParams=_Params, llama_pooling_type=pooling)
+    args = build_parser().parse_args(["-m", "m.gguf", "--port", "1", "--embeddings", "--pooling", "mean"])
+    params = make_params(xllamacpp, args)
+    assert (params.embedding, params.pooling_type) == (True, "mean")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["-m", "m.gguf", "--port", "1", "--pooling", "max"])
