@@ -125,10 +125,10 @@ def free_port() -> int:
         return port
 
 
-async def serve_http(config: ServerConfig) -> AsyncIterator[Running]:
+async def serve_http(config: ServerConfig, host: PluginHost | None = None) -> AsyncIterator[Running]:
     """Run the app under uvicorn on a free loopback port (for workers in other processes)."""
     port = free_port()
-    app = create_app(config, host=make_host(), hashing=cheap_hashing())
+    app = create_app(config, host=host or make_host(), hashing=cheap_hashing())
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )

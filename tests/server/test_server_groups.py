@@ -27,12 +27,10 @@ import anyio
 import httpx
 import psutil
 import pytest
-import uvicorn
 from netns_pair import entered, netns_pair, netns_unavailable
 from server_group_plugins import USED_BYTES, make_group_host
-from server_helpers import Running, cheap_hashing, fast_config, free_port
+from server_helpers import Running, fast_config, free_port, serve_http
 
-from gpustack_core.server import create_app
 from gpustack_core.server.store import Store
 from gpustack_core.server.store.records import InstanceState
 from gpustack_core.types import Deployment, ModelRef, WorkerInfo
@@ -186,24 +184,8 @@ async def group_server(tmp_path: Path, split_device_bytes: int) -> AsyncIterator
     # 15 s: on a loaded machine a worker's heartbeat can come late; a worker declared lost would
     # restart the group in the middle of the scenario (worker loss is covered in the store tests)
     config = fast_config(tmp_path / "server", embedded_worker=False, heartbeat_timeout_s=15.0)
-    app = create_app(config, host=make_group_host(split_device_bytes, "server"), hashing=cheap_hashing())
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    base = f"http://127.0.0.1:{port}"
-    async with anyio.create_task_group() as group:
-        group.start_soon(server.serve)
-        async with httpx.AsyncClient(base_url=base) as client:
-            with anyio.fail_after(30):
-                while not server.started:
-                    await anyio.sleep(0.05)
-            running = Running(app, client, Path(config.data_dir), base)
-            await running.login_admin()
-            try:
-                yield running
-            finally:
-                server.should_exit = True
+    async for running in serve_http(config, host=make_group_host(split_device_bytes, "server")):
+        yield running
 
 
 def _start_worker(server: Running, name: str, data: Path, device_bytes: int) -> subprocess.Popen[bytes]:
