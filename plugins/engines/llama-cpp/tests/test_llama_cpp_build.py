@@ -40,6 +40,11 @@ def test_build_from_the_sdist_into_a_clean_directory(tmp_path: Path) -> None:
     info = json.loads((binary.parent.parent / "build-info.json").read_text())
     assert info["llama_cpp_commit"] == "0c1e57098"
     assert "-DLLAMA_CURL=OFF" in info["cmake_args"]
+    assert info["targets"] == ["llama-server", "ggml-rpc-server"]
+    rpc_help = subprocess.run(
+        [str(binary.parent / "ggml-rpc-server"), "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert "--host HOST" in rpc_help.stderr, rpc_help.stderr
     linked = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, check=False).stdout
     assert "libllama" not in linked, "a static build needs none of the build tree's libraries"
     ran = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=60, check=False)

@@ -1,8 +1,9 @@
-"""gpustack-core engine plugin for llama.cpp's ``llama-server`` (and ``rpc-server`` for multi-node)."""
+"""gpustack-core engine plugin for llama.cpp's ``llama-server`` (and its RPC server for multi-node)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from gpustack_core.types import (
     ModelFormat,
 )
 
-from ._build import build_llama_server, seed_from_build
+from ._build import RPC_SERVER_NAMES, build_llama_server, seed_from_build
 from ._prebuilt import (
     PREBUILT_DEFAULT_VERSION,
     PREBUILT_PREFIX,
@@ -88,8 +89,9 @@ class LlamaCppEngine(engines.VersionedEngine):
     pinned version a native build is preferred once one is installed.
 
     One replica is one ``llama-server``; with several GPUs it splits layers across them
-    (``--split-mode layer --tensor-split``), and across workers it drives ``rpc-server`` processes
-    on the subordinate workers through ``--rpc``. A category ``embedding`` deployment is started
+    (``--split-mode layer --tensor-split``), and across workers it drives RPC servers
+    (``ggml-rpc-server``; ``rpc-server`` in older llama.cpp) on the subordinate workers through
+    ``--rpc``. A category ``embedding`` deployment is started
     with ``--embeddings``, ``rerank`` with ``--reranking``.
     """
 
@@ -161,7 +163,7 @@ class LlamaCppEngine(engines.VersionedEngine):
             raise
 
     def launch_spec(self, request: LaunchRequest) -> LaunchSpec:
-        """``llama-server`` for rank 0, ``rpc-server`` for the subordinate workers (rank > 0)."""
+        """``llama-server`` for rank 0, the RPC server for the subordinate workers (rank > 0)."""
         deployment = request.deployment
         extra = engines.user_args(self, request, CONTEXT_FLAGS)
         executable = Path(request.installation.executable)
@@ -196,14 +198,33 @@ class LlamaCppEngine(engines.VersionedEngine):
     def _rpc_server_spec(
         self, request: LaunchRequest, executable: Path, extra: tuple[str, ...], env: dict[str, str]
     ) -> LaunchSpec:
-        rpc_server = executable.parent / "rpc-server"
-        if request.installation.origin != "located" and not rpc_server.exists() and executable.exists():
-            raise EngineNotInstalledError(
-                f"{rpc_server} does not exist: build llama.cpp with -DGGML_RPC=ON "
-                "(GPUSTACK_CORE_LLAMA_CPP_CMAKE_ARGS=-DGGML_RPC=ON) to serve across workers"
-            )
+        rpc_server = _rpc_server_program(request, executable)
         argv = [str(rpc_server), "--host", request.host, "--port", str(request.port), *extra]
         return engines.make_launch_spec(request, argv, health_path=None, extra_env=env, readiness_mode="tcp")
+
+
+def _rpc_server_program(request: LaunchRequest, executable: Path) -> Path:
+    """The RPC server beside ``llama-server`` (or on ``PATH`` for a located one), by either name.
+
+    Raises:
+        EngineNotInstalledError: the installation exists but has no RPC server (built without RPC).
+    """
+    for name in RPC_SERVER_NAMES:
+        if (executable.parent / name).exists():
+            return executable.parent / name
+    if request.installation.origin == "located":
+        for name in RPC_SERVER_NAMES:
+            found = shutil.which(name)
+            if found:
+                return Path(found)
+    if executable.exists():
+        raise EngineNotInstalledError(
+            f"{executable.parent} has no {' or '.join(RPC_SERVER_NAMES)}, so this llama.cpp cannot serve "
+            "across workers: it was built without -DGGML_RPC=ON (this plugin's native builds include it "
+            f"since 2026-12-03); remove it and install it again: gpustack-core engines install llama.cpp "
+            f"{request.installation.version}"
+        )
+    return executable.parent / RPC_SERVER_NAMES[0]
 
 
 def _check_prebuilt_fits(request: LaunchRequest) -> None:

@@ -24,14 +24,25 @@ from gpustack_core.engines import install_version, run_logged
 from gpustack_core.errors import EngineNotInstalledError
 from gpustack_core.types import EngineInstallation, EngineOptions
 
-__all__ = ["CMAKE_ARGS_ENV", "DEFAULT_CMAKE_ARGS", "ENGINE_NAME", "build_llama_server", "seed_from_build"]
+__all__ = [
+    "CMAKE_ARGS_ENV",
+    "DEFAULT_CMAKE_ARGS",
+    "ENGINE_NAME",
+    "RPC_SERVER_NAMES",
+    "build_llama_server",
+    "seed_from_build",
+]
 
 ENGINE_NAME = "llama.cpp"
 #: The program of an installation, relative to its version's directory.
 EXECUTABLE = "bin/llama-server"
 #: Extra cmake arguments, shell-quoted, e.g. ``-DGGML_CUDA=ON`` or ``-DGGML_RPC=ON``.
 CMAKE_ARGS_ENV = "GPUSTACK_CORE_LLAMA_CPP_CMAKE_ARGS"
-#: Static binary, no libcurl (no downloads from the engine), server only.
+#: The RPC server's program name: ``ggml-rpc-server`` since llama.cpp moved it to ``tools/rpc``
+#: (``set(TARGET ggml-rpc-server)`` at 0c1e57098, llama-cpp-python 0.3.36), ``rpc-server`` before.
+RPC_SERVER_NAMES: tuple[str, ...] = ("ggml-rpc-server", "rpc-server")
+#: Static binaries, no libcurl (no downloads from the engine): ``llama-server`` and, with RPC (a
+#: few seconds of build more), the RPC server that subordinate workers of a multi-worker replica run.
 DEFAULT_CMAKE_ARGS: tuple[str, ...] = (
     "-DCMAKE_BUILD_TYPE=Release",
     "-DLLAMA_CURL=OFF",
@@ -40,6 +51,7 @@ DEFAULT_CMAKE_ARGS: tuple[str, ...] = (
     "-DLLAMA_BUILD_EXAMPLES=OFF",
     "-DBUILD_SHARED_LIBS=OFF",
     "-DGGML_NATIVE=ON",
+    "-DGGML_RPC=ON",
 )
 
 
@@ -54,6 +66,21 @@ def _vendored_commit(source: Path, version: str) -> str | None:
         return None
     commit = re.search(r"llama\.cpp@([0-9a-f]{7,40})", section.group(1))
     return commit.group(1) if commit else None
+
+
+def _rpc_target(llama_cpp: Path) -> str:
+    """The cmake target (and program name) of the RPC server in the llama.cpp tree ``llama_cpp``."""
+    for cmake_lists in (
+        llama_cpp / "tools" / "rpc" / "CMakeLists.txt",
+        llama_cpp / "examples" / "rpc" / "CMakeLists.txt",
+    ):
+        try:
+            found = re.search(r"set\(TARGET\s+([\w-]+)\)", cmake_lists.read_text(errors="replace"))
+        except OSError:
+            continue
+        if found:
+            return found.group(1)
+    return RPC_SERVER_NAMES[-1]
 
 
 def _cache(
@@ -119,16 +146,18 @@ def build_llama_server(
             source = next(p for p in work.iterdir() if p.is_dir() and p.name.startswith("llama_cpp_python-"))
             extra = shlex.split(os.environ.get(CMAKE_ARGS_ENV, ""))
             all_args = [*DEFAULT_CMAKE_ARGS, *extra, *cmake_args]
-            configure = ["cmake", "-S", str(source / "vendor" / "llama.cpp"), "-B", str(work / "build")]
+            llama_cpp = source / "vendor" / "llama.cpp"
+            configure = ["cmake", "-S", str(llama_cpp), "-B", str(work / "build")]
             run_logged([*configure, *all_args], "cmake configure", log)
             targets = ["llama-server"]
-            if any(arg.upper() == "-DGGML_RPC=ON" for arg in all_args):
-                targets.append("rpc-server")
+            rpc = [arg.upper() for arg in all_args if arg.upper().startswith("-DGGML_RPC=")]
+            if rpc and rpc[-1] in ("-DGGML_RPC=ON", "-DGGML_RPC=1", "-DGGML_RPC=TRUE"):
+                targets.append(_rpc_target(llama_cpp))
             build = ["cmake", "--build", str(work / "build"), "--config", "Release"]
             build += ["-j", str(jobs or os.cpu_count() or 1)]
             for target in targets:
                 build += ["--target", target]
-            run_logged(build, "building llama-server", log)
+            run_logged(build, f"building {' and '.join(targets)}", log)
             (directory / "bin").mkdir()
             for target in targets:
                 shutil.copy2(work / "build" / "bin" / target, directory / "bin" / target)
@@ -146,8 +175,8 @@ def build_llama_server(
 
 
 def seed_from_build(version: str, build_dir: Path, options: EngineOptions) -> EngineInstallation:
-    """Cache an existing cmake build of llama.cpp (``build_dir/bin/llama-server`` and the shared
-    libraries beside it) as ``version``, instead of building again.
+    """Cache an existing cmake build of llama.cpp (``build_dir/bin/llama-server``, its RPC server when
+    built, and the shared libraries beside it) as ``version``, instead of building again.
 
     Raises:
         EngineNotInstalledError: no ``llama-server`` there, or it cannot find its libraries.
@@ -159,6 +188,9 @@ def seed_from_build(version: str, build_dir: Path, options: EngineOptions) -> En
     def seed(directory: Path, log: Path) -> None:
         (directory / "bin").mkdir()
         shutil.copy2(binary, directory / "bin" / "llama-server")
+        for name in RPC_SERVER_NAMES:
+            if (build_dir / "bin" / name).is_file():
+                shutil.copy2(build_dir / "bin" / name, directory / "bin" / name)
         for library in (build_dir / "bin").glob("lib*.so*"):
             shutil.copy2(library, directory / "bin" / library.name, follow_symlinks=True)
         env = {**os.environ, "LD_LIBRARY_PATH": str(directory / "bin")}
