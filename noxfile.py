@@ -3,7 +3,12 @@ so `nox -s <session>` needs no network once `.venv` exists."""
 
 from __future__ import annotations
 
+import atexit
+import os
+import signal
+import subprocess
 import sys
+from pathlib import Path
 
 import nox
 
@@ -15,6 +20,36 @@ nox.options.sessions = ["lint", "typecheck", "docs", "tests"]
 nox.options.error_on_missing_interpreters = True
 
 SRC_PATHS = ["src", "plugins", "tests", "benchmarks", "noxfile.py", "scripts", "docs/examples"]
+
+#: The native llama.cpp build the slow suite's native variants use (llama-cpp-python version).
+NATIVE_LLAMA_CPP = "0.3.36"
+#: Where `ci` logs the native build it runs in the background.
+NATIVE_BUILD_LOG = Path(".nox") / "native-llama-cpp-build.log"
+#: The background build `ci` started, for `slow` to wait on (one nox process runs every session).
+_native_build: list[subprocess.Popen[bytes]] = []
+
+
+def _install_native_command() -> list[str]:
+    return [str(Path(PY).parent / "gpustack-core"), "engines", "install", "llama.cpp", NATIVE_LLAMA_CPP]
+
+
+def _stop_native_build() -> None:
+    """Never leave the background build behind nox (its cmake and compilers share its group)."""
+    for build in _native_build:
+        if build.poll() is None:
+            os.killpg(build.pid, signal.SIGTERM)
+            build.wait()
+
+
+def _start_native_build() -> None:
+    """Build the native llama.cpp now, niced, while lint, tests, console and fuzz run (they use
+    the prebuilt runtime); a cached build returns at once."""
+    NATIVE_BUILD_LOG.parent.mkdir(exist_ok=True)
+    with NATIVE_BUILD_LOG.open("wb") as log:
+        command = ["nice", "-n", "19", *_install_native_command()]
+        build = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    _native_build.append(build)
+    atexit.register(_stop_native_build)
 
 
 @nox.session
@@ -43,9 +78,27 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def native(session: nox.Session) -> None:
+    """Build the native llama.cpp (llama-server and ggml-rpc-server from the llama-cpp-python sdist;
+    20-40 minutes on two cores the first time, then cached) that the slow suite's native variants,
+    real RPC groups and speculative decoding use."""
+    session.run(*_install_native_command())
+
+
+@nox.session
 def slow(session: nox.Session) -> None:
-    """Slow suites: real engine builds and end-to-end runs."""
-    session.run(PY, "-m", "pytest", "-m", "slow", *session.posargs)
+    """Slow suites: real engine builds and end-to-end runs. Tests that need the native llama.cpp
+    skip without it, unless `ci` started its build: then they wait for it and fail if it failed."""
+    env: dict[str, str] = {}
+    if _native_build:
+        build = _native_build[0]
+        if build.poll() is None:
+            session.log(f"waiting for the native llama.cpp build (log: {NATIVE_BUILD_LOG})")
+        if build.wait() != 0:
+            tail = NATIVE_BUILD_LOG.read_text(errors="replace")[-4000:]
+            session.error(f"the native llama.cpp build failed ({NATIVE_BUILD_LOG}):\n{tail}")
+        env["GPUSTACK_CORE_TEST_LLAMA_CPP_NATIVE"] = "1"
+    session.run(PY, "-m", "pytest", "-m", "slow", *session.posargs, env=env)
 
 
 @nox.session
@@ -57,7 +110,10 @@ def console(session: nox.Session) -> None:
 
 @nox.session
 def ci(session: nox.Session) -> None:
-    """Everything CI runs, in order: lint, typecheck, docs, tests, console, API fuzzing, slow suites."""
+    """Everything CI runs, in order: lint, typecheck, docs, tests, console, API fuzzing, slow suites,
+    with the native llama.cpp build running in the background from the start (the slow suite
+    waits for it)."""
+    _start_native_build()
     session.notify("lint")
     session.notify("typecheck")
     session.notify("docs")
