@@ -25,12 +25,13 @@ import platform
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from benchmarks._server_target import ServerTarget
-from benchmarks.proxy import API_KEY, MODEL, _cpu_seconds, _start
+from benchmarks.proxy import API_KEY, MODEL, _cpu_seconds, _listener_pids, _parse_target, _start
 
-__all__ = ["main"]
+__all__ = ["Throughput", "compare", "main", "print_table"]
 
 
 class _Client:
@@ -96,6 +97,96 @@ async def _block(url: str, key: str, body: bytes, concurrency: int, seconds: flo
     return done, errors
 
 
+def tiny_body(engine_ms: float = 0.0) -> bytes:
+    """A tiny non-streamed chat completion that the fake engine answers after ``engine_ms``.
+
+    One token: the fake engine's default of 8 tokens 10 ms apart made every answer wait 80 ms,
+    which capped 64 connections at 800 req/s whatever the proxy cost (the results before
+    2026-12-03 06:30 UTC measured that; ``--engine-ms 80`` reproduces it).
+    """
+    return json.dumps(
+        {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 1,
+            "fake_tokens": 1,
+            "fake_delay_s": engine_ms / 1000,
+        }
+    ).encode()
+
+
+DIRECT = "direct (engine)"
+
+
+@dataclass
+class Throughput:
+    """Per target: req/s and ratio to the first target in each round, CPU seconds, requests, errors."""
+
+    rates: dict[str, list[float]]
+    ratios: dict[str, list[float]]
+    cpu: dict[str, float]
+    served: dict[str, int]
+    failed: dict[str, int]
+    measured: dict[str, bool]  # whether CPU was counted (the target's processes are known)
+    loads: list[float]
+
+    def load_text(self) -> str:
+        return f"{min(self.loads):.1f}-{max(self.loads):.1f}"
+
+
+def compare(
+    targets: dict[str, tuple[str, str, list[int]]],
+    concurrency: int,
+    seconds: float,
+    rounds: int,
+    engine_ms: float = 0.0,
+) -> Throughput:
+    """Blocks of ``seconds`` of tiny requests to each target (name: (base URL, key, pids)) in turn,
+    ``rounds`` times; the first target is the reference of the ratios."""
+    body = tiny_body(engine_ms)
+    names = list(targets)
+    result = Throughput(
+        rates={n: [] for n in names},
+        ratios={n: [] for n in names},
+        cpu=dict.fromkeys(names, 0.0),
+        served=dict.fromkeys(names, 0),
+        failed=dict.fromkeys(names, 0),
+        measured={n: bool(targets[n][2]) for n in names},
+        loads=[],
+    )
+    for url, key, _ in targets.values():
+        asyncio.run(_block(url, key, body, concurrency, 0.3))  # warm-up
+    for _ in range(rounds):
+        result.loads.append(os.getloadavg()[0])
+        this_round: dict[str, float] = {}
+        for name, (url, key, pids) in targets.items():
+            cpu0 = sum(_cpu_seconds(pid) for pid in pids)
+            started = time.perf_counter()
+            done, errors = asyncio.run(_block(url, key, body, concurrency, seconds))
+            this_round[name] = done / (time.perf_counter() - started)
+            result.cpu[name] += sum(_cpu_seconds(pid) for pid in pids) - cpu0
+            result.served[name] += done
+            result.failed[name] += errors
+        for name, rate in this_round.items():
+            result.rates[name].append(rate)
+            result.ratios[name].append(rate / this_round[names[0]])
+    return result
+
+
+def print_table(result: Throughput) -> None:
+    """The req/s table in Markdown."""
+    print("| target | req/s (median) | x direct (median of rounds) | CPU ms/req | errors |")
+    print("|---|---:|---:|---:|---:|")
+    for name in result.rates:
+        served = result.served[name]
+        per_req = f"{result.cpu[name] * 1000 / served:.3f}" if result.measured[name] and served else "-"
+        print(
+            f"| {name} | {statistics.median(result.rates[name]):.0f} "
+            f"| {statistics.median(result.ratios[name]):.2f} | {per_req} | {result.failed[name]} |",
+            flush=True,
+        )
+
+
 def main(argv: list[str]) -> None:
     """Print the req/s table."""
     p = argparse.ArgumentParser(prog="python -m benchmarks gateway_throughput --")
@@ -112,17 +203,18 @@ def main(argv: list[str]) -> None:
     )
     p.add_argument("--target", action="append", default=[], metavar="NAME=URL", help="another proxy")
     p.add_argument("--target-key", default=API_KEY, help="API key sent to --target proxies")
+    p.add_argument("--engine-port", type=int, default=0, help="the fake engine's port (for --target proxies)")
+    p.add_argument("--engine-ms", type=float, default=0.0, help="the fake engine's time to answer a request")
     args = p.parse_args(argv)
-    body = json.dumps(
-        {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
-    ).encode()
-    engine, engine_port = _start([sys.executable, "-m", "gpustack_core.gateway.fake_engine", "--port", "0"])
+    engine, engine_port = _start(
+        [sys.executable, "-m", "gpustack_core.gateway.fake_engine", "--port", str(args.engine_port)]
+    )
     print(f"# engine for --target proxies: http://127.0.0.1:{engine_port}/v1 (model {MODEL})", flush=True)
     serve = [sys.executable, "-m", "benchmarks.proxy", "--serve-gateway", f"http://127.0.0.1:{engine_port}"]
     processes = [engine]
     servers: list[ServerTarget] = []
     targets: dict[str, tuple[str, str, list[int]]] = {
-        "direct (engine)": (f"http://127.0.0.1:{engine_port}", API_KEY, [engine.pid])
+        DIRECT: (f"http://127.0.0.1:{engine_port}", API_KEY, [engine.pid])
     }
     try:
         for count in args.gateway_workers:
@@ -139,45 +231,18 @@ def main(argv: list[str]) -> None:
             servers.append(server)
             targets[f"server, --gateway-workers {count}"] = (server.url, server.key, server.pids)
         for spec in args.target:
-            name, _, url = spec.partition("=")
-            targets[name] = (url, args.target_key, [])
+            name, url, key = _parse_target(spec, args.target_key)
+            targets[name] = (url, key, _listener_pids(urlsplit(url).port or 80))
         time.sleep(0.5)
-        rates: dict[str, list[float]] = {name: [] for name in targets}
-        ratios: dict[str, list[float]] = {name: [] for name in targets}
-        cpu: dict[str, float] = dict.fromkeys(targets, 0.0)
-        served: dict[str, int] = dict.fromkeys(targets, 0)
-        failed: dict[str, int] = dict.fromkeys(targets, 0)
-        for url, key, _ in targets.values():
-            asyncio.run(_block(url, key, body, args.concurrency, 0.3))  # warm-up
-        loads = []
-        for _ in range(args.rounds):
-            loads.append(os.getloadavg()[0])
-            this_round: dict[str, float] = {}
-            for name, (url, key, pids) in targets.items():
-                cpu0 = sum(_cpu_seconds(pid) for pid in pids)
-                started = time.perf_counter()
-                done, errors = asyncio.run(_block(url, key, body, args.concurrency, args.seconds))
-                this_round[name] = done / (time.perf_counter() - started)
-                cpu[name] += sum(_cpu_seconds(pid) for pid in pids) - cpu0
-                served[name] += done
-                failed[name] += errors
-            for name, rate in this_round.items():
-                rates[name].append(rate)
-                ratios[name].append(rate / this_round["direct (engine)"])
+        result = compare(targets, args.concurrency, args.seconds, args.rounds, args.engine_ms)
         now = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         print(
             f"# {now}, {platform.machine()}, {os.cpu_count()} CPUs, load average "
-            f"{min(loads):.1f}-{max(loads):.1f}, Python {platform.python_version()}; tiny non-streamed "
-            f"chat completions, concurrency {args.concurrency}, {args.rounds} rounds of {args.seconds} s"
+            f"{result.load_text()}, Python {platform.python_version()}; tiny non-streamed "
+            f"chat completions answered after {args.engine_ms:g} ms, concurrency {args.concurrency}, "
+            f"{args.rounds} rounds of {args.seconds} s"
         )
-        print("| target | req/s (median) | x direct (median of rounds) | CPU ms/req | errors |")
-        print("|---|---:|---:|---:|---:|")
-        for name in targets:
-            per_req = f"{cpu[name] * 1000 / served[name]:.3f}" if targets[name][2] and served[name] else "-"
-            print(
-                f"| {name} | {statistics.median(rates[name]):.0f} | {statistics.median(ratios[name]):.2f} "
-                f"| {per_req} | {failed[name]} |"
-            )
+        print_table(result)
     finally:
         for server in servers:
             server.close()
