@@ -138,12 +138,10 @@ def test_target_must_be_name_equals_http_url() -> None:
 
 def test_benchmark_runs_every_target_and_prints_both_tables(start_engine) -> None:  # type: ignore[no-untyped-def]
     """A tiny run: own gateway, the aiohttp one, and a third proxy passed as --target (a gateway in
-    this process, in front of the benchmark's engine on a port chosen here)."""
-    engine = start_engine("placeholder")  # only to reserve a free port for the benchmark's engine
-    port = engine.port
-    engine.kill()
+    this process, in front of a fake engine of its own)."""
+    engine = start_engine("other")
     routes = StaticRouteTable([ModelEntry(bench.MODEL, "gpustack", 0, "llm")])
-    routes.set_instance(bench.MODEL, Upstream("i0", f"http://127.0.0.1:{port}", bench.MODEL, bench.MODEL))
+    routes.set_instance(bench.MODEL, Upstream("i0", engine.base_url, bench.MODEL, bench.MODEL))
     auth = StaticKeyAuthenticator({"sk-other": Principal("u", "k", frozenset({"inference"}), None, False)})
     url, server, thread = _serve_in_thread(create_gateway(routes, auth, InMemoryUsageSink()))
     out = io.StringIO()
@@ -153,7 +151,7 @@ def test_benchmark_runs_every_target_and_prints_both_tables(start_engine) -> Non
                 [
                     *("--concurrency", "2", "--burst", "2", "--requests", "4", "--rounds", "1"),
                     *("--tokens", "2", "--delay-ms", "1", "--stagger", "--aiohttp", "--no-inject"),
-                    *("--throughput", "2", "--throughput-seconds", "0.2", "--engine-port", str(port)),
+                    *("--throughput", "2", "--throughput-seconds", "0.2"),
                     *("--target", f"other={url}", "--target-key", "sk-other"),
                 ]
             )
@@ -172,3 +170,4 @@ def test_benchmark_runs_every_target_and_prints_both_tables(start_engine) -> Non
     tiny = [line.split("|")[1:-1] for line in lines if line.startswith("| ") and line.count("|") == 6]
     assert [r[0].strip() for r in tiny[1:]] == ["direct", "gateway", "gateway (aiohttp)", "other"]
     assert all(r[4].strip() == "0" and float(r[1]) > 0 for r in tiny[1:])
+    assert engine.stats()["requests"]["/v1/chat/completions"] > 0  # type: ignore[index]
