@@ -256,3 +256,30 @@ def test_cpu_work_buffer_without_flash_attention(small_q8_gguf: Path) -> None:
     assert fa.cpu_work_bytes() == 256 * 768 * 2  # the feed-forward input, n_ff 768
     assert any(i.label == "CPU matmul work buffer" for i in no_fa.cpu_only().host_items)
     assert not any(i.label == "CPU matmul work buffer" for i in no_fa.full_offload().host_items)
+
+
+def test_a_split_over_the_cpus_of_workers_moves_the_last_layers_to_the_rpc_servers(
+    small_q8_gguf: Path,
+) -> None:
+    from gpustack_core.estimate.llamacpp import RPC_SERVER_OVERHEAD_BYTES
+
+    est = GGUFEstimator(read_gguf_file(small_q8_gguf), EstimateOptions(ctx_size=1024))
+    whole = est.cpu_only().host_memory_bytes
+    n_all = est.hparams.n_layer + 1  # blocks + output, as -ngl counts them
+    for workers in range(2, n_all + 1):
+        claim = est.split_over_hosts(workers)
+        assert claim.spans_worker_hosts
+        assert claim.devices == ()
+        assert len(claim.worker_host_memory_bytes) == workers
+        assert claim.host_memory_bytes == claim.worker_host_memory_bytes[0]
+        assert workers - 1 <= (claim.offloaded_layers or 0) <= n_all - 1  # the head keeps a block
+        # the same layers as -ngl over the RPC devices (evenly split) would put there
+        as_devices = est.claim(claim.offloaded_layers or 0, [1.0] * (workers - 1))
+        assert claim.host_memory_bytes == as_devices.host_memory_bytes < whole
+        assert claim.worker_host_memory_bytes[1:] == tuple(
+            d.memory_bytes + RPC_SERVER_OVERHEAD_BYTES for d in as_devices.devices
+        )
+    assert est.split_over_hosts(2).offloaded_layers == round(n_all / 2)
+    for workers in (1, n_all + 1):
+        with pytest.raises(EstimationError, match=f"over the CPUs of {workers} workers"):
+            est.split_over_hosts(workers)

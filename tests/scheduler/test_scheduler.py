@@ -49,6 +49,69 @@ def test_multi_worker_only_when_allowed(b: SimpleNamespace) -> None:
     assert sorted(placed.placement.claimed_device_memory_bytes) == ["w1:cuda:0", "w2:cuda:0"]
 
 
+def _over_hosts(b: SimpleNamespace, *shares_gib: float) -> ResourceClaim:
+    """A split over the CPUs of ``len(shares_gib)`` workers (head's share first)."""
+    shares = tuple(int(g * b.GIB) for g in shares_gib)
+    return ResourceClaim(
+        strategy="multi_worker",
+        host_memory_bytes=shares[0],
+        worker_host_memory_bytes=shares,
+        total_layers=33,
+        offloaded_layers=16,
+    )
+
+
+def test_a_model_too_large_for_any_one_host_spreads_over_the_cpus_of_two_workers(b: SimpleNamespace) -> None:
+    est = b.estimate(ResourceClaim(strategy="cpu_only", host_memory_bytes=60 * b.GIB), _over_hosts(b, 34, 30))
+    # 48 GiB free on each (64 total, 16 used): neither holds 60, each holds its share
+    workers = [b.worker(n, memory_total_bytes=64 * b.GIB) for n in ("w1", "w2", "w3")]
+    workers[2] = b.worker("w3", memory_total_bytes=40 * b.GIB)  # 24 GiB free: too small for a share
+    refused = Scheduler().schedule(b.deployment(), est, workers)
+    assert refused.placement is None
+    assert any("does not allow multi-worker" in n for n in refused.explanation.notes)
+    placed = Scheduler().schedule(b.deployment(allow_multi_worker=True), est, workers)
+    assert placed.placement is not None
+    assert (placed.placement.worker, placed.placement.subordinate_workers) == ("w1", ("w2",))
+    assert placed.placement.devices == ()
+    assert placed.placement.claimed_host_memory_bytes == {"w1": 34 * b.GIB, "w2": 30 * b.GIB}
+    assert "the CPUs of 2 workers" in placed.explanation.summary
+    # the claims are counted on both workers: a second replica finds no room
+    state = ClusterState(workers)
+    state.add(placed.placement)
+    assert state.host_free == [14 * b.GIB, 18 * b.GIB, 24 * b.GIB]
+    second = Scheduler().schedule_in(state, b.deployment(allow_multi_worker=True), est, 1)
+    assert second.placement is None
+    assert "needs 2 workers with 30.0 GiB host memory free" in "\n".join(second.explanation.lines())
+    # CPU use is what allow_cpu_offload governs
+    no_cpu = Scheduler().schedule(
+        b.deployment(allow_multi_worker=True, allow_cpu_offload=False), est, workers
+    )
+    assert no_cpu.placement is None
+
+
+def test_one_host_that_holds_the_model_wins_over_a_split_across_hosts(b: SimpleNamespace) -> None:
+    est = b.estimate(_over_hosts(b, 34, 30), ResourceClaim(strategy="cpu_only", host_memory_bytes=60 * b.GIB))
+    workers = [b.worker("w1", memory_total_bytes=64 * b.GIB), b.worker("w2")]  # w2: 240 GiB free
+    placed = Scheduler().schedule(b.deployment(allow_multi_worker=True), est, workers)
+    assert placed.placement is not None
+    assert (placed.placement.claim.strategy, placed.placement.worker) == ("cpu_only", "w2")
+
+
+def test_a_split_over_cpus_needs_an_engine_that_runs_on_the_cpu(b: SimpleNamespace) -> None:
+    from gpustack_core.types import EngineCapabilities, ModelCategory, ModelFormat
+
+    caps = EngineCapabilities(
+        formats=(ModelFormat.GGUF,), categories=(ModelCategory.LLM,), vendors=("nvidia",), multi_worker=True
+    )
+    est = b.estimate(_over_hosts(b, 34, 30))
+    workers = [b.worker(n, memory_total_bytes=64 * b.GIB) for n in ("w1", "w2")]
+    refused = Scheduler().schedule(
+        b.deployment(allow_multi_worker=True), est, workers, engine_capabilities=caps
+    )
+    assert refused.placement is None
+    assert any("does not run on the CPU" in n for n in refused.explanation.notes)
+
+
 def test_partial_offload_then_cpu_only(b: SimpleNamespace) -> None:
     offload = ResourceClaim(
         strategy="partial_offload", devices=b.one_gpu(20).devices, host_memory_bytes=30 * b.GIB

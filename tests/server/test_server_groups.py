@@ -543,15 +543,27 @@ def test_multi_worker_claims_split_the_model_over_two_to_four_devices(tiny_model
     )
     base = estimate_model(metadata, EstimateOptions(), local_path=str(tiny_model))
     extended = with_multi_worker_claims(base, metadata, EstimateOptions(), str(tiny_model))
-    added = extended.claims[len(base.claims) :]
+    added = [c for c in extended.claims[len(base.claims) :] if c.devices]
+    on_hosts = [c for c in extended.claims[len(base.claims) :] if c.spans_worker_hosts]
     assert extended.claims[: len(base.claims)] == base.claims
+    assert len(extended.claims) == len(base.claims) + len(added) + len(on_hosts)
     # the tiny model has 3 layers (2 blocks + output): no split leaves a fourth device work
     assert [(c.strategy, c.device_count, c.tensor_parallel_size) for c in added] == [
         ("multi_worker", n, 1) for n in (2, 3)
     ]
+    # the same spans over the CPUs of workers: the head keeps a block, the RPC servers the rest
+    whole = next(c for c in base.claims if c.strategy == "cpu_only").host_memory_bytes
+    assert [len(c.worker_host_memory_bytes) for c in on_hosts] == [2, 3]
+    assert [(c.offloaded_layers, c.total_layers) for c in on_hosts] == [(2, 3), (2, 3)]
+    assert all(c.worker_host_memory_bytes[0] < whole for c in on_hosts)
     # each device of a wider split holds less
     assert [max(d.memory_bytes for d in c.devices) for c in added] == sorted(
         (max(d.memory_bytes for d in c.devices) for c in added), reverse=True
     )
     only_three = with_multi_worker_claims(base, metadata, EstimateOptions(), str(tiny_model), gpus=3)
-    assert [c.device_count for c in only_three.claims[len(base.claims) :]] == [3]
+    assert [
+        (c.device_count, len(c.worker_host_memory_bytes)) for c in only_three.claims[len(base.claims) :]
+    ] == [
+        (3, 0),
+        (0, 3),
+    ]

@@ -146,10 +146,16 @@ def model_directory(
 
 def gpu_layers(request: LaunchRequest) -> int:
     """Layers to offload, for engines of the llama.cpp family: ``0`` on the CPU alone, the claim's
-    ``offloaded_layers`` for a partial offload, else ``999`` (all). RPC servers count as GPUs."""
+    ``offloaded_layers`` for a partial offload, else ``999`` (all). RPC servers count as GPUs.
+
+    A split over several workers' CPUs (``ResourceClaim.spans_worker_hosts``) on a head without
+    GPUs offloads the claim's ``offloaded_layers`` to the subordinates' RPC servers (the last
+    layers; the rest stays on the head's CPU)."""
+    claim = request.placement.claim
+    if claim.spans_worker_hosts and request.rpc_servers and not accelerated_devices(request):
+        return claim.offloaded_layers if claim.offloaded_layers is not None else 999
     if not accelerated_devices(request) and not request.rpc_servers:
         return 0
-    claim = request.placement.claim
     layers = claim.offloaded_layers if claim.strategy == "partial_offload" else None
     return layers if layers is not None else 999
 
@@ -160,7 +166,8 @@ def tensor_split(request: LaunchRequest) -> str | None:
 
     With ``rpc_servers`` (llama.cpp family across workers) the remote devices come first, as
     llama.cpp orders them: one share per RPC server (the bytes claimed on its worker), then the
-    local GPUs; equal shares when the placement does not say what each worker holds."""
+    local GPUs; equal shares when the placement does not say what each worker holds, or when it
+    is a split over workers' CPUs (the estimate splits the offloaded layers evenly)."""
     gpus = accelerated_devices(request)
     if request.rpc_servers:
         return _rpc_tensor_split(request, len(gpus))
@@ -232,6 +239,8 @@ def _rpc_tensor_split(request: LaunchRequest, local_gpus: int) -> str | None:
     if count <= 1:
         return None
     claims = placement.claim.devices
+    if placement.claim.spans_worker_hosts and not local_gpus:  # as the estimate split them
+        return ",".join("1" for _ in request.rpc_servers)
     by_worker: dict[str, int] = {}
     if len(claims) == len(placement.devices):
         for ref, claim in zip(placement.devices, claims, strict=True):

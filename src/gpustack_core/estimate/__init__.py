@@ -8,7 +8,7 @@ weights by dtype, activation peak, KV cache at a memory-utilization fraction, va
 :class:`~gpustack_core.types.ResourceEstimate`.
 """
 
-from .api import estimate_gguf, estimate_model, estimate_safetensors
+from .api import estimate_gguf, estimate_model, estimate_over_worker_hosts, estimate_safetensors
 from .gguf_info import (
     GGUFModelInfo,
     TensorInfo,
@@ -35,6 +35,7 @@ __all__ = [
     "VllmEstimator",
     "estimate_gguf",
     "estimate_model",
+    "estimate_over_worker_hosts",
     "estimate_safetensors",
     "info_from_metadata",
     "info_from_model_metadata",

@@ -16,7 +16,7 @@ from .llamacpp import GGUFEstimator, RuntimeOverheadFn
 from .options import EstimateOptions
 from .vllm import VllmEstimator, valid_tp_sizes
 
-__all__ = ["estimate_gguf", "estimate_model", "estimate_safetensors"]
+__all__ = ["estimate_gguf", "estimate_model", "estimate_over_worker_hosts", "estimate_safetensors"]
 
 _GIB = 2**30
 
@@ -154,6 +154,27 @@ def _local_config(local_path: str | None) -> dict[str, Any] | None:
     except (OSError, ValueError) as exc:
         raise EstimationError(f"{cfg} is not valid JSON: {exc}") from exc
     return data if isinstance(data, dict) else None
+
+
+def estimate_over_worker_hosts(
+    metadata: ModelMetadata, options: EstimateOptions, workers: int, local_path: str | None = None
+) -> ResourceClaim | None:
+    """The ``multi_worker`` claim of a GGUF model over the CPUs of ``workers`` workers (llama.cpp's
+    ``llama-server`` on the head, RPC servers on the subordinates; see
+    :meth:`GGUFEstimator.split_over_hosts`), or ``None`` for another format or a model with fewer
+    layers than ``workers``.
+
+    Raises:
+        EstimationError: the GGUF headers cannot be read (as :func:`estimate_model`).
+    """
+    if metadata.format != ModelFormat.GGUF:
+        return None
+    if local_path is not None and not os.path.exists(local_path):
+        raise EstimationError(f"local model path {local_path} does not exist")
+    est = GGUFEstimator(_gguf_info(metadata, local_path), options)
+    if workers > est.hparams.n_layer + 1:
+        return None
+    return est.split_over_hosts(workers)
 
 
 def estimate_model(

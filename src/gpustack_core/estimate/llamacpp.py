@@ -35,6 +35,8 @@ CTX_PAD = 256
 #: Host memory of llama-server beyond its buffers (binary, libraries, threads, HTTP server),
 #: measured on a 2-core x86-64 VM with a CPU build; see docs/benchmarks/estimation.md.
 RUNTIME_OVERHEAD_BYTES = 21 * _MIB
+#: Host memory of an idle ``ggml-rpc-server`` process (CPU backend) before it holds any tensor.
+RPC_SERVER_OVERHEAD_BYTES = 8 * _MIB
 #: Per vocabulary entry: token text, id<->token maps, scores and types (cf. gguf-parser-go).
 VOCAB_BYTES_PER_TOKEN = 96
 #: Architectures without a KV cache (encoder-only embedding / rerank models).
@@ -513,6 +515,40 @@ class GGUFEstimator:
             )
         out.extend(overhead.device_items)
         return out
+
+    def split_over_hosts(self, workers: int) -> ResourceClaim:
+        """The model over the CPUs of ``workers`` workers: the head's ``llama-server`` keeps the first
+        layers, the subordinates' RPC servers (``ggml-rpc-server``, CPU backend) hold the last
+        ``offloaded_layers`` (``-ngl``; the output layer last), split evenly between them.
+
+        A ``multi_worker`` claim without devices: ``worker_host_memory_bytes`` is the head's host
+        memory, then each subordinate's share plus the RPC server's own process
+        (:data:`RPC_SERVER_OVERHEAD_BYTES`). Layers go in proportion to the number of workers,
+        at least one to each subordinate and at least one block to the head.
+
+        Raises:
+            EstimationError: fewer than two workers, or more workers than the model has layers.
+        """
+        n_all = self.hparams.n_layer + 1
+        if workers < 2 or workers > n_all:
+            raise EstimationError(
+                f"cannot split {n_all} layers over the CPUs of {workers} workers; use 2 to {n_all} workers"
+            )
+        remote = min(n_all - 1, max(workers - 1, round(n_all * (workers - 1) / workers)))
+        split = self.claim(remote, [1.0] * (workers - 1))
+        subs = [d.memory_bytes + RPC_SERVER_OVERHEAD_BYTES for d in split.devices]
+        return ResourceClaim(
+            strategy="multi_worker",
+            host_memory_bytes=split.host_memory_bytes,
+            host_items=split.host_items,
+            offloaded_layers=split.offloaded_layers,
+            total_layers=split.total_layers,
+            worker_host_memory_bytes=(split.host_memory_bytes, *subs),
+            notes=(
+                f"the CPUs of {workers} workers: the head keeps {n_all - remote} of {n_all} layers, "
+                f"the RPC servers of {workers - 1} subordinates hold {remote} (-ngl {remote})",
+            ),
+        )
 
     def cpu_only(self) -> ResourceClaim:
         """Everything in host memory (``-ngl 0`` on a CPU build)."""

@@ -40,6 +40,8 @@ def claim_phrase(claim: ResourceClaim) -> str:
     n = len(claim.devices)
     if claim.strategy == "multi_device":
         return f"{n} GPUs of one worker"
+    if claim.spans_worker_hosts:
+        return f"the CPUs of {len(claim.worker_host_memory_bytes)} workers"
     if claim.strategy == "multi_worker":
         return f"{n} GPUs over several workers"
     return STRATEGY_PHRASES.get(claim.strategy, claim.strategy)

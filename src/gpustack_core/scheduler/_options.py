@@ -104,6 +104,23 @@ def _multi_worker(
         yield Option(w, _assign(claim, chosen) if len(chosen) >= k else tuple(chosen), claim, tuple(subs))
 
 
+def _multi_worker_hosts(
+    view: DecisionView, claim: ResourceClaim, worker_ok: WorkerPredicate
+) -> Iterator[Option]:
+    """A split over workers' CPUs: per head worker, the subordinates with the most free host
+    memory among those that fit the largest subordinate share (ties by name)."""
+    state = view.state
+    shares = claim.worker_host_memory_bytes
+    need = max(shares[1:])
+    fitting = sorted(
+        (w for w in range(len(state.workers)) if worker_ok(w) and state.host_free[w] >= need),
+        key=lambda w: (-state.host_free[w], w),
+    )
+    for w in range(len(state.workers)):
+        subs = tuple(s for s in fitting if s != w)[: len(shares) - 1]
+        yield Option(w, (), claim, subs)
+
+
 def enumerate_options(
     view: DecisionView, claim: ResourceClaim, device_ok: DevicePredicate, worker_ok: WorkerPredicate
 ) -> Iterator[Option]:
@@ -112,10 +129,13 @@ def enumerate_options(
     One GPU: one option per device. Several GPUs of one worker: one option per worker (the devices
     chosen by free memory among those ``device_ok`` accepts). Several workers: one option per head
     worker, subordinates taken greedily from the workers with the most fitting devices. No devices
-    (CPU only): one option per worker.
+    (CPU only): one option per worker; over several workers' CPUs, one per head worker with the
+    subordinates that have the most free host memory.
     """
     state = view.state
-    if not claim.devices:
+    if claim.spans_worker_hosts:
+        yield from _multi_worker_hosts(view, claim, worker_ok)
+    elif not claim.devices:
         for w in range(len(state.workers)):
             yield Option(w, (), claim)
     elif claim.strategy == "multi_worker":

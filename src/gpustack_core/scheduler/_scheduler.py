@@ -273,7 +273,12 @@ class Scheduler:
     def _plan(self, view: DecisionView, estimate: ResourceEstimate) -> tuple[list[ResourceClaim], list[str]]:
         deployment = view.deployment
         order = {s: i for i, s in enumerate(STRATEGY_ORDER)}
-        ranked = sorted(enumerate(estimate.claims), key=lambda ic: (order.get(ic[1].strategy, 99), ic[0]))
+        # a split over several workers' CPUs comes after every claim of one worker
+        last = len(STRATEGY_ORDER)
+        ranked = sorted(
+            enumerate(estimate.claims),
+            key=lambda ic: (last if ic[1].spans_worker_hosts else order.get(ic[1].strategy, 99), ic[0]),
+        )
         claims: list[ResourceClaim] = []
         notes: list[str] = []
         for _, claim in ranked:
@@ -281,7 +286,8 @@ class Scheduler:
             if claim.strategy == "multi_worker" and not deployment.allow_multi_worker:
                 notes.append(f"skipped {label}: the deployment does not allow multi-worker placement")
                 continue
-            if claim.strategy in ("partial_offload", "cpu_only") and not deployment.allow_cpu_offload:
+            on_cpu = claim.strategy in ("partial_offload", "cpu_only") or claim.spans_worker_hosts
+            if on_cpu and not deployment.allow_cpu_offload:
                 notes.append(f"skipped {label}: the deployment does not allow CPU offload")
                 continue
             reason = next(
@@ -303,6 +309,9 @@ class Scheduler:
             phrase += f", {len(claim.devices)} x {format_gib(per)}"
             if claim.tensor_parallel_size > 1:
                 phrase += f", tp={claim.tensor_parallel_size}"
+        if claim.spans_worker_hosts:
+            shares = claim.worker_host_memory_bytes
+            return f"{phrase}, the CPUs of {len(shares)} workers, host {format_gib(max(shares))} each"
         if claim.host_memory_bytes:
             phrase += f", host {format_gib(claim.host_memory_bytes)}"
         return phrase
@@ -439,6 +448,10 @@ class Scheduler:
             )
             claimed[state.dev_ref[d]] = claim.devices[i].memory_bytes
         worker = state.workers[option.worker].name
+        hosts = {worker: claim.host_memory_bytes} if claim.host_memory_bytes else {}
+        if claim.spans_worker_hosts:
+            names = [worker, *(state.workers[s].name for s in option.subordinates)]
+            hosts = dict(zip(names, claim.worker_host_memory_bytes, strict=True))
         return Placement(
             deployment=view.deployment.name,
             replica=replica,
@@ -447,7 +460,7 @@ class Scheduler:
             claim=claim,
             subordinate_workers=tuple(state.workers[s].name for s in option.subordinates),
             claimed_device_memory_bytes=claimed,
-            claimed_host_memory_bytes={worker: claim.host_memory_bytes} if claim.host_memory_bytes else {},
+            claimed_host_memory_bytes=hosts,
         )
 
     def _failure(

@@ -225,7 +225,7 @@ class EngineCompatibility(BuiltinPolicy):
             return f"engine {engine} cannot spread one replica over several workers"
         if claim.strategy == "partial_offload" and not caps.cpu_offload:
             return f"engine {engine} cannot offload layers to the CPU"
-        if claim.strategy == "cpu_only" and "cpu" not in caps.vendors:
+        if (claim.strategy == "cpu_only" or claim.spans_worker_hosts) and "cpu" not in caps.vendors:
             return f"engine {engine} does not run on the CPU"
         return None
 
@@ -281,6 +281,8 @@ class ResourceFit(BuiltinPolicy):
     def rejects(self, view: DecisionView, option: Option) -> bool:
         """The numeric test of :meth:`check`, without building the reason."""
         state = view.state
+        if option.claim.spans_worker_hosts:
+            return _host_shares_short(view, option) is not None
         shares = option.claim.devices
         if len(option.devices) < len(shares):
             return True
@@ -295,6 +297,8 @@ class ResourceFit(BuiltinPolicy):
         """Reject when a device or the host lacks memory; the reason carries needed and free bytes."""
         state = view.state
         claim = option.claim
+        if claim.spans_worker_hosts:
+            return _host_shares_short(view, option)
         shares = claim.devices
         worker = state.workers[option.worker]
         if len(option.devices) < len(shares):
@@ -330,6 +334,26 @@ class ResourceFit(BuiltinPolicy):
                 f"{format_gib(state.host_free[option.worker])} free"
             )
         return None
+
+
+def _host_shares_short(view: DecisionView, option: Option) -> str | None:
+    """Why a split over workers' CPUs does not fit (each worker's host share), or ``None``."""
+    state = view.state
+    shares = option.claim.worker_host_memory_bytes
+    workers = (option.worker, *option.subordinates)
+    if len(workers) < len(shares):
+        return (
+            f"needs {len(shares)} workers with {format_gib(max(shares[1:]))} host memory free besides "
+            f"{format_gib(shares[0])} on {state.workers[option.worker].name}; only {len(workers)} fit in "
+            "the cluster"
+        )
+    for w, need in zip(workers, shares, strict=False):
+        if state.host_free[w] < need:
+            return (
+                f"needs {format_gib(need)} host memory on {state.workers[w].name}, which has "
+                f"{format_gib(state.host_free[w])} free"
+            )
+    return None
 
 
 def usage_after(alloc: int, free: int, need: int) -> float:

@@ -19,6 +19,7 @@ from gpustack_core.estimate import (
     EstimateOptions,
     estimate_gguf,
     estimate_model,
+    estimate_over_worker_hosts,
     read_gguf_file,
     runtime_overhead_for,
     with_preset,
@@ -186,7 +187,12 @@ def with_multi_worker_claims(
     The claims keep ``tensor_parallel_size`` 1: the scheduler then takes devices from as many
     workers as it needs (a claim's tensor-parallel size is a per-worker device count there), and
     an engine splits across workers its own way (llama.cpp layers over RPC; vLLM tensor parallel
-    over each worker's devices and pipeline parallel across workers)."""
+    over each worker's devices and pipeline parallel across workers).
+
+    When ``estimate`` has a ``cpu_only`` claim (a GGUF model), the same spans are added as
+    ``multi_worker`` claims on the CPUs of as many workers (see
+    :func:`~gpustack_core.estimate.estimate_over_worker_hosts`): the model then spreads over
+    workers whose host memory is each too small for all of it."""
     spans = (gpus,) if gpus and gpus > 1 else MULTI_WORKER_SPANS
     extra: list[ResourceClaim] = []
     for span in spans:
@@ -197,6 +203,11 @@ def with_multi_worker_claims(
             for c in split.claims
             if c.strategy == "multi_device" and c.device_count == span
         )
+    if any(c.strategy == "cpu_only" for c in estimate.claims):
+        for span in spans:
+            on_hosts = estimate_over_worker_hosts(metadata, options, span, local_path)
+            if on_hosts is not None:
+                extra.append(on_hosts)
     if not extra:
         return estimate
     return estimate.model_copy(update={"claims": (*estimate.claims, *extra)})

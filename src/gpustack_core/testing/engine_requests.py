@@ -134,6 +134,14 @@ def make_launch_request(
         host_memory_bytes=2 * _GIB,
         tensor_parallel_size=count if on_devices else 1,
     )
+    if node_count > 1 and not on_devices:  # over the CPUs of the workers: 33 layers, 16 on the RPC servers
+        claim = claim.model_copy(
+            update={
+                "worker_host_memory_bytes": (2 * _GIB, *(_GIB for _ in range(1, node_count))),
+                "total_layers": 33,
+                "offloaded_layers": 16,
+            }
+        )
     deployment = Deployment(
         name="qwen",
         model=ModelRef(source="local", id=model_paths[0] if model_paths else "/models/none"),

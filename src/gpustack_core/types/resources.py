@@ -49,7 +49,9 @@ class ResourceClaim(ValueModel):
     """What one placement of a model needs: a claim per device plus host memory.
 
     ``devices`` empty means CPU-only. For ``partial_offload`` claims, ``offloaded_layers`` of
-    ``total_layers`` live on the devices and the rest in host memory.
+    ``total_layers`` live on the devices and the rest in host memory. A ``multi_worker`` claim with
+    ``worker_host_memory_bytes`` and no devices spreads the model over the host memory of several
+    workers (the CPU of each; llama.cpp's RPC servers): one share per worker, the head's first.
     """
 
     strategy: ClaimStrategy
@@ -59,7 +61,17 @@ class ResourceClaim(ValueModel):
     offloaded_layers: int | None = Field(default=None, ge=0)
     total_layers: int | None = Field(default=None, ge=0)
     tensor_parallel_size: int = Field(default=1, ge=1)
+    worker_host_memory_bytes: tuple[Bytes, ...] = Field(
+        default=(),
+        description="a multi_worker claim on the CPU: the host memory each worker of the group needs, "
+        "the head's first (its length is the number of workers); empty for every other claim",
+    )
     notes: tuple[str, ...] = ()
+
+    @property
+    def spans_worker_hosts(self) -> bool:
+        """A ``multi_worker`` claim over several workers' CPUs (no devices; one host share per worker)."""
+        return self.strategy == "multi_worker" and not self.devices and len(self.worker_host_memory_bytes) > 1
 
     @property
     def device_count(self) -> int:

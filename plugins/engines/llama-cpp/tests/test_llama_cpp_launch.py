@@ -21,7 +21,12 @@ class TestLlamaCppLaunch(LaunchSpecSuite):
         "cpu-embedding": {"vendor": "cpu", "category": ModelCategory.EMBEDDING},
         "nvidia-rerank": {"vendor": "nvidia", "category": ModelCategory.RERANK},
         "cpu-extra-args": {"vendor": "cpu", "extra_args": ("--threads", "4", "--flash-attn=on")},
-    }
+        # over the CPUs of two workers: the head keeps 17 of 33 layers, the RPC server holds 16
+        "cpu-multi-node-head": {"vendor": "cpu", "node_count": 2, "rpc_servers": ("10.0.0.2:50052",)},
+        "cpu-multi-node-worker": {
+            "vendor": "cpu", "node_count": 2, "node_rank": 1, "host": "10.0.0.2", "port": 50052,
+        },
+    }  # fmt: skip
 
     def flags_of(self, command: tuple[str, ...]) -> tuple[tuple[str, ...], frozenset[str]]:
         """``rpc-server`` (subordinate workers) or ``llama-server``, each against its recorded flags."""
