@@ -14,7 +14,6 @@ the deployment stops every process on both workers.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -27,6 +26,7 @@ import anyio
 import httpx
 import psutil
 import pytest
+from group_processes import alive, stop_all
 from netns_pair import entered, netns_pair, netns_unavailable
 from server_group_plugins import USED_BYTES, make_group_host
 from server_helpers import Running, fast_config, free_port, serve_http
@@ -138,23 +138,8 @@ def test_a_placement_naming_an_unknown_subordinate_is_refused(store: Store) -> N
 # ----------------------------------------------------------------------------- end to end
 
 
-def _kill_tree(pid: int) -> None:
-    with contextlib.suppress(psutil.NoSuchProcess):
-        proc = psutil.Process(pid)
-        for child in [*proc.children(recursive=True), proc]:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                child.kill()
-
-
 def _cmdline(pid: int) -> list[str]:
     return psutil.Process(pid).cmdline()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 @pytest.fixture
@@ -198,24 +183,6 @@ def _start_worker(server: Running, name: str, data: Path, device_bytes: int) -> 
 async def _instance(server: Running, name: str) -> dict[str, Any] | None:
     items = (await server.api("GET", "/instances", params={"deployment": name})).json()["items"]
     return items[0] if items else None
-
-
-def _stop_all(workers: list[subprocess.Popen[bytes]], pids: list[int]) -> None:
-    """Stop the worker (and server) processes, then kill every engine they started, even one
-    the test never saw (a failed run must not leave processes behind)."""
-    for proc in workers:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            pids += [child.pid for child in psutil.Process(proc.pid).children(recursive=True)]
-    for proc in workers:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-    for pid in pids:
-        _kill_tree(pid)
 
 
 async def _split_group_scenario(
@@ -319,7 +286,7 @@ async def _split_group_scenario(
     again = await server.wait_for(restarted, timeout=90)
     assert again["pid"] != inst["pid"]
     assert again["parts"][0]["pid"] != part["pid"]
-    assert not _alive(inst["pid"])
+    assert not alive(inst["pid"])
     seen_pids += [again["pid"], again["parts"][0]["pid"]]
 
     # delete: every part on every worker stops
@@ -331,7 +298,7 @@ async def _split_group_scenario(
     await server.wait_for(gone, timeout=60)
 
     async def all_stopped() -> bool:
-        return not any(_alive(pid) for pid in seen_pids)
+        return not any(alive(pid) for pid in seen_pids)
 
     await server.wait_for(all_stopped, timeout=30)
 
@@ -347,7 +314,7 @@ async def test_a_model_split_over_two_workers_runs_as_one_group(
     try:
         await _split_group_scenario(group_server, tiny_model, dict.fromkeys(names, "127.0.0.1"), seen_pids)
     finally:
-        _stop_all(workers, seen_pids)
+        stop_all(workers, seen_pids)
 
 
 @pytest.mark.anyio
@@ -362,7 +329,7 @@ async def test_a_head_first_group_starts_the_head_and_the_other_rank_joins_it(
         addresses = dict.fromkeys(names, "127.0.0.1")
         await _split_group_scenario(group_server, tiny_model, addresses, seen_pids, "fake-head-first")
     finally:
-        _stop_all(workers, seen_pids)
+        stop_all(workers, seen_pids)
 
 
 @pytest.mark.anyio
@@ -422,7 +389,7 @@ async def test_a_model_split_across_two_network_namespaces(
                     addresses = {"worker-a": pair.address_a, "worker-b": pair.address_b}
                     await _split_group_scenario(server, tiny_model, addresses, seen_pids)
         finally:
-            _stop_all(processes[::-1], seen_pids)
+            stop_all(processes[::-1], seen_pids)
 
 
 # ----------------------------------------------------------------------------- locality
@@ -527,9 +494,9 @@ async def test_a_server_restart_adopts_every_part_of_a_running_group(
             after = await server.wait_for(running, timeout=30)
             assert (after["id"], after["pid"], after["restarts"]) == (before["id"], before["pid"], 0)
             assert after["parts"][0]["pid"] == before["parts"][0]["pid"]
-            assert all(_alive(pid) for pid in seen_pids)
+            assert all(alive(pid) for pid in seen_pids)
         finally:
-            _stop_all(processes[::-1], seen_pids)
+            stop_all(processes[::-1], seen_pids)
 
 
 def test_multi_worker_claims_split_the_model_over_two_to_four_devices(tiny_model: Path) -> None:
