@@ -4,8 +4,9 @@ TCP stand-in for llama.cpp's ``rpc-server`` (``group_rpc_stand_in.py``) and whos
 (``group_head_stand_in.py``) connects to every ``--rpc`` server before serving the fake OpenAI
 engine, and exits when one of them goes away, as ``llama-server`` does.
 
-The stand-ins exist because no llama.cpp build with ``-DGGML_RPC=ON`` is available on the test
-machine; the launch order, addresses, reports and group lifecycle they exercise are the real ones.
+The stand-ins keep the group tests fast and not slow-marked, and shape groups of GPUs (which the
+test machine lacks); the launch order, addresses, reports and group lifecycle they exercise are the
+real ones. Real llama.cpp over RPC (CPU groups) runs in ``test_server_llama_rpc.py``.
 """
 
 from __future__ import annotations

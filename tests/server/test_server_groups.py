@@ -6,10 +6,11 @@ group, deleting the instance removes every part.
 
 End to end (real server over HTTP, two real worker processes on loopback, distinct ports): each
 worker reports one test device too small for the tiny GGUF, so the scheduler must split it over
-both; the subordinate starts a TCP stand-in of ``rpc-server`` (no llama.cpp RPC build here), the
-head starts only once it is ready, with ``--rpc 127.0.0.1:<its port>``; the model answers through
-the gateway with the ``openai`` client; killing the stand-in restarts the whole group; deleting
-the deployment stops every process on both workers.
+both; the subordinate starts a TCP stand-in of ``rpc-server`` (the real one, on CPUs, runs in
+``test_server_llama_rpc.py``), the head starts only once it is ready, with
+``--rpc 127.0.0.1:<its port>``; the model answers through the gateway with the ``openai`` client;
+killing the stand-in restarts the whole group; deleting the deployment stops every process on
+both workers.
 """
 
 from __future__ import annotations
