@@ -283,9 +283,10 @@ class ClusterState:
         return index
 
     def option_label(self, option: Option) -> str:
-        """How explanations name an option: ``worker``, ``worker:cuda:0,1`` or ``a:cuda:0+b:cuda:1``."""
+        """How explanations name an option: ``worker``, ``worker:cuda:0,1``, ``a:cuda:0+b:cuda:1``,
+        or ``a+b`` (the CPUs of several workers)."""
         if not option.devices:
-            return self.workers[option.worker].name
+            return "+".join(self.workers[w].name for w in (option.worker, *option.subordinates))
         parts: list[str] = []
         groups: dict[tuple[int, str], list[int]] = {}
         order: list[tuple[int, str]] = []
