@@ -74,7 +74,9 @@ def test_a_model_too_large_for_any_one_host_spreads_over_the_cpus_of_two_workers
     assert (placed.placement.worker, placed.placement.subordinate_workers) == ("w1", ("w2",))
     assert placed.placement.devices == ()
     assert placed.placement.claimed_host_memory_bytes == {"w1": 34 * b.GIB, "w2": 30 * b.GIB}
-    assert placed.explanation.summary.startswith("placed replica 0 of 'app' on w1+w2 (several workers, the CPUs")
+    assert placed.explanation.summary.startswith(
+        "placed replica 0 of 'app' on w1+w2 (several workers, the CPUs"
+    )
     # the claims are counted on both workers: a second replica finds no room
     state = ClusterState(workers)
     state.add(placed.placement)
