@@ -138,13 +138,15 @@ async def _rpc_group_scenario(
         "engine_version": build.version,
         "context_length": CONTEXT,
         "allow_multi_worker": True,
+        # llama-server logs where its buffers went at verbosity 4 (trace); ggml-rpc-server ignores it
+        "env": {"LLAMA_ARG_LOG_VERBOSITY": "4"},
     }
     r = await server.api("POST", "/deployments", json=body)
     assert r.status_code == 201, r.text
 
-    async def running() -> dict[str, Any] | None:
+    async def running(error_expected: bool = False) -> dict[str, Any] | None:
         inst = await _instance(server, "split")
-        if inst is not None and inst["state"] == "error":
+        if inst is not None and inst["state"] == "error" and not error_expected:
             pytest.fail(f"the group failed: {inst['message']}")
         ok = inst is not None and inst["state"] == "running" and inst["parts"]
         return inst if ok and all(p["state"] == "running" for p in inst["parts"]) else None
@@ -188,7 +190,7 @@ async def _rpc_group_scenario(
     os.kill(part["pid"], signal.SIGKILL)
 
     async def restarted() -> dict[str, Any] | None:
-        now = await running()
+        now = await running(error_expected=True)  # the part's exit fails the group, then it restarts
         return now if now is not None and now["restarts"] >= 1 else None
 
     again = await server.wait_for(restarted, timeout=120)
