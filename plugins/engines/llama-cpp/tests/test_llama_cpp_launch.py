@@ -77,3 +77,23 @@ class TestLlamaCppLaunch(LaunchSpecSuite):
         assert self.engine.validate_extra_args(["--seed", "-1"]) == ("--seed", "-1")
         with pytest.raises(EngineArgumentError, match="sets -ngl itself"):
             self.engine.validate_extra_args(["-ngl", "10"])
+
+
+@pytest.mark.parametrize(
+    ("extra", "rpc_args"),
+    [
+        (("--threads", "4", "--flash-attn", "on"), ("--threads", "4")),
+        (("-t=2", "-lv", "4", "--no-mmap"), ("-t", "2")),
+        (("-c", "4096", "--mlock"), ()),  # llama-server's -c is the context size, rpc-server's the cache
+    ],
+)
+def test_subordinates_get_only_the_extra_args_the_rpc_server_takes(
+    extra: tuple[str, ...], rpc_args: tuple[str, ...]
+) -> None:
+    suite = TestLlamaCppLaunch()
+    kwargs = {"vendor": "cpu", "node_count": 2, "extra_args": extra, "context_length": None}
+    head = suite.spec(**kwargs, rpc_servers=("10.0.0.2:50052",))
+    worker = suite.spec(**kwargs, node_rank=1, host="10.0.0.2", port=50052)
+    assert head.argv[-len(extra) :] == extra
+    assert worker.argv[5:] == rpc_args
+    assert worker.argv[1:5] == ("--host", "10.0.0.2", "--port", "50052")

@@ -72,6 +72,9 @@ EMBEDDING_FLAGS: frozenset[str] = frozenset({"--embedding", "--embeddings"})
 RERANK_FLAGS: frozenset[str] = frozenset({"--rerank", "--reranking"})
 #: Owned as well when the deployment sets ``context_length``.
 CONTEXT_FLAGS: frozenset[str] = frozenset({"-c", "--ctx-size"})
+#: Flags of the deployment's extra arguments that subordinates pass to ``ggml-rpc-server`` too (with
+#: their value; tools/rpc/rpc-server.cpp parses ``-t/--threads N``); the rest are ``llama-server``'s.
+RPC_SERVER_SHARED_FLAGS: frozenset[str] = frozenset({"-t", "--threads"})
 #: What each category it serves adds to ``llama-server``'s arguments.
 CATEGORY_FLAGS: dict[ModelCategory, tuple[str, ...]] = {
     ModelCategory.LLM: (),
@@ -199,8 +202,28 @@ class LlamaCppEngine(engines.VersionedEngine):
         self, request: LaunchRequest, executable: Path, extra: tuple[str, ...], env: dict[str, str]
     ) -> LaunchSpec:
         rpc_server = _rpc_server_program(request, executable)
-        argv = [str(rpc_server), "--host", request.host, "--port", str(request.port), *extra]
+        argv = [
+            str(rpc_server),
+            "--host",
+            request.host,
+            "--port",
+            str(request.port),
+            *_rpc_server_args(extra),
+        ]
         return engines.make_launch_spec(request, argv, health_path=None, extra_env=env, readiness_mode="tcp")
+
+
+def _rpc_server_args(extra: Sequence[str]) -> list[str]:
+    """The deployment's extra arguments that ``ggml-rpc-server`` takes (:data:`RPC_SERVER_SHARED_FLAGS`
+    with their values, ``--flag=value`` split, as its parser wants); the others are for
+    ``llama-server`` on the head, and ``ggml-rpc-server`` would exit on them."""
+    out: list[str] = []
+    words = iter(extra)
+    for word in words:
+        name, _, value = word.partition("=")
+        if name in RPC_SERVER_SHARED_FLAGS:
+            out += [name, value] if value else [name, next(words, "")]
+    return [w for w in out if w]
 
 
 def _rpc_server_program(request: LaunchRequest, executable: Path) -> Path:
