@@ -177,10 +177,18 @@ async def _rpc_group_scenario(
         return r.text if RPC_BUFFER.search(r.text) and CPU_BUFFER.search(r.text) else None
 
     log = await server.wait_for(head_log, timeout=30)
-    on_rpc = [m for m in RPC_BUFFER.finditer(log)]
+    on_rpc = list(RPC_BUFFER.finditer(log))
     assert {m["endpoint"] for m in on_rpc} == {endpoint}
     assert all(float(m["mib"]) > 0 for m in on_rpc)
     assert float(CPU_BUFFER.search(log)["mib"]) > 0  # type: ignore[index]
+
+    # ... and the RPC server's log, through the server from the subordinate worker
+    async def part_log() -> bool:
+        r = await server.api("GET", f"/instances/{inst['id']}/logs", params={"rank": 1, "tail": 50})
+        assert r.status_code == 200, r.text
+        return "Accepted client connection" in r.text
+
+    await server.wait_for(part_log, timeout=30)
 
     r = await server.api("POST", "/api-keys", json={"name": "app", "scopes": ["inference"]})
     key = r.json()["key"]
