@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from gpustack_core.estimate import EstimateOptions, GGUFEstimator, VllmEstimator, read_gguf_file
+from gpustack_core.estimate import EstimateOptions, GGUFEstimator, read_gguf_file
 from gpustack_core.testing.gguf_models import TinyLlamaSpec, llama_info_from_config, write_llama_gguf
 from gpustack_core.testing.llama_server import find_llama_server, measure_llama_server
 
@@ -157,45 +157,6 @@ def _published() -> list[dict[str, str]]:
     gguf("Mistral-7B-Instruct-v0.2", 32384, "KV cache", 4048.00, o9496)
     gguf("Mistral-7B-Instruct-v0.2", 32384, "compute buffer", 2119.26, o9496)
 
-    cfg = json.loads((FIXTURES / "Meta-Llama-3-8B.config.json").read_text())
-    src = "vllm-project/vllm#10511 (vllm serve meta-llama/Meta-Llama-3-8B, H100 79.22 GiB)"
-    for tp, published in ((1, 14.96), (2, 7.48)):
-        vest = VllmEstimator(cfg, EstimateOptions(tensor_parallel_size=tp))
-        value = vest.weight_bytes / tp / GIB
-        rows.append(
-            {
-                "model": "Meta-Llama-3-8B",
-                "figure": f"vLLM model weights per GPU, TP {tp} (bf16)",
-                "published": f"{published:.2f} GiB",
-                "estimate": f"{value:.2f} GiB",
-                "error": f"{(value - published) / published * 100:+.2f}%",
-                "source": src,
-            }
-        )
-    vest = VllmEstimator(cfg, EstimateOptions(max_model_len=8192))
-    act = vest.activation_bytes(1) / GIB
-    rows.append(
-        {
-            "model": "Meta-Llama-3-8B",
-            "figure": "vLLM activation peak of the profiling run (8192 batched tokens)",
-            "published": "1.26 GiB",
-            "estimate": f"{act:.2f} GiB",
-            "error": f"{(act - 1.26) / 1.26 * 100:+.2f}%",
-            "source": src,
-        }
-    )
-    kv_gib = 53.29
-    tokens = int(kv_gib * GIB) // vest.kv_bytes_per_token(1)
-    rows.append(
-        {
-            "model": "Meta-Llama-3-8B",
-            "figure": "vLLM KV cache bytes/token (bf16), tokens in the 53.29 GiB it reported",
-            "published": "128 KiB/token (2x32x8x128x2)",
-            "estimate": f"{vest.kv_bytes_per_token(1) // 1024} KiB/token, {tokens} tokens",
-            "error": "+0.00%" if vest.kv_bytes_per_token(1) == 131072 else "mismatch",
-            "source": src + "; per-token size from the config",
-        }
-    )
     return rows
 
 
@@ -262,6 +223,8 @@ def _render(results: list[dict[str, float | int | str]], published: list[dict[st
         "## Published figures of well-known models",
         "",
         "Config values in tests/estimate/fixtures/*.config.json (transcribed from each model's config.json).",
+        "vLLM and SGLang figures: docs/benchmarks/estimation-engines.md",
+        "(`python -m benchmarks estimation_engines`).",
         "",
         "| model | figure | published | estimate | error | source |",
         "|---|---|---|---|---|---|",

@@ -64,6 +64,26 @@ def test_safetensors_directory(tmp_path: Path, clean_plugin_env: None) -> None:
     assert "valid tensor-parallel sizes: 1, 2, 4, 8, 16, 32" in " ".join(data["notes"])
 
 
+def test_sglang_semantics_and_kv_tokens_on_the_given_device(tmp_path: Path, clean_plugin_env: None) -> None:
+    model = tmp_path / "llama3"
+    model.mkdir()
+    shutil.copy(FIXTURES / "Meta-Llama-3-8B.config.json", model / "config.json")
+    (model / "model.safetensors").write_bytes(
+        _safetensors({"w": {"dtype": "BF16", "shape": [2, 2], "data_offsets": [0, 8]}}, 8)
+    )
+    base = ["estimate", str(model), "--max-model-len", "8192", "--device-memory", "80GiB", "--json"]
+    runner = CliRunner()
+    sglang = runner.invoke(build_app(), [*base, "--engine", "sglang", "--mem-fraction-static", "0.8"])
+    assert sglang.exit_code == 0, sglang.output
+    claim = json.loads(sglang.output)["claims"][0]
+    assert not any(i["label"].startswith("activation") for i in claim["devices"][0]["items"])
+    assert any("mem_fraction_static=0.8" in n for n in claim["notes"])
+    assert any("KV cache on the given devices" in n and "tokens" in n for n in claim["notes"])
+    bad = runner.invoke(build_app(), [*base, "--engine", "tgi"])
+    assert bad.exit_code == 2
+    assert "engine" in bad.output
+
+
 def _safetensors(header: dict[str, object], n_data: int) -> bytes:
     raw = json.dumps(header).encode()
     return len(raw).to_bytes(8, "little") + raw + b"\0" * n_data

@@ -116,3 +116,33 @@ def test_preset_adds_host_kv_memory_and_a_gguf_draft(tmp_path: Path) -> None:
     )
     with pytest.raises(EstimationError, match="not a local GGUF file"):
         cache.estimate(missing)
+
+
+def _safetensors_model(root: Path) -> Path:
+    """A directory with Meta-Llama-3-8B's config.json and one tiny safetensors file."""
+    import json
+    import struct
+
+    root.mkdir()
+    config = Path(__file__).parents[1] / "estimate" / "fixtures" / "Meta-Llama-3-8B.config.json"
+    (root / "config.json").write_text(config.read_text())
+    header = json.dumps({"w": {"dtype": "BF16", "shape": [4, 4], "data_offsets": [0, 32]}}).encode()
+    (root / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + bytes(32))
+    return root
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang"])
+def test_safetensors_estimate_uses_the_context_length_and_the_engine(tmp_path: Path, engine: str) -> None:
+    # the vLLM/SGLang plugins pass context_length as --max-model-len / --context-length: the KV
+    # cache is sized for it, not for the model's 8192 max_position_embeddings; SGLang's claim has
+    # no activation item (its activations live in the 1 - mem_fraction_static it leaves free)
+    model = _safetensors_model(tmp_path / "llama3")
+    host = PluginHost(entry_points=False, plugins=[("sources", "local", gpustack_source_local)])
+    cache = EstimateCache(host, tmp_path / "cache")
+    ref = ModelRef(source="local", id=str(model))
+    dep = Deployment(name="d", model=ref, engine=engine, context_length=2048)
+    items = cache.estimate(dep).claims[0].devices[0].items
+    kv = next(i for i in items if i.label.startswith("KV cache"))
+    assert kv.label.startswith("KV cache 2048 tokens x 131072 B/token")
+    assert kv.bytes == 2048 * 131072
+    assert any(i.label.startswith("activation") for i in items) == (engine == "vllm")

@@ -144,7 +144,13 @@ def estimate(
     rpc: list[str] | None = typer.Option(  # noqa: B008 (typer declares options this way)
         None, "--rpc", help="HOST:PORT=SIZE of a llama.cpp rpc-server (repeatable)"
     ),
+    engine: str = typer.Option(
+        "vllm", "--engine", help="safetensors memory semantics: vllm or sglang (--mem-fraction-static)"
+    ),
     gpu_memory_utilization: float = typer.Option(0.9, "--gpu-memory-utilization", help="vLLM fraction"),
+    mem_fraction_static: float | None = typer.Option(
+        None, "--mem-fraction-static", help="SGLang fraction (default: --gpu-memory-utilization)"
+    ),
     max_model_len: int | None = typer.Option(None, "--max-model-len", help="vLLM max model length"),
     tensor_parallel_size: int | None = typer.Option(
         None, "--tensor-parallel-size", "-tp", help="vLLM TP size"
@@ -191,7 +197,9 @@ def estimate(
             device_memory=tuple(parse_size(s) for s in device_memory.split(",")) if device_memory else (),
             tensor_split=tuple(float(s) for s in tensor_split.split(",")) if tensor_split else (),
             rpc_devices=tuple(remote),
+            engine=engine,  # validated by EstimateOptions (vllm or sglang)
             gpu_memory_utilization=gpu_memory_utilization,
+            mem_fraction_static=mem_fraction_static,
             max_model_len=max_model_len,
             tensor_parallel_size=tensor_parallel_size,
         )

@@ -20,13 +20,14 @@ from .llamacpp import GGUFEstimator, LlamaHParams, RuntimeOverheadFn
 from .options import CACHE_TYPES, EstimateOptions, RemoteDevice
 from .presets import with_preset
 from .runtime import largest_overhead, runtime_overhead_for
-from .vllm import TransformerConfig, VllmEstimator, valid_tp_sizes
+from .vllm import KvCapacity, TransformerConfig, VllmEstimator, valid_tp_sizes
 
 __all__ = [
     "CACHE_TYPES",
     "EstimateOptions",
     "GGUFEstimator",
     "GGUFModelInfo",
+    "KvCapacity",
     "LlamaHParams",
     "RemoteDevice",
     "RuntimeOverheadFn",

@@ -31,8 +31,10 @@ class EstimateOptions(ValueModel):
     sequence), ``gpu_layers`` (``-ngl``; None: as many as fit), ``tensor_split`` (``-ts``; empty: by free
     memory), ``rpc_devices``, ``mmap`` (``--no-mmap``), ``cpu_repack`` (``--no-repack``).
 
-    safetensors (vLLM/SGLang) fields: ``gpu_memory_utilization``, ``max_model_len`` (None: the
-    model's ``max_position_embeddings``), ``tensor_parallel_size`` (None: smallest that fits),
+    safetensors (vLLM/SGLang) fields: ``engine`` (whose memory semantics: ``vllm`` or
+    ``sglang``), ``gpu_memory_utilization``, ``mem_fraction_static`` (SGLang; None: the
+    ``gpu_memory_utilization`` value), ``max_model_len`` (None: the model's
+    ``max_position_embeddings``), ``tensor_parallel_size`` (None: smallest that fits),
     ``kv_cache_dtype``, ``max_num_batched_tokens``, ``max_num_seqs``.
 
     Shared: ``device_memory`` lists the free bytes of each device the model may use (empty:
@@ -53,7 +55,9 @@ class EstimateOptions(ValueModel):
     mmap: bool = True
     cpu_repack: bool = True
 
+    engine: Literal["vllm", "sglang"] = "vllm"
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
+    mem_fraction_static: float | None = Field(default=None, gt=0, le=1)
     max_model_len: int | None = Field(default=None, ge=1)
     tensor_parallel_size: int | None = Field(default=None, ge=1)
     kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2", "bfloat16", "float16"] = "auto"
@@ -62,6 +66,13 @@ class EstimateOptions(ValueModel):
 
     device_memory: tuple[Bytes, ...] = ()
     gpus: int | None = Field(default=None, ge=0)
+
+    @property
+    def sglang_mem_fraction(self) -> float:
+        """SGLang's ``--mem-fraction-static`` (``gpu_memory_utilization`` when not given)."""
+        if self.mem_fraction_static is not None:
+            return self.mem_fraction_static
+        return self.gpu_memory_utilization
 
     @model_validator(mode="after")
     def _check(self) -> EstimateOptions:

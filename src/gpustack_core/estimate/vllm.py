@@ -4,7 +4,10 @@ vLLM semantics: each device of a tensor-parallel group gives the engine
 ``gpu_memory_utilization x total memory``; weights (split over TP ranks), the activation peak of
 a profiling forward pass and non-torch memory (CUDA context, NCCL, CUDA graphs) come out of
 that budget, and the rest becomes KV cache. The model fits when that KV cache holds at least
-``max_model_len`` tokens. See docs/estimation.md for every assumption.
+``max_model_len`` tokens. SGLang semantics (``engine="sglang"``): ``mem_fraction_static x total``
+holds weights, the memory used before loading and the KV pool; activations live in the rest.
+See docs/estimation.md for every assumption and docs/benchmarks/estimation-engines.md for the
+comparison with published engine logs.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from .options import EstimateOptions
 
 __all__ = [
     "SAFETENSORS_DTYPE_BYTES",
+    "KvCapacity",
     "TransformerConfig",
     "VllmEstimator",
     "valid_tp_sizes",
@@ -32,16 +36,41 @@ SAFETENSORS_DTYPE_BYTES: dict[str, float] = {
 }  # fmt: skip
 _TORCH_DTYPE_BYTES: dict[str, int] = {"float32": 4, "float16": 2, "bfloat16": 2, "float": 4, "half": 2}
 _GIB = 2**30
-#: Memory outside PyTorch's allocator per device (CUDA context, cuBLAS/NCCL workspaces, CUDA
-#: graphs); vLLM's own profiling logs 0.05-1.8 GiB for one device (see docs/estimation.md).
-NON_TORCH_BYTES = _GIB
-#: Extra non-torch memory per device when TP > 1 (NCCL buffers, custom all-reduce).
-NON_TORCH_TP_BYTES = 2 * _GIB
+#: Memory outside PyTorch's allocator per device (CUDA context, cuBLAS workspaces) that vLLM's
+#: profiler subtracts from the budget: published logs show 0.11-0.35 GiB on one device (and one
+#: outlier of 1.79 GiB on an H100); see docs/benchmarks/estimation-engines.md.
+NON_TORCH_BYTES = _GIB // 2
+#: Extra non-torch memory per device when TP > 1 (NCCL buffers, custom all-reduce): the published
+#: logs show 0.25 GiB in all on two PCIe RTX 4090s and 1.79 GiB more than TP 1 on NVLink H100s;
+#: the estimator cannot tell the interconnect, so it takes a value between.
+NON_TORCH_TP_BYTES = _GIB
+#: Tokens per vLLM KV-cache block (``--block-size`` default); the cache holds whole blocks.
+VLLM_BLOCK_SIZE = 16
+#: float32 copies of the logits the sampler of vLLM's profiling run holds at once (logits,
+#: probabilities, log-probabilities).
+SAMPLER_LOGIT_COPIES = 3
 _ENCODER_ARCH_HINTS = ("Bert", "Roberta", "XLMRoberta", "Electra", "DistilBert", "ModernBert")
 
 
 def _gib(n: float) -> str:
     return f"{n / _GIB:.2f} GiB"
+
+
+@dataclass(frozen=True)
+class KvCapacity:
+    """The KV cache an engine allocates on one device of a given total memory.
+
+    ``budget_bytes`` is the engine's share of the device (``gpu_memory_utilization`` or
+    ``mem_fraction_static`` x total), ``kv_bytes`` what is left of it for the KV cache after
+    weights, activations (vLLM only) and non-torch memory, ``tokens`` how many tokens that holds
+    (vLLM: whole blocks of :data:`VLLM_BLOCK_SIZE`; SGLang: single tokens).
+    """
+
+    engine: str
+    budget_bytes: int
+    kv_bytes: int
+    bytes_per_token: int
+    tokens: int
 
 
 @dataclass(frozen=True)
@@ -218,11 +247,14 @@ class VllmEstimator:
     def activation_bytes(self, tp: int) -> int:
         """Activation peak of vLLM's profiling pass on one device.
 
-        One forward pass over ``max_num_batched_tokens`` tokens (default
-        ``min(max(max_model_len, 2048), 8192)``) keeps the residual stream, the hidden state and
-        its normalised copy (3 x hidden) plus the larger of the QKV projection and the gate/up
-        projection with its activation (3 x intermediate / tp) live; the sampler holds float32
-        logits, probabilities and log-probabilities for ``max_num_seqs`` positions.
+        The profiling run is a forward pass over ``max_num_batched_tokens`` tokens (default
+        ``min(max(max_model_len, 2048), 8192)``), which keeps the residual stream, the hidden
+        state and its normalised copy (3 x hidden) plus the larger of the QKV projection and the
+        gate/up projection with its activation (3 x intermediate / tp) live, followed by the
+        sampler, which holds float32 logits, probabilities and log-probabilities for
+        ``max_num_seqs`` positions once the forward pass's activations are freed. The peak is the
+        larger of the two phases: the published logs match that (docs/benchmarks/
+        estimation-engines.md), not their sum.
         """
         cfg = self.cfg
         tokens = self.options.max_num_batched_tokens or min(max(self.max_model_len, 2048), 8192)
@@ -232,18 +264,55 @@ class VllmEstimator:
         qkv = (cfg.num_heads + 2 * cfg.num_kv_heads) * cfg.head_dim // tp
         ff = (cfg.moe_intermediate_size if cfg.num_experts else cfg.intermediate_size) // tp
         per_token = (3 * cfg.hidden_size + max(qkv, 3 * ff)) * d
-        sampler = 0 if self.embedding else min(self.options.max_num_seqs, tokens) * cfg.vocab_size * 4 * 3
-        return tokens * per_token + sampler
+        rows = min(self.options.max_num_seqs, tokens)
+        sampler = 0 if self.embedding else rows * cfg.vocab_size * 4 * SAMPLER_LOGIT_COPIES
+        return max(tokens * per_token, sampler)
 
     def non_torch_bytes(self, tp: int) -> int:
-        """CUDA context, library workspaces and CUDA graphs on one device."""
+        """CUDA context, library workspaces and communication buffers on one device."""
         return NON_TORCH_BYTES + (NON_TORCH_TP_BYTES if tp > 1 else 0)
+
+    def kv_capacity(self, tp: int, device_total_bytes: int) -> KvCapacity:
+        """The KV cache the engine (``options.engine``) allocates on a device of that total memory.
+
+        vLLM: ``gpu_memory_utilization x total - weights/tp - activation peak - non-torch``,
+        rounded down to whole blocks of 16 tokens. SGLang: ``mem_fraction_static x total -
+        weights/tp - non-torch`` (SGLang sizes the pool from the memory free after loading minus
+        ``(1 - mem_fraction_static) x total``, which is the same), in single tokens.
+
+        Raises:
+            EstimationError: the model has no KV cache (embedding/encoder model).
+        """
+        per_token = self.kv_bytes_per_token(tp)
+        if not per_token:
+            raise EstimationError("this model has no KV cache (embedding/encoder model)")
+        weights = -(-self.weight_bytes // tp)
+        engine = self.options.engine
+        if engine == "sglang":
+            budget = int(device_total_bytes * self.options.sglang_mem_fraction)
+            kv = max(budget - weights - self.non_torch_bytes(tp), 0)
+            tokens = kv // per_token
+        else:
+            budget = int(device_total_bytes * self.options.gpu_memory_utilization)
+            kv = max(budget - weights - self.activation_bytes(tp) - self.non_torch_bytes(tp), 0)
+            tokens = kv // (per_token * VLLM_BLOCK_SIZE) * VLLM_BLOCK_SIZE
+        return KvCapacity(
+            engine=engine, budget_bytes=budget, kv_bytes=kv, bytes_per_token=per_token, tokens=tokens
+        )
 
     # ---- claims --------------------------------------------------------------------------
 
     def claim(self, tp: int) -> ResourceClaim:
-        """The claim for tensor-parallel size ``tp``: per-device need and KV capacity."""
+        """The claim for tensor-parallel size ``tp``: per-device need and KV capacity.
+
+        vLLM: ``(weights/tp + activation + non-torch + KV(max_model_len)) /
+        gpu_memory_utilization``. SGLang: ``(weights/tp + non-torch + KV(max_model_len)) /
+        mem_fraction_static``; its activations and CUDA graphs live in the ``1 -
+        mem_fraction_static`` it leaves free, so they are no item of their own.
+        """
         cfg = self.cfg
+        sglang = self.options.engine == "sglang"
+        fraction = self.options.sglang_mem_fraction if sglang else self.options.gpu_memory_utilization
         weights = -(-self.weight_bytes // tp)
         kv_tok = self.kv_bytes_per_token(tp)
         kv_need = kv_tok * self.max_model_len
@@ -253,9 +322,12 @@ class VllmEstimator:
                 label=f"weights 1/{tp} ({by_dtype}; from {self.weights_source})",
                 bytes=weights,
             ),
-            MemoryItem(label=f"activation peak (profiling pass, TP {tp})", bytes=self.activation_bytes(tp)),
-            MemoryItem(label="non-torch memory (CUDA context, graphs, NCCL)", bytes=self.non_torch_bytes(tp)),
         ]
+        if not sglang:
+            activation = self.activation_bytes(tp)
+            items.append(MemoryItem(label=f"activation peak (profiling pass, TP {tp})", bytes=activation))
+        non_torch = self.non_torch_bytes(tp)
+        items.append(MemoryItem(label="non-torch memory (CUDA context, workspaces, NCCL)", bytes=non_torch))
         if kv_tok:
             items.append(
                 MemoryItem(
@@ -265,18 +337,17 @@ class VllmEstimator:
                 )
             )
         used = sum(i.bytes for i in items)
-        need = -(-used * 1000 // round(self.options.gpu_memory_utilization * 1000))
+        need = -(-used * 1000 // round(fraction * 1000))
+        share = f"mem_fraction_static={fraction}" if sglang else f"gpu_memory_utilization={fraction}"
         notes = [
-            f"vLLM takes gpu_memory_utilization={self.options.gpu_memory_utilization} of each device: "
+            f"{'SGLang' if sglang else 'vLLM'} takes {share} of each device: "
             f"a device needs {_gib(need)} total for {_gib(used)} used",
         ]
         if self.options.device_memory and kv_tok:
-            budget = int(min(self.options.device_memory[:tp]) * self.options.gpu_memory_utilization)
-            free_kv = budget - (used - kv_need)
-            fit = max(free_kv, 0) // kv_tok
+            cap = self.kv_capacity(tp, min(self.options.device_memory[:tp]))
             notes.append(
-                f"KV cache on the given devices: {_gib(max(free_kv, 0))} = {fit} tokens "
-                f"({fit / self.max_model_len:.2f}x max_model_len {self.max_model_len})"
+                f"KV cache on the given devices: {_gib(cap.kv_bytes)} = {cap.tokens} tokens "
+                f"({cap.tokens / self.max_model_len:.2f}x max_model_len {self.max_model_len})"
             )
         if self.embedding:
             notes.append(

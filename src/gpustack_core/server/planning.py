@@ -143,7 +143,12 @@ class EstimateCache:
         local_path: str | None = None
         if deployment.model.source == "local" and Path(deployment.model.id).exists():
             local_path = deployment.model.id
-        options = EstimateOptions(ctx_size=deployment.context_length)
+        options = EstimateOptions(
+            ctx_size=deployment.context_length,
+            # the vLLM/SGLang plugins pass context_length as --max-model-len / --context-length
+            max_model_len=deployment.context_length,
+            engine="sglang" if deployment.engine == "sglang" else "vllm",
+        )
         estimate = estimate_model(metadata, options, local_path=local_path, runtime=runtime)
         estimate = with_preset(estimate, deployment.performance, self._draft(deployment, options))
         if not deployment.allow_multi_worker:

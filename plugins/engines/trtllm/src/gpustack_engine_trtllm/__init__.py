@@ -22,10 +22,11 @@ CATEGORIES = (ModelCategory.LLM, ModelCategory.VLM)
 class TrtllmEngine(engines.VenvEngine):
     """``trtllm-serve serve MODEL`` with the PyTorch backend, tensor parallel over one node's GPUs.
 
-    trtllm-serve has no served-model-name option at the recorded version: it serves the model
-    under the ``MODEL`` argument, so the spec's ``served_model_name`` is the model path (the
-    server's proxy maps the deployment's name to it). Multi-node runs need ``mpirun`` and are
-    not offered.
+    trtllm-serve has no served-model-name option in either recorded snapshot of its CLI
+    (``_cli.py``): it serves the model under the ``MODEL`` argument, so the spec's
+    ``served_model_name`` is the model path (the server's proxy maps the deployment's name to it).
+    Multi-node runs need ``mpirun`` and are not offered. The command is the same for every
+    version this plugin installs (1.2.1 by default, 1.0.0 side by side).
     """
 
     name = "trtllm"
@@ -45,8 +46,8 @@ class TrtllmEngine(engines.VenvEngine):
         )
 
     def default_version(self) -> str:
-        """The TensorRT-LLM release this plugin targets."""
-        return "1.0.0"
+        """The current TensorRT-LLM release on PyPI (1.0.0 stays installable side by side)."""
+        return "1.2.1"
 
     def launch_spec(self, request: LaunchRequest) -> LaunchSpec:
         """``trtllm-serve serve MODEL --host --port --backend pytorch --tp_size N --pp_size 1``."""
