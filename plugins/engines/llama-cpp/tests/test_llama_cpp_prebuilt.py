@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,12 +17,19 @@ from gpustack_engine_llama_cpp import (
     is_prebuilt,
 )
 from gpustack_engine_llama_cpp._prebuilt import SERVER_SCRIPT
-from gpustack_engine_llama_cpp._prebuilt_server import build_parser
+from gpustack_engine_llama_cpp._prebuilt_server import SPECULATIVE_TYPES, build_parser, make_params
 
 from gpustack_core.engines import record_installation
 from gpustack_core.errors import EngineArgumentError, EngineNotInstalledError
 from gpustack_core.testing.engine_requests import make_launch_request
-from gpustack_core.types import EngineInstallation, EngineOptions, LaunchRequest, ModelCategory
+from gpustack_core.types import (
+    EngineInstallation,
+    EngineOptions,
+    LaunchRequest,
+    ModelCategory,
+    PerformancePreset,
+    SpeculativeDecoding,
+)
 
 
 def _fake_install(options: EngineOptions, version: str, program: str) -> EngineInstallation:
@@ -109,8 +117,6 @@ def test_server_script_refuses_a_flag_it_does_not_take() -> None:
 
 
 def test_server_script_takes_a_pooling_type() -> None:
-    from types import SimpleNamespace
-
     from gpustack_engine_llama_cpp._prebuilt_server import make_params
 
     class _Params(SimpleNamespace):
@@ -125,3 +131,64 @@ def test_server_script_takes_a_pooling_type() -> None:
     assert (params.embedding, params.pooling_type) == (True, "mean")
     with pytest.raises(SystemExit):
         build_parser().parse_args(["-m", "m.gguf", "--port", "1", "--pooling", "max"])
+
+
+class _Struct(SimpleNamespace):
+    """Stands in for one of xllamacpp's bound structs."""
+
+
+def _fake_xllamacpp() -> SimpleNamespace:
+    """The part of ``xllamacpp`` that ``make_params`` touches, with llama.cpp's struct layout."""
+
+    class _Params(_Struct):
+        def __init__(self) -> None:
+            super().__init__(
+                model=_Struct(), cpuparams=_Struct(), cpuparams_batch=_Struct(), sampling=_Struct()
+            )
+            self.speculative = _Struct(
+                types=["NONE"],
+                draft=_Struct(mparams=_Struct(path=""), n_max=3, n_min=0, p_min=0.0),
+                ngram_simple=_Struct(size_m=48, size_n=12),
+            )
+
+    names = [t.upper().replace("-", "_") for t in SPECULATIVE_TYPES]
+    kinds = SimpleNamespace(**{f"COMMON_SPECULATIVE_TYPE_{n}": n for n in names})
+    return SimpleNamespace(CommonParams=_Params, common_speculative_type=kinds)
+
+
+@pytest.mark.parametrize(
+    ("preset", "expected"),
+    [
+        (
+            SpeculativeDecoding(method="draft_model", draft_model="/m/draft.gguf", num_speculative_tokens=5),
+            {"types": ["DRAFT_SIMPLE"], "path": "/m/draft.gguf", "n_max": 5, "size_m": 48},
+        ),
+        (
+            SpeculativeDecoding(method="ngram", num_speculative_tokens=6),
+            {"types": ["NGRAM_SIMPLE"], "path": "", "n_max": 3, "size_m": 6},
+        ),
+    ],
+)
+def test_prebuilt_runtime_maps_speculative_presets(
+    preset: SpeculativeDecoding, expected: dict[str, Any]
+) -> None:
+    """The wheel binds llama.cpp's ``common_params_speculative``: the preset's flags reach it."""
+    request = _request(performance=PerformancePreset(speculative=preset))
+    spec = LlamaCppEngine().launch_spec(request)
+    assert "--spec-type" in spec.argv
+    params = make_params(_fake_xllamacpp(), build_parser().parse_args(list(spec.argv[2:])))
+    speculative = params.speculative
+    got = {
+        "types": speculative.types,
+        "path": speculative.draft.mparams.path,
+        "n_max": speculative.draft.n_max,
+        "size_m": speculative.ngram_simple.size_m,
+    }
+    assert got == expected
+
+
+def test_server_script_refuses_an_unknown_speculative_type() -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["-m", "m.gguf", "--port", "1", "--spec-type", "draft-simple,medusa"])
+    args = build_parser().parse_args(["-m", "m.gguf", "--port", "1", "--spec-type", "draft-simple,ngram-mod"])
+    assert args.spec_type == ["draft-simple", "ngram-mod"]

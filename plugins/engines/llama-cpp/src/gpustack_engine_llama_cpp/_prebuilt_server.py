@@ -30,6 +30,21 @@ VALUE_FLAGS: dict[tuple[str, ...], tuple[str, type]] = {
     ("--threads-http",): ("n_threads_http", int),
     ("--keep", "-n-keep"): ("n_keep", int),
 }
+#: Speculative-decoding flags that take a value -> the attribute path under ``CommonParams.speculative``
+#: (common/arg.cpp: ``params.speculative.draft.n_max`` and so on; the wheel binds the same structs).
+SPECULATIVE_FLAGS: dict[tuple[str, ...], tuple[tuple[str, ...], type]] = {
+    ("--spec-draft-model", "-md", "--model-draft"): (("draft", "mparams", "path"), str),
+    ("--spec-draft-n-max",): (("draft", "n_max"), int),
+    ("--spec-draft-n-min",): (("draft", "n_min"), int),
+    ("--spec-draft-p-min", "--draft-p-min"): (("draft", "p_min"), float),
+    ("--spec-ngram-simple-size-m",): (("ngram_simple", "size_m"), int),
+    ("--spec-ngram-simple-size-n",): (("ngram_simple", "size_n"), int),
+}
+#: ``--spec-type`` names (common/speculative.cpp's ``common_speculative_type_from_name_map``).
+SPECULATIVE_TYPES: tuple[str, ...] = (
+    "none", "draft-simple", "draft-eagle3", "draft-mtp", "draft-dflash", "draft-dspark",
+    "ngram-simple", "ngram-map-k", "ngram-map-k4v", "ngram-mod", "ngram-cache",
+)  # fmt: skip
 #: Flags without a value that switch a boolean ``CommonParams`` attribute.
 SWITCH_FLAGS: dict[tuple[str, ...], tuple[str, bool]] = {
     ("--metrics",): ("endpoint_metrics", True),
@@ -72,7 +87,22 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument(*flags, dest=attribute, type=kind)
     for flags, (attribute, value) in SWITCH_FLAGS.items():
         parser.add_argument(*flags, dest=f"switch_{flags[0]}", action="store_const", const=(attribute, value))
+    parser.add_argument("--spec-type", type=_spec_types, default=None)
+    for flags, (path, kind) in SPECULATIVE_FLAGS.items():
+        parser.add_argument(*flags, dest="spec_" + "_".join(path), type=kind)
     return parser
+
+
+def _spec_types(value: str) -> list[str]:
+    """``--spec-type``'s comma-separated names, each one llama.cpp knows."""
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in SPECULATIVE_TYPES]
+    if unknown or not names:
+        named = ", ".join(unknown) or repr(value)
+        raise argparse.ArgumentTypeError(
+            f"unknown speculative type {named} (known: {', '.join(SPECULATIVE_TYPES)})"
+        )
+    return names
 
 
 def make_params(xllamacpp: Any, args: argparse.Namespace) -> Any:
@@ -105,7 +135,29 @@ def make_params(xllamacpp: Any, args: argparse.Namespace) -> Any:
     if args.pooling is not None:  # e.g. mean for a model whose GGUF names no pooling type
         pooling = f"LLAMA_POOLING_TYPE_{args.pooling.upper()}"
         params.pooling_type = getattr(xllamacpp.llama_pooling_type, pooling)
+    _speculative(xllamacpp, params, args)
     return params
+
+
+def _speculative(xllamacpp: Any, params: Any, args: argparse.Namespace) -> None:
+    """Set ``params.speculative`` as llama-server's ``--spec-*`` flags do (untouched without them)."""
+    values = {path: getattr(args, "spec_" + "_".join(path)) for path, _kind in SPECULATIVE_FLAGS.values()}
+    if args.spec_type is None and all(value is None for value in values.values()):
+        return
+    speculative = params.speculative
+    if args.spec_type is not None:
+        kinds = xllamacpp.common_speculative_type
+        names = ["none"] if "none" in args.spec_type else args.spec_type
+        speculative.types = [
+            getattr(kinds, "COMMON_SPECULATIVE_TYPE_" + name.upper().replace("-", "_")) for name in names
+        ]
+    for path, value in values.items():
+        if value is None:
+            continue
+        target = speculative
+        for name in path[:-1]:
+            target = getattr(target, name)
+        setattr(target, path[-1], value)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
