@@ -123,19 +123,18 @@ def _openai_calls(base_url: str, key: str) -> dict[str, tuple[int, int]]:
 
 
 @pytest.fixture
-async def served(
-    tmp_path: Path, database_url: str | None, llama_cpp_installation: EngineInstallation
-) -> AsyncIterator[Running]:
+async def served(tmp_path: Path, database_url: str | None) -> AsyncIterator[Running]:
     """The app under uvicorn on a loopback port, as ``gpustack-core serve`` runs it."""
     async for running in serve_http(fast_config(tmp_path / "data", database_url)):
         yield running
 
 
 async def test_openai_client_against_llama_cpp_deployed_by_the_server(
-    served: Running, tmp_path: Path, tiny_model: Path
+    runtime: EngineInstallation, served: Running, tmp_path: Path, tiny_model: Path
 ) -> None:
     """Issue 8's acceptance: the served app deploys llama.cpp, the openai client calls it with a key,
-    usage lands in the usage API and ``/metrics`` parses and counts it."""
+    usage lands in the usage API and ``/metrics`` parses and counts it. Issue 14's: on the prebuilt
+    runtime and on a native build (each pinned: unpinned, a native build wins once installed)."""
     from gpustack_core.testing.gguf_models import TinyLlamaSpec, write_llama_gguf
 
     server = served
@@ -146,12 +145,14 @@ async def test_openai_client_against_llama_cpp_deployed_by_the_server(
             "name": "tiny-chat",
             "model": f"local:{tiny_model}",
             "engine": "llama.cpp",
+            "engine_version": runtime.version,
             "context_length": 512,
         },
         {
             "name": "tiny-embed",
             "model": f"local:{embed_model}",
             "engine": "llama.cpp",
+            "engine_version": runtime.version,
             "category": "embedding",
             "context_length": 512,
         },
@@ -168,6 +169,8 @@ async def test_openai_client_against_llama_cpp_deployed_by_the_server(
         return len(items) == 2 and all(i["state"] == "running" for i in items)
 
     await server.wait_for(all_running, timeout=120)
+    for instance in (await server.api("GET", "/instances")).json()["items"]:
+        assert psutil.Process(instance["pid"]).cmdline()[0] == runtime.executable
     r = await server.api("POST", "/api-keys", json={"name": "app", "scopes": ["inference"]})
     assert r.status_code == 201, r.text
     key, key_id = r.json()["key"], r.json()["record"]["id"]

@@ -80,6 +80,11 @@ async def test_speculative_decoding_keeps_greedy_output_token_for_token(
         "self-draft": _deployment("self-draft", target, runtime.version, self_draft),
     }
 
+    async def worker_ready() -> bool:
+        items = (await server.api("GET", "/workers")).json()["items"]
+        return any(w["state"] == "ready" for w in items)
+
+    await server.wait_for(worker_ready, timeout=30)
     # the estimator counts the draft: its weights are in the claim the scheduler places
     evaluation = (await server.api("POST", "/deployment-evaluations", json=deployments["small-draft"])).json()
     assert evaluation["fits"], evaluation
