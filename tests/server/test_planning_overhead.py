@@ -11,6 +11,7 @@ import pytest
 
 from gpustack_core import Accelerator, DetectOptions, Device, PluginHost, hookimpl
 from gpustack_core.errors import EstimationError
+from gpustack_core.estimate.llamacpp import PROCESS_OVERHEAD_LABEL, VOCAB_BYTES_PER_TOKEN
 from gpustack_core.server.planning import EstimateCache
 from gpustack_core.testing.gguf_models import TinyLlamaSpec, write_llama_gguf
 from gpustack_core.types import (
@@ -107,6 +108,13 @@ def test_preset_adds_host_kv_memory_and_a_gguf_draft(tmp_path: Path) -> None:
     assert (
         cpu.host_memory_bytes > cpu_plain.host_memory_bytes + 3 * 2**30
     )  # KV extension + the draft's weights
+    draft_host = [i for i in cpu.host_items if i.label.startswith("draft model: ")]
+    assert cpu.host_memory_bytes - cpu_plain.host_memory_bytes == 3 * 2**30 + sum(i.bytes for i in draft_host)
+    # one process: the target's overhead is counted once, the draft adds only its vocabulary
+    assert not [i for i in draft_host if PROCESS_OVERHEAD_LABEL in i.label]
+    assert [i.bytes for i in draft_host if i.label == "draft model: vocabulary"] == [
+        512 * VOCAB_BYTES_PER_TOKEN
+    ]
     missing = base.model_copy(
         update={
             "performance": PerformancePreset(

@@ -20,7 +20,14 @@ from gpustack_core.types import DeviceClaim, MemoryItem, ResourceClaim, RuntimeO
 from .gguf_info import GGUFModelInfo, TensorInfo, ggml_row_bytes
 from .options import EstimateOptions
 
-__all__ = ["CPU_REPACK_TYPES", "GGUFEstimator", "LlamaHParams", "RuntimeOverheadFn"]
+__all__ = [
+    "CPU_REPACK_TYPES",
+    "PROCESS_OVERHEAD_LABEL",
+    "RUNTIME_OVERHEAD_BYTES",
+    "GGUFEstimator",
+    "LlamaHParams",
+    "RuntimeOverheadFn",
+]
 
 #: Asks the accelerator of the target devices what a process costs there (see
 #: :meth:`gpustack_core.contracts.Accelerator.runtime_overhead`).
@@ -35,6 +42,8 @@ CTX_PAD = 256
 #: Host memory of llama-server beyond its buffers (binary, libraries, threads, HTTP server),
 #: measured on a 2-core x86-64 VM with a CPU build; see docs/benchmarks/estimation.md.
 RUNTIME_OVERHEAD_BYTES = 21 * _MIB
+#: The host item holding :data:`RUNTIME_OVERHEAD_BYTES` and the vocabulary's share.
+PROCESS_OVERHEAD_LABEL = "runtime overhead (llama-server process, vocabulary)"
 #: Host memory of an idle ``ggml-rpc-server`` process (CPU backend) before it holds any tensor
 #: (5.2 MiB resident measured for llama.cpp 0c1e57098 on x86-64, rounded up).
 RPC_SERVER_OVERHEAD_BYTES = 8 * _MIB
@@ -462,7 +471,7 @@ class GGUFEstimator:
         )
         host.append(
             MemoryItem(
-                label="runtime overhead (llama-server process, vocabulary)",
+                label=PROCESS_OVERHEAD_LABEL,
                 bytes=RUNTIME_OVERHEAD_BYTES + VOCAB_BYTES_PER_TOKEN * hp.n_vocab,
             )
         )

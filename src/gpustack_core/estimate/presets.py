@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from gpustack_core.types import MemoryItem, PerformancePreset, ResourceClaim, ResourceEstimate
 
+from .llamacpp import PROCESS_OVERHEAD_LABEL, RUNTIME_OVERHEAD_BYTES
+
 __all__ = ["with_preset"]
 
 
 def _draft_items(items: tuple[MemoryItem, ...]) -> tuple[MemoryItem, ...]:
-    return tuple(i.model_copy(update={"label": f"draft model: {i.label}"}) for i in items)
+    """The draft's items, labelled; its process overhead is the target's process's, counted once:
+    only the draft's vocabulary remains of that item."""
+    drafted: list[MemoryItem] = []
+    for item in items:
+        if item.label == PROCESS_OVERHEAD_LABEL:
+            item = MemoryItem(label="vocabulary", bytes=max(item.bytes - RUNTIME_OVERHEAD_BYTES, 0))
+        drafted.append(item.model_copy(update={"label": f"draft model: {item.label}"}))
+    return tuple(drafted)
 
 
 def _claim(
@@ -52,7 +61,8 @@ def with_preset(
     A KV-cache extension's ``host_memory_bytes`` go to every claim's host memory (LMCache and HiCache
     allocate them up front). ``draft``, the estimate of a draft model run in the same process
     (llama.cpp ``--spec-draft-model``), adds its single-device items to the first device of every
-    GPU claim and its CPU-only items to CPU-only claims, each labelled ``draft model: ...``.
+    GPU claim and its CPU-only items to CPU-only claims, each labelled ``draft model: ...``, less
+    the process overhead the target's estimate already holds (the draft's vocabulary stays).
     """
     if preset is None or (preset.kv_cache_extension is None and draft is None):
         return estimate
