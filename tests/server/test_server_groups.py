@@ -32,9 +32,10 @@ from netns_pair import entered, netns_pair, netns_unavailable
 from server_group_plugins import USED_BYTES, make_group_host
 from server_helpers import Running, fast_config, free_port, serve_http
 
+from gpustack_core.server.api.workers import _groups
 from gpustack_core.server.store import Store
 from gpustack_core.server.store.records import InstanceState
-from gpustack_core.types import Deployment, ModelRef, WorkerInfo
+from gpustack_core.types import Deployment, Device, ModelRef, WorkerInfo
 
 HERE = Path(__file__).resolve().parent
 
@@ -87,6 +88,41 @@ def test_placing_a_group_hands_every_worker_its_part(store: Store) -> None:
     assert not store.report_part(iid, 2, sub, InstanceState.RUNNING)  # no such rank
     part = store.get_instance(iid).parts[0]  # type: ignore[union-attr]
     assert (part.state, part.address, part.port, part.pid) == (InstanceState.RUNNING, "10.0.0.2", 50052, 7)
+
+
+def _npu(index: int, ip: str) -> Device:
+    return Device(
+        accelerator="cann",
+        vendor="ascend",
+        device_type="npu",
+        index=index,
+        uuid=f"npu-{ip}",
+        name="910B",
+        memory_total_bytes=64 * 2**30,
+        extra={"device_ip": ip},
+    )
+
+
+def test_a_group_lists_every_worker_with_its_address_and_placed_devices(store: Store) -> None:
+    store.register_worker(WorkerInfo(name="head", address="10.0.0.1", devices=(_npu(0, "a0"), _npu(1, "a1"))))
+    store.register_worker(WorkerInfo(name="sub", address="10.0.0.2", devices=(_npu(0, "b0"), _npu(1, "b1"))))
+    placement: dict[str, Any] = {
+        "deployment": "g",
+        "replica": 0,
+        "worker": "head",
+        "subordinate_workers": ["sub"],
+        "devices": [
+            {"worker": "head", "accelerator": "cann", "index": 1},
+            {"worker": "sub", "accelerator": "cann", "index": 0},
+        ],
+        "claim": {"strategy": "multi_worker", "devices": [{"memory_bytes": 1}, {"memory_bytes": 1}]},
+    }
+    group = _groups(store, {"i1": placement})["i1"]
+    assert [(m.rank, m.worker, m.address) for m in group] == [(0, "head", "10.0.0.1"), (1, "sub", "10.0.0.2")]
+    assert [[d.extra["device_ip"] for d in m.devices] for m in group] == [["a1"], ["b0"]]  # placed ones only
+    # a worker of the placement the server does not know: no group (the engine refuses, naming it)
+    assert _groups(store, {"i2": {**placement, "subordinate_workers": ["gone"]}}) == {}
+    assert _groups(store, {"i3": {"worker": "head"}}) == {}  # not a placement: no group, no error
 
 
 def test_a_failed_part_fails_the_group_and_a_retry_restarts_it_whole(store: Store) -> None:

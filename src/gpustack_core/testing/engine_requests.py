@@ -19,6 +19,7 @@ from gpustack_core.types import (
     DeviceClaim,
     DeviceRef,
     EngineInstallation,
+    GroupMember,
     KVCacheExtension,
     LaunchRequest,
     LaunchSpec,
@@ -103,24 +104,48 @@ def make_launch_request(
     host: str = "0.0.0.0",
     work_dir: str | None = "/var/lib/gpustack/instances/qwen-0",
     performance: PerformancePreset | None = None,
+    group: tuple[GroupMember, ...] | None = None,
+    device_extra: dict[str, str] | None = None,
 ) -> LaunchRequest:
-    """A deterministic launch request (``worker-0`` for rank 0, ``worker-N`` for rank N)."""
+    """A deterministic launch request (``worker-0`` for rank 0, ``worker-N`` for rank N).
+
+    With ``node_count`` > 1 the request's ``group`` defaults to every rank ``r`` as ``worker-r`` at
+    ``10.0.0.{r+1}`` (the head at ``head_address``'s host) with ``device_count`` devices like this
+    worker's; ``device_extra`` (a format string per key, with ``{rank}`` and ``{index}``) fills
+    every device's ``extra``, e.g. ``{"device_ip": "192.168.{rank}.{index}"}``.
+    """
     accelerator, device_type, variable = VENDOR_DEVICES[vendor]
     worker = f"worker-{node_rank}"
     count = 1 if vendor == "cpu" else device_count
-    devices = tuple(
-        Device(
-            accelerator=accelerator,
-            vendor=vendor,
-            device_type=device_type,
-            index=index,
-            uuid=f"{vendor}-{node_rank}-{index}",
-            name=f"{vendor} device {index}",
-            memory_total_bytes=(64 if vendor != "cpu" else 128) * _GIB,
-            memory_used_bytes=0,
+
+    def devices_of(rank: int) -> tuple[Device, ...]:
+        return tuple(
+            Device(
+                accelerator=accelerator,
+                vendor=vendor,
+                device_type=device_type,
+                index=index,
+                uuid=f"{vendor}-{rank}-{index}",
+                name=f"{vendor} device {index}",
+                memory_total_bytes=(64 if vendor != "cpu" else 128) * _GIB,
+                memory_used_bytes=0,
+                extra={k: v.format(rank=rank, index=index) for k, v in (device_extra or {}).items()},
+            )
+            for index in range(count)
         )
-        for index in range(count)
-    )
+
+    devices = devices_of(node_rank)
+    if group is None and node_count > 1:
+        head_host = head_address.rsplit(":", 1)[0] if head_address else "10.0.0.1"
+        group = tuple(
+            GroupMember(
+                rank=rank,
+                worker=f"worker-{rank}",
+                address=head_host if rank == 0 else f"10.0.0.{rank + 1}",
+                devices=devices_of(rank),
+            )
+            for rank in range(node_count)
+        )
     on_devices = vendor != "cpu"
     if node_count > 1:
         strategy = "multi_worker"
@@ -180,6 +205,7 @@ def make_launch_request(
         node_rank=node_rank,
         node_count=node_count,
         head_address=head_address,
+        group=group or (),
         work_dir=work_dir,
     )
 

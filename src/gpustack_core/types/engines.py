@@ -15,6 +15,7 @@ __all__ = [
     "EngineCapabilities",
     "EngineInstallation",
     "EngineOptions",
+    "GroupMember",
     "HttpProbe",
     "LaunchRequest",
     "LaunchSpec",
@@ -75,6 +76,17 @@ class HttpProbe(ValueModel):
     timeout_s: float = Field(default=2.0, gt=0)
 
 
+class GroupMember(ValueModel):
+    """One worker of a multi-worker placement as every rank of the group sees it: its rank, its
+    address and the facts of its devices in the placement. Engines that need the whole group's
+    topology before any process starts (MindIE's rank table) read it from ``LaunchRequest.group``."""
+
+    rank: int = Field(ge=0, description="0: the head; 1..: the subordinates in placement order")
+    worker: str
+    address: str = Field(description="host or IP the other workers reach this worker at")
+    devices: tuple[Device, ...] = Field(default=(), description="this worker's devices in the placement")
+
+
 class LaunchRequest(ValueModel):
     """Everything an engine plugin needs to build a launch spec for one replica on one worker."""
 
@@ -92,6 +104,12 @@ class LaunchRequest(ValueModel):
     node_rank: int = Field(default=0, ge=0)
     node_count: int = Field(default=1, ge=1)
     head_address: str | None = Field(default=None, description="multi-node: host:port of the head")
+    group: tuple[GroupMember, ...] = Field(
+        default=(),
+        description="multi-node: every worker of the group in rank order, with its address and its "
+        "devices in the placement (empty for a single-worker instance, or when the server could not "
+        "resolve a worker)",
+    )
     work_dir: str | None = Field(
         default=None,
         description="a directory of this instance's own that the engine may write to (generated "

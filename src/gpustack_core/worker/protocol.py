@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from gpustack_core.types import Deployment, WorkerInfo
+from gpustack_core.types import Deployment, GroupMember, WorkerInfo
 
 __all__ = [
     "API_TOKEN_TTL_S",
@@ -147,6 +147,11 @@ class Assignment(BaseModel):
     parts: list[PartAssignment] = Field(default_factory=list)
     peers: list[ModelPeer] = Field(
         default_factory=list, description="workers that hold the model's files (download from them first)"
+    )
+    group: list[GroupMember] = Field(
+        default_factory=list,
+        description="multi-worker: every worker of the group in rank order with its address and its "
+        "placed devices (for engines that need the whole topology, e.g. MindIE's rank table)",
     )
 
     @property

@@ -184,6 +184,7 @@ def build_launch_spec(
         node_rank=assignment.rank,
         node_count=assignment.node_count,
         head_address=assignment.head_address,
+        group=tuple(assignment.group),
         work_dir=str(work_dir) if work_dir is not None else None,
     )
     if work_dir is not None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from gpustack_core.server.store.records import InstanceState, ModelFileRecord, Page, WorkerRecord
-from gpustack_core.types import Device
+from gpustack_core.types import Device, GroupMember, Placement
 from gpustack_core.worker.protocol import (
     Assignment,
     Assignments,
@@ -114,6 +114,9 @@ async def assignments(req: Request) -> Assignments:
         raise ApiError(404, "unknown worker: register again")
     placed = await req.db(store.worker_assignments, worker_id)
     peers = await req.db(_model_peers, store, worker_id, {str(spec.model) for _, spec, _ in placed})
+    groups = await req.db(
+        _groups, store, {inst.id: inst.placement for inst, _, _ in placed if inst.node_count > 1}
+    )
     return Assignments(
         items=[
             Assignment(
@@ -136,10 +139,39 @@ async def assignments(req: Request) -> Assignments:
                     for p in inst.parts
                 ],
                 peers=peers.get(str(spec.model), []),
+                group=groups.get(inst.id, []),
             )
             for inst, spec, rank in placed
         ]
     )
+
+
+def _groups(store: Any, placements: dict[str, dict[str, Any] | None]) -> dict[str, list[GroupMember]]:
+    """For each multi-worker instance (by id, with its placement): its workers in rank order with their
+    addresses and the facts of their placed devices, from the workers' last reports. Empty when a
+    worker of the group is unknown (an engine that needs the group then refuses, naming it)."""
+    out: dict[str, list[GroupMember]] = {}
+    if not placements:
+        return out
+    workers = {w.name: w for w in store.list_workers(limit=1_000_000)[0]}
+    for instance_id, raw in placements.items():
+        if raw is None:
+            continue
+        try:
+            placement = Placement.model_validate(raw)
+        except ValidationError:
+            continue  # not a placement the worker can launch either; it reports that
+        members: list[GroupMember] = []
+        for rank, name in enumerate((placement.worker, *placement.subordinate_workers)):
+            worker = workers.get(name)
+            if worker is None:
+                break
+            refs = {(d.accelerator, d.index) for d in placement.devices if d.worker == name}
+            devices = tuple(d for d in worker.info.devices if (d.accelerator, d.index) in refs)
+            members.append(GroupMember(rank=rank, worker=name, address=worker.info.address, devices=devices))
+        else:
+            out[instance_id] = members
+    return out
 
 
 def _model_peers(store: Any, worker_id: str, models: set[str]) -> dict[str, list[ModelPeer]]:
