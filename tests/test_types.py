@@ -82,6 +82,7 @@ EXAMPLES: list[BaseModel] = [
         visibility_env={"CUDA_VISIBLE_DEVICES": "0"},
         port=40000,
     ),
+    t.GroupMember(rank=1, worker="worker-b", address="10.0.0.2", devices=(DEVICE,)),
     t.LaunchSpec(argv=("llama-server", "-m", "/c/q4.gguf"), port=40000, served_model_name="qwen"),
     t.Candidate(worker=WORKER, devices=(DEVICE,), claim=CLAIM),
     t.PolicyContext(deployment=DEPLOYMENT, workers=(WORKER,), placements=(PLACEMENT,)),
