@@ -158,6 +158,12 @@ class HeadFirstEngine(GroupEngine):
     def launch_spec(self, request: LaunchRequest) -> LaunchSpec:
         if not request.head_address or not request.model_paths:
             raise ValueError("every rank needs the head address and the model file")
+        # like MindIE's rank table: every rank needs the whole group, the head's address first
+        ranks = [m.rank for m in request.group]
+        if ranks != list(range(request.node_count)) or not all(m.devices for m in request.group):
+            raise ValueError(f"every rank needs the whole group with its placed devices, got {request.group}")
+        if request.group[0].address != request.head_address.rsplit(":", 1)[0]:
+            raise ValueError(f"the group's head {request.group[0]} is not at {request.head_address}")
         served = request.deployment.served_model_name or request.deployment.name
         python = request.installation.executable
         env = {**request.visibility_env, "TESTGPU_USED_BYTES": str(USED_BYTES[min(request.node_rank, 1)])}
