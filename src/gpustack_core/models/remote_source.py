@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..contracts import ModelSource, ProgressCallback
 from ..errors import DownloadError, ModelNotFoundError, OfflineModeError
-from ..types import DownloadResult, GGUFTensor, ModelFile, ModelFormat, ModelMetadata, ModelRef, SourceOptions
+from ..types import ModelFormat
 from .cache import FileRequest, ModelCache, check_response
 from .formats import SAFETENSORS_MAX_HEADER_BYTES, model_format_of, parse_safetensors_header
 from .gguf_header import GGUFHeaderError, metadata_for_display, read_gguf_header_growing
@@ -30,6 +30,8 @@ from .selection import select_model_files
 
 if TYPE_CHECKING:
     import httpx
+
+    from ..types import DownloadResult, GGUFTensor, ModelFile, ModelMetadata, ModelRef, SourceOptions
 
 __all__ = ["RemoteListing", "RemoteModelSource", "http_read_range", "model_format_of"]
 
@@ -113,6 +115,8 @@ class RemoteModelSource(ModelSource):
 
         In offline mode the metadata stored by the last online ``resolve`` is returned.
         """
+        from ..types.models import ModelMetadata
+
         cache = ModelCache(options.cache_dir)
         cache_id, ref_name = self.cache_key(ref)
         if options.offline:
@@ -206,6 +210,8 @@ class RemoteModelSource(ModelSource):
         progress: ProgressCallback | None = None,
     ) -> DownloadResult:
         """Bring ``files`` into the shared cache, verified; see :meth:`ModelCache.ensure_files`."""
+        from ..types.models import DownloadResult
+
         cache = ModelCache(options.cache_dir)
         cache_id, _ = self.cache_key(metadata.ref)
         revision = self.revision_of(metadata)

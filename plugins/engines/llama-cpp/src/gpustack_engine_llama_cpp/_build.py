@@ -19,10 +19,14 @@ import tarfile
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gpustack_core.engines import install_version, run_logged
 from gpustack_core.errors import EngineNotInstalledError
-from gpustack_core.types import EngineInstallation, EngineOptions
+
+if TYPE_CHECKING:
+    from gpustack_core.types import EngineInstallation, EngineOptions
+
 
 __all__ = [
     "CMAKE_ARGS_ENV",
