@@ -19,11 +19,9 @@ prefix. :func:`resume_point` reads it back (also after a kill, when no truncatio
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +105,8 @@ class _PrefixHasher:
     """sha256 of ``[0, prefix)`` of a file, computed in a thread that follows the prefix."""
 
     def __init__(self, partial: Path, start: int) -> None:
+        import hashlib  # on use: OpenSSL's loading is not paid by plugins that only import this module
+
         self._fd = _open(partial, os.O_RDONLY)
         self._hasher = hashlib.sha256()
         self._hashed = 0
@@ -382,6 +382,8 @@ def _parallel(
                 os.close(own)
         if written < span and not state.stop.is_set():
             raise ShortRead(f"connection closed at byte {start + written} of {size}")
+
+    from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait  # on use, as hashlib
 
     pool = ThreadPoolExecutor(max_workers=min(connections, len(starts)), thread_name_prefix="gpustack-range")
     futures: list[Future[None]] = []

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import logging
 import os
@@ -81,6 +80,8 @@ def check_response(response: httpx.Response, what: str) -> None:
 
 
 def _sha256_file(path: Path, hasher: Any = None) -> Any:
+    import hashlib  # on use: OpenSSL's loading is not paid by plugins that only import this module
+
     hasher = hasher or hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(_HASH_CHUNK):

@@ -16,7 +16,6 @@ import json
 import struct
 from abc import abstractmethod
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -180,6 +179,8 @@ class RemoteModelSource(ModelSource):
             shards = [f for f in selected if f.format == ModelFormat.SAFETENSORS]
             urls = [self.file_url(metadata, f, options) for f in shards]
             # large models have dozens of shards, two round trips each: read them concurrently
+            from concurrent.futures import ThreadPoolExecutor
+
             with ThreadPoolExecutor(max_workers=_HEADER_READERS) as pool:
                 read = pool.map(functools.partial(self._safetensors_header, client), urls)
                 update["safetensors_headers"] = dict(zip([f.path for f in shards], read, strict=True))

@@ -15,7 +15,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -145,6 +144,8 @@ def build_llama_server(
             archives = sorted(work.glob("llama_cpp_python-*.tar.gz"))
             if not archives:
                 raise EngineNotInstalledError(f"pip saved no llama-cpp-python {version} sdist; log {log}")
+            import tarfile  # on use: only a source build unpacks an sdist
+
             with tarfile.open(archives[0]) as archive:
                 archive.extractall(work, filter="data")
             source = next(p for p in work.iterdir() if p.is_dir() and p.name.startswith("llama_cpp_python-"))

@@ -15,7 +15,6 @@ Every layer is verified against its sha256 digest. The cache revision is the man
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -117,6 +116,8 @@ class OllamaModelSource(RemoteModelSource):
                 f"{url}: the manifest has no {_MEDIA_PREFIX}model (GGUF) layer; models stored as tensor "
                 "layers are not supported by this plugin"
             )
+        import hashlib  # on use: the plugin loads without OpenSSL
+
         return RemoteListing(files=tuple(files), commit=hashlib.sha256(response.content).hexdigest())
 
     def file_url(self, metadata: ModelMetadata, file: ModelFile, options: SourceOptions) -> str:
