@@ -10,6 +10,9 @@ compiles every module): a warm-up round writes it into a temporary ``PYTHONPYCAC
 ``PYTHONDONTWRITEBYTECODE`` is cleared for the children. ``--from-source`` keeps the caller's
 environment, where ``PYTHONDONTWRITEBYTECODE=1`` (as on our shared machine) makes every start
 compile the editable installs' sources again.
+
+``--baseline PATH`` (the ``gpustack-core`` script of another checkout's venv, e.g. main's) adds
+its commands to every round, so that before and after are measured side by side.
 """
 
 from __future__ import annotations
@@ -32,9 +35,17 @@ _HEAVY = (
 )  # fmt: skip
 
 
-def _commands() -> dict[str, list[str]]:
+def _commands(baseline: str | None) -> dict[str, list[str]]:
     script = Path(sys.executable).with_name("gpustack-core")
     cli = [str(script)] if script.exists() else [sys.executable, "-m", "gpustack_core.cli"]
+    before = (
+        {
+            f"baseline: gpustack-core {' '.join(args)}": [baseline, *args]
+            for args in (["--version"], ["plugins"], ["plugins", "--json"], ["--help"])
+        }
+        if baseline
+        else {}
+    )
     return {
         "python -c pass (bare interpreter)": [sys.executable, "-c", "pass"],
         "python -c 'import typer'": [sys.executable, "-c", "import typer"],
@@ -42,6 +53,7 @@ def _commands() -> dict[str, list[str]]:
         "gpustack-core plugins": [*cli, "plugins"],
         "gpustack-core plugins --json": [*cli, "plugins", "--json"],
         "gpustack-core --help": [*cli, "--help"],
+        **before,
     }
 
 
@@ -61,17 +73,18 @@ def main(argv: list[str]) -> None:
     parser.add_argument(
         "--from-source", action="store_true", help="keep PYTHONDONTWRITEBYTECODE as it is (no bytecode cache)"
     )
+    parser.add_argument("--baseline", help="another checkout's gpustack-core script, measured alongside")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="cli-start-pycache-") as pycache:
         env = {**os.environ, "COLUMNS": "120"}
         if not args.from_source:
             env.pop("PYTHONDONTWRITEBYTECODE", None)
             env["PYTHONPYCACHEPREFIX"] = pycache
-        _run_rounds(args.rounds, env, "from source" if args.from_source else "bytecode cached")
+        _run_rounds(args.rounds, env, "from source" if args.from_source else "bytecode cached", args.baseline)
 
 
-def _run_rounds(rounds: int, env: dict[str, str], mode: str) -> None:
-    commands = _commands()
+def _run_rounds(rounds: int, env: dict[str, str], mode: str, baseline: str | None) -> None:
+    commands = _commands(baseline)
     seconds: dict[str, list[float]] = {name: [] for name in commands}
     loads = []
     for command in commands.values():  # warm-up: writes the bytecode cache; not counted
@@ -87,11 +100,11 @@ def _run_rounds(rounds: int, env: dict[str, str], mode: str) -> None:
         f"\nCLI start-up ({mode}), {rounds} rounds, load average {min(loads):.1f}-{max(loads):.1f} "
         f"on {os.cpu_count()} CPUs"
     )
-    print(f"| {'command':<36} | {'median s':>8} | {'x bare (median of rounds)':>26} |")
-    print(f"|{'-' * 38}|{'-' * 9}:|{'-' * 27}:|")
+    print(f"| {'command':<46} | {'median s':>8} | {'x bare (median of rounds)':>26} |")
+    print(f"|{'-' * 48}|{'-' * 9}:|{'-' * 27}:|")
     for name, values in seconds.items():
         ratio = statistics.median(v / b for v, b in zip(values, bare, strict=True))
-        print(f"| {name:<36} | {statistics.median(values):>8.3f} | {ratio:>26.1f} |")
+        print(f"| {name:<46} | {statistics.median(values):>8.3f} | {ratio:>26.1f} |")
     print("\nimported while `gpustack-core plugins --json` runs:")
     for module in _HEAVY:
         print(f"- {module}: {'yes' if _imported(module, env) else 'no'}")
