@@ -37,6 +37,11 @@ RANGE_BYTES = 16 << 20
 
 _HASH_BLOCK = 8 << 20
 _POLL_S = 0.2
+#: Bytes per socket read while receiving a body (httpcore's own default is 64 KiB).
+READ_BYTES = 1 << 20
+#: Attributes from an httpx response's stream down to httpcore's HTTP/1.1 connection (httpx 0.28-0.29,
+#: httpcore 1.0: BoundSyncStream -> ResponseStream -> PoolByteStream -> HTTP11ConnectionByteStream).
+_STREAM_PATH = ("_stream", "_httpcore_stream", "_stream", "_connection")
 
 
 class ShortRead(Exception):
@@ -246,6 +251,29 @@ class _RangeRefused(ShortRead):
     """HTTP 416 on a resume: the partial file is dropped and the fetch starts over."""
 
 
+def widen_reads(response: httpx.Response, read_bytes: int = READ_BYTES) -> bool:
+    """Make the HTTP/1.1 connection under ``response`` read up to ``read_bytes`` per socket read.
+
+    httpcore reads a body in 64 KiB pieces (``HTTP11Connection.READ_NUM_BYTES``), each through
+    h11's event machinery: on a loaded two-core machine that per-read Python work, not the
+    network, limits a download. The value is set on this one connection object (the class and
+    other connections keep theirs); it only changes how many bytes one ``recv`` may return, so the
+    response is parsed exactly as before. Returns ``False``, changing nothing, where the stream is
+    not the one expected (another transport, HTTP/2, other httpx or httpcore versions).
+    """
+    target: object = response.stream
+    for attribute in _STREAM_PATH:
+        target = getattr(target, attribute, None)
+        if target is None:
+            return False
+    current = getattr(type(target), "READ_NUM_BYTES", None)
+    if not isinstance(current, int):
+        return False
+    if read_bytes > current:
+        setattr(target, "READ_NUM_BYTES", read_bytes)  # on this instance only
+    return True
+
+
 def _receive(
     response: httpx.Response,
     fd: int,
@@ -256,6 +284,7 @@ def _receive(
     transferred: list[int],
 ) -> int:
     """Write the body at ``offset``; returns bytes written. Stops early when ``state.stop`` is set."""
+    widen_reads(response)
     written = 0
     for chunk in response.iter_raw():
         if state.stop.is_set():
