@@ -261,7 +261,7 @@ def widen_reads(response: httpx.Response, read_bytes: int = READ_BYTES) -> bool:
     response is parsed exactly as before. Returns ``False``, changing nothing, where the stream is
     not the one expected (another transport, HTTP/2, other httpx or httpcore versions).
     """
-    target: object = response.stream
+    target: Any = response.stream
     for attribute in _STREAM_PATH:
         target = getattr(target, attribute, None)
         if target is None:
@@ -270,7 +270,7 @@ def widen_reads(response: httpx.Response, read_bytes: int = READ_BYTES) -> bool:
     if not isinstance(current, int):
         return False
     if read_bytes > current:
-        setattr(target, "READ_NUM_BYTES", read_bytes)  # on this instance only
+        target.READ_NUM_BYTES = read_bytes  # on this instance only
     return True
 
 
