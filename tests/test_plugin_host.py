@@ -206,6 +206,32 @@ def test_strict_exits_nonzero_only_when_a_plugin_failed(plugin_site: Path) -> No
     assert passing.returncode == 0, passing.stdout + passing.stderr
 
 
+def _typer_cli(site: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The same command line through the Typer application (``main`` answers a plain ``plugins``
+    without Typer)."""
+    code = (
+        "from gpustack_core.cli import build_app\n"
+        + f"build_app('plugins')({list(args)!r}, prog_name='gpustack-core')"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUSTACK_CORE_PLUGINS_")}
+    env["PYTHONPATH"] = str(site)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+
+
+@pytest.mark.parametrize("args", [("plugins",), ("plugins", "--json"), ("plugins", "--strict", "--json")])
+def test_plugins_without_typer_prints_what_the_typer_command_prints(
+    plugin_site: Path, args: tuple[str, ...]
+) -> None:
+    fast, typer_app = _cli(plugin_site, *args), _typer_cli(plugin_site, *args)
+    assert (fast.returncode, fast.stdout, fast.stderr) == (
+        typer_app.returncode,
+        typer_app.stdout,
+        typer_app.stderr,
+    )
+    assert "importerror" in fast.stdout
+    assert fast.returncode == (1 if "--strict" in args else 0)
+
+
 def test_devices_still_detected_beside_broken_plugins(plugin_site: Path) -> None:
     result = _cli(plugin_site, "devices", "--json")
     assert result.returncode == 0, result.stderr

@@ -26,9 +26,10 @@ import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psutil
+if TYPE_CHECKING:  # psutil is imported where it is used (Windows, group scans): plugins load without it
+    import psutil
 
 __all__ = [
     "KILL",
@@ -62,6 +63,8 @@ def new_group_kwargs() -> dict[str, Any]:
 
 def _tree(pgid: int) -> list[psutil.Process]:
     """The live leader ``pgid`` and its descendants (the Windows stand-in for a group)."""
+    import psutil
+
     try:
         leader = psutil.Process(pgid)
         return [leader, *leader.children(recursive=True)]
@@ -80,6 +83,8 @@ def signal_group(pgid: int, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError):
             killpg(pgid, sig)
         return
+    import psutil
+
     for process in _tree(pgid):
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
             if sig == KILL:
@@ -97,6 +102,8 @@ def group_of(pid: int) -> int:
     if not is_windows():
         getpgid: Callable[[int], int] = os.getpgid  # type: ignore[attr-defined,unused-ignore]
         return getpgid(pid)
+    import psutil
+
     if not psutil.pid_exists(pid):
         raise ProcessLookupError(pid)
     return pid
@@ -123,6 +130,8 @@ def group_members(pgid: int) -> list[int]:
         return []
     if is_windows():
         return [p.pid for p in _tree(pgid)]
+    import psutil
+
     members: list[int] = []
     for process in psutil.process_iter(["status"]):
         try:

@@ -194,7 +194,9 @@ class PluginHost:
                 self._entry_points = metadata.entry_points()
             for ep in self._entry_points.select(group=spec.group):
                 dist = ep.dist
-                dist_name = dist.metadata["Name"] if dist is not None else None
+                # one parse of the distribution's METADATA for both fields (``dist.version`` parses again)
+                dist_meta = dist.metadata if dist is not None else None
+                dist_name = dist_meta["Name"] if dist_meta is not None else None
                 key = (ep.name, ep.value, dist_name)
                 if key in seen:  # the same distribution on sys.path twice
                     continue
@@ -204,7 +206,7 @@ class PluginHost:
                         area=spec.area,
                         name=ep.name,
                         distribution=dist_name,
-                        version=dist.version if dist is not None else None,
+                        version=dist_meta["Version"] if dist_meta is not None else None,
                         target=ep.value,
                         load=ep.load,
                     )

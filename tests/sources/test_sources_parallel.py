@@ -12,8 +12,10 @@ import httpx
 import pytest
 from conftest import GGUF_Q4
 from fake_hubs import COMMIT, HubServer, HubState
+from httpcore._sync.http11 import HTTP11Connection
 
 from gpustack_core.errors import DownloadError
+from gpustack_core.models._transfer import READ_BYTES, widen_reads
 from gpustack_core.models.cache import FileRequest, ModelCache
 from gpustack_core.types import DownloadProgress
 
@@ -151,3 +153,27 @@ def test_http_error_on_a_later_range_is_reported(hf_hub: tuple[HubState, HubServ
         cache.ensure_files(*MODEL, [bigger], client=client, retries=0)
     partial = _partial(cache)
     assert partial.read_bytes() == GGUF_Q4[: partial.stat().st_size]
+
+
+def test_reads_are_widened_on_this_connection_only(hf_hub: tuple[HubState, HubServer]) -> None:
+    """A body is received in 1 MiB socket reads on the response's own connection; the class and
+    the parsed bytes are unchanged."""
+    _, server = hf_hub
+    default = HTTP11Connection.READ_NUM_BYTES
+    with httpx.Client() as client, client.stream("GET", _request(server).url) as response:
+        assert widen_reads(response) is True  # fails when an httpx/httpcore upgrade moves the connection
+        connection = response.stream._stream._httpcore_stream._stream._connection  # type: ignore[attr-defined]
+        assert isinstance(connection, HTTP11Connection)
+        assert connection.READ_NUM_BYTES == READ_BYTES > default
+        assert response.read() == GGUF_Q4
+    assert default == HTTP11Connection.READ_NUM_BYTES
+
+
+def test_reads_stay_as_they_are_on_another_transport() -> None:
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=b"body"))
+    with (
+        httpx.Client(transport=transport) as client,
+        client.stream("GET", "http://example.invalid/") as response,
+    ):
+        assert widen_reads(response) is False
+        assert response.read() == b"body"

@@ -10,10 +10,14 @@ import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from gpustack_core import _platform
 from gpustack_core.errors import AcceleratorNotPresent, AcceleratorOutputError, AcceleratorToolTimeout
-from gpustack_core.types import DetectOptions
+
+if TYPE_CHECKING:
+    from gpustack_core.types import DetectOptions
+
 
 __all__ = ["ToolResult", "find_tool", "output_error", "parse_bytes", "parse_number", "run_tool"]
 

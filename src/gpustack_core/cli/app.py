@@ -3,9 +3,9 @@
 A command module exposes ``register(app: typer.Typer) -> None``; add it to ``COMMAND_MODULES`` and
 its command names to ``COMMANDS``.
 
-Start-up is kept short: ``--version`` answers without importing Typer, and a command line that
-names a command registers (imports) only that command's module; help and unknown names build the
-whole application.
+Start-up is kept short: ``--version`` and a plain ``plugins [--json] [--strict]`` answer without
+importing Typer, and a command line that names a command registers (imports) only that command's
+module; help and unknown names build the whole application.
 """
 
 from __future__ import annotations
@@ -104,10 +104,31 @@ def _command_named(argv: list[str]) -> str | None:
     return None
 
 
+def _plain_plugins(argv: list[str]) -> dict[str, bool] | None:
+    """The arguments of :func:`~.plugins_cmd.list_plugins` when ``argv`` is ``plugins`` with known
+    flags, each at most once (``--help``, a typo, anything else: ``None``, and Typer answers)."""
+    if not argv or argv[0] != "plugins":
+        return None
+    from .plugins_cmd import FLAGS
+
+    flags = argv[1:]
+    if len(set(flags)) != len(flags) or not set(flags) <= FLAGS.keys():
+        return None
+    return {parameter: option in flags for option, parameter in FLAGS.items()}
+
+
 def main() -> None:
     """Console-script entry point."""
     argv = sys.argv[1:]
     if argv == ["--version"]:
         print(f"gpustack-core {__version__}")
+        return
+    plugins_args = _plain_plugins(argv)
+    if plugins_args is not None:  # the same as the Typer command, without importing Typer
+        from .plugins_cmd import list_plugins
+
+        status = list_plugins(**plugins_args)
+        if status:
+            raise SystemExit(status)
         return
     build_app(_command_named(argv))()

@@ -1,19 +1,27 @@
-"""``gpustack-core plugins``: what is installed, and whether it works."""
+"""``gpustack-core plugins``: what is installed, and whether it works.
+
+:func:`list_plugins` does the work without Typer, so that ``main`` can run a plain
+``gpustack-core plugins [--json] [--strict]`` without importing it (see ``cli/app.py``);
+:func:`register` wraps it as the Typer command used for every other command line (help, errors).
+"""
 
 from __future__ import annotations
 
-import typer
+from typing import TYPE_CHECKING
 
 from ._common import console, make_host, print_json
 
-__all__ = ["register"]
+if TYPE_CHECKING:
+    import typer
+
+__all__ = ["FLAGS", "list_plugins", "register"]
+
+#: The options of ``plugins`` (all flags): option -> parameter of :func:`list_plugins`.
+FLAGS: dict[str, str] = {"--json": "as_json", "--strict": "strict"}
 
 
-def plugins(
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-    strict: bool = typer.Option(False, "--strict", help="Exit with status 1 if any plugin failed."),
-) -> None:
-    """List plugins: area, name, distribution, version, status or error."""
+def list_plugins(as_json: bool = False, strict: bool = False) -> int:
+    """Print the plugins (a table, or JSON); the exit status: 1 when ``strict`` and one failed."""
     host = make_host()
     records = host.plugins()
     if as_json:
@@ -34,9 +42,21 @@ def plugins(
     failed = [r for r in records if r.status == "error"]
     if strict and failed:
         console(stderr=True).print(f"{len(failed)} plugin(s) failed: " + ", ".join(r.name for r in failed))
-        raise typer.Exit(1)
+        return 1
+    return 0
 
 
 def register(app: typer.Typer) -> None:
     """Add the ``plugins`` command."""
+    import typer
+
+    def plugins(
+        as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+        strict: bool = typer.Option(False, "--strict", help="Exit with status 1 if any plugin failed."),
+    ) -> None:
+        """List plugins: area, name, distribution, version, status or error."""
+        status = list_plugins(as_json=as_json, strict=strict)
+        if status:
+            raise typer.Exit(status)
+
     app.command("plugins")(plugins)

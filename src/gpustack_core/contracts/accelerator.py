@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from ..types import DetectOptions, Device, DeviceHealth, RuntimeOverhead, RuntimeWorkload
+if TYPE_CHECKING:  # the value types (pydantic) load on use: listing plugins does not need them
+    from ..types import DetectOptions, Device, DeviceHealth, RuntimeOverhead, RuntimeWorkload
 
 __all__ = ["Accelerator"]
 
@@ -65,6 +66,8 @@ class Accelerator(ABC):
             One :class:`DeviceHealth` per device, in the same order. The default implementation
             detects again and reports a device healthy when its ``uuid`` is still found.
         """
+        from ..types.devices import DeviceHealth
+
         found = {d.uuid for d in self.detect(options)}
         return [
             DeviceHealth(
@@ -97,6 +100,8 @@ class Accelerator(ABC):
             :class:`~gpustack_core.types.RuntimeOverhead`): an accelerator that does not know its
             costs keeps today's estimates.
         """
+        from ..types.resources import RuntimeOverhead
+
         return RuntimeOverhead()
 
     def process_memory(

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from ..errors import EngineNotInstalledError
-from ..types import EngineCapabilities, EngineInstallation, EngineOptions, LaunchRequest, LaunchSpec
+
+if TYPE_CHECKING:  # the value types (pydantic) load on use: listing plugins does not need them
+    from ..types import EngineCapabilities, EngineInstallation, EngineOptions, LaunchRequest, LaunchSpec
 
 __all__ = ["Engine"]
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from ..types import Candidate, PolicyContext, Rejection
+if TYPE_CHECKING:  # the value types (pydantic) load on use: listing plugins does not need them
+    from ..types import Candidate, PolicyContext, Rejection
 
 __all__ = ["SchedulerPolicy"]
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from ..types import DownloadProgress, DownloadResult, ModelFile, ModelMetadata, ModelRef, SourceOptions
+if TYPE_CHECKING:  # the value types (pydantic) load on use: listing plugins does not need them
+    from ..types import DownloadProgress, DownloadResult, ModelFile, ModelMetadata, ModelRef, SourceOptions
 
 __all__ = ["ModelSource", "ProgressCallback"]
 
 #: Called with each progress event during a download; must return quickly.
-ProgressCallback = Callable[[DownloadProgress], None]
+ProgressCallback = Callable[["DownloadProgress"], None]
 
 
 class ModelSource(ABC):

@@ -17,13 +17,16 @@ their methods can be overridden.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from gpustack_core.contracts import Engine
 from gpustack_core.errors import EngineNotInstalledError
-from gpustack_core.types import EngineInstallation, EngineOptions
 
 from .versions import install_venv, list_installations, located_on_path, remove_installation
+
+if TYPE_CHECKING:
+    from gpustack_core.types import EngineInstallation, EngineOptions
+
 
 __all__ = ["TEXT_ENDPOINTS", "VenvEngine", "VersionedEngine"]
 

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from gpustack_core.errors import EngineArgumentError
-from gpustack_core.types import Device, HttpProbe, LaunchRequest, LaunchSpec, preset_refusal
 
 from .flags import refuse_owned_flags
 
 if TYPE_CHECKING:
     from gpustack_core.contracts import Engine
+    from gpustack_core.types import Device, LaunchRequest, LaunchSpec
 
 __all__ = [
     "SAFETENSORS_FILES",
@@ -92,6 +92,8 @@ def check_served(engine: Engine, request: LaunchRequest, one_worker_reason: str 
     Raises:
         EngineArgumentError: saying what the engine serves instead.
     """
+    from gpustack_core.types.performance import preset_refusal
+
     capabilities = engine.capabilities()
     category = request.deployment.category
     if category not in capabilities.categories:
@@ -212,6 +214,8 @@ def make_launch_spec(
     Returns:
         The launch spec.
     """
+    from gpustack_core.types.engines import HttpProbe, LaunchSpec
+
     optional: dict[str, object] = {}
     if health_path is not None:
         optional["readiness"] = HttpProbe(path=health_path)

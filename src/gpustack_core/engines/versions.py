@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from gpustack_core._platform import file_lock
 from gpustack_core.errors import EngineError, EngineNotInstalledError
-from gpustack_core.types import EngineInstallation, EngineOptions
 
 if TYPE_CHECKING:
     from gpustack_core.contracts import Engine
+    from gpustack_core.types import EngineInstallation, EngineOptions
 
 __all__ = [
     "ENGINES_DIR_ENV",
@@ -68,6 +68,8 @@ def default_engines_dir() -> Path:
 
 def default_engine_options(wheelhouse: str | None = None, offline: bool = False) -> EngineOptions:
     """Engine options rooted at :func:`default_engines_dir`."""
+    from gpustack_core.types.engines import EngineOptions
+
     return EngineOptions(engines_dir=str(default_engines_dir()), wheelhouse=wheelhouse, offline=offline)
 
 
@@ -103,6 +105,8 @@ def list_installations(options: EngineOptions, engine: str) -> list[EngineInstal
 
     An installation whose program has disappeared is skipped. Never raises for a missing directory.
     """
+    from gpustack_core.types.engines import EngineInstallation
+
     base = Path(options.engines_dir).expanduser() / _check_name("name", engine)
     found: list[EngineInstallation] = []
     try:
@@ -258,6 +262,8 @@ def install_version(
     Raises:
         EngineNotInstalledError: ``populate`` failed, or ``executable`` does not exist afterwards.
     """
+    from gpustack_core.types.engines import EngineInstallation
+
     with install_lock(options, engine, version) as directory:
         existing = directory / MARKER_FILE
         if existing.exists():
@@ -343,6 +349,8 @@ def ensure_installed(engine: Engine, version: str | None, options: EngineOptions
 
 def located_on_path(engine: str, program: str, version: str = "system") -> list[EngineInstallation]:
     """``program`` found on ``PATH`` as a located installation (empty list when absent)."""
+    from gpustack_core.types.engines import EngineInstallation
+
     found = shutil.which(program)
     if found is None:
         return []

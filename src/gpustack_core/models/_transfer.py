@@ -19,11 +19,9 @@ prefix. :func:`resume_point` reads it back (also after a kill, when no truncatio
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +37,11 @@ RANGE_BYTES = 16 << 20
 
 _HASH_BLOCK = 8 << 20
 _POLL_S = 0.2
+#: Bytes per socket read while receiving a body (httpcore's own default is 64 KiB).
+READ_BYTES = 1 << 20
+#: Attributes from an httpx response's stream down to httpcore's HTTP/1.1 connection (httpx 0.28-0.29,
+#: httpcore 1.0: BoundSyncStream -> ResponseStream -> PoolByteStream -> HTTP11ConnectionByteStream).
+_STREAM_PATH = ("_stream", "_httpcore_stream", "_stream", "_connection")
 
 
 class ShortRead(Exception):
@@ -107,6 +110,8 @@ class _PrefixHasher:
     """sha256 of ``[0, prefix)`` of a file, computed in a thread that follows the prefix."""
 
     def __init__(self, partial: Path, start: int) -> None:
+        import hashlib  # on use: OpenSSL's loading is not paid by plugins that only import this module
+
         self._fd = _open(partial, os.O_RDONLY)
         self._hasher = hashlib.sha256()
         self._hashed = 0
@@ -246,6 +251,29 @@ class _RangeRefused(ShortRead):
     """HTTP 416 on a resume: the partial file is dropped and the fetch starts over."""
 
 
+def widen_reads(response: httpx.Response, read_bytes: int = READ_BYTES) -> bool:
+    """Make the HTTP/1.1 connection under ``response`` read up to ``read_bytes`` per socket read.
+
+    httpcore reads a body in 64 KiB pieces (``HTTP11Connection.READ_NUM_BYTES``), each through
+    h11's event machinery: on a loaded two-core machine that per-read Python work, not the
+    network, limits a download. The value is set on this one connection object (the class and
+    other connections keep theirs); it only changes how many bytes one ``recv`` may return, so the
+    response is parsed exactly as before. Returns ``False``, changing nothing, where the stream is
+    not the one expected (another transport, HTTP/2, other httpx or httpcore versions).
+    """
+    target: Any = response.stream
+    for attribute in _STREAM_PATH:
+        target = getattr(target, attribute, None)
+        if target is None:
+            return False
+    current = getattr(type(target), "READ_NUM_BYTES", None)
+    if not isinstance(current, int):
+        return False
+    if read_bytes > current:
+        target.READ_NUM_BYTES = read_bytes  # on this instance only
+    return True
+
+
 def _receive(
     response: httpx.Response,
     fd: int,
@@ -256,6 +284,7 @@ def _receive(
     transferred: list[int],
 ) -> int:
     """Write the body at ``offset``; returns bytes written. Stops early when ``state.stop`` is set."""
+    widen_reads(response)
     written = 0
     for chunk in response.iter_raw():
         if state.stop.is_set():
@@ -382,6 +411,8 @@ def _parallel(
                 os.close(own)
         if written < span and not state.stop.is_set():
             raise ShortRead(f"connection closed at byte {start + written} of {size}")
+
+    from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait  # on use, as hashlib
 
     pool = ThreadPoolExecutor(max_workers=min(connections, len(starts)), thread_name_prefix="gpustack-range")
     futures: list[Future[None]] = []

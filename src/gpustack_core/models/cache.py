@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import logging
 import os
@@ -31,11 +30,12 @@ from urllib.parse import quote
 
 from .._platform import file_lock
 from ..errors import DownloadError, ModelAccessDeniedError, ModelNotFoundError, OfflineModeError
-from ..types import DownloadProgress, ModelMetadata, PeerCache
 from ._transfer import RANGE_BYTES, ShortRead, fetch_into_partial, resume_point
 
 if TYPE_CHECKING:
     import httpx
+
+    from ..types import DownloadProgress, ModelMetadata, PeerCache
 
 __all__ = ["DEFAULT_CONNECTIONS", "FileRequest", "ModelCache", "check_response", "free_bytes"]
 
@@ -80,6 +80,8 @@ def check_response(response: httpx.Response, what: str) -> None:
 
 
 def _sha256_file(path: Path, hasher: Any = None) -> Any:
+    import hashlib  # on use: OpenSSL's loading is not paid by plugins that only import this module
+
     hasher = hasher or hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(_HASH_CHUNK):
@@ -97,6 +99,8 @@ class _Rate:
         self.last_emit = 0.0
 
     def emit(self, done_bytes: int, *, force: bool = False, done: bool = False) -> None:
+        from ..types.models import DownloadProgress
+
         if self.callback is None:
             return
         now = time.monotonic()
@@ -178,6 +182,8 @@ class ModelCache:
         self, source: str, model_id: str, revision: str, selector: str | None = None
     ) -> ModelMetadata | None:
         """Stored metadata of a revision and selector, or None when absent or unreadable."""
+        from ..types.models import ModelMetadata
+
         path = self._metadata_path(source, model_id, revision, selector)
         try:
             return ModelMetadata.model_validate_json(path.read_bytes())
@@ -275,6 +281,8 @@ class ModelCache:
                 resume), verification failure, or disk full (says how much was needed and free).
             ModelNotFoundError, ModelAccessDeniedError: HTTP 404 / 401 / 403.
         """
+        from ..types.models import DownloadProgress
+
         rev_dir = self.revision_dir(source, model_id, revision)
         paths = [str(rev_dir / f.path) for f in files]
         with self.lock(source, model_id, revision):

@@ -9,9 +9,13 @@ rerank; an encoder ``*Model`` -> embedding; ``*ForCausalLM`` -> LLM) and sentenc
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gpustack_core.types import ModelCategory, ModelMetadata
+from gpustack_core.types import ModelCategory
+
+if TYPE_CHECKING:
+    from gpustack_core.types import ModelMetadata
+
 
 __all__ = [
     "EMBEDDING_GGUF_ARCHITECTURES",

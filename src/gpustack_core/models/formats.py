@@ -6,9 +6,13 @@ import json
 import struct
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..types import ModelFile, ModelFormat
+from ..types import ModelFormat
+
+if TYPE_CHECKING:
+    from ..types import ModelFile
+
 
 __all__ = [
     "GGUF_MAGIC",

@@ -15,10 +15,13 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..types import GGUFTensor
 from .ggml_types import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType
+
+if TYPE_CHECKING:
+    from ..types import GGUFTensor
+
 
 __all__ = [
     "GGUFHeader",
@@ -182,6 +185,8 @@ def parse_gguf_header(prefix: bytes | bytearray | memoryview, file: str | None =
             more is certainly needed; more may be needed after that).
         GGUFHeaderError: not GGUF, an unsupported version, or an implausible header.
     """
+    from ..types.models import GGUFTensor
+
     reader = _Reader(prefix)
     reader.need(4)
     if bytes(reader.data[:4]) != _MAGIC:

@@ -16,13 +16,12 @@ import json
 import struct
 from abc import abstractmethod
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..contracts import ModelSource, ProgressCallback
 from ..errors import DownloadError, ModelNotFoundError, OfflineModeError
-from ..types import DownloadResult, GGUFTensor, ModelFile, ModelFormat, ModelMetadata, ModelRef, SourceOptions
+from ..types import ModelFormat
 from .cache import FileRequest, ModelCache, check_response
 from .formats import SAFETENSORS_MAX_HEADER_BYTES, model_format_of, parse_safetensors_header
 from .gguf_header import GGUFHeaderError, metadata_for_display, read_gguf_header_growing
@@ -30,6 +29,8 @@ from .selection import select_model_files
 
 if TYPE_CHECKING:
     import httpx
+
+    from ..types import DownloadResult, GGUFTensor, ModelFile, ModelMetadata, ModelRef, SourceOptions
 
 __all__ = ["RemoteListing", "RemoteModelSource", "http_read_range", "model_format_of"]
 
@@ -113,6 +114,8 @@ class RemoteModelSource(ModelSource):
 
         In offline mode the metadata stored by the last online ``resolve`` is returned.
         """
+        from ..types.models import ModelMetadata
+
         cache = ModelCache(options.cache_dir)
         cache_id, ref_name = self.cache_key(ref)
         if options.offline:
@@ -176,6 +179,8 @@ class RemoteModelSource(ModelSource):
             shards = [f for f in selected if f.format == ModelFormat.SAFETENSORS]
             urls = [self.file_url(metadata, f, options) for f in shards]
             # large models have dozens of shards, two round trips each: read them concurrently
+            from concurrent.futures import ThreadPoolExecutor
+
             with ThreadPoolExecutor(max_workers=_HEADER_READERS) as pool:
                 read = pool.map(functools.partial(self._safetensors_header, client), urls)
                 update["safetensors_headers"] = dict(zip([f.path for f in shards], read, strict=True))
@@ -206,6 +211,8 @@ class RemoteModelSource(ModelSource):
         progress: ProgressCallback | None = None,
     ) -> DownloadResult:
         """Bring ``files`` into the shared cache, verified; see :meth:`ModelCache.ensure_files`."""
+        from ..types.models import DownloadResult
+
         cache = ModelCache(options.cache_dir)
         cache_id, _ = self.cache_key(metadata.ref)
         revision = self.revision_of(metadata)

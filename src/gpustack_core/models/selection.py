@@ -5,9 +5,14 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from ..errors import ModelNotFoundError
-from ..types import ModelFile, ModelFormat
+from ..types import ModelFormat
+
+if TYPE_CHECKING:
+    from ..types import ModelFile
+
 
 __all__ = ["gguf_quantization", "is_gguf", "select_model_files"]
 

@@ -10,12 +10,43 @@ Example::
     scheduler = Scheduler.from_host(host)
     result = scheduler.schedule(deployment, estimate, workers, placements, replica=0)
     print(result.placement or result.explanation.summary)
+
+The names are imported on first use (PEP 562): the plugin host loads the built-in policies
+(``gpustack_core.scheduler.policies``) without the scheduler itself.
 """
 
-from ._explain import Explanation
-from ._scheduler import STRATEGY_ORDER, Scheduler, ScheduleResult
-from ._state import ClusterState, Option
-from .policies import BuiltinPolicy, builtin_policies
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._explain import Explanation
+    from ._scheduler import STRATEGY_ORDER, Scheduler, ScheduleResult
+    from ._state import ClusterState, Option
+    from .policies import BuiltinPolicy, builtin_policies
+
+_LAZY = {
+    "STRATEGY_ORDER": "._scheduler",
+    "BuiltinPolicy": ".policies",
+    "ClusterState": "._state",
+    "Explanation": "._explain",
+    "Option": "._state",
+    "ScheduleResult": "._scheduler",
+    "Scheduler": "._scheduler",
+    "builtin_policies": ".policies",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module, __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "STRATEGY_ORDER",

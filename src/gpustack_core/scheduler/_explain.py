@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gpustack_core.types import Rejection, ResourceClaim
+if TYPE_CHECKING:
+    from gpustack_core.types import Rejection, ResourceClaim
+
 
 __all__ = ["STRATEGY_PHRASES", "Explanation", "claim_phrase", "failure_summary", "policy_phrase"]
 

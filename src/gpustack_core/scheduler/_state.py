@@ -32,11 +32,16 @@ import itertools
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from gpustack_core.errors import SchedulingError
-from gpustack_core.types import Device, Placement, ResourceClaim, WorkerInfo, WorkerState
+from gpustack_core.types import WorkerState
 
 from ._index import FreeIndex
+
+if TYPE_CHECKING:
+    from gpustack_core.types import Device, Placement, ResourceClaim, WorkerInfo
+
 
 __all__ = ["ClusterState", "Option", "format_gib"]
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from gpustack_core.errors import SchedulingError
-from gpustack_core.types import Candidate, Deployment, EngineCapabilities, PolicyContext
 
 from ._state import ClusterState, Option
+
+if TYPE_CHECKING:
+    from gpustack_core.types import Candidate, Deployment, EngineCapabilities, PolicyContext
+
 
 __all__ = ["DecisionView", "model_keys", "option_from_candidate", "view_from_context"]
 

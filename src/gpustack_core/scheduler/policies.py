@@ -14,21 +14,17 @@ implementation, so they cannot disagree.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from gpustack_core.contracts import SchedulerPolicy
 from gpustack_core.hookspecs import hookimpl
-from gpustack_core.types import (
-    Candidate,
-    LabelRequirement,
-    PolicyContext,
-    Rejection,
-    ResourceClaim,
-    preset_refusal,
-)
 
 from ._state import Option, format_gib
 from ._view import DecisionView, option_from_candidate, view_from_context
+
+if TYPE_CHECKING:
+    from gpustack_core.types import Candidate, LabelRequirement, PolicyContext, Rejection, ResourceClaim
+
 
 __all__ = [
     "Binpack",
@@ -77,6 +73,8 @@ class BuiltinPolicy(SchedulerPolicy):
 
     def filter(self, candidate: Candidate, context: PolicyContext) -> Rejection | None:
         """Contract form of :meth:`check` (builds the cluster state from ``context``: slow)."""
+        from gpustack_core.types.scheduling import Rejection
+
         view = view_from_context(context)
         reason = self.check(view, option_from_candidate(view, candidate))
         if reason is None:
@@ -208,6 +206,8 @@ class EngineCompatibility(BuiltinPolicy):
     def check_claim(self, view: DecisionView, claim: ResourceClaim) -> str | None:
         """Reject strategies the engine cannot run (tensor parallel, multi-worker, offload, CPU) and
         performance presets it does not claim (mode, speculative method, KV-cache extension)."""
+        from gpustack_core.types.performance import preset_refusal
+
         caps = view.capabilities
         if caps is None:
             return None

@@ -1,46 +1,111 @@
 """Value types of gpustack-core (pydantic v2, frozen, JSON round-trip safe; sizes in bytes)."""
 
-from ._base import Bytes, ValueModel
-from .deployments import Deployment, LabelRequirement, Placement, PlacementStrategy
-from .devices import DetectOptions, Device, DeviceHealth, DeviceRef
-from .engines import (
-    EngineCapabilities,
-    EngineInstallation,
-    EngineOptions,
-    GroupMember,
-    HttpProbe,
-    LaunchRequest,
-    LaunchSpec,
-)
-from .models import (
-    DownloadProgress,
-    DownloadResult,
-    GGUFTensor,
-    ModelCategory,
-    ModelFile,
-    ModelFormat,
-    ModelMetadata,
-    ModelRef,
-    PeerCache,
-    SourceOptions,
-)
-from .performance import (
-    KVCacheExtension,
-    PerformancePreset,
-    SpeculativeDecoding,
-    preset_refusal,
-)
-from .resources import (
-    ClaimStrategy,
-    DeviceClaim,
-    MemoryItem,
-    ResourceClaim,
-    ResourceEstimate,
-    RuntimeOverhead,
-    RuntimeWorkload,
-)
-from .scheduling import Candidate, PolicyContext, Rejection
-from .workers import WorkerInfo, WorkerState
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._base import Bytes, ValueModel
+    from ._enums import ModelCategory, ModelFormat, WorkerState
+    from .deployments import Deployment, LabelRequirement, Placement, PlacementStrategy
+    from .devices import DetectOptions, Device, DeviceHealth, DeviceRef
+    from .engines import (
+        EngineCapabilities,
+        EngineInstallation,
+        EngineOptions,
+        GroupMember,
+        HttpProbe,
+        LaunchRequest,
+        LaunchSpec,
+    )
+    from .models import (
+        DownloadProgress,
+        DownloadResult,
+        GGUFTensor,
+        ModelFile,
+        ModelMetadata,
+        ModelRef,
+        PeerCache,
+        SourceOptions,
+    )
+    from .performance import (
+        KVCacheExtension,
+        PerformancePreset,
+        SpeculativeDecoding,
+        preset_refusal,
+    )
+    from .resources import (
+        ClaimStrategy,
+        DeviceClaim,
+        MemoryItem,
+        ResourceClaim,
+        ResourceEstimate,
+        RuntimeOverhead,
+        RuntimeWorkload,
+    )
+    from .scheduling import Candidate, PolicyContext, Rejection
+    from .workers import WorkerInfo
+
+# The names are imported on first use (PEP 562), so that ``from gpustack_core.types import
+# ModelCategory`` (an enumeration, from ``_enums``) does not load pydantic: a plugin's import stays
+# cheap, and ``gpustack-core plugins`` lists plugins without building the models.
+_LAZY = {
+    "Bytes": "._base",
+    "Candidate": ".scheduling",
+    "ClaimStrategy": ".resources",
+    "Deployment": ".deployments",
+    "DetectOptions": ".devices",
+    "Device": ".devices",
+    "DeviceClaim": ".resources",
+    "DeviceHealth": ".devices",
+    "DeviceRef": ".devices",
+    "DownloadProgress": ".models",
+    "DownloadResult": ".models",
+    "EngineCapabilities": ".engines",
+    "EngineInstallation": ".engines",
+    "EngineOptions": ".engines",
+    "GGUFTensor": ".models",
+    "GroupMember": ".engines",
+    "HttpProbe": ".engines",
+    "KVCacheExtension": ".performance",
+    "LabelRequirement": ".deployments",
+    "LaunchRequest": ".engines",
+    "LaunchSpec": ".engines",
+    "MemoryItem": ".resources",
+    "ModelCategory": "._enums",
+    "ModelFile": ".models",
+    "ModelFormat": "._enums",
+    "ModelMetadata": ".models",
+    "ModelRef": ".models",
+    "PeerCache": ".models",
+    "PerformancePreset": ".performance",
+    "Placement": ".deployments",
+    "PlacementStrategy": ".deployments",
+    "PolicyContext": ".scheduling",
+    "Rejection": ".scheduling",
+    "ResourceClaim": ".resources",
+    "ResourceEstimate": ".resources",
+    "RuntimeOverhead": ".resources",
+    "RuntimeWorkload": ".resources",
+    "SourceOptions": ".models",
+    "SpeculativeDecoding": ".performance",
+    "ValueModel": "._base",
+    "WorkerInfo": ".workers",
+    "WorkerState": "._enums",
+    "preset_refusal": ".performance",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module, __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "Bytes",

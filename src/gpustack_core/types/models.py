@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import Any
 
 from pydantic import Field
 
 from ..errors import InvalidModelReferenceError
 from ._base import Bytes, ValueModel
+from ._enums import ModelCategory, ModelFormat
 
 __all__ = [
     "DownloadProgress",
@@ -22,26 +22,6 @@ __all__ = [
     "PeerCache",
     "SourceOptions",
 ]
-
-
-class ModelFormat(str, Enum):
-    """On-disk format of a model's weights."""
-
-    GGUF = "gguf"
-    SAFETENSORS = "safetensors"
-    OTHER = "other"
-
-
-class ModelCategory(str, Enum):
-    """What a model does; engines declare which categories they serve."""
-
-    LLM = "llm"
-    VLM = "vlm"
-    EMBEDDING = "embedding"
-    RERANK = "rerank"
-    IMAGE = "image"
-    SPEECH_TO_TEXT = "speech_to_text"
-    TEXT_TO_SPEECH = "text_to_speech"
 
 
 class ModelRef(ValueModel):

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-from enum import Enum
-
 from pydantic import Field
 
 from ._base import Bytes, ValueModel
+from ._enums import WorkerState
 from .devices import Device
 
 __all__ = ["WorkerInfo", "WorkerState"]
-
-
-class WorkerState(str, Enum):
-    """Lifecycle state of a worker."""
-
-    READY = "ready"
-    NOT_READY = "not_ready"
-    UNREACHABLE = "unreachable"
 
 
 class WorkerInfo(ValueModel):

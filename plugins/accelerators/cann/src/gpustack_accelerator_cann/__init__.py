@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-from gpustack_core import Accelerator, DetectOptions, Device, hookimpl
+from gpustack_core import Accelerator, hookimpl
 from gpustack_core.accelerators import run_tool
 from gpustack_core.errors import AcceleratorNotPresent
 
 from ._parse import ChipMapping, NpuChip, parse_npu_smi_info, parse_npu_smi_mapping
+
+if TYPE_CHECKING:
+    from gpustack_core import DetectOptions, Device
+
 
 __all__ = ["CannAccelerator", "gpustack_register_accelerators", "parse_npu_smi_info", "parse_npu_smi_mapping"]
 
@@ -31,6 +36,8 @@ class CannAccelerator(Accelerator):
 
     def detect(self, options: DetectOptions) -> list[Device]:
         """Chips from ``npu-smi info``, logic ids and chip names from ``npu-smi info -m``."""
+        from gpustack_core import Device
+
         driver, chips = parse_npu_smi_info(
             run_tool(["npu-smi", "info"], options, accelerator=self.name).stdout, self.name
         )

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-from gpustack_core import Accelerator, DetectOptions, Device, hookimpl
+from gpustack_core import Accelerator, hookimpl
 from gpustack_core.accelerators import output_error, parse_bytes, parse_number, run_tool
 from gpustack_core.errors import AcceleratorNotPresent
+
+if TYPE_CHECKING:
+    from gpustack_core import DetectOptions, Device
+
 
 __all__ = ["QUERY", "CorexAccelerator", "gpustack_register_accelerators", "parse_ixsmi_csv"]
 
@@ -21,6 +26,8 @@ VISIBILITY_VARIABLE = "CUDA_VISIBLE_DEVICES"
 
 def parse_ixsmi_csv(text: str, accelerator: str, vendor: str) -> list[Device]:
     """Devices from the CSV of ``ixsmi`` with the columns of :data:`QUERY`."""
+    from gpustack_core import Device
+
     tool = "ixsmi --query-gpu"
     devices = []
     for row in csv.reader(line for line in text.splitlines() if line.strip()):

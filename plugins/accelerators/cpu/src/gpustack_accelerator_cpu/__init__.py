@@ -6,10 +6,13 @@ import platform
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import psutil
+from gpustack_core import Accelerator, hookimpl
 
-from gpustack_core import Accelerator, DetectOptions, Device, hookimpl
+if TYPE_CHECKING:
+    from gpustack_core import DetectOptions, Device
+
 
 __all__ = ["CpuAccelerator", "gpustack_register_accelerators"]
 
@@ -71,6 +74,8 @@ class CpuAccelerator(Accelerator):
         self._last_times: tuple[float, float] | None = None
 
     def _utilization(self) -> float | None:
+        import psutil  # on use: listing plugins does not load it
+
         times = psutil.cpu_times()
         busy = sum(times) - times.idle - getattr(times, "iowait", 0.0)
         total = sum(times)
@@ -80,6 +85,8 @@ class CpuAccelerator(Accelerator):
         return max(0.0, min(100.0, 100.0 * (busy - previous[0]) / (total - previous[1])))
 
     def _temperature(self) -> float | None:
+        import psutil
+
         reader: Callable[[], dict[str, list[object]]] | None = getattr(psutil, "sensors_temperatures", None)
         if reader is None:
             return None
@@ -96,6 +103,10 @@ class CpuAccelerator(Accelerator):
 
     def detect(self, options: DetectOptions) -> list[Device]:
         """One device per NUMA node (or one for the host), with cores and memory in bytes."""
+        import psutil
+
+        from gpustack_core import Device
+
         name = _cpu_model(self._root)
         arch = platform.machine() or None
         utilization = self._utilization()

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gpustack_core import Accelerator, DetectOptions, Device, hookimpl
+from gpustack_core import Accelerator, hookimpl
 from gpustack_core.accelerators import run_tool
 from gpustack_core.errors import AcceleratorNotPresent
-from gpustack_core.types import RuntimeOverhead, RuntimeWorkload
 
 from ._nvml import NvmlUnavailable, read_nvml, read_process_memory
 from ._overhead import cuda_runtime_overhead
 from ._smi import parse_smi_xml
+
+if TYPE_CHECKING:
+    from gpustack_core import DetectOptions, Device
+    from gpustack_core.types import RuntimeOverhead, RuntimeWorkload
+
 
 __all__ = [
     "CudaAccelerator",
@@ -49,8 +53,15 @@ class CudaAccelerator(Accelerator):
     vendor = "nvidia"
 
     def __init__(self, nvml: Any = "auto", smi_fallback: bool = True) -> None:
-        self._nvml = _load_pynvml() if nvml == "auto" else nvml
+        self._nvml_choice = nvml
         self._smi_fallback = smi_fallback
+
+    @property
+    def _nvml(self) -> Any:
+        """The NVML binding; ``"auto"`` imports ``pynvml`` on first use, not when the plugin loads."""
+        if isinstance(self._nvml_choice, str) and self._nvml_choice == "auto":
+            self._nvml_choice = _load_pynvml()
+        return self._nvml_choice
 
     def detect(self, options: DetectOptions) -> list[Device]:
         """NVML's view of the GPUs; ``nvidia-smi -q -x`` when the NVML library cannot load."""

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Collection, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psutil
+if TYPE_CHECKING:
+    from gpustack_core import Device
 
-from gpustack_core import Device
 
 __all__ = ["ARCHITECTURES", "NvmlUnavailable", "read_nvml", "read_process_memory"]
 
@@ -58,6 +58,8 @@ def _device(
     parent: str | None = None,
     extra: dict[str, str] | None = None,
 ) -> Device:
+    from gpustack_core import Device
+
     memory = nvml.nvmlDeviceGetMemoryInfo(handle)
     capability = _optional(nvml, "nvmlDeviceGetCudaComputeCapability", handle)
     arch = _optional(nvml, "nvmlDeviceGetArchitecture", handle)
@@ -151,6 +153,8 @@ def read_process_memory(nvml: Any, devices: Sequence[Device], pids: Collection[i
     none of the processes it lists exists in this pid namespace (a container sees other pids than
     the driver reports), where "0" would be a wrong measurement, not an unknown one.
     """
+    import psutil  # on use: the plugin loads without it
+
     try:
         nvml.nvmlInit()
     except nvml.NVMLError:

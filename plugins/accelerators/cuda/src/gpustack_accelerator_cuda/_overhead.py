@@ -8,7 +8,11 @@ Numbers measured only there are used for every device, and the item's label says
 
 from __future__ import annotations
 
-from gpustack_core.types import Device, MemoryItem, RuntimeOverhead, RuntimeWorkload
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gpustack_core.types import Device, MemoryItem, RuntimeOverhead, RuntimeWorkload
+
 
 __all__ = [
     "CONTEXT_BASE_BYTES",
@@ -110,6 +114,8 @@ def _capability_at_least(device: Device, major: int, minor: int) -> bool:
 
 def cuda_runtime_overhead(device: Device, workload: RuntimeWorkload) -> RuntimeOverhead:
     """The CUDA context for every engine; ggml-cuda's kernels, pool and cuBLAS for llama.cpp."""
+    from gpustack_core.types import MemoryItem, RuntimeOverhead
+
     sms = sm_count(device)
     threads = max_threads_per_sm(device)
     sm_text = f"{sms} SMs" if sms is not None else f"{_DEFAULT_SM_COUNT} SMs assumed (count unknown)"

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
+from typing import TYPE_CHECKING
 
-from gpustack_core import Device
 from gpustack_core.accelerators import output_error, parse_bytes, parse_number
+
+if TYPE_CHECKING:
+    import xml.etree.ElementTree as ET
+
+    from gpustack_core import Device
+
 
 __all__ = ["parse_smi_xml"]
 
@@ -27,6 +32,10 @@ def parse_smi_xml(text: str, accelerator: str, vendor: str) -> list[Device]:
     driver's reservation out of "used", NVML's ``nvmlDeviceGetMemoryInfo`` counts it; the plugin
     reports NVML's meaning from both sources (memory a new process cannot have).
     """
+    import xml.etree.ElementTree as ET  # on use: the plugin loads without it
+
+    from gpustack_core import Device
+
     try:
         root = ET.fromstring(text)
     except ET.ParseError as exc:

@@ -12,12 +12,17 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from gpustack_accelerator_rocm import ROCM_SMI_ARGS, join_devices, parse_rocm_smi, parse_rocminfo
 
-from gpustack_core import Accelerator, DetectOptions, Device, hookimpl
+from gpustack_core import Accelerator, hookimpl
 from gpustack_core.accelerators import find_tool, run_tool
 from gpustack_core.errors import AcceleratorNotPresent
+
+if TYPE_CHECKING:
+    from gpustack_core import DetectOptions, Device
+
 
 __all__ = ["HY_SMI_ARGS", "DtkAccelerator", "gpustack_register_accelerators", "repair_hy_smi_json"]
 
@@ -82,6 +87,8 @@ class DtkAccelerator(Accelerator):
         kernel numbers the cards the same way). No architecture, core count or versions: those
         come from rocminfo, which this path does not run.
         """
+        from gpustack_core import Device
+
         text = run_tool(["hy-smi", *HY_SMI_ARGS], options, accelerator=self.name).stdout
         cards = [c for c in parse_rocm_smi(repair_hy_smi_json(text), self.name, tool="hy-smi") if c.is_hygon]
         if not cards:

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gpustack_core import Accelerator, DetectOptions, Device, hookimpl
+from gpustack_core import Accelerator, hookimpl
 from gpustack_core.accelerators import output_error, run_tool
 from gpustack_core.errors import AcceleratorNotPresent
+
+if TYPE_CHECKING:
+    from gpustack_core import DetectOptions, Device
+
 
 __all__ = ["MetalAccelerator", "gpustack_register_accelerators", "parse_displays"]
 
@@ -21,6 +25,8 @@ PROFILER = "system_profiler SPDisplaysDataType -json"
 
 def parse_displays(text: str, memsize_text: str, accelerator: str, vendor: str) -> list[Device]:
     """Apple GPUs from ``system_profiler SPDisplaysDataType -json`` and ``sysctl -n hw.memsize``."""
+    from gpustack_core import Device
+
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

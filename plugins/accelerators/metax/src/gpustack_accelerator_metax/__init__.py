@@ -7,12 +7,17 @@ The MACA runtime (and MetaX's CUDA-compatible PyTorch) selects devices with
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-from gpustack_core import Accelerator, DetectOptions, Device, hookimpl
+from gpustack_core import Accelerator, hookimpl
 from gpustack_core.accelerators import run_tool
 from gpustack_core.errors import AcceleratorNotPresent
 
 from ._parse import MxSmiCard, MxSmiReport, parse_mx_smi
+
+if TYPE_CHECKING:
+    from gpustack_core import DetectOptions, Device
+
 
 __all__ = [
     "VISIBILITY_VARIABLE",
@@ -39,6 +44,8 @@ class MetaxAccelerator(Accelerator):
         The summary table shows no GPU UUID, so a device's ``uuid`` is ``MX-PCI-<bus id>``: stable
         on one machine (a board keeps its slot), not across machines.
         """
+        from gpustack_core import Device
+
         report = parse_mx_smi(run_tool(["mx-smi"], options, accelerator=self.name).stdout, self.name)
         if not report.cards:
             raise AcceleratorNotPresent("metax: mx-smi lists no GPU")

@@ -6,11 +6,15 @@ import json
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gpustack_core import Accelerator, DetectOptions, Device, hookimpl
+from gpustack_core import Accelerator, hookimpl
 from gpustack_core.accelerators import output_error, run_tool
 from gpustack_core.errors import AcceleratorNotPresent
+
+if TYPE_CHECKING:
+    from gpustack_core import DetectOptions, Device
+
 
 __all__ = ["MluAccelerator", "gpustack_register_accelerators", "parse_cnmon_json"]
 
@@ -28,6 +32,8 @@ def _number(value: Any) -> float | None:
 
 def parse_cnmon_json(text: str, accelerator: str, vendor: str) -> list[Device]:
     """Devices from cnmon's JSON report (``CnmonInfo``: one entry per card; memory in MiB)."""
+    from gpustack_core import Device
+
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

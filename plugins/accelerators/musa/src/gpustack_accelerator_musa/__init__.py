@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-from gpustack_core import Accelerator, DetectOptions, Device, hookimpl
+from gpustack_core import Accelerator, hookimpl
 from gpustack_core.accelerators import output_error, parse_bytes, parse_number, run_tool
 from gpustack_core.errors import AcceleratorNotPresent
+
+if TYPE_CHECKING:
+    from gpustack_core import DetectOptions, Device
+
 
 __all__ = ["MusaAccelerator", "gpustack_register_accelerators", "parse_gmi_query"]
 
@@ -50,6 +55,8 @@ def _sections(text: str) -> tuple[dict[str, str], list[tuple[str, dict[str, str]
 
 def parse_gmi_query(text: str, accelerator: str, vendor: str) -> list[Device]:
     """Devices from ``mthreads-gmi -q``."""
+    from gpustack_core import Device
+
     tool = "mthreads-gmi -q"
     top, gpus = _sections(text)
     devices = []

@@ -4,13 +4,18 @@ installed, else ``rocm-smi --json`` joined with ``rocminfo``."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-from gpustack_core import Accelerator, DetectOptions, Device, hookimpl
+from gpustack_core import Accelerator, hookimpl
 from gpustack_core.accelerators import find_tool, output_error, run_tool
 from gpustack_core.errors import AcceleratorNotPresent
 
 from ._amdsmi import AMD_SMI_METRIC_ARGS, AMD_SMI_STATIC_ARGS, AmdSmiGpu, parse_amd_smi
 from ._parse import ROCM_SMI_ARGS, RocmAgent, RocmInfo, SmiCard, parse_rocm_smi, parse_rocminfo
+
+if TYPE_CHECKING:
+    from gpustack_core import DetectOptions, Device
+
 
 __all__ = [
     "AMD_SMI_METRIC_ARGS",
@@ -39,6 +44,8 @@ def join_devices(
     ``index`` is the agent's position in rocminfo, the order the HSA runtime (and so
     ``ROCR_VISIBLE_DEVICES``) numbers devices; a card without a matching agent keeps its card number.
     """
+    from gpustack_core import Device
+
     by_uid = {a.uuid.removeprefix("GPU-").lower(): a for a in info.agents}
     devices: list[Device] = []
     for card in cards:
@@ -100,6 +107,8 @@ class RocmAccelerator(Accelerator):
         ``index`` is amd-smi's GPU number; ``uuid`` is ``GPU-<ASIC serial>`` (the form rocminfo and
         ``ROCR_VISIBLE_DEVICES`` use) where the ASIC reports a serial, else ``AMD-PCI-<bus id>``.
         """
+        from gpustack_core import Device
+
         static = run_tool(["amd-smi", *AMD_SMI_STATIC_ARGS], options, accelerator=self.name).stdout
         metric = run_tool(["amd-smi", *AMD_SMI_METRIC_ARGS], options, accelerator=self.name).stdout
         gpus = [g for g in parse_amd_smi(static, metric, self.name) if g.is_amd]

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from gpustack_core import Engine, engines, hookimpl
-from gpustack_core.types import EngineCapabilities, LaunchRequest, LaunchSpec, ModelCategory, ModelFormat
+from gpustack_core.types import ModelCategory, ModelFormat
+
+if TYPE_CHECKING:
+    from gpustack_core.types import EngineCapabilities, LaunchRequest, LaunchSpec
+
 
 __all__ = ["LlamaBoxEngine", "gpustack_register_engines"]
 
@@ -42,6 +47,8 @@ class LlamaBoxEngine(engines.VersionedEngine):
 
     def capabilities(self) -> EngineCapabilities:
         """GGUF; LLM, VLM, embedding, rerank, image; CPU and GPU/NPU vendors; RPC multi-node."""
+        from gpustack_core.types import EngineCapabilities
+
         return EngineCapabilities(
             formats=(ModelFormat.GGUF,),
             categories=tuple(CATEGORY_FLAGS),

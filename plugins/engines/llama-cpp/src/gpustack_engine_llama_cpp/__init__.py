@@ -6,18 +6,11 @@ import os
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gpustack_core import Engine, engines, hookimpl
 from gpustack_core.errors import EngineArgumentError, EngineNotInstalledError
-from gpustack_core.types import (
-    EngineCapabilities,
-    EngineInstallation,
-    EngineOptions,
-    LaunchRequest,
-    LaunchSpec,
-    ModelCategory,
-    ModelFormat,
-)
+from gpustack_core.types import ModelCategory, ModelFormat
 
 from ._build import RPC_SERVER_NAMES, build_llama_server, seed_from_build
 from ._prebuilt import (
@@ -29,6 +22,16 @@ from ._prebuilt import (
     prebuilt_version,
 )
 from ._presets import preset_args
+
+if TYPE_CHECKING:
+    from gpustack_core.types import (
+        EngineCapabilities,
+        EngineInstallation,
+        EngineOptions,
+        LaunchRequest,
+        LaunchSpec,
+    )
+
 
 __all__ = [
     "NATIVE_DEFAULT_VERSION",
@@ -105,6 +108,8 @@ class LlamaCppEngine(engines.VersionedEngine):
     def capabilities(self) -> EngineCapabilities:
         """GGUF; LLM, embedding and rerank; CPU and the GPU vendors llama.cpp has backends for;
         presets: modes (slots) and speculative decoding (``--spec-type``, see _presets.py)."""
+        from gpustack_core.types import EngineCapabilities
+
         return EngineCapabilities(
             formats=(ModelFormat.GGUF,),
             categories=tuple(CATEGORY_FLAGS),

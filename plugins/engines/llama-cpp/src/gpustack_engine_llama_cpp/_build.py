@@ -15,14 +15,17 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gpustack_core.engines import install_version, run_logged
 from gpustack_core.errors import EngineNotInstalledError
-from gpustack_core.types import EngineInstallation, EngineOptions
+
+if TYPE_CHECKING:
+    from gpustack_core.types import EngineInstallation, EngineOptions
+
 
 __all__ = [
     "CMAKE_ARGS_ENV",
@@ -141,6 +144,8 @@ def build_llama_server(
             archives = sorted(work.glob("llama_cpp_python-*.tar.gz"))
             if not archives:
                 raise EngineNotInstalledError(f"pip saved no llama-cpp-python {version} sdist; log {log}")
+            import tarfile  # on use: only a source build unpacks an sdist
+
             with tarfile.open(archives[0]) as archive:
                 archive.extractall(work, filter="data")
             source = next(p for p in work.iterdir() if p.is_dir() and p.name.startswith("llama_cpp_python-"))

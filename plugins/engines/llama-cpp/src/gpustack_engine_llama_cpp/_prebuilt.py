@@ -12,10 +12,14 @@ from source); a native build (source, CUDA, RPC) is preferred as soon as one is 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gpustack_core.engines import install_venv
 from gpustack_core.errors import EngineNotInstalledError
-from gpustack_core.types import EngineInstallation, EngineOptions
+
+if TYPE_CHECKING:
+    from gpustack_core.types import EngineInstallation, EngineOptions
+
 
 __all__ = [
     "PREBUILT_DEFAULT_VERSION",

@@ -14,9 +14,14 @@ llama.cpp has no LMCache/HiCache; a KV-cache extension is refused.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from gpustack_core.engines import version_sort_key
 from gpustack_core.errors import EngineArgumentError
-from gpustack_core.types import PerformancePreset
+
+if TYPE_CHECKING:
+    from gpustack_core.types import PerformancePreset
+
 
 __all__ = ["MIN_PRESET_VERSION", "preset_args"]
 

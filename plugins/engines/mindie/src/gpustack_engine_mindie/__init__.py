@@ -15,18 +15,15 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpustack_core import Engine, engines, hookimpl
 from gpustack_core.errors import EngineArgumentError
-from gpustack_core.types import (
-    EngineCapabilities,
-    EngineInstallation,
-    LaunchRequest,
-    LaunchSpec,
-    ModelCategory,
-    ModelFormat,
-)
+from gpustack_core.types import ModelCategory, ModelFormat
+
+if TYPE_CHECKING:
+    from gpustack_core.types import EngineCapabilities, EngineInstallation, LaunchRequest, LaunchSpec
+
 
 __all__ = [
     "DEVICE_IP_EXTRA",
@@ -291,6 +288,8 @@ class MindieEngine(engines.VersionedEngine):
 
     def capabilities(self) -> EngineCapabilities:
         """safetensors LLMs on Ascend NPUs, on one worker or several (every rank loads the weights)."""
+        from gpustack_core.types import EngineCapabilities
+
         return EngineCapabilities(
             formats=(ModelFormat.SAFETENSORS,),
             categories=(ModelCategory.LLM,),
@@ -308,6 +307,8 @@ class MindieEngine(engines.VersionedEngine):
     def system_installations(self) -> list[EngineInstallation]:
         """``$MIES_INSTALL_PATH`` (or the default Ascend path) when its daemon exists, as version
         ``system``; installations recorded under the engines directory are listed after it."""
+        from gpustack_core.types import EngineInstallation
+
         install = Path(os.environ.get("MIES_INSTALL_PATH", DEFAULT_INSTALL))
         daemon = install / "bin" / "mindieservice_daemon"
         if not daemon.is_file():

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from gpustack_core import Engine, engines, hookimpl
 from gpustack_core.errors import EngineArgumentError
-from gpustack_core.types import EngineCapabilities, LaunchRequest, LaunchSpec, ModelCategory, ModelFormat
+from gpustack_core.types import ModelCategory, ModelFormat
 
 from ._presets import preset_args
+
+if TYPE_CHECKING:
+    from gpustack_core.types import EngineCapabilities, LaunchRequest, LaunchSpec
+
 
 __all__ = ["SglangEngine", "gpustack_register_engines"]
 
@@ -38,6 +43,8 @@ class SglangEngine(engines.VenvEngine):
     def capabilities(self) -> EngineCapabilities:
         """safetensors; LLM, VLM, embedding; NVIDIA and AMD; TP and multi-node; presets: modes,
         EAGLE-3/MTP/n-gram/draft-model speculation, HiCache (see _presets.py)."""
+        from gpustack_core.types import EngineCapabilities
+
         return EngineCapabilities(
             formats=(ModelFormat.SAFETENSORS,),
             categories=CATEGORIES,

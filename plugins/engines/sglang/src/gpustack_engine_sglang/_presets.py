@@ -17,9 +17,14 @@ documentation (``docs/advanced_features/speculative_decoding.md``, ``hicache_bes
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from gpustack_core.engines import version_sort_key
 from gpustack_core.errors import EngineArgumentError
-from gpustack_core.types import PerformancePreset
+
+if TYPE_CHECKING:
+    from gpustack_core.types import PerformancePreset
+
 
 __all__ = ["MIN_PRESET_VERSION", "PRESET_FLAGS", "preset_args"]
 

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from gpustack_core import Engine, engines, hookimpl
-from gpustack_core.types import EngineCapabilities, LaunchRequest, LaunchSpec, ModelCategory, ModelFormat
+from gpustack_core.types import ModelCategory, ModelFormat
+
+if TYPE_CHECKING:
+    from gpustack_core.types import EngineCapabilities, LaunchRequest, LaunchSpec
+
 
 __all__ = ["TrtllmEngine", "gpustack_register_engines"]
 
@@ -36,6 +41,8 @@ class TrtllmEngine(engines.VenvEngine):
 
     def capabilities(self) -> EngineCapabilities:
         """safetensors; LLM and VLM; NVIDIA; TP and PP within one node."""
+        from gpustack_core.types import EngineCapabilities
+
         return EngineCapabilities(
             formats=(ModelFormat.SAFETENSORS,),
             categories=CATEGORIES,

@@ -5,12 +5,17 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gpustack_core import Engine, engines, hookimpl
 from gpustack_core.errors import EngineArgumentError
-from gpustack_core.types import EngineCapabilities, LaunchRequest, LaunchSpec, ModelCategory, ModelFormat
+from gpustack_core.types import ModelCategory, ModelFormat
 
 from ._presets import preset_args
+
+if TYPE_CHECKING:
+    from gpustack_core.types import EngineCapabilities, LaunchRequest, LaunchSpec
+
 
 __all__ = ["VllmEngine", "gpustack_register_engines"]
 
@@ -63,6 +68,8 @@ class VllmEngine(engines.VenvEngine):
     def capabilities(self) -> EngineCapabilities:
         """safetensors; LLM, VLM, embedding, rerank; NVIDIA, AMD and MetaX; TP, PP and multi-node;
         presets: latency/throughput, EAGLE-3/MTP/n-gram/draft-model speculation, LMCache (_presets.py)."""
+        from gpustack_core.types import EngineCapabilities
+
         return EngineCapabilities(
             formats=(ModelFormat.SAFETENSORS,),
             categories=tuple(TASKS),

@@ -20,10 +20,14 @@ Recorded from the vllm-0.33.0 sdist (PyPI):
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from gpustack_core.engines import version_sort_key
 from gpustack_core.errors import EngineArgumentError
-from gpustack_core.types import PerformancePreset
+
+if TYPE_CHECKING:
+    from gpustack_core.types import PerformancePreset
+
 
 __all__ = ["MIN_PRESET_VERSION", "PRESET_FLAGS", "preset_args"]
 

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gpustack_core import Engine, engines, hookimpl
-from gpustack_core.types import EngineCapabilities, LaunchRequest, LaunchSpec, ModelCategory, ModelFormat
+from gpustack_core.types import ModelCategory, ModelFormat
+
+if TYPE_CHECKING:
+    from gpustack_core.types import EngineCapabilities, LaunchRequest, LaunchSpec
+
 
 __all__ = ["VoxBoxEngine", "gpustack_register_engines"]
 
@@ -30,6 +35,8 @@ class VoxBoxEngine(engines.VenvEngine):
 
     def capabilities(self) -> EngineCapabilities:
         """Audio models (their own formats, listed as 'other' and safetensors); CPU and NVIDIA."""
+        from gpustack_core.types import EngineCapabilities
+
         return EngineCapabilities(
             formats=(ModelFormat.SAFETENSORS, ModelFormat.OTHER),
             categories=CATEGORIES,

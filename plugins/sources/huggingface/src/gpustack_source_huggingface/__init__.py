@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from gpustack_core import ModelSource, hookimpl
 from gpustack_core.errors import DownloadError, ModelAccessDeniedError, ModelNotFoundError
 from gpustack_core.models.formats import format_from_name
 from gpustack_core.models.remote_source import RemoteListing, RemoteModelSource
-from gpustack_core.types import ModelFile, ModelMetadata, ModelRef, SourceOptions
+
+if TYPE_CHECKING:
+    from gpustack_core.types import ModelFile, ModelMetadata, ModelRef, SourceOptions
+
 
 __all__ = ["DEFAULT_ENDPOINT", "HuggingFaceModelSource", "gpustack_register_model_sources"]
 
@@ -56,6 +60,8 @@ class HuggingFaceModelSource(RemoteModelSource):
             RepositoryNotFoundError,
             RevisionNotFoundError,
         )
+
+        from gpustack_core.types import ModelFile
 
         endpoint = _endpoint(options)
         api = HfApi(endpoint=endpoint, token=options.token)

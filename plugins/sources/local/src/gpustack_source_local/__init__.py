@@ -6,7 +6,7 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpustack_core import ModelSource, hookimpl
 from gpustack_core.contracts import ProgressCallback
@@ -19,16 +19,18 @@ from gpustack_core.models.formats import (
 )
 from gpustack_core.models.gguf_header import GGUFHeaderError, metadata_for_display, read_gguf_header
 from gpustack_core.models.selection import select_model_files
-from gpustack_core.types import (
-    DownloadProgress,
-    DownloadResult,
-    GGUFTensor,
-    ModelFile,
-    ModelFormat,
-    ModelMetadata,
-    ModelRef,
-    SourceOptions,
-)
+from gpustack_core.types import ModelFormat
+
+if TYPE_CHECKING:
+    from gpustack_core.types import (
+        DownloadResult,
+        GGUFTensor,
+        ModelFile,
+        ModelMetadata,
+        ModelRef,
+        SourceOptions,
+    )
+
 
 __all__ = ["LocalModelSource", "gpustack_register_model_sources"]
 
@@ -110,6 +112,8 @@ class LocalModelSource(ModelSource):
     def resolve(self, ref: ModelRef, options: SourceOptions) -> ModelMetadata:
         """List files and sizes, detect the format, read config.json and the headers (GGUF or
         safetensors) of the files ``select_files`` chooses."""
+        from gpustack_core.types import ModelFile, ModelMetadata
+
         root, paths = self._root_and_files(ref)
         files = tuple(
             ModelFile(
@@ -157,6 +161,8 @@ class LocalModelSource(ModelSource):
         progress: ProgressCallback | None = None,
     ) -> DownloadResult:
         """Nothing to fetch: check each file still exists with the size seen by ``resolve``."""
+        from gpustack_core.types import DownloadProgress, DownloadResult
+
         root, _ = self._root_and_files(metadata.ref)
         paths: list[str] = []
         for f in files:

@@ -17,10 +17,11 @@ from gpustack_core import ModelSource, hookimpl
 from gpustack_core.errors import DownloadError, ModelAccessDeniedError, ModelNotFoundError
 from gpustack_core.models.formats import format_from_name
 from gpustack_core.models.remote_source import RemoteListing, RemoteModelSource
-from gpustack_core.types import ModelFile, ModelMetadata, ModelRef, SourceOptions
 
 if TYPE_CHECKING:
     from modelscope_hub.api import HubApi
+
+    from gpustack_core.types import ModelFile, ModelMetadata, ModelRef, SourceOptions
 
 __all__ = ["ModelScopeModelSource", "gpustack_register_model_sources"]
 
@@ -55,6 +56,8 @@ class ModelScopeModelSource(RemoteModelSource):
             NotExistError,
             PermissionDeniedError,
         )
+
+        from gpustack_core.types import ModelFile
 
         api = _api(options)
         _, revision = self.cache_key(ref)

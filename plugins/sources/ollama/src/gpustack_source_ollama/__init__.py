@@ -15,18 +15,21 @@ Every layer is verified against its sha256 digest. The cache revision is the man
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpustack_core import ModelSource, hookimpl
 from gpustack_core.errors import DownloadError, InvalidModelReferenceError, ModelNotFoundError
 from gpustack_core.models.cache import check_response
 from gpustack_core.models.remote_source import RemoteListing, RemoteModelSource
 from gpustack_core.models.selection import is_gguf
-from gpustack_core.types import ModelFile, ModelFormat, ModelMetadata, ModelRef, SourceOptions
+from gpustack_core.types import ModelFormat
+
+if TYPE_CHECKING:
+    from gpustack_core.types import ModelFile, ModelMetadata, ModelRef, SourceOptions
+
 
 __all__ = ["DEFAULT_REGISTRY", "MANIFEST_ACCEPT", "OllamaModelSource", "gpustack_register_model_sources"]
 
@@ -74,6 +77,8 @@ class OllamaModelSource(RemoteModelSource):
 
     def list_remote(self, ref: ModelRef, options: SourceOptions) -> RemoteListing:
         """Fetch the manifest; its layers become files named after the model and tag."""
+        from gpustack_core.types import ModelFile
+
         namespace, name, tag = _split(ref)
         url = f"{_registry(options)}/v2/{namespace}/{name}/manifests/{tag}"
         headers = {"Accept": MANIFEST_ACCEPT, **self.request_headers(options)}
@@ -111,6 +116,8 @@ class OllamaModelSource(RemoteModelSource):
                 f"{url}: the manifest has no {_MEDIA_PREFIX}model (GGUF) layer; models stored as tensor "
                 "layers are not supported by this plugin"
             )
+        import hashlib  # on use: the plugin loads without OpenSSL
+
         return RemoteListing(files=tuple(files), commit=hashlib.sha256(response.content).hexdigest())
 
     def file_url(self, metadata: ModelMetadata, file: ModelFile, options: SourceOptions) -> str:
