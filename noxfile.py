@@ -41,6 +41,13 @@ def _stop_native_build() -> None:
             build.wait()
 
 
+def _stop_native_build_on_signal(signum: int, frame: object) -> None:
+    """SIGTERM/SIGHUP skip atexit: stop the build, then die of the signal as nox would have."""
+    _stop_native_build()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
 def _start_native_build() -> None:
     """Build the native llama.cpp now, niced, while lint, tests, console and fuzz run (they use
     the prebuilt runtime); a cached build returns at once."""
@@ -49,7 +56,9 @@ def _start_native_build() -> None:
         command = ["nice", "-n", "19", *_install_native_command()]
         build = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     _native_build.append(build)
-    atexit.register(_stop_native_build)
+    atexit.register(_stop_native_build)  # normal exit and Ctrl-C
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _stop_native_build_on_signal)
 
 
 @nox.session
