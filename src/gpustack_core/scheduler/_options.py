@@ -7,6 +7,7 @@ device), so that an unplaceable deployment's explanation names every worker.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from itertools import islice
 
 from gpustack_core.types import ResourceClaim
 
@@ -116,8 +117,8 @@ def _multi_worker_hosts(
         (w for w in range(len(state.workers)) if worker_ok(w) and state.host_free[w] >= need),
         key=lambda w: (-state.host_free[w], w),
     )
-    for w in range(len(state.workers)):
-        subs = tuple(s for s in fitting if s != w)[: len(shares) - 1]
+    for w in range(len(state.workers)):  # the first len(shares) - 1 other than w: O(shares), not O(workers)
+        subs = tuple(islice((s for s in fitting if s != w), len(shares) - 1))
         yield Option(w, (), claim, subs)
 
 
