@@ -18,7 +18,7 @@ from gpustack_core.server.gateway_bridge import StoreKeyAuthenticator, StoreUsag
 from gpustack_core.server.security import hash_secret, new_api_key
 from gpustack_core.server.store import Store
 from gpustack_core.server.store.database import make_engine
-from gpustack_core.server.store.records import UsageRow
+from gpustack_core.server.store.governance import GovernanceStore
 
 pytestmark = pytest.mark.anyio
 
@@ -136,32 +136,78 @@ async def test_usage_is_added_up_in_memory_and_written_on_flush(store: Store) ->
     assert {r.model for r in store.query_usage(10, 0)[0]} == {"m", "other", "now"}
 
 
-class _FailingOnce:
-    """A store whose ``add_usage`` fails once, on its second row of a flush."""
+class _FlakyBatches:
+    """A store whose first ``add_usage_batch`` fails: before writing, or after its commit reached
+    the database (the answer lost, as when the session is killed during COMMIT)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, committed: bool) -> None:
         self.store = store
-        self.calls = 0
+        self.committed = committed
+        self.calls: list[str] = []
 
-    def add_usage(self, row: UsageRow) -> None:
-        self.calls += 1
-        if self.calls == 2:
-            raise RuntimeError("database went away")
-        self.store.add_usage(row)
+    def add_usage_batch(self, batch_id: str, counts: Any) -> bool:
+        self.calls.append(batch_id)
+        if len(self.calls) == 1:
+            if self.committed:
+                self.store.add_usage_batch(batch_id, counts)
+            raise ConnectionError("Lost connection to server during query")
+        return self.store.add_usage_batch(batch_id, counts)
 
 
-async def test_a_failed_write_keeps_what_was_not_written_and_counts_nothing_twice(store: Store) -> None:
+def _day_and_hour_requests(store: Store) -> tuple[dict[str, int], dict[str, int]]:
+    days: dict[str, int] = {}
+    for row in store.query_usage(10, 0)[0]:
+        days[row.model] = days.get(row.model, 0) + row.requests
+    hours: dict[str, int] = {}
+    for bucket in GovernanceStore(store.engine).usage_buckets("hour", ["model"]):
+        assert bucket.model is not None
+        hours[bucket.model] = hours.get(bucket.model, 0) + bucket.requests
+    return days, hours
+
+
+@pytest.mark.parametrize("committed", [False, True], ids=["failed-before-writing", "answer-lost"])
+async def test_a_failed_batch_is_retried_under_its_id_and_counted_once(store: Store, committed: bool) -> None:
+    flaky = _FlakyBatches(store, committed=committed)
     sink = StoreUsageSink(flush_interval_s=60)
-    sink.store = _FailingOnce(store)  # type: ignore[assignment]
+    sink.store = flaky  # type: ignore[assignment]
     for model in ("a", "b", "c"):
         await sink.record(_usage(model=model))
-    with pytest.raises(RuntimeError, match="went away"):
+    with pytest.raises(ConnectionError, match="Lost connection"):
         await sink.flush()
-    assert sink.pending == 2  # one row was written before the failure
-    await sink.record(_usage(model="b"))  # arrives while the failed rows wait
+    assert sink.pending == 3  # kept whole, under its id
+    await sink.record(_usage(model="b"))  # arrives while the failed batch waits: the next batch
+    assert sink.pending == 4
     await sink.flush()
-    rows = {r.model: r.requests for r in store.query_usage(10, 0)[0]}
-    assert rows == {"a": 1, "b": 2, "c": 1}
+    assert sink.pending == 0
+    assert flaky.calls[0] == flaky.calls[1] != flaky.calls[2]  # the retry reused the failed id
+    expected = {"a": 1, "b": 2, "c": 1}
+    assert _day_and_hour_requests(store) == (expected, expected)
+
+
+async def test_the_shutdown_flush_tries_again_after_a_lost_answer(store: Store) -> None:
+    flaky = _FlakyBatches(store, committed=True)
+    sink = StoreUsageSink(flush_interval_s=60)
+    sink.store = flaky  # type: ignore[assignment]
+    await sink.record(_usage(model="last"))
+    await sink.flush_at_exit()
+    assert (len(flaky.calls), sink.pending) == (2, 0)
+    assert _day_and_hour_requests(store) == ({"last": 1}, {"last": 1})
+
+
+async def test_a_usage_batch_written_twice_under_one_id_is_added_once(store: Store) -> None:
+    hour = dt.datetime(2026, 11, 21, 14)
+    counts = {("u1", "k1", "m", DAY, hour): [10, 5, 1], ("u1", None, "m", DAY, hour): [1, 2, 3]}
+    assert store.add_usage_batch("batch-1", counts) is True
+    assert store.usage_batch_written("batch-1")
+    assert store.add_usage_batch("batch-1", counts) is False
+    assert store.add_usage_batch("batch-2", {("u1", "k1", "m", DAY, hour): [1, 1, 1]}) is True
+    rows = store.query_usage(10, 0)[0]
+    written = {(r.key_id, r.model): (r.prompt_tokens, r.completion_tokens, r.requests) for r in rows}
+    assert written == {("k1", "m"): (11, 6, 2), (None, "m"): (1, 2, 3)}
+    assert _day_and_hour_requests(store) == ({"m": 5}, {"m": 5})
+    assert store.prune_usage_batches(dt.datetime(2000, 1, 1)) == 0
+    assert store.prune_usage_batches(dt.datetime(2100, 1, 1)) == 2
+    assert not store.usage_batch_written("batch-1")
 
 
 async def test_the_usage_api_and_shutdown_write_pending_usage(tmp_path: Path) -> None:

@@ -166,7 +166,7 @@ def create_app(
                 group.cancel_scope.cancel()
             with anyio.CancelScope(shield=True):
                 try:
-                    await bridge.usage.flush()  # the last requests' usage, before the engine closes
+                    await bridge.usage.flush_at_exit()  # the last requests' usage, before the engine closes
                 except Exception:
                     logger.exception("could not write %d usage rows at shutdown", bridge.usage.pending)
         finally:

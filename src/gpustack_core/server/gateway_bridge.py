@@ -29,9 +29,10 @@ from gpustack_core.server.auth import Caller, authenticate_key
 from gpustack_core.server.limiter import StoreLimiter
 from gpustack_core.server.scale_to_zero import ScaleToZero
 from gpustack_core.server.store import Store
-from gpustack_core.server.store._sql import read_retrying
+from gpustack_core.server.store._sql import new_id, read_retrying, utcnow
+from gpustack_core.server.store.accounts import UsageKey
 from gpustack_core.server.store.governance import GovernanceStore
-from gpustack_core.server.store.records import InstanceRecord, InstanceState, UsageRow, WorkerRecord
+from gpustack_core.server.store.records import InstanceRecord, InstanceState, WorkerRecord
 
 __all__ = [
     "GatewayBridge",
@@ -246,24 +247,31 @@ class StoreFallbacks:
         return self._chains.get(model, ())
 
 
-_UsageKey = tuple[str, str | None, str, dt.date, dt.datetime]
+#: How long the ids of written usage batches are kept (a batch is retried within seconds; a
+#: process holding one unconfirmed for a week is not expected).
+USAGE_BATCH_RETENTION = dt.timedelta(days=7)
 
 
 class StoreUsageSink:
-    """Adds up each request's tokens in memory and writes them to the usage table in batches.
+    """Adds up each request's tokens in memory and writes them to the usage tables in batches.
 
     :meth:`record` never waits for the database, so metering adds no latency to a request.
     :meth:`run` writes the batch every ``flush_interval_s``; :meth:`flush` writes it now (the
     usage API calls it so that its answer includes every finished request; the server's lifespan
-    calls it at shutdown). A batch the database refused stays pending for the next flush; a
-    process killed outright loses at most ``flush_interval_s`` of counts.
+    calls it at shutdown). A batch is written in one transaction under a batch id
+    (:meth:`Store.add_usage_batch`); one that failed is kept with its id and retried, alone, before
+    anything newer, so a commit that reached the database although the connection died before its
+    answer is not added twice, and records arriving meanwhile wait in the next batch. A process
+    killed outright loses at most ``flush_interval_s`` of counts.
     """
 
     def __init__(self, flush_interval_s: float = 0.5) -> None:
         """Write every ``flush_interval_s`` seconds (0: write each record before returning)."""
         self.store: Store | None = None
         self.flush_interval_s = flush_interval_s
-        self._pending: dict[_UsageKey, list[int]] = {}
+        self._pending: dict[UsageKey, list[int]] = {}
+        self._unconfirmed: tuple[str, dict[UsageKey, list[int]]] | None = None
+        self._pruned_at: float | None = None
         self._flushing = anyio.Lock()
 
     async def record(self, usage: UsageRecord) -> None:
@@ -286,23 +294,57 @@ class StoreUsageSink:
 
     @property
     def pending(self) -> int:
-        """Rows waiting to be written."""
-        return len(self._pending)
+        """Rows waiting to be written (a failed batch's and the next batch's)."""
+        unconfirmed = len(self._unconfirmed[1]) if self._unconfirmed is not None else 0
+        return len(self._pending) + unconfirmed
 
     async def flush(self) -> None:
-        """Write every pending row now; rows the database refused stay pending (and the error is raised)."""
+        """Write the failed batch (if any) again, then every pending row; errors are raised and
+        what was not written stays pending."""
         async with self._flushing:
             store = self.store
-            batch, self._pending = self._pending, {}
-            if not batch or store is None:
+            if store is None:
                 return
+            if self._unconfirmed is not None:
+                batch_id = self._unconfirmed[0]
+                if not await anyio.to_thread.run_sync(store.add_usage_batch, *self._unconfirmed):
+                    logger.info(
+                        "usage batch %s was written before its connection was lost; not added again", batch_id
+                    )
+                self._unconfirmed = None
+            if not self._pending:
+                return
+            batch, self._pending = (new_id(), self._pending), {}
             try:
-                await anyio.to_thread.run_sync(_write_usage, store, batch)
-            finally:
-                for key, counts in batch.items():  # what was not written goes back into the batch
-                    merged = self._pending.setdefault(key, [0, 0, 0])
-                    for i in range(3):
-                        merged[i] += counts[i]
+                await anyio.to_thread.run_sync(store.add_usage_batch, *batch)
+            except BaseException:
+                self._unconfirmed = batch  # retried under the same id: written at most once
+                raise
+
+    async def flush_at_exit(self, attempts: int = 3) -> None:
+        """Flush at shutdown, trying again (on a fresh connection) after a failure: a connection
+        lost under the first try would otherwise lose the last counts; the last error is raised."""
+        for attempt in range(attempts):
+            try:
+                await self.flush()
+                return
+            except Exception:
+                if attempt == attempts - 1:
+                    raise
+                logger.warning("writing %d usage rows at shutdown failed; trying again", self.pending)
+
+    async def prune(self) -> None:
+        """Forget the ids of batches written more than :data:`USAGE_BATCH_RETENTION` ago (at most
+        once an hour per process; a failure is logged)."""
+        store = self.store
+        if store is None or (self._pruned_at is not None and time.monotonic() - self._pruned_at < 3600):
+            return
+        self._pruned_at = time.monotonic()
+        older_than = utcnow() - USAGE_BATCH_RETENTION
+        try:
+            await anyio.to_thread.run_sync(store.prune_usage_batches, older_than)
+        except Exception:
+            logger.exception("forgetting usage batch ids older than %s failed", older_than)
 
     async def run(self) -> None:
         """Flush every ``flush_interval_s`` until cancelled; failures are logged and retried."""
@@ -312,30 +354,7 @@ class StoreUsageSink:
                 await self.flush()
             except Exception:
                 logger.exception("writing %d usage rows failed; they stay pending", self.pending)
-
-
-def _write_usage(store: Store, batch: dict[_UsageKey, list[int]]) -> None:
-    """Add each row (day and hour tables, one transaction each); a written row leaves ``batch`` at
-    once, so a failure keeps only the rest (an hour row written before a failed day row is written
-    again with it: hourly counts may then be ahead, never behind)."""
-    governance = GovernanceStore(store.engine) if isinstance(store, Store) else None
-    for key in list(batch):
-        user_id, key_id, model, day, hour = key
-        prompt, completion, requests = batch[key]
-        if governance is not None:
-            governance.add_hourly_usage(user_id, key_id, model, hour, prompt, completion, requests)
-        store.add_usage(
-            UsageRow(
-                user_id=user_id,
-                key_id=key_id,
-                model=model,
-                day=day,
-                prompt_tokens=prompt,
-                completion_tokens=completion,
-                requests=requests,
-            )
-        )
-        del batch[key]
+            await self.prune()
 
 
 @dataclass

@@ -168,7 +168,7 @@ def create_worker_app(config: ServerConfig, own_socket: Path, main_socket: Path,
                 group.cancel_scope.cancel()
             with anyio.CancelScope(shield=True):
                 try:
-                    await bridge.usage.flush()
+                    await bridge.usage.flush_at_exit()
                 except Exception:
                     logger.exception("could not write %d usage rows at shutdown", bridge.usage.pending)
                 await front.client.aclose()

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Sequence
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from . import schema as t
-from ._sql import ConflictError, dump_json, load_json, new_id, upsert, utcnow
+from ._sql import ConflictError, dump_json, is_transient, load_json, new_id, upsert, utcnow
 from .records import ApiKeyRecord, UsageRow, UserRecord
 
-__all__ = ["AccountStore"]
+__all__ = ["AccountStore", "UsageCounts", "UsageKey"]
+
+#: (user id, key id or None, model, day, naive UTC start of the hour) of one usage counter
+UsageKey = tuple[str, "str | None", str, dt.date, dt.datetime]
+#: (prompt tokens, completion tokens, requests) added to one counter
+UsageCounts = Sequence[int]
 
 T = TypeVar("T")
 
@@ -229,6 +236,47 @@ class AccountStore:
         )
         upsert(self.engine, u, key, add, new, f"usage of {row.model!r}")
 
+    def add_usage_batch(
+        self, batch_id: str, counts: Mapping[UsageKey, UsageCounts], attempts: int = 8
+    ) -> bool:
+        """Add a batch of counts to the day and hour usage tables, exactly once per ``batch_id``.
+
+        One transaction writes every row of both tables and the batch's id in ``usage_batches``.
+        Call it again with the same id after any failure: when the earlier call's commit reached
+        the database although its connection was lost before the answer (a killed session, a
+        server restart), the id is found and nothing is added again. Returns False in that case.
+        Concurrent writers of the same counters (several gateway processes) are retried like
+        :func:`upsert`; after ``attempts`` tries :class:`ConflictError` says so.
+        """
+        for attempt in range(attempts):
+            try:
+                with self.engine.begin() as c:
+                    c.execute(t.usage_batches.insert().values(id=batch_id, written_at=utcnow()))
+                    for key, (prompt, completion, requests) in counts.items():
+                        _add_usage_counts(c, key, prompt, completion, requests)
+                return True
+            except IntegrityError:
+                if self.usage_batch_written(batch_id):
+                    return False
+                continue  # a concurrent insert of one counter won; the update now finds the row
+            except DBAPIError as exc:
+                if not is_transient(exc):
+                    raise
+                time.sleep(random.uniform(0, 0.005 * 2**attempt))
+        raise ConflictError(f"could not record usage batch {batch_id} after {attempts} attempts")
+
+    def usage_batch_written(self, batch_id: str) -> bool:
+        """Whether the usage batch ``batch_id`` was written."""
+        b = t.usage_batches
+        with self.engine.connect() as c:
+            return c.execute(sa.select(b.c.id).where(b.c.id == batch_id)).first() is not None
+
+    def prune_usage_batches(self, older_than: dt.datetime) -> int:
+        """Forget the ids of usage batches written before ``older_than``; returns how many."""
+        b = t.usage_batches
+        with self.engine.begin() as c:
+            return c.execute(b.delete().where(b.c.written_at < older_than)).rowcount
+
     def query_usage(
         self,
         limit: int,
@@ -287,3 +335,38 @@ class AccountStore:
                 sa.select(table).where(*where).order_by(*orders).limit(limit).offset(offset)
             ).fetchall()
         return [convert(r) for r in rows], int(total)
+
+
+def _add_usage_counts(c: sa.Connection, key: UsageKey, prompt: int, completion: int, requests: int) -> None:
+    """Upsert-add one batch row into ``usage`` (its day) and ``usage_hourly`` (its hour) on ``c``."""
+    user_id, key_id, model, day, hour = key
+    hour = hour.replace(minute=0, second=0, microsecond=0, tzinfo=None)
+    for table, when in ((t.usage, ("day", day)), (t.usage_hourly, ("hour", hour))):
+        column, value = when
+        where = (
+            table.c.user_id == user_id,
+            table.c.key_id == (key_id or ""),
+            table.c.model == model,
+            table.c[column] == value,
+        )
+        added = c.execute(
+            table.update()
+            .where(*where)
+            .values(
+                prompt_tokens=table.c.prompt_tokens + prompt,
+                completion_tokens=table.c.completion_tokens + completion,
+                requests=table.c.requests + requests,
+            )
+        ).rowcount
+        if added == 0:
+            c.execute(
+                table.insert().values(
+                    user_id=user_id,
+                    key_id=key_id or "",
+                    model=model,
+                    prompt_tokens=prompt,
+                    completion_tokens=completion,
+                    requests=requests,
+                    **{column: value},
+                )
+            )

@@ -26,6 +26,7 @@ __all__ = [
     "team_members",
     "teams",
     "usage",
+    "usage_batches",
     "usage_hourly",
     "users",
     "workers",
@@ -232,6 +233,15 @@ model_fallbacks = sa.Table(
     sa.Column("model", sa.String(255), primary_key=True),
     sa.Column("priority", sa.Integer, primary_key=True),
     sa.Column("fallback", sa.String(255), nullable=False),
+)
+
+#: Usage batches already added (revision 0006): a batch whose commit was reported lost is retried
+#: with the same id, and finding its id here means it was written (nothing counted twice).
+usage_batches = sa.Table(
+    "usage_batches",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("written_at", sa.DateTime, nullable=False, index=True),
 )
 
 usage_hourly = sa.Table(
