@@ -43,6 +43,18 @@ def test_plugins_command_imports_no_typer_pydantic_numpy_httpx_or_other_commands
     assert out.stderr.splitlines()[-1] == "checked", out.stderr
 
 
+def test_the_plugins_table_imports_no_rich_or_typer() -> None:
+    code = (
+        "import sys\nsys.argv = ['gpustack-core', 'plugins']\nfrom gpustack_core.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        f"print(*(m for m in {NOT_FOR_PLUGINS_JSON!r} if m in sys.modules), 'checked', file=sys.stderr)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "┃ area " in out.stdout
+    assert "│ ok " in out.stdout
+    assert out.stderr.splitlines()[-1] == "checked", out.stderr
+
+
 def test_every_builtin_plugin_imports_without_pydantic() -> None:
     """A plugin's module stays cheap to import: value types are imported where they are built."""
     code = (

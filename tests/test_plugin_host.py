@@ -400,3 +400,26 @@ def test_object_name_clash_with_another_plugin_names_both(clean_plugin_env: None
 def test_unknown_plugin_lists_what_is_available(clean_plugin_env: None) -> None:
     with pytest.raises(PluginNotFoundError, match=r"no sources plugin named 'nope' \(available: local\)"):
         PluginHost(allow=["local"]).model_source("nope")
+
+
+def test_every_hook_has_the_prefix_the_host_looks_for() -> None:
+    from gpustack_core import hookspecs
+
+    specs = [n for n in dir(hookspecs) if hasattr(getattr(hookspecs, n), f"{hookspecs.PROJECT_NAME}_spec")]
+    assert len(specs) == 4
+    assert all(name.startswith(hookspecs.HOOK_PREFIX) for name in specs), specs
+
+
+def test_a_hook_implementation_under_another_name_is_reported_as_missing() -> None:
+    @hookimpl
+    def register_accelerators(register: Callable[[Accelerator], None]) -> None:
+        raise AssertionError("never called: not a hook name")
+
+    host = PluginHost(
+        entry_points=False,
+        plugins=[("accelerators", "misnamed", SimpleNamespace(register_accelerators=register_accelerators))],
+    )
+    (record,) = host.plugins()
+    assert record.status == "error"
+    assert record.error is not None
+    assert "implements no gpustack_register_accelerators hook" in record.error

@@ -30,6 +30,7 @@ import pluggy
 from .contracts import Accelerator, Engine, ModelSource, SchedulerPolicy
 
 __all__ = [
+    "HOOK_PREFIX",
     "PROJECT_NAME",
     "gpustack_register_accelerators",
     "gpustack_register_engines",
@@ -41,6 +42,8 @@ __all__ = [
 
 #: The pluggy project name shared by specs and implementations.
 PROJECT_NAME = "gpustack_core"
+#: Every hook's name starts with this (the plugin host looks at no other attribute of a plugin).
+HOOK_PREFIX = "gpustack_register_"
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 #: Decorate plugin functions with this: ``@hookimpl def gpustack_register_engines(register): ...``

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import platform
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,6 +27,8 @@ def _cpu_model(root: Path) -> str:
                 return value.strip()
     except OSError:
         pass
+    import platform  # on use: its import compiles a dozen regular expressions
+
     return platform.processor() or platform.machine() or "CPU"
 
 
@@ -103,6 +104,8 @@ class CpuAccelerator(Accelerator):
 
     def detect(self, options: DetectOptions) -> list[Device]:
         """One device per NUMA node (or one for the host), with cores and memory in bytes."""
+        import platform
+
         import psutil
 
         from gpustack_core import Device
@@ -163,6 +166,8 @@ class CpuAccelerator(Accelerator):
                 continue
             if text:
                 return text[:12]
+        import platform
+
         return platform.node() or "host"
 
     def _numa_nodes(self) -> list[tuple[int, int, int, int]]:
