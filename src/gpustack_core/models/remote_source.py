@@ -22,11 +22,10 @@ from typing import TYPE_CHECKING, Any
 from ..contracts import ModelSource, ProgressCallback
 from ..errors import DownloadError, ModelNotFoundError, OfflineModeError
 from ..types import ModelFormat
-from .cache import FileRequest, ModelCache, check_response
 from .formats import SAFETENSORS_MAX_HEADER_BYTES, model_format_of, parse_safetensors_header
-from .gguf_header import GGUFHeaderError, metadata_for_display, read_gguf_header_growing
-from .selection import select_model_files
 
+# The cache, GGUF header reader and selection rules are imported where they are used: a hub
+# plugin imports this module to subclass it, and listing plugins should not pay for them.
 if TYPE_CHECKING:
     import httpx
 
@@ -54,6 +53,8 @@ def http_read_range(client: httpx.Client, url: str, start: int, length: int) -> 
     :class:`DownloadError` naming the URL for network failures.
     """
     import httpx
+
+    from .cache import check_response
 
     headers = {"Range": f"bytes={start}-{start + length - 1}"}
     try:
@@ -115,6 +116,7 @@ class RemoteModelSource(ModelSource):
         In offline mode the metadata stored by the last online ``resolve`` is returned.
         """
         from ..types.models import ModelMetadata
+        from .cache import ModelCache
 
         cache = ModelCache(options.cache_dir)
         cache_id, ref_name = self.cache_key(ref)
@@ -141,6 +143,9 @@ class RemoteModelSource(ModelSource):
     def _read_headers(
         self, client: httpx.Client, metadata: ModelMetadata, options: SourceOptions
     ) -> ModelMetadata:
+        from .gguf_header import GGUFHeaderError, metadata_for_display, read_gguf_header_growing
+        from .selection import select_model_files
+
         update: dict[str, Any] = {}
         by_path = {f.path: f for f in metadata.files}
         config_file = by_path.get("config.json")
@@ -201,6 +206,8 @@ class RemoteModelSource(ModelSource):
 
     def select_files(self, metadata: ModelMetadata, ref: ModelRef) -> list[ModelFile]:
         """The core's shared selection rules (:func:`gpustack_core.models.selection.select_model_files`)."""
+        from .selection import select_model_files
+
         return select_model_files(metadata.files, ref.selector)
 
     def download(
@@ -212,6 +219,7 @@ class RemoteModelSource(ModelSource):
     ) -> DownloadResult:
         """Bring ``files`` into the shared cache, verified; see :meth:`ModelCache.ensure_files`."""
         from ..types.models import DownloadResult
+        from .cache import FileRequest, ModelCache
 
         cache = ModelCache(options.cache_dir)
         cache_id, _ = self.cache_key(metadata.ref)

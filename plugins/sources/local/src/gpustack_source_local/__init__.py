@@ -17,8 +17,6 @@ from gpustack_core.models.formats import (
     read_safetensors_header,
     sniff_format,
 )
-from gpustack_core.models.gguf_header import GGUFHeaderError, metadata_for_display, read_gguf_header
-from gpustack_core.models.selection import select_model_files
 from gpustack_core.types import ModelFormat
 
 if TYPE_CHECKING:
@@ -49,6 +47,8 @@ def _file_format(path: Path) -> ModelFormat:
 
 def _selected(files: tuple[ModelFile, ...], ref: ModelRef) -> Sequence[ModelFile]:
     """The files ``select_files`` will choose, or none when the selection fails."""
+    from gpustack_core.models.selection import select_model_files  # on use, as the header reader
+
     try:
         return files if len(files) == 1 else select_model_files(files, ref.selector)
     except ModelNotFoundError:
@@ -71,6 +71,9 @@ def _gguf_headers(
     root: Path, selected: Sequence[ModelFile]
 ) -> tuple[dict[str, Any] | None, tuple[GGUFTensor, ...] | None]:
     """Header key/values of the first selected GGUF and tensor infos of every selected shard."""
+    # on use: listing plugins (`gpustack-core plugins`) does not need the GGUF reader
+    from gpustack_core.models.gguf_header import GGUFHeaderError, metadata_for_display, read_gguf_header
+
     weights = [f for f in selected if f.format == ModelFormat.GGUF and "mmproj" not in f.path.lower()]
     metadata: dict[str, Any] | None = None
     tensors: list[GGUFTensor] = []
@@ -149,6 +152,8 @@ class LocalModelSource(ModelSource):
 
     def select_files(self, metadata: ModelMetadata, ref: ModelRef) -> list[ModelFile]:
         """The core's shared selection rules; a single-file reference selects that file."""
+        from gpustack_core.models.selection import select_model_files
+
         if len(metadata.files) == 1:
             return list(metadata.files)
         return select_model_files(metadata.files, ref.selector)

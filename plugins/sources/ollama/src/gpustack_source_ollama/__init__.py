@@ -22,9 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from gpustack_core import ModelSource, hookimpl
 from gpustack_core.errors import DownloadError, InvalidModelReferenceError, ModelNotFoundError
-from gpustack_core.models.cache import check_response
 from gpustack_core.models.remote_source import RemoteListing, RemoteModelSource
-from gpustack_core.models.selection import is_gguf
 from gpustack_core.types import ModelFormat
 
 if TYPE_CHECKING:
@@ -83,6 +81,9 @@ class OllamaModelSource(RemoteModelSource):
         url = f"{_registry(options)}/v2/{namespace}/{name}/manifests/{tag}"
         headers = {"Accept": MANIFEST_ACCEPT, **self.request_headers(options)}
         import httpx  # on first use: loading the plugin (e.g. for `gpustack-core plugins`) stays cheap
+
+        from gpustack_core.models.cache import check_response
+        from gpustack_core.models.selection import is_gguf
 
         try:
             response = httpx.get(url, headers=headers, timeout=options.timeout_s, follow_redirects=True)
