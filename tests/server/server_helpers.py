@@ -1,10 +1,11 @@
-"""Helpers of the server tests: configuration, in-process and HTTP servers, fresh databases."""
+"""Helpers of the server tests: configuration, in-process and HTTP servers, fresh databases,
+deploying and waiting for running instances."""
 
 from __future__ import annotations
 
 import secrets
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -145,3 +146,24 @@ async def serve_http(config: ServerConfig, host: PluginHost | None = None) -> As
                 yield running
             finally:
                 server.should_exit = True
+
+
+async def deploy_and_wait_running(
+    server: Running, bodies: Sequence[Mapping[str, Any]], timeout: float
+) -> list[dict[str, Any]]:
+    """Create a deployment of one replica from each of ``bodies`` (at least one) through the API,
+    wait until the server has that many instances, all running, and return them. An instance in
+    ``error`` fails the test at once, with its deployment and message."""
+    for body in bodies:
+        r = await server.api("POST", "/deployments", json=body)
+        assert r.status_code == 201, r.text
+
+    async def all_running() -> list[dict[str, Any]] | None:
+        items: list[dict[str, Any]] = (await server.api("GET", "/instances")).json()["items"]
+        failed = [i for i in items if i["state"] == "error"]
+        if failed:
+            pytest.fail(f"instance {failed[0]['deployment']} failed: {failed[0]['message']}")
+        return items if len(items) == len(bodies) and all(i["state"] == "running" for i in items) else None
+
+    instances: list[dict[str, Any]] = await server.wait_for(all_running, timeout=timeout)
+    return instances
