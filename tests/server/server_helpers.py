@@ -98,6 +98,17 @@ class Running:
         assert r.status_code == 200, r.text
         self.admin_token = r.json()["token"]
 
+    async def wait_healthy(self, timeout: float = 60.0) -> None:
+        """Wait until ``/healthz`` answers 200 (a server started in another process is up)."""
+
+        async def up() -> bool:
+            try:
+                return (await self.client.get("/healthz")).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        await self.wait_for(up, timeout=timeout, what="/healthz")
+
     async def wait_for(self, predicate: Any, timeout: float = 30.0, what: str = "condition") -> Any:
         with anyio.fail_after(timeout):
             while True:
