@@ -14,9 +14,10 @@ server, database or network is involved::
     print(meta.format, meta.total_size_bytes)
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .__about__ import __version__
+from ._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from .accelerators.detection import AcceleratorReport, DeviceInventory, detect_devices
@@ -70,20 +71,6 @@ _LAZY = {
     "WorkerInfo": ".types",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module, __name__), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
-
-
 __all__ = [
     "Accelerator",
     "AcceleratorReport",
@@ -112,3 +99,5 @@ __all__ = [
     "detect_devices",
     "hookimpl",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

@@ -1,10 +1,11 @@
-"""Helpers of the server tests: configuration, in-process and HTTP servers, fresh databases."""
+"""Helpers of the server tests: configuration, in-process and HTTP servers, fresh databases,
+deploying and waiting for running instances."""
 
 from __future__ import annotations
 
 import secrets
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,17 @@ class Running:
         assert r.status_code == 200, r.text
         self.admin_token = r.json()["token"]
 
+    async def wait_healthy(self, timeout: float = 60.0) -> None:
+        """Wait until ``/healthz`` answers 200 (a server started in another process is up)."""
+
+        async def up() -> bool:
+            try:
+                return (await self.client.get("/healthz")).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        await self.wait_for(up, timeout=timeout, what="/healthz")
+
     async def wait_for(self, predicate: Any, timeout: float = 30.0, what: str = "condition") -> Any:
         with anyio.fail_after(timeout):
             while True:
@@ -145,3 +157,24 @@ async def serve_http(config: ServerConfig, host: PluginHost | None = None) -> As
                 yield running
             finally:
                 server.should_exit = True
+
+
+async def deploy_and_wait_running(
+    server: Running, bodies: Sequence[Mapping[str, Any]], timeout: float
+) -> list[dict[str, Any]]:
+    """Create a deployment of one replica from each of ``bodies`` (at least one) through the API,
+    wait until the server has that many instances, all running, and return them. An instance in
+    ``error`` fails the test at once, with its deployment and message."""
+    for body in bodies:
+        r = await server.api("POST", "/deployments", json=body)
+        assert r.status_code == 201, r.text
+
+    async def all_running() -> list[dict[str, Any]] | None:
+        items: list[dict[str, Any]] = (await server.api("GET", "/instances")).json()["items"]
+        failed = [i for i in items if i["state"] == "error"]
+        if failed:
+            pytest.fail(f"instance {failed[0]['deployment']} failed: {failed[0]['message']}")
+        return items if len(items) == len(bodies) and all(i["state"] == "running" for i in items) else None
+
+    instances: list[dict[str, Any]] = await server.wait_for(all_running, timeout=timeout)
+    return instances

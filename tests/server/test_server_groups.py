@@ -27,11 +27,12 @@ import anyio
 import httpx
 import psutil
 import pytest
-from group_processes import alive, stop_all
-from netns_pair import entered, netns_pair, netns_unavailable
+from group_processes import alive, group_across_namespaces, start_group_worker, stop_all
+from netns_pair import netns_pair, netns_unavailable
 from server_group_plugins import USED_BYTES, make_group_host
 from server_helpers import Running, fast_config, free_port, serve_http
 
+from gpustack_core.plugins import PluginHost
 from gpustack_core.server.api.workers import _groups
 from gpustack_core.server.store import Store
 from gpustack_core.server.store.records import InstanceState
@@ -210,13 +211,6 @@ async def group_server(tmp_path: Path, split_device_bytes: int) -> AsyncIterator
         yield running
 
 
-def _start_worker(server: Running, name: str, data: Path, device_bytes: int) -> subprocess.Popen[bytes]:
-    token = (server.data_dir / "token").read_text().strip()
-    argv = [sys.executable, str(HERE / "server_group_worker_main.py"), str(server.base_url), token, name]
-    with open(data.parent / f"{name}.log", "wb") as log:  # the child keeps its own descriptor
-        return subprocess.Popen([*argv, str(data), str(device_bytes)], stdout=log, stderr=subprocess.STDOUT)
-
-
 async def _instance(server: Running, name: str) -> dict[str, Any] | None:
     items = (await server.api("GET", "/instances", params={"deployment": name})).json()["items"]
     return items[0] if items else None
@@ -346,7 +340,7 @@ async def test_a_model_split_over_two_workers_runs_as_one_group(
 ) -> None:
     """Loopback variant: both workers on this host, distinct ports."""
     names = ("worker-a", "worker-b")
-    workers = [_start_worker(group_server, n, tmp_path / n, split_device_bytes) for n in names]
+    workers = [start_group_worker(group_server, n, tmp_path / n, split_device_bytes) for n in names]
     seen_pids: list[int] = []
     try:
         await _split_group_scenario(group_server, tiny_model, dict.fromkeys(names, "127.0.0.1"), seen_pids)
@@ -360,7 +354,7 @@ async def test_a_head_first_group_starts_the_head_and_the_other_rank_joins_it(
 ) -> None:
     """Loopback: the Ray / torch-distributed order (head first, ranks join its address)."""
     names = ("worker-a", "worker-b")
-    workers = [_start_worker(group_server, n, tmp_path / n, split_device_bytes) for n in names]
+    workers = [start_group_worker(group_server, n, tmp_path / n, split_device_bytes) for n in names]
     seen_pids: list[int] = []
     try:
         addresses = dict.fromkeys(names, "127.0.0.1")
@@ -378,55 +372,43 @@ async def test_a_model_split_across_two_network_namespaces(
     reason = netns_unavailable()
     if reason is not None:
         pytest.skip(f"{reason}; the loopback variant covers the group on one host")
+    seen_pids: list[int] = []
     with netns_pair() as pair:
-        port = free_port()
-        data = tmp_path / "server"
-        serve = [
-            sys.executable,
-            str(HERE / "server_group_serve_main.py"),
-            str(data),
-            pair.address_a,
-            str(port),
-        ]
-        with open(tmp_path / "server.log", "wb") as log:
-            server_proc = subprocess.Popen(
-                [*pair.exec_argv(pair.a), *serve, str(split_device_bytes)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        processes = [server_proc]
-        seen_pids: list[int] = []
-        try:
-            with entered(pair.a):
-                base = f"http://{pair.address_a}:{port}"
-                async with httpx.AsyncClient(base_url=base) as client:
-                    server = Running(None, client, data, base)
+        group = group_across_namespaces(pair, tmp_path, split_device_bytes, "test-gpu", seen_pids)
+        async with group as (server, addresses):
+            await _split_group_scenario(server, tiny_model, addresses, seen_pids)
 
-                    async def up() -> bool:
-                        try:
-                            return (await client.get("/healthz")).status_code == 200
-                        except httpx.HTTPError:
-                            return False
 
-                    await server.wait_for(up, timeout=60)
-                    await server.login_admin()
-                    token = (data / "token").read_text().strip()
-                    for name, ns, address in (
-                        ("worker-a", pair.a, pair.address_a),
-                        ("worker-b", pair.b, pair.address_b),
-                    ):
-                        argv = [sys.executable, str(HERE / "server_group_worker_main.py"), base, token, name]
-                        argv += [str(tmp_path / name), str(split_device_bytes), address]
-                        with open(tmp_path / f"{name}.log", "wb") as log:
-                            processes.append(
-                                subprocess.Popen(
-                                    [*pair.exec_argv(ns), *argv], stdout=log, stderr=subprocess.STDOUT
-                                )
-                            )
-                    addresses = {"worker-a": pair.address_a, "worker-b": pair.address_b}
-                    await _split_group_scenario(server, tiny_model, addresses, seen_pids)
-        finally:
-            stop_all(processes[::-1], seen_pids)
+@pytest.fixture
+async def installed_server(tmp_path: Path) -> AsyncIterator[Running]:
+    """The server over HTTP with the installed plugins, without an embedded worker."""
+    config = fast_config(tmp_path / "server", embedded_worker=False, heartbeat_timeout_s=15.0)
+    async for running in serve_http(config, host=PluginHost(environ={})):
+        yield running
+
+
+@pytest.mark.anyio
+async def test_the_host_memory_worker_reports_its_size_as_free_host_memory(
+    installed_server: Running, tmp_path: Path
+) -> None:
+    """The worker main's other fake, which ``test_server_llama_rpc.py`` uses (and which needs a native
+    llama.cpp build): the installed plugins, the given host memory, none of it used or reserved."""
+    server, size = installed_server, 123 * 2**20
+    worker = start_group_worker(server, "worker-a", tmp_path / "worker-a", size, fake="host-memory")
+    seen_pids: list[int] = []
+    try:
+
+        async def reported() -> dict[str, Any] | None:
+            items = (await server.api("GET", "/workers", params={"state": "ready"})).json()["items"]
+            return items[0]["info"] if items else None
+
+        info = await server.wait_for(reported, timeout=60)
+    finally:
+        stop_all([worker], seen_pids)
+    assert info["memory_total_bytes"] == size
+    assert (info["memory_used_bytes"], info["reserved_memory_bytes"]) == (0, 0)
+    assert "llama.cpp" in info["engines"], info["engines"]
+    assert "fake-group" not in info["engines"], info["engines"]
 
 
 # ----------------------------------------------------------------------------- locality
@@ -486,18 +468,11 @@ async def test_a_server_restart_adopts_every_part_of_a_running_group(
     seen_pids: list[int] = []
     async with httpx.AsyncClient(base_url=base) as client:
         server = Running(None, client, data, base)
-
-        async def up() -> bool:
-            try:
-                return (await client.get("/healthz")).status_code == 200
-            except httpx.HTTPError:
-                return False
-
         try:
-            await server.wait_for(up, timeout=60)
+            await server.wait_healthy(timeout=60)
             await server.login_admin()
             names = ("worker-a", "worker-b")
-            processes += [_start_worker(server, n, tmp_path / n, split_device_bytes) for n in names]
+            processes += [start_group_worker(server, n, tmp_path / n, split_device_bytes) for n in names]
 
             async def both_ready() -> bool:
                 r = await server.api("GET", "/workers", params={"state": "ready"})
@@ -524,7 +499,7 @@ async def test_a_server_restart_adopts_every_part_of_a_running_group(
             processes[0].send_signal(signal.SIGTERM)
             processes[0].wait(30)
             processes[0] = start_server()
-            await server.wait_for(up, timeout=60)
+            await server.wait_healthy(timeout=60)
             await server.login_admin()
             await server.wait_for(both_ready, timeout=60)
             await anyio.sleep(3)  # several poll and report rounds of both workers

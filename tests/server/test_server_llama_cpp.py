@@ -13,7 +13,7 @@ import openai
 import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from server_helpers import Running, fast_config, serve_http, start_app
+from server_helpers import Running, deploy_and_wait_running, fast_config, serve_http, start_app
 
 from gpustack_core.plugins import PluginHost
 from gpustack_core.testing.sampling import DETERMINISTIC_SAMPLING, deterministic
@@ -47,16 +47,7 @@ async def test_tiny_gguf_on_llama_cpp_end_to_end(
         "engine_version": runtime.version,
         "context_length": 512,
     }
-    r = await server.api("POST", "/deployments", json=body)
-    assert r.status_code == 201, r.text
-
-    async def running() -> dict[str, Any] | None:
-        items = (await server.api("GET", "/instances", params={"deployment": "tiny-llama"})).json()["items"]
-        if items and items[0]["state"] == "error":
-            pytest.fail(f"instance failed: {items[0]['message']}")
-        return items[0] if items and items[0]["state"] == "running" else None
-
-    instance = await server.wait_for(running, timeout=120)
+    [instance] = await deploy_and_wait_running(server, [body], timeout=120)
     process = psutil.Process(instance["pid"])
     assert process.cmdline()[0] == runtime.executable
     assert str(tiny_model) in process.cmdline()
@@ -157,19 +148,7 @@ async def test_openai_client_against_llama_cpp_deployed_by_the_server(
             "context_length": 512,
         },
     ]
-    for body in deployments:
-        r = await server.api("POST", "/deployments", json=body)
-        assert r.status_code == 201, r.text
-
-    async def all_running() -> bool:
-        items = (await server.api("GET", "/instances")).json()["items"]
-        failed = [i for i in items if i["state"] == "error"]
-        if failed:
-            pytest.fail(f"instance failed: {failed[0]['message']}")
-        return len(items) == 2 and all(i["state"] == "running" for i in items)
-
-    await server.wait_for(all_running, timeout=120)
-    for instance in (await server.api("GET", "/instances")).json()["items"]:
+    for instance in await deploy_and_wait_running(server, deployments, timeout=120):
         assert psutil.Process(instance["pid"]).cmdline()[0] == runtime.executable
     r = await server.api("POST", "/api-keys", json={"name": "app", "scopes": ["inference"]})
     assert r.status_code == 201, r.text

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from server_helpers import Running, fast_config, start_app
+from server_helpers import Running, deploy_and_wait_running, fast_config, start_app
 
 from gpustack_core.plugins import PluginHost
 from gpustack_core.testing.gguf_models import TinyLlamaSpec, write_llama_gguf
@@ -92,18 +92,7 @@ async def test_speculative_decoding_keeps_greedy_output_token_for_token(
     cpu_claim = evaluation["placement"]["claim"]
     assert any(item["label"].startswith("draft model: ") for item in cpu_claim["host_items"]), cpu_claim
 
-    for body in deployments.values():
-        r = await server.api("POST", "/deployments", json=body)
-        assert r.status_code == 201, r.text
-
-    async def all_running() -> bool:
-        items = (await server.api("GET", "/instances")).json()["items"]
-        failed = [i for i in items if i["state"] == "error"]
-        if failed:
-            pytest.fail(f"instance {failed[0]['deployment']} failed: {failed[0]['message']}")
-        return len(items) == 3 and all(i["state"] == "running" for i in items)
-
-    await server.wait_for(all_running, timeout=180)
+    await deploy_and_wait_running(server, list(deployments.values()), timeout=180)
 
     async def complete(name: str) -> dict[str, Any] | None:
         # llama-server's own fields: the token ids (return_tokens, shown under __verbose) and timings

@@ -1,12 +1,12 @@
 """Real llama.cpp over RPC: a tiny GGUF split over the CPUs of two workers.
 
-Each worker reports a host memory size (``server_rpc_worker_main.py``) that holds the head's share
-of the model but not all of it, so the scheduler must place it over both: the subordinate starts
-``ggml-rpc-server``, the head ``llama-server --rpc <subordinate> --n-gpu-layers K``, which keeps
-the first layers on its own CPU and puts the last K on the RPC server (its log shows a model
-buffer on the ``RPC`` device). The model answers through the gateway with the official ``openai``
-client; killing the subordinate's ``ggml-rpc-server`` restarts the whole group, which answers
-again; deleting the deployment stops every process.
+Each worker reports a host memory size (``server_group_worker_main.py --host-memory``) that holds
+the head's share of the model but not all of it, so the scheduler must place it over both: the
+subordinate starts ``ggml-rpc-server``, the head ``llama-server --rpc <subordinate>
+--n-gpu-layers K``, which keeps the first layers on its own CPU and puts the last K on the RPC
+server (its log shows a model buffer on the ``RPC`` device). The model answers through the
+gateway with the official ``openai`` client; killing the subordinate's ``ggml-rpc-server``
+restarts the whole group, which answers again; deleting the deployment stops every process.
 
 Two variants: two network namespaces joined by veth (the server and worker-a in one, worker-b in
 the other; skipped, with the reason, where namespaces cannot be made) and loopback (both workers
@@ -20,18 +20,16 @@ import os
 import re
 import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openai
 import psutil
 import pytest
-from group_processes import alive, stop_all
-from netns_pair import entered, netns_pair, netns_unavailable
-from server_helpers import Running, fast_config, free_port, serve_http
+from group_processes import alive, group_across_namespaces, start_group_worker, stop_all
+from netns_pair import netns_pair, netns_unavailable
+from server_helpers import Running, fast_config, serve_http
 
 from gpustack_core.plugins import PluginHost
 from gpustack_core.testing.sampling import DETERMINISTIC_SAMPLING
@@ -39,7 +37,6 @@ from gpustack_core.types import EngineInstallation, ModelRef
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
-HERE = Path(__file__).resolve().parent
 #: The context the deployment asks for (the estimate that sizes each worker's share uses it too).
 CONTEXT = 512
 #: llama-server's line for the weights it put on an RPC server, e.g.
@@ -82,11 +79,6 @@ def host_bytes(tiny_model: Path) -> int:
     size = (max(head, sub) + whole) // 2
     assert max(head, sub) <= size < whole, "the split must need less per worker than the whole model"
     return size
-
-
-def _worker_argv(base: str, token: str, name: str, data: Path, host_bytes: int, address: str) -> list[str]:
-    main = str(HERE / "server_rpc_worker_main.py")
-    return [sys.executable, main, base, token, name, str(data), str(host_bytes), address]
 
 
 async def _instance(server: Running, name: str) -> dict[str, Any] | None:
@@ -236,15 +228,13 @@ async def test_llama_cpp_over_rpc_on_two_workers_of_one_host(
 ) -> None:
     """Loopback variant: both workers on this host, distinct ports."""
     server = loopback_server
-    token = (server.data_dir / "token").read_text().strip()
     names = ("worker-a", "worker-b")
     processes: list[subprocess.Popen[bytes]] = []
     seen: list[int] = []
     try:
         for name in names:
-            argv = _worker_argv(str(server.base_url), token, name, tmp_path / name, host_bytes, "127.0.0.1")
-            with open(tmp_path / f"{name}.log", "wb") as log:
-                processes.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
+            worker = start_group_worker(server, name, tmp_path / name, host_bytes, fake="host-memory")
+            processes.append(worker)
         await _rpc_group_scenario(server, tiny_model, rpc_build, dict.fromkeys(names, "127.0.0.1"), seen)
     finally:
         stop_all(processes, seen)
@@ -258,39 +248,8 @@ async def test_llama_cpp_over_rpc_across_two_network_namespaces(
     reason = netns_unavailable()
     if reason is not None:
         pytest.skip(f"{reason}; the loopback variant runs llama.cpp over RPC on one host")
+    seen: list[int] = []
     with netns_pair() as pair:
-        port, data = free_port(), tmp_path / "server"
-        serve = [sys.executable, str(HERE / "server_rpc_serve_main.py"), str(data), pair.address_a, str(port)]
-        processes: list[subprocess.Popen[bytes]] = []
-        seen: list[int] = []
-        try:
-            with open(tmp_path / "server.log", "wb") as log:
-                processes.append(
-                    subprocess.Popen([*pair.exec_argv(pair.a), *serve], stdout=log, stderr=subprocess.STDOUT)
-                )
-            with entered(pair.a):
-                base = f"http://{pair.address_a}:{port}"
-                async with httpx.AsyncClient(base_url=base) as client:
-                    server = Running(None, client, data, base)
-
-                    async def up() -> bool:
-                        try:
-                            return (await client.get("/healthz")).status_code == 200
-                        except httpx.HTTPError:
-                            return False
-
-                    await server.wait_for(up, timeout=60)
-                    await server.login_admin()
-                    token = (data / "token").read_text().strip()
-                    addresses = {"worker-a": pair.address_a, "worker-b": pair.address_b}
-                    for name, ns in (("worker-a", pair.a), ("worker-b", pair.b)):
-                        argv = _worker_argv(base, token, name, tmp_path / name, host_bytes, addresses[name])
-                        with open(tmp_path / f"{name}.log", "wb") as log:
-                            processes.append(
-                                subprocess.Popen(
-                                    [*pair.exec_argv(ns), *argv], stdout=log, stderr=subprocess.STDOUT
-                                )
-                            )
-                    await _rpc_group_scenario(server, tiny_model, rpc_build, addresses, seen)
-        finally:
-            stop_all(processes[::-1], seen)
+        group = group_across_namespaces(pair, tmp_path, host_bytes, "host-memory", seen)
+        async with group as (server, addresses):
+            await _rpc_group_scenario(server, tiny_model, rpc_build, addresses, seen)

@@ -15,7 +15,9 @@ The names are imported on first use (PEP 562): the plugin host loads the built-i
 (``gpustack_core.scheduler.policies``) without the scheduler itself.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from ._explain import Explanation
@@ -34,20 +36,6 @@ _LAZY = {
     "builtin_policies": ".policies",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module, __name__), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
-
-
 __all__ = [
     "STRATEGY_ORDER",
     "BuiltinPolicy",
@@ -58,3 +46,5 @@ __all__ = [
     "Scheduler",
     "builtin_policies",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

@@ -1,6 +1,8 @@
 """Value types of gpustack-core (pydantic v2, frozen, JSON round-trip safe; sizes in bytes)."""
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from ._base import Bytes, ValueModel
@@ -93,20 +95,6 @@ _LAZY = {
     "preset_refusal": ".performance",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module, __name__), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
-
-
 __all__ = [
     "Bytes",
     "Candidate",
@@ -152,3 +140,5 @@ __all__ = [
     "WorkerState",
     "preset_refusal",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)
