@@ -450,7 +450,7 @@ def _receive(
     else:
         return written
     sock, length = raw
-    view = memoryview(bytearray(_CACHE_BYTES))
+    view = memoryview(bytearray(min(_CACHE_BYTES, read_bytes)))
     reported = written  # bytes told to on_bytes and transferred (per read_bytes, not per recv)
     try:
         while written < length and not state.stop.is_set():
