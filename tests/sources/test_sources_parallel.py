@@ -336,3 +336,33 @@ def test_writeback_of_hashed_blocks_is_started_with_sync_file_range(tmp_path: Pa
         assert start(fd, 0, 1 << 20, 2) == 0
     finally:
         os.close(fd)
+
+
+def test_first_connection_cut_after_the_split_keeps_the_valid_prefix(
+    hf_hub: tuple[HubState, HubServer], tmp_path: Path
+) -> None:
+    """The first connection fails while the ranges after it run: the ranges stop, the file is cut
+    back to what that connection wrote, and the next call resumes from there."""
+    state, server = hf_hub
+    state.cut_after[KEY] = 100_000  # open-ended requests only: the first connection, after the split
+    splits: list[StreamSample] = []
+
+    def split(sample: StreamSample) -> bool:
+        splits.append(sample)
+        return True
+
+    cache = ModelCache(tmp_path, connections=4, range_bytes=RANGE, split=split)
+    with httpx.Client() as client, pytest.raises(DownloadError, match=r"resume"):
+        cache.ensure_files(*MODEL, [_request(server)], client=client, retries=0)
+    assert len(splits) == 1  # it had split (the cut comes after the first range's 64 KiB)
+    partial = _partial(cache)
+    kept = partial.read_bytes()
+    assert 0 < len(kept) <= 100_000
+    assert kept == GGUF_Q4[: len(kept)]  # no bytes of the later ranges past the hole
+    assert not partial.with_name(partial.name + ".prefix").exists()
+    state.gets.clear()
+    digest = hashlib.sha256(GGUF_Q4).hexdigest()
+    with httpx.Client() as client:
+        paths, transferred = cache.ensure_files(*MODEL, [_request(server, digest)], client=client)
+    assert Path(paths[0]).read_bytes() == GGUF_Q4
+    assert transferred == len(GGUF_Q4) - len(kept)
