@@ -30,7 +30,7 @@ from urllib.parse import quote
 
 from .._platform import file_lock
 from ..errors import DownloadError, ModelAccessDeniedError, ModelNotFoundError, OfflineModeError
-from ._transfer import RANGE_BYTES, ShortRead, fetch_into_partial, resume_point
+from ._transfer import RANGE_BYTES, ShortRead, StreamSample, fetch_into_partial, network_bound, resume_point
 
 if TYPE_CHECKING:
     import httpx
@@ -43,7 +43,8 @@ _log = logging.getLogger(__name__)
 _HASH_CHUNK = 8 << 20
 _PROGRESS_INTERVAL_S = 0.2
 DEFAULT_CONNECTIONS = 4
-"""Parallel range requests per large file (``hf_transfer`` uses 8; this machine class has 2 cores)."""
+"""Connections per large file once its first connection is split into parallel range requests
+(``hf_transfer`` uses 8; this machine class has 2 cores)."""
 
 
 @dataclass(frozen=True)
@@ -130,13 +131,22 @@ class ModelCache:
     """
 
     def __init__(
-        self, root: str | Path, *, connections: int = DEFAULT_CONNECTIONS, range_bytes: int = RANGE_BYTES
+        self,
+        root: str | Path,
+        *,
+        connections: int = DEFAULT_CONNECTIONS,
+        range_bytes: int = RANGE_BYTES,
+        split: Callable[[StreamSample], bool] = network_bound,
     ) -> None:
         self.root = Path(os.path.expanduser(str(root)))
         #: connections per large file (parallel range requests); 1 fetches every file as one stream
         self.connections = max(1, connections)
-        #: bytes per range request; files over twice this size are fetched in parallel ranges
+        #: bytes per range request; a file over twice this size may be split into parallel ranges
         self.range_bytes = max(1, range_bytes)
+        #: whether a large file's first connection, from what it measured, is split into ranges
+        #: (default :func:`~gpustack_core.models._transfer.network_bound`: when it waited on the
+        #: network; ``lambda sample: True`` always splits)
+        self.split = split
 
     # -- layout -------------------------------------------------------------------------------
     def model_dir(self, source: str, model_id: str) -> Path:
@@ -423,8 +433,9 @@ class ModelCache:
         """Fill ``partial`` with the rest of ``file``; ``transferred[0]`` counts bytes received.
 
         Returns the sha256 of the whole partial file, computed while writing (the existing prefix
-        is hashed too when resuming), or None when nothing was fetched. Large files come over
-        parallel range requests (see :mod:`gpustack_core.models._transfer`); one fsync at the end.
+        is hashed too when resuming), or None when nothing was fetched. A large file's stream may be
+        split into parallel range requests (see :mod:`gpustack_core.models._transfer`); one fsync at
+        the end.
         """
         have = resume_point(partial)
         if file.size_bytes is not None and have > file.size_bytes:
@@ -442,15 +453,11 @@ class ModelCache:
                 size=file.size_bytes,
                 connections=self.connections,
                 range_bytes=self.range_bytes,
+                split=self.split,
                 check=check_response,
                 progress=rate.emit,
                 transferred=transferred,
-            )
-            fd = os.open(partial, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            )  # fsynced
         except OSError as exc:
             done = partial.stat().st_size if partial.exists() else 0
             if exc.errno == errno.ENOSPC:
