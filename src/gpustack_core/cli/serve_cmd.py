@@ -151,11 +151,15 @@ def serve(
         forwarded_allow_ips=forwarded_allow_ips,
         gateway_workers=gateway_workers,
     )
+    from gpustack_core._platform import event_loop_options
     from gpustack_core.server.serving import serve as run
 
     # uvicorn re-raises the Ctrl-C it handled once the server (and its worker) has stopped
     with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(lambda: run(config, host=make_host(), log_level=log_level.lower(), on_started=typer.echo))
+        anyio.run(
+            lambda: run(config, host=make_host(), log_level=log_level.lower(), on_started=typer.echo),
+            backend_options=event_loop_options(),
+        )
     if no_worker:
         typer.echo("server stopped")
     elif keep_engines:
