@@ -10,6 +10,7 @@ key check and usage is metered into the database, as in production.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -62,7 +63,11 @@ def _prepare(data_dir: Path, engine_port: int, engine_pid: int, model: str) -> s
 class ServerTarget:
     """One ``serve --gateway-workers N`` process tree on a free port, ready to take requests."""
 
-    def __init__(self, workers: int, engine_port: int, engine_pid: int, model: str) -> None:
+    def __init__(
+        self, workers: int, engine_port: int, engine_pid: int, model: str, source: str | None = None
+    ) -> None:
+        """``source``: a ``src`` directory to run the server from instead of the installed package
+        (another commit's ``git archive COMMIT src``, to compare two versions side by side)."""
         self.root = Path(tempfile.mkdtemp(prefix="gw-bench-server-"))
         self.key = _prepare(self.root / "data", engine_port, engine_pid, model)
         self.port = _free_port()
@@ -85,7 +90,10 @@ class ServerTarget:
             "--log-level",
             "warning",
         ]
-        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+        env = dict(os.environ)
+        if source is not None:
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (source, env.get("PYTHONPATH", "")) if p)
+        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, env=env)
         self._wait_ready(model)
         self.pids = [
             self.process.pid,

@@ -7,7 +7,8 @@ Processes as deployed: the fake engine (one uvicorn process), the gateway (``ben
 ``--serve-gateway``, uvicorn, one route; ``--gateway-workers N`` runs N processes on one port with
 ``SO_REUSEPORT``), with ``--server-workers N`` the reference server itself (``gpustack-core serve
 --gateway-workers N``: store-backed keys, usage metered into its database, see
-``benchmarks._server_target``), and this process as the load generator (asyncio, keep-alive HTTP/1.1, reads
+``benchmarks._server_target``; ``--baseline-src DIR`` adds each run from another commit's sources),
+and this process as the load generator (asyncio, keep-alive HTTP/1.1, reads
 ``Content-Length`` bodies). Each round gives every target a block of ``--seconds`` at the given
 concurrency, in the same order; the table shows the median req/s and the median of the per-round
 ratios to the direct engine (the machine is shared). ``--target NAME=URL`` adds any other
@@ -201,6 +202,13 @@ def main(argv: list[str]) -> None:
         default=[],
         help="also the reference server, `serve --gateway-workers N`, for each N (store auth, usage metered)",
     )
+    p.add_argument(
+        "--baseline-src",
+        default=None,
+        metavar="DIR",
+        help="with --server-workers: also each server run from this src directory (another commit's "
+        "`git archive COMMIT src`), as `server (baseline), --gateway-workers N`",
+    )
     p.add_argument("--target", action="append", default=[], metavar="NAME=URL", help="another proxy")
     p.add_argument("--target-key", default=API_KEY, help="API key sent to --target proxies")
     p.add_argument("--engine-port", type=int, default=0, help="the fake engine's port (for --target proxies)")
@@ -227,6 +235,14 @@ def main(argv: list[str]) -> None:
                 [proc.pid for proc in group],
             )
         for count in args.server_workers:
+            if args.baseline_src is not None:
+                baseline = ServerTarget(count, engine_port, engine.pid, MODEL, source=args.baseline_src)
+                servers.append(baseline)
+                targets[f"server (baseline), --gateway-workers {count}"] = (
+                    baseline.url,
+                    baseline.key,
+                    baseline.pids,
+                )
             server = ServerTarget(count, engine_port, engine.pid, MODEL)
             servers.append(server)
             targets[f"server, --gateway-workers {count}"] = (server.url, server.key, server.pids)

@@ -17,6 +17,8 @@ OpenAI-compatible proxy already running (LiteLLM, say), configured with the fake
 ``--engine-port`` as model ``bench-model``. ``--burst C`` adds synchronized rows after staggered
 ones, and ``--throughput C`` ends with the req/s of tiny non-streamed requests at concurrency C
 (``benchmarks.gateway_throughput``), so one run gives every table of docs/benchmarks/proxy.md.
+``--server-workers N`` adds the reference server itself, ``gpustack-core serve --gateway-workers N``
+on its own database (``benchmarks._server_target``), as the target ``server, --gateway-workers N``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from benchmarks._server_target import ServerTarget
 
 __all__ = ["main", "serve_gateway"]
 
@@ -431,6 +435,15 @@ def main(argv: list[str]) -> None:
     )
     p.add_argument("--target-key", default=API_KEY, help="API key sent to --target proxies")
     p.add_argument("--engine-port", type=int, default=0, help="the fake engine's port (for --target proxies)")
+    p.add_argument(
+        "--server-workers",
+        type=int,
+        nargs="*",
+        default=[],
+        metavar="N",
+        help="also the reference server, `serve --gateway-workers N`, for each N (store auth, usage "
+        "metered; see benchmarks._server_target)",
+    )
     args = p.parse_args(argv)
     externals = [_parse_target(spec, args.target_key) for spec in args.target]
     store_url, api_key = "", API_KEY
@@ -443,6 +456,7 @@ def main(argv: list[str]) -> None:
     )
     serve = [sys.executable, "-m", "benchmarks.proxy", "--serve-gateway", f"http://127.0.0.1:{engine_port}"]
     groups: dict[str, list[tuple[subprocess.Popen[str], int]]] = {}
+    servers: list[ServerTarget] = []
 
     def start_group(name: str, *flags: str) -> None:
         first = _start([*serve, "0", store_url, *flags])
@@ -488,6 +502,12 @@ def main(argv: list[str]) -> None:
             targets.append(gateway_target("gateway+inject", "gateway", include_usage=False))
         if args.aiohttp:
             targets.append(gateway_target("gateway (aiohttp)", "gateway (aiohttp)"))
+        for count in args.server_workers:
+            server = ServerTarget(count, engine_port, engine.pid, MODEL)
+            servers.append(server)
+            targets.append(
+                Target(f"server, --gateway-workers {count}", server.url, server.key, body(True), server.pids)
+            )
         for name, url, key in externals:
             port = urlsplit(url).port or 80
             targets.append(Target(name, url, key, body(True), _listener_pids(port)))
@@ -549,6 +569,8 @@ def main(argv: list[str]) -> None:
                 print_table(result)
         print(f"# done {time.strftime('%H:%M UTC', time.gmtime())}, load average {os.getloadavg()[0]:.1f}")
     finally:
+        for server in servers:
+            server.close()
         for proc in [*(g for group in groups.values() for g, _ in group), engine]:
             proc.terminate()
             try:

@@ -14,6 +14,8 @@ called, from ``os.name``.
 - **file locks**: :func:`file_lock`, an exclusive inter-process lock on a lock file through the
   maintained ``filelock`` library (``fcntl.flock`` on POSIX, ``msvcrt.locking`` on Windows),
   imported only when a lock is taken.
+- **event loop**: :func:`event_loop_options`, ``anyio.run``'s options for the server's processes:
+  uvloop where it is installed (not on Windows, where the dependency is not installed).
 
 What was run where is written down in ``docs/platforms.md``: CI runs Linux only.
 """
@@ -21,6 +23,7 @@ What was run where is written down in ``docs/platforms.md``: CI runs Linux only.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import signal
 import subprocess
@@ -34,6 +37,7 @@ if TYPE_CHECKING:  # psutil is imported where it is used (Windows, group scans):
 __all__ = [
     "KILL",
     "TERMINATE",
+    "event_loop_options",
     "file_lock",
     "group_exists",
     "group_members",
@@ -47,6 +51,19 @@ __all__ = [
 TERMINATE: int = int(signal.SIGTERM)
 #: stops a process without asking (SIGKILL; Windows has none and terminates)
 KILL: int = int(getattr(signal, "SIGKILL", signal.SIGTERM))
+
+
+def event_loop_options() -> dict[str, Any]:
+    """``backend_options`` for ``anyio.run`` in a server process: uvloop where it is installed.
+
+    ``uvicorn.run`` picks uvloop by itself, but the server runs uvicorn inside ``anyio.run``, whose
+    asyncio backend takes the standard library's event loop unless told otherwise; on that loop
+    the server's gateway cost about twice the CPU per request
+    (``docs/benchmarks/gateway_throughput.md``).
+    """
+    if os.name != "nt" and importlib.util.find_spec("uvloop") is not None:
+        return {"use_uvloop": True}
+    return {}
 
 
 def is_windows() -> bool:

@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from server_fake_engine import make_host
 from server_helpers import fast_config
 
+from gpustack_core._platform import event_loop_options
 from gpustack_core.server.serving import serve
 
 
@@ -24,11 +25,14 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     data_dir, port, workers = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     url = sys.argv[4] if len(sys.argv) > 4 and sys.argv[4] else None
-    config = fast_config(data_dir, url, port=port, gateway_workers=workers, heartbeat_timeout_s=5.0)
+    config = fast_config(
+        data_dir, url, port=port, gateway_workers=workers, heartbeat_timeout_s=5.0, request_body_timeout_s=5.0
+    )
     anyio.run(
         lambda: serve(
             config, host=make_host(), log_level="warning", on_started=lambda banner: print(banner, flush=True)
-        )
+        ),
+        backend_options=event_loop_options(),  # as `gpustack-core serve` runs
     )
 
 

@@ -99,6 +99,15 @@ async def _connect(base: str, data_dir: Path, process: subprocess.Popen[bytes]) 
     return running
 
 
+def _raw_exchange(port: int, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(request)
+        chunks = []
+        while data := sock.recv(65536):
+            chunks.append(data)
+        return b"".join(chunks)
+
+
 async def _usage_requests(server: Running, key_id: str) -> int:
     rows = (await server.api("GET", "/usage", params={"key_id": key_id})).json()["items"]
     return sum(int(r["requests"]) for r in rows)
@@ -126,6 +135,29 @@ async def test_two_gateway_processes_share_the_port_meter_once_and_stop_with_the
             assert r.status_code == 200, r.text
             proxied += r.headers.get("x-gpustack-core-proxied-by") == "gateway-1"
         assert 0 < proxied < 40
+        # /v1 on every process: the console's session cookie stands for a bearer token (reads; a
+        # write without the CSRF token is refused), and a body that does not arrive is 408
+        cookie = {"Cookie": f"gpustack_session={server.admin_token}"}
+        for _ in range(20):
+            r = await server.client.get("/v1/models", headers=cookie)
+            assert r.status_code == 200, r.text
+            r = await server.client.post("/v1/chat/completions", json={"model": "x"}, headers=cookie)
+            assert r.status_code == 403, r.text
+        incomplete = (
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            b"authorization: Bearer " + server.admin_token.encode() + b"\r\ncontent-length: 100\r\n\r\n{"
+        )
+        heads: list[bytes] = []
+
+        async def incomplete_body() -> None:
+            answer = await anyio.to_thread.run_sync(_raw_exchange, port, incomplete)
+            heads.append(answer.split(b"\r\n\r\n", 1)[0].lower())
+
+        async with anyio.create_task_group() as group:
+            for _ in range(16):  # fresh connections: all on one process has odds of 2e-5
+                group.start_soon(incomplete_body)
+        assert all(h.startswith(b"http/1.1 408") and b"connection: close" in h for h in heads), heads
+        assert len(heads) == 16
         body = {"name": "chat", "model": f"local:{tiny_model}", "engine": "fake", "extra_args": ["--openai"]}
         assert (await server.api("POST", "/deployments", json=body)).status_code == 201
         r = await server.api("POST", "/api-keys", json={"name": "app", "scopes": ["inference"]})

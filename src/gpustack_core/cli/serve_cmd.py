@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import socket
 import sys
@@ -151,11 +152,23 @@ def serve(
         forwarded_allow_ips=forwarded_allow_ips,
         gateway_workers=gateway_workers,
     )
+    from gpustack_core._platform import event_loop_options
     from gpustack_core.server.serving import serve as run
+
+    def started(banner: str) -> None:
+        typer.echo(banner)
+        # what startup left (modules, migrations, plugins) is kept for the process's life: out of
+        # the garbage collector's full passes, which cost about a tenth of the CPU time of a
+        # tiny gateway request with it in (docs/benchmarks/gateway_throughput.md)
+        gc.collect()
+        gc.freeze()
 
     # uvicorn re-raises the Ctrl-C it handled once the server (and its worker) has stopped
     with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(lambda: run(config, host=make_host(), log_level=log_level.lower(), on_started=typer.echo))
+        anyio.run(
+            lambda: run(config, host=make_host(), log_level=log_level.lower(), on_started=started),
+            backend_options=event_loop_options(),
+        )
     if no_worker:
         typer.echo("server stopped")
     elif keep_engines:

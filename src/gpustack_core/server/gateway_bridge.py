@@ -147,6 +147,18 @@ def _publish(
     )
 
 
+class _Lookup:
+    """One database check of a token that concurrent requests with the same token wait for."""
+
+    __slots__ = ("done", "generation", "ok", "principal")
+
+    def __init__(self, generation: int) -> None:
+        self.generation = generation
+        self.done = anyio.Event()
+        self.ok = False  # the check finished (``principal`` None then means an unknown token)
+        self.principal: Principal | None = None
+
+
 class StoreKeyAuthenticator:
     """API keys and login sessions from the store, as gateway principals, cached briefly.
 
@@ -154,6 +166,9 @@ class StoreKeyAuthenticator:
     SHA-256 of the token, so the gateway does not go to the database on every request. Revoking a
     key or changing a user through this server clears the cache at once (:meth:`invalidate`);
     another server sharing the database notices within ``ttl_s``. Unknown tokens are not cached.
+    Requests with the same token that arrive while it is being checked wait for that one check
+    (when its entry expires under load, one query instead of one per request in flight), unless
+    the cache was cleared since the check began.
     """
 
     def __init__(self, ttl_s: float = 5.0, max_entries: int = 10_000) -> None:
@@ -162,6 +177,7 @@ class StoreKeyAuthenticator:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         self._cache: OrderedDict[bytes, tuple[float, Principal]] = OrderedDict()
+        self._lookups: dict[bytes, _Lookup] = {}
         self._generation = 0  # bumped by invalidate: a lookup that overlapped it is not cached
 
     def invalidate(self) -> None:
@@ -181,8 +197,29 @@ class StoreKeyAuthenticator:
                 self._cache.move_to_end(digest)
                 return hit[1]
             del self._cache[digest]
-        generation = self._generation
-        found = await anyio.to_thread.run_sync(_authenticate_with_access, self.store, token)
+        pending = self._lookups.get(digest)
+        if pending is not None and pending.generation == self._generation:
+            await pending.done.wait()
+            if pending.ok:
+                return pending.principal
+            # that check failed or was cancelled: check again below
+        lookup = _Lookup(self._generation)
+        if self.ttl_s > 0:
+            self._lookups[digest] = lookup
+        try:
+            lookup.principal = await self._check(self.store, token, digest, now, lookup.generation)
+            lookup.ok = True
+        finally:
+            if self._lookups.get(digest) is lookup:
+                del self._lookups[digest]
+            lookup.done.set()
+        return lookup.principal
+
+    async def _check(
+        self, store: Store, token: str, digest: bytes, now: float, generation: int
+    ) -> Principal | None:
+        """Ask the database; cache what it says unless :meth:`invalidate` ran meanwhile."""
+        found = await anyio.to_thread.run_sync(_authenticate_with_access, store, token)
         if found is None:
             return None
         caller, teams, allowed = found
