@@ -176,3 +176,34 @@ def test_wrong_route_for_the_model_category_is_400(gateway: GatewayServer, start
     )
     assert "/v1/audio/transcriptions" in _error(r, 400, "model_category_mismatch")["message"]
     assert engine.stats() == before
+
+
+def test_unknown_paths_and_methods_are_openai_errors(gateway: GatewayServer) -> None:
+    r = httpx.get(gateway.base_url + "/v1/no-such-api", timeout=10)
+    assert "/v1/no-such-api" in _error(r, 404)["message"]
+    r = httpx.get(gateway.base_url + "/v1/chat/completions", timeout=10)
+    assert "GET is not allowed" in _error(r, 405)["message"]
+    assert "POST" in r.headers["allow"]
+
+
+class _BrokenAuthenticator:
+    """An authenticator with a bug: the gateway must still answer in OpenAI's error shape."""
+
+    async def authenticate(self, token: str) -> Any:
+        raise RuntimeError("bug in a key store")
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # the gateway's pool runs on asyncio
+@pytest.mark.anyio
+async def test_a_bug_in_the_gateway_is_an_openai_500_not_plain_text() -> None:
+    from gpustack_core.gateway import InMemoryUsageSink, StaticRouteTable, create_gateway, gateway_lifespan
+
+    app = create_gateway(StaticRouteTable([]), _BrokenAuthenticator(), InMemoryUsageSink())  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with gateway_lifespan(app), httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+        r = await client.post(
+            "/v1/chat/completions", json={"model": MODEL}, headers={"authorization": "Bearer x"}
+        )
+    err = _error(r, 500)
+    assert err["type"] == "server_error"
+    assert "RuntimeError" in err["message"]

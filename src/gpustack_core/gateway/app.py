@@ -7,10 +7,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from .coldstart import ColdStarter
+from .errors import error_response
 from .fallback import FallbackPolicy
 from .limits import DEFAULT_MAX_TOKENS, Limiter
 from .metrics import GatewayMetrics
@@ -109,10 +113,38 @@ def create_gateway(
         finally:
             await gateway.aclose()
 
-    app = Starlette(routes=route_list, lifespan=lifespan)
+    app = Starlette(
+        routes=route_list,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error, Exception: _internal_error},
+    )
     app.state.gateway = gateway
     app.state.metrics = metrics
     return app
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """An unknown path (404) or method (405) as an OpenAI-style error, as clients parse it."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        message = f"no endpoint {request.url.path}; the gateway serves /v1/models and the OpenAI /v1 APIs"
+    elif exc.status_code == 405:
+        message = f"{request.method} is not allowed on {request.url.path}"
+    else:
+        message = str(exc.detail)
+    response = error_response(exc.status_code, message, "invalid_request_error")
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    """A bug in the gateway as an OpenAI-style 500 (the exception is logged by the server)."""
+    response = error_response(
+        500, f"internal gateway error ({type(exc).__name__}); see the server log", "server_error"
+    )
+    response.headers["Connection"] = "close"
+    return response
 
 
 def gateway_of(app: Starlette) -> Gateway:
