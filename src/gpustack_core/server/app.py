@@ -22,7 +22,6 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
-from starlette.types import ASGIApp
 
 from gpustack_core.__about__ import __version__
 from gpustack_core.gateway import create_gateway, gateway_lifespan, metrics_app
@@ -33,7 +32,7 @@ from .config import ServerConfig
 from .console import console_routes
 from .controllers import Controllers
 from .gateway_bridge import GatewayBridge
-from .gateway_workers import GatewayFirst, gateway_front
+from .gateway_workers import GatewayFirstApp, gateway_front
 from .request_limits import RequestBodyTimeout
 from .security import LoginRateLimiter, PasswordHashing, hash_secret
 from .services import Services
@@ -183,7 +182,7 @@ def create_app(
     if gateway_app is not None:
         routes.append(Route("/metrics", metrics_app(registry)))
         routes.append(Mount("", app=gateway_app))
-    application = _ServerApp(
+    application = GatewayFirstApp(
         routes=routes,
         lifespan=lifespan,
         middleware=[
@@ -196,19 +195,6 @@ def create_app(
     if gateway_app is not None:
         application.gateway_front = gateway_front(gateway_app, cfg)
     return application
-
-
-class _ServerApp(Starlette):
-    """The server's application: HTTP requests for ``/v1`` go straight to the gateway (with the
-    same session-cookie and body-timeout middleware as the rest), past the management API's
-    routing and exception handlers (:class:`~.gateway_workers.GatewayFirst`); middleware added
-    later with ``add_middleware`` does not see them."""
-
-    gateway_front: ASGIApp | None = None
-
-    def build_middleware_stack(self) -> ASGIApp:
-        stack = super().build_middleware_stack()
-        return stack if self.gateway_front is None else GatewayFirst(stack, self.gateway_front)
 
 
 def _governance_changed(bridge: GatewayBridge, store: Store) -> None:

@@ -36,7 +36,7 @@ from .gateway_bridge import GatewayBridge
 from .gateway_workers import (
     CLIENT_HEADER,
     PROXIED_BY_HEADER,
-    GatewayFirst,
+    GatewayFirstApp,
     config_from_json,
     gateway_front,
     reuse_port_socket,
@@ -177,20 +177,10 @@ def create_worker_app(config: ServerConfig, own_socket: Path, main_socket: Path,
         finally:
             engine.dispose()
 
-    app = _WorkerApp(routes=[Mount("", app=front)], lifespan=lifespan)
+    app = GatewayFirstApp(routes=[Mount("", app=front)], lifespan=lifespan)
     app.gateway_front = gateway_front(gateway_app, config)
     app.state.gateway = bridge
     return app
-
-
-class _WorkerApp(Starlette):
-    """The worker's application: ``/v1`` straight to the gateway (:class:`GatewayFirst`)."""
-
-    gateway_front: ASGIApp | None = None
-
-    def build_middleware_stack(self) -> ASGIApp:
-        stack = super().build_middleware_stack()
-        return stack if self.gateway_front is None else GatewayFirst(stack, self.gateway_front)
 
 
 async def _refresh_routes(bridge: GatewayBridge, store: Store, interval_s: float) -> None:

@@ -55,6 +55,7 @@ import httpx
 from prometheus_client import CollectorRegistry, Metric, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
+from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gpustack_core import _platform
@@ -67,6 +68,7 @@ __all__ = [
     "CLIENT_HEADER",
     "PROXIED_BY_HEADER",
     "GatewayFirst",
+    "GatewayFirstApp",
     "GatewayWorkerPool",
     "GatewayWorkersUnsupported",
     "MainProcessFront",
@@ -126,6 +128,19 @@ class GatewayFirst:
             await self.gateway(scope, receive, send)
         else:
             await self.app(scope, receive, send)
+
+
+class GatewayFirstApp(Starlette):
+    """A Starlette application whose HTTP requests for ``/v1`` go to ``gateway_front`` first
+    (:class:`GatewayFirst`), as the server process and every gateway worker serve them; middleware
+    added later with ``add_middleware`` does not see them."""
+
+    gateway_front: ASGIApp | None = None
+
+    def build_middleware_stack(self) -> ASGIApp:
+        """Starlette's stack, behind :class:`GatewayFirst` once ``gateway_front`` is set."""
+        stack = super().build_middleware_stack()
+        return stack if self.gateway_front is None else GatewayFirst(stack, self.gateway_front)
 
 
 def reuse_port_socket(host: str, port: int) -> socket.socket:
