@@ -24,6 +24,7 @@ __all__ = [
     "new_id",
     "read_retrying",
     "upsert",
+    "upsert_on",
     "utcnow",
 ]
 
@@ -91,6 +92,22 @@ def read_retrying(func: Callable[..., T], *args: Any, attempts: int = 3, **kwarg
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def upsert_on(
+    c: sa.Connection,
+    table: sa.Table,
+    where: Sequence[Any],
+    update: Mapping[str, Any],
+    insert: Mapping[str, Any],
+) -> None:
+    """Update the row ``where`` selects, or insert it, on ``c`` (in the caller's transaction).
+
+    A concurrent insert of the same key raises ``IntegrityError``; the caller retries the whole
+    transaction (PostgreSQL aborts it), as :func:`upsert` does.
+    """
+    if c.execute(table.update().where(*where).values(**update)).rowcount == 0:
+        c.execute(table.insert().values(**insert))
+
+
 def upsert(
     engine: sa.Engine,
     table: sa.Table,
@@ -109,8 +126,7 @@ def upsert(
     for attempt in range(attempts):
         try:
             with engine.begin() as c:
-                if c.execute(table.update().where(*where).values(**update)).rowcount == 0:
-                    c.execute(table.insert().values(**insert))
+                upsert_on(c, table, where, update, insert)
             return
         except IntegrityError:
             continue  # a concurrent insert of the same key won; the update now finds the row

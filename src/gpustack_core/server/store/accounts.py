@@ -13,10 +13,10 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from . import schema as t
-from ._sql import ConflictError, dump_json, is_transient, load_json, new_id, upsert, utcnow
+from ._sql import ConflictError, dump_json, is_transient, load_json, new_id, upsert, upsert_on, utcnow
 from .records import ApiKeyRecord, UsageRow, UserRecord
 
-__all__ = ["AccountStore", "UsageCounts", "UsageKey"]
+__all__ = ["AccountStore", "UsageCounts", "UsageKey", "usage_counter"]
 
 #: (user id, key id or None, model, day, naive UTC start of the hour) of one usage counter
 UsageKey = tuple[str, "str | None", str, dt.date, dt.datetime]
@@ -213,28 +213,11 @@ class AccountStore:
 
     def add_usage(self, row: UsageRow) -> None:
         """Add a request's tokens to the (user, key, model, day) counter (upsert-add, portable)."""
-        u = t.usage
-        key = (
-            u.c.user_id == row.user_id,
-            u.c.key_id == (row.key_id or ""),
-            u.c.model == row.model,
-            u.c.day == row.day,
+        counts = (row.prompt_tokens, row.completion_tokens, row.requests)
+        where, add, new = usage_counter(
+            t.usage, ("day", row.day), (row.user_id, row.key_id, row.model), counts
         )
-        add = dict(
-            prompt_tokens=u.c.prompt_tokens + row.prompt_tokens,
-            completion_tokens=u.c.completion_tokens + row.completion_tokens,
-            requests=u.c.requests + row.requests,
-        )
-        new = dict(
-            user_id=row.user_id,
-            key_id=row.key_id or "",
-            model=row.model,
-            day=row.day,
-            prompt_tokens=row.prompt_tokens,
-            completion_tokens=row.completion_tokens,
-            requests=row.requests,
-        )
-        upsert(self.engine, u, key, add, new, f"usage of {row.model!r}")
+        upsert(self.engine, t.usage, where, add, new, f"usage of {row.model!r}")
 
     def add_usage_batch(
         self, batch_id: str, counts: Mapping[UsageKey, UsageCounts], attempts: int = 8
@@ -252,8 +235,8 @@ class AccountStore:
             try:
                 with self.engine.begin() as c:
                     c.execute(t.usage_batches.insert().values(id=batch_id, written_at=utcnow()))
-                    for key, (prompt, completion, requests) in counts.items():
-                        _add_usage_counts(c, key, prompt, completion, requests)
+                    for key, row in counts.items():
+                        _add_usage_counts(c, key, row)
                 return True
             except IntegrityError:
                 if self.usage_batch_written(batch_id):
@@ -337,36 +320,42 @@ class AccountStore:
         return [convert(r) for r in rows], int(total)
 
 
-def _add_usage_counts(c: sa.Connection, key: UsageKey, prompt: int, completion: int, requests: int) -> None:
+def usage_counter(
+    table: sa.Table, when: tuple[str, Any], key: tuple[str, str | None, str], counts: Sequence[int]
+) -> tuple[tuple[Any, ...], dict[str, Any], dict[str, Any]]:
+    """The ``where``, update and insert of an upsert-add of ``counts`` (prompt, completion,
+    requests) to one usage counter: ``table`` is ``usage`` (``when`` = ``("day", date)``) or
+    ``usage_hourly`` (``("hour", start)``); ``key`` is (user id, key id or None, model)."""
+    (column, value), (user_id, key_id, model) = when, key
+    prompt, completion, requests = counts
+    where = (
+        table.c.user_id == user_id,
+        table.c.key_id == (key_id or ""),
+        table.c.model == model,
+        table.c[column] == value,
+    )
+    add = dict(
+        prompt_tokens=table.c.prompt_tokens + prompt,
+        completion_tokens=table.c.completion_tokens + completion,
+        requests=table.c.requests + requests,
+    )
+    new = dict(
+        user_id=user_id,
+        key_id=key_id or "",
+        model=model,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        requests=requests,
+        **{column: value},
+    )
+    return where, add, new
+
+
+def _add_usage_counts(c: sa.Connection, key: UsageKey, counts: UsageCounts) -> None:
     """Upsert-add one batch row into ``usage`` (its day) and ``usage_hourly`` (its hour) on ``c``."""
     user_id, key_id, model, day, hour = key
     hour = hour.replace(minute=0, second=0, microsecond=0, tzinfo=None)
-    for table, when in ((t.usage, ("day", day)), (t.usage_hourly, ("hour", hour))):
-        column, value = when
-        where = (
-            table.c.user_id == user_id,
-            table.c.key_id == (key_id or ""),
-            table.c.model == model,
-            table.c[column] == value,
-        )
-        added = c.execute(
-            table.update()
-            .where(*where)
-            .values(
-                prompt_tokens=table.c.prompt_tokens + prompt,
-                completion_tokens=table.c.completion_tokens + completion,
-                requests=table.c.requests + requests,
-            )
-        ).rowcount
-        if added == 0:
-            c.execute(
-                table.insert().values(
-                    user_id=user_id,
-                    key_id=key_id or "",
-                    model=model,
-                    prompt_tokens=prompt,
-                    completion_tokens=completion,
-                    requests=requests,
-                    **{column: value},
-                )
-            )
+    upsert_on(c, t.usage, *usage_counter(t.usage, ("day", day), (user_id, key_id, model), counts))
+    upsert_on(
+        c, t.usage_hourly, *usage_counter(t.usage_hourly, ("hour", hour), (user_id, key_id, model), counts)
+    )

@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from . import schema as t
 from ._sql import ConflictError, is_transient, new_id, upsert, utcnow
+from .accounts import usage_counter
 from .records import _Record  # frozen; timestamps serialised as UTC with their offset
 
 __all__ = [
@@ -615,24 +616,10 @@ class GovernanceStore:
         requests: int,
     ) -> None:
         """Add to the (user, key, model, hour) usage counter."""
-        u = t.usage_hourly
         hour = hour.replace(minute=0, second=0, microsecond=0, tzinfo=None)
-        key = (u.c.user_id == user_id, u.c.key_id == (key_id or ""), u.c.model == model, u.c.hour == hour)
-        add = dict(
-            prompt_tokens=u.c.prompt_tokens + prompt,
-            completion_tokens=u.c.completion_tokens + completion,
-            requests=u.c.requests + requests,
-        )
-        new = dict(
-            user_id=user_id,
-            key_id=key_id or "",
-            model=model,
-            hour=hour,
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            requests=requests,
-        )
-        upsert(self.engine, u, key, add, new, f"hourly usage of {model!r}")
+        counts = (prompt, completion, requests)
+        where, add, new = usage_counter(t.usage_hourly, ("hour", hour), (user_id, key_id, model), counts)
+        upsert(self.engine, t.usage_hourly, where, add, new, f"hourly usage of {model!r}")
 
     def usage_buckets(
         self,
