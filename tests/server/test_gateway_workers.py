@@ -87,14 +87,7 @@ async def _connect(base: str, data_dir: Path, process: subprocess.Popen[bytes]) 
         await anyio.to_thread.run_sync(_wait_for_banner, process)
     client = httpx.AsyncClient(base_url=base, headers={"Connection": "close"})
     running = Running(None, client, data_dir, base)
-
-    async def up() -> bool:
-        try:
-            return (await client.get("/healthz")).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    await running.wait_for(up, timeout=60)
+    await running.wait_healthy(timeout=60)
     await running.login_admin()
     return running
 

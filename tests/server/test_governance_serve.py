@@ -63,13 +63,6 @@ def _processes() -> Iterator[list[subprocess.Popen[bytes]]]:
                 child.wait(10)
 
 
-async def _up(client: httpx.AsyncClient) -> bool:
-    try:
-        return (await client.get("/healthz")).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 async def test_two_serve_processes_on_one_postgresql_share_a_key_budget(
     postgres_url: str, tmp_path: Path, tiny_model: Path
 ) -> None:
@@ -94,7 +87,7 @@ async def test_two_serve_processes_on_one_postgresql_share_a_key_budget(
                 )
                 base = f"http://127.0.0.1:{port}"
                 running = Running(None, httpx.AsyncClient(base_url=base, timeout=60), tmp_path / name, base)
-                await running.wait_for(lambda c=running.client: _up(c), timeout=30)
+                await running.wait_healthy(timeout=30)
                 servers.append(running)
             a, b = servers
             await a.login_admin()  # the first server created the admin on the shared database

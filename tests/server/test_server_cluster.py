@@ -139,13 +139,7 @@ async def test_server_restart_adopts_running_engines_and_workers_reconnect(
         client = httpx.AsyncClient(base_url=base)
         running = Running(None, client, data_dir, base)
 
-        async def up() -> bool:
-            try:
-                return (await client.get("/healthz")).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        await running.wait_for(up, timeout=30)
+        await running.wait_healthy(timeout=30)
         await running.login_admin()
         return running
 

@@ -62,13 +62,7 @@ async def test_server_kill_9_mid_deploy_leaves_no_duplicates_or_orphans(
     async def connect(client: httpx.AsyncClient) -> Running:
         running = Running(None, client, data_dir, base)
 
-        async def up() -> bool:
-            try:
-                return (await client.get("/healthz")).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        await running.wait_for(up, timeout=60)
+        await running.wait_healthy(timeout=60)
         await running.login_admin()
         return running
 
