@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -87,17 +88,22 @@ def test_large_file_comes_in_parallel_ranges_and_is_verified(
     assert not list(_partial(cache).parent.iterdir())
 
 
-def test_cut_range_keeps_the_valid_prefix_and_resumes_from_it(
-    hf_hub: tuple[HubState, HubServer], tmp_path: Path
-) -> None:
-    state, server = hf_hub
-    cache = ModelCache(tmp_path, connections=4, range_bytes=RANGE, split=ALWAYS)
-    state.cut_range_at[KEY] = 300_000
+def _fails_then_resumes_from_the_valid_prefix(
+    state: HubState,
+    server: HubServer,
+    cache: ModelCache,
+    most_kept: int,
+    after_failure: Callable[[], None] = lambda: None,
+) -> int:
+    """One fetch fails on the cut (``after_failure`` checks what it did); only a valid prefix (no
+    holes, no prefix marker) is left, and the next fetch resumes from it and verifies. Returns the
+    bytes kept."""
     with httpx.Client() as client, pytest.raises(DownloadError, match=r"resume"):
         cache.ensure_files(*MODEL, [_request(server)], client=client, retries=0)
+    after_failure()
     partial = _partial(cache)
     kept = partial.read_bytes()
-    assert 0 < len(kept) <= 300_000
+    assert 0 < len(kept) <= most_kept
     assert kept == GGUF_Q4[: len(kept)]  # only the valid prefix is left: no holes, no bytes after one
     assert not partial.with_name(partial.name + ".prefix").exists()
     state.gets.clear()
@@ -106,7 +112,17 @@ def test_cut_range_keeps_the_valid_prefix_and_resumes_from_it(
         paths, transferred = cache.ensure_files(*MODEL, [_request(server, digest)], client=client)
     assert Path(paths[0]).read_bytes() == GGUF_Q4
     assert transferred == len(GGUF_Q4) - len(kept)
-    assert min(start for start, _ in _gets(state)) == len(kept)
+    return len(kept)
+
+
+def test_cut_range_keeps_the_valid_prefix_and_resumes_from_it(
+    hf_hub: tuple[HubState, HubServer], tmp_path: Path
+) -> None:
+    state, server = hf_hub
+    cache = ModelCache(tmp_path, connections=4, range_bytes=RANGE, split=ALWAYS)
+    state.cut_range_at[KEY] = 300_000
+    kept = _fails_then_resumes_from_the_valid_prefix(state, server, cache, 300_000)
+    assert min(start for start, _ in _gets(state)) == kept
 
 
 def test_cut_range_is_retried_within_one_call(hf_hub: tuple[HubState, HubServer], tmp_path: Path) -> None:
@@ -352,17 +368,8 @@ def test_first_connection_cut_after_the_split_keeps_the_valid_prefix(
         return True
 
     cache = ModelCache(tmp_path, connections=4, range_bytes=RANGE, split=split)
-    with httpx.Client() as client, pytest.raises(DownloadError, match=r"resume"):
-        cache.ensure_files(*MODEL, [_request(server)], client=client, retries=0)
-    assert len(splits) == 1  # it had split (the cut comes after the first range's 64 KiB)
-    partial = _partial(cache)
-    kept = partial.read_bytes()
-    assert 0 < len(kept) <= 100_000
-    assert kept == GGUF_Q4[: len(kept)]  # no bytes of the later ranges past the hole
-    assert not partial.with_name(partial.name + ".prefix").exists()
-    state.gets.clear()
-    digest = hashlib.sha256(GGUF_Q4).hexdigest()
-    with httpx.Client() as client:
-        paths, transferred = cache.ensure_files(*MODEL, [_request(server, digest)], client=client)
-    assert Path(paths[0]).read_bytes() == GGUF_Q4
-    assert transferred == len(GGUF_Q4) - len(kept)
+
+    def it_had_split() -> None:
+        assert len(splits) == 1  # the cut comes after the first range's 64 KiB
+
+    _fails_then_resumes_from_the_valid_prefix(state, server, cache, 100_000, it_had_split)
