@@ -136,13 +136,19 @@ def held_lookups(monkeypatch: pytest.MonkeyPatch) -> tuple[list[str], threading.
     return calls, release
 
 
-async def test_concurrent_requests_with_one_token_share_one_database_check(
-    store: Store, held_lookups: tuple[list[str], threading.Event]
-) -> None:
-    calls, release = held_lookups
+@pytest.fixture
+def key_auth(store: Store) -> tuple[StoreKeyAuthenticator, str]:
+    """An authenticator on ``store`` that caches for a minute, and a valid key for it."""
     auth = StoreKeyAuthenticator(ttl_s=60)
     auth.store = store
-    token = _key(store)
+    return auth, _key(store)
+
+
+async def test_concurrent_requests_with_one_token_share_one_database_check(
+    key_auth: tuple[StoreKeyAuthenticator, str], held_lookups: tuple[list[str], threading.Event]
+) -> None:
+    calls, release = held_lookups
+    auth, token = key_auth
     results: list[Principal | None] = []
 
     async def one(t: str) -> None:
@@ -164,12 +170,10 @@ async def test_concurrent_requests_with_one_token_share_one_database_check(
 
 
 async def test_a_request_after_invalidate_does_not_wait_for_a_check_begun_before_it(
-    store: Store, held_lookups: tuple[list[str], threading.Event]
+    key_auth: tuple[StoreKeyAuthenticator, str], held_lookups: tuple[list[str], threading.Event]
 ) -> None:
     calls, release = held_lookups
-    auth = StoreKeyAuthenticator(ttl_s=60)
-    auth.store = store
-    token = _key(store)
+    auth, token = key_auth
     results: list[Principal | None] = []
 
     async def one() -> None:
