@@ -11,6 +11,8 @@ pretending ``sys.platform`` is something else.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -182,3 +184,25 @@ def test_windows_group_stand_in_finds_the_leader_and_its_tree() -> None:
         _platform.signal_group(leader.pid, _platform.KILL)
         leader.wait(timeout=10)
     assert _platform._tree(leader.pid) == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="start ticks come from Linux's /proc")
+def test_start_ticks_survive_a_command_name_with_spaces_and_parentheses(tmp_path: Path) -> None:
+    """Field 22 of /proc/<pid>/stat, counted after the command name's last ')': a name like
+    'x) 1 2' would shift a naive split by three fields."""
+    program = tmp_path / "x) 1 2"
+    shutil.copy(shutil.which("sleep") or "/bin/sleep", program)
+    before = time.clock_gettime(time.CLOCK_BOOTTIME)
+    process = subprocess.Popen([str(program), "30"])
+    try:
+        ticks = _platform.start_ticks(process.pid)
+        after = time.clock_gettime(time.CLOCK_BOOTTIME)
+        assert ticks is not None
+        assert Path(f"/proc/{process.pid}/comm").read_text().strip() == "x) 1 2"
+        started = ticks / os.sysconf("SC_CLK_TCK")
+        assert before - 0.02 <= started <= after + 0.02, (before, started, after)
+        assert _platform.start_ticks(process.pid) == ticks, "the same every time it is read"
+    finally:
+        process.kill()
+        process.wait()
+    assert _platform.start_ticks(process.pid) is None, "no process, no start"

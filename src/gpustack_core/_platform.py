@@ -14,6 +14,9 @@ called, from ``os.name``.
 - **file locks**: :func:`file_lock`, an exclusive inter-process lock on a lock file through the
   maintained ``filelock`` library (``fcntl.flock`` on POSIX, ``msvcrt.locking`` on Windows),
   imported only when a lock is taken.
+- **process identity**: :func:`start_ticks`, when a process started in clock ticks since boot
+  (Linux), which a wall-clock change cannot move; None elsewhere, where callers fall back to
+  ``psutil``'s creation time.
 - **event loop**: :func:`event_loop_options`, ``anyio.run``'s options for the server's processes:
   uvloop where it is installed (not on Windows, where the dependency is not installed).
 
@@ -27,6 +30,7 @@ import importlib.util
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +49,7 @@ __all__ = [
     "is_windows",
     "new_group_kwargs",
     "signal_group",
+    "start_ticks",
 ]
 
 #: asks a process to stop (SIGTERM; on Windows ``TerminateProcess`` as well)
@@ -124,6 +129,26 @@ def group_of(pid: int) -> int:
     if not psutil.pid_exists(pid):
         raise ProcessLookupError(pid)
     return pid
+
+
+def start_ticks(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot (field 22, ``starttime``, of Linux's
+    ``/proc/<pid>/stat``); None when the process does not exist or off Linux.
+
+    Unlike ``psutil.Process.create_time()``, which adds the current ``btime`` of ``/proc/stat`` and
+    so moves by whole seconds when NTP slews or someone sets the wall clock (psutil#2526, #2541),
+    this never changes for the life of a process: a recorded (pid, start ticks) names one process.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            data = stat.read()
+    except OSError:
+        return None
+    # the command name (field 2) is in parentheses and may hold spaces or ')': fields 3.. follow the last ')'
+    fields = data[data.rindex(b")") + 2 :].split()
+    return int(fields[19])
 
 
 def group_exists(pgid: int) -> bool:

@@ -17,6 +17,7 @@ import psutil
 import pytest
 from supervisor_helpers import FAST, group_pids
 
+from gpustack_core import _platform
 from gpustack_core.supervisor import Supervisor
 from gpustack_core.types import LaunchSpec
 
@@ -121,6 +122,58 @@ async def test_pid_reused_by_another_process_is_not_adopted_or_killed(tmp_path: 
         async with Supervisor(state, tmp_path / "logs", FAST) as sup:
             assert await sup.adopt() == []
         assert bystander.poll() is None, "a process with another start time is not ours"
+        assert not (state / "old.json").exists()
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+async def test_adopted_after_the_wall_clock_moved(
+    tmp_path: Path, fake_spec: Callable[..., LaunchSpec]
+) -> None:
+    """psutil's creation time is start ticks + the *current* boot time, which moves by whole seconds
+    when NTP slews or someone sets the clock (psutil#2526): a restarted worker read it 1 s off, took
+    the engine for a reused pid and left it running unmanaged. The start ticks since boot decide."""
+    state, logs = tmp_path / "state", tmp_path / "logs"
+    run_old_worker(state, logs, fake_spec())
+    record = json.loads((state / "engine-0.json").read_text())
+    assert record["start_ticks"] == _platform.start_ticks(record["pid"])
+    record["start_time"] -= 1.0  # what the engine's creation time read before the clock was stepped
+    (state / "engine-0.json").write_text(json.dumps(record))
+    async with Supervisor(state, logs, FAST) as sup:
+        assert await sup.adopt() == ["engine-0"]
+        status = await sup.wait_ready("engine-0", timeout_s=20)
+        assert (status.pid, status.adopted, status.restarts) == (record["pid"], True, 0)
+        await sup.stop("engine-0")
+    assert group_pids(record["pgid"]) == []
+
+
+async def test_pid_with_other_start_ticks_is_not_adopted_or_killed(tmp_path: Path) -> None:
+    """The wall-clock creation time matches, the start ticks do not: another process with that pid."""
+    state = tmp_path / "state"
+    state.mkdir()
+    bystander = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        ticks = _platform.start_ticks(bystander.pid)
+        assert ticks is not None
+        spec = LaunchSpec(argv=("x",), port=1, served_model_name="m")
+        (state / "old.json").write_text(
+            json.dumps(
+                {
+                    "instance_id": "old",
+                    "pid": bystander.pid,
+                    "pgid": bystander.pid,
+                    "start_time": psutil.Process(bystander.pid).create_time(),
+                    "start_ticks": ticks - 1,
+                    "log_path": "",
+                    "restarts": 0,
+                    "spec": spec.model_dump(mode="json"),
+                }
+            )
+        )
+        async with Supervisor(state, tmp_path / "logs", FAST) as sup:
+            assert await sup.adopt() == []
+        assert bystander.poll() is None, "a process with other start ticks is not ours"
         assert not (state / "old.json").exists()
     finally:
         bystander.kill()

@@ -24,6 +24,7 @@ __all__ = [
     "StateRecord",
     "group_alive",
     "group_members",
+    "is_same_start",
     "kill_group",
     "pid_start_time",
     "probe_once",
@@ -44,6 +45,9 @@ class SpawnedProcess:
     start_time: float
     popen: subprocess.Popen[bytes] | None = None
     pump: subprocess.Popen[bytes] | None = None
+    #: when it started in clock ticks since boot (:func:`gpustack_core._platform.start_ticks`),
+    #: what identifies it where the platform has it; ``start_time`` (wall clock) is the fallback
+    start_ticks: int | None = None
 
     def poll(self) -> tuple[bool, int | None]:
         """(exited, exit code). An adopted process's exit code is unknown (None)."""
@@ -52,7 +56,7 @@ class SpawnedProcess:
         if self.popen is not None:
             code = self.popen.poll()
             return code is not None, code
-        return not _same_process_alive(self.pid, self.start_time), None
+        return not _same_process_alive(self.pid, self.start_time, self.start_ticks), None
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,8 @@ class StateRecord:
     restarts: int
     spec: LaunchSpec | None
     raw_spec: Any
+    #: clock ticks since boot at start (Linux); None in files written before it was recorded
+    start_ticks: int | None = None
 
     def to_json(self) -> str:
         """The state file's text."""
@@ -76,12 +82,18 @@ class StateRecord:
                 "pid": self.pid,
                 "pgid": self.pgid,
                 "start_time": self.start_time,
+                "start_ticks": self.start_ticks,
                 "log_path": self.log_path,
                 "restarts": self.restarts,
                 "spec": self.spec.model_dump(mode="json") if self.spec is not None else self.raw_spec,
             },
             indent=2,
         )
+
+
+#: how far two readings of one process's wall-clock creation time may differ: psutil derives it from
+#: the current boot time, which moves by whole seconds when the clock is slewed or set (psutil#2526)
+_WALL_CLOCK_SLACK_S = 1.5
 
 
 def pid_start_time(pid: int) -> float | None:
@@ -92,12 +104,26 @@ def pid_start_time(pid: int) -> float | None:
         return None
 
 
-def _same_process_alive(pid: int, start_time: float) -> bool:
+def is_same_start(pid: int, start_time: float, start_ticks: int | None) -> bool | None:
+    """Whether the live process ``pid`` is the one that started at ``start_ticks`` (clock ticks
+    since boot, exact) or, where those were not recorded or cannot be read, at ``start_time`` (wall
+    clock, within :data:`_WALL_CLOCK_SLACK_S`). None when there is no process ``pid``.
+    """
+    if start_ticks is not None:
+        current_ticks = _platform.start_ticks(pid)
+        if current_ticks is not None:
+            return current_ticks == start_ticks
+    current = pid_start_time(pid)
+    if current is None:
+        return None
+    return abs(current - start_time) <= _WALL_CLOCK_SLACK_S
+
+
+def _same_process_alive(pid: int, start_time: float, start_ticks: int | None) -> bool:
+    if not is_same_start(pid, start_time, start_ticks):
+        return False
     try:
-        process = psutil.Process(pid)
-        if abs(process.create_time() - start_time) > 0.01:
-            return False
-        return process.status() != psutil.STATUS_ZOMBIE
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
         return False
 
@@ -173,7 +199,14 @@ def spawn(spec: LaunchSpec, log_path: Path, log_max_bytes: int, log_keep: int) -
     finally:
         engine.stdout.close()
     start_time = pid_start_time(engine.pid) or 0.0
-    return SpawnedProcess(pid=engine.pid, pgid=engine.pid, start_time=start_time, popen=engine, pump=pump)
+    return SpawnedProcess(
+        pid=engine.pid,
+        pgid=engine.pid,
+        start_time=start_time,
+        popen=engine,
+        pump=pump,
+        start_ticks=_platform.start_ticks(engine.pid),
+    )
 
 
 async def probe_once(spec: LaunchSpec, ready: bool, client: httpx.AsyncClient) -> bool:
@@ -233,4 +266,12 @@ def read_state(path: Path) -> StateRecord | None:
         restarts=int(data.get("restarts", 0)),
         spec=spec,
         raw_spec=data.get("spec"),
+        start_ticks=_optional_int(data.get("start_ticks")),
     )
+
+
+def _optional_int(value: Any) -> int | None:
+    try:
+        return None if value is None else int(value)
+    except (TypeError, ValueError):
+        return None

@@ -23,8 +23,8 @@ from ._process import (
     SpawnedProcess,
     StateRecord,
     group_alive,
+    is_same_start,
     kill_group,
-    pid_start_time,
     probe_once,
     read_state,
     remove_state,
@@ -300,9 +300,10 @@ class Supervisor:
     # -- internals -------------------------------------------------------------------------
 
     def _adopt_one(self, record: StateRecord) -> bool:
-        process = SpawnedProcess(pid=record.pid, pgid=record.pgid, start_time=record.start_time)
-        current_start = pid_start_time(record.pid)
-        if current_start is not None and abs(current_start - record.start_time) > 0.01:
+        process = SpawnedProcess(
+            pid=record.pid, pgid=record.pgid, start_time=record.start_time, start_ticks=record.start_ticks
+        )
+        if is_same_start(record.pid, record.start_time, record.start_ticks) is False:
             # The pid now belongs to another process. While any process of the old group lived,
             # its id could not have been reused; so there is nothing of ours left to clean up.
             return False
@@ -369,6 +370,7 @@ class Supervisor:
                 pid=instance.process.pid,
                 pgid=instance.process.pgid,
                 start_time=instance.process.start_time,
+                start_ticks=instance.process.start_ticks,
                 log_path=str(instance.log_path),
                 restarts=instance.restarts,
                 spec=instance.spec,
