@@ -146,7 +146,11 @@ def _embedding_without_curl(cli: Cli, tmp_path: Path) -> None:
     r = httpx.post(f"{cli.url}/v1/chat/completions", json=chat, headers=headers, timeout=60)
     assert r.status_code == 400, r.text
     assert r.json()["error"]["code"] == "model_category_mismatch"
-    cli.run("manage", "delete", "embed")
+    (instance,) = cli.instances("embed")
+    # --wait: the engine is stopped when it returns (without it, a Ctrl-C with --keep-engines right
+    # after could leave it running, and the restarted worker adopted two engines, not one)
+    assert "deleted; its instances are stopped" in cli.run("manage", "delete", "embed", "--wait")
+    assert gone(instance["pid"]), "the deleted deployment's engine still runs"
 
 
 def test_readme_snippet_then_ctrl_c_keeps_or_stops_engines(
@@ -195,7 +199,10 @@ def test_readme_snippet_then_ctrl_c_keeps_or_stops_engines(
     # the database says running with the old pid from before the restart: the adoption is proven by
     # the new server's embedded worker saying so, with the instance still on the same process after it
     while "adopted 1 running engine" not in (cli.home / "serve-1.log").read_text():
-        assert time.monotonic() < deadline, "the restarted server's worker adopted nothing"
+        assert time.monotonic() < deadline, (
+            "the restarted server's worker adopted nothing:\n"
+            + (cli.home / "serve-1.log").read_text()[-4000:]
+        )
         time.sleep(0.5)
     while True:
         (instance,) = cli.instances("tiny")

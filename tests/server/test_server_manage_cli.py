@@ -50,13 +50,15 @@ async def test_manage_commands_drive_a_deployment(http_server: Running, tiny_mod
     assert (await _cli(server, "devices")).exit_code == 0
     result = await _cli(server, "scale", "cli-dep", "1")
     assert "scaled to 1" in result.output
-    result = await _cli(server, "delete", "cli-dep")
-    assert result.exit_code == 0
-
-    async def gone() -> bool:
-        return (await server.api("GET", "/deployments/cli-dep")).status_code == 404
-
-    await server.wait_for(gone)
+    instances = (await server.api("GET", "/instances", params={"deployment": "cli-dep"})).json()["items"]
+    assert len(instances) == 2
+    result = await _cli(server, "delete", "cli-dep", "--wait", "--timeout", "60")
+    assert result.exit_code == 0, result.output
+    assert "cli-dep deleted; its instances are stopped" in result.output
+    # returned only once the deployment and its instances are gone
+    assert (await server.api("GET", "/deployments/cli-dep")).status_code == 404
+    for instance in instances:
+        assert (await server.api("GET", f"/instances/{instance['id']}")).status_code == 404
     result = await _cli(server, "scale", "cli-dep", "1")
     assert result.exit_code == 1
     assert "404" in result.output

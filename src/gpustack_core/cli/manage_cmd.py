@@ -24,7 +24,11 @@ _KEY = typer.Option(
 _JSON = typer.Option(False, "--json", help="Print JSON.")
 
 
-def _call(server_url: str, api_key: str | None, method: str, path: str, **kwargs: Any) -> Any:
+def _call(
+    server_url: str, api_key: str | None, method: str, path: str, *, missing_ok: bool = False, **kwargs: Any
+) -> Any:
+    """The API's JSON answer; exits 2 when the server cannot be reached or nobody is logged in, and 1
+    on an error answer (None for a 404 when ``missing_ok``)."""
     import httpx  # here, not at the top: every other command should start fast
 
     api_key = api_key or load_token(server_url)
@@ -45,6 +49,8 @@ def _call(server_url: str, api_key: str | None, method: str, path: str, **kwargs
     except httpx.HTTPError as exc:
         console(stderr=True).print(f"[red]cannot reach {server_url}:[/] {exc}")
         raise typer.Exit(2) from exc
+    if response.status_code == 404 and missing_ok:
+        return None
     if response.status_code >= 400:
         try:
             detail = response.json().get("detail")
@@ -258,10 +264,30 @@ def scale(
     typer.echo(f"deployment {updated['name']} scaled to {updated['replicas']}")
 
 
-def delete(name: str = typer.Argument(...), server_url: str = _URL, api_key: str | None = _KEY) -> None:
+def delete(
+    name: str = typer.Argument(...),
+    wait: bool = typer.Option(
+        False, "--wait", help="Return once its instances are stopped and the deployment is gone."
+    ),
+    timeout: float = typer.Option(300.0, "--timeout", min=1, help="With --wait: seconds before giving up."),
+    server_url: str = _URL,
+    api_key: str | None = _KEY,
+) -> None:
     """Delete a deployment (its instances are stopped)."""
     _call(server_url, api_key, "DELETE", f"/deployments/{name}")
-    typer.echo(f"deployment {name} is being deleted; its instances are stopping")
+    if not wait:
+        typer.echo(f"deployment {name} is being deleted; its instances are stopping")
+        return
+    import time
+
+    deadline = time.monotonic() + timeout
+    # the server removes the deployment once its workers have stopped every instance
+    while _call(server_url, api_key, "GET", f"/deployments/{name}", missing_ok=True) is not None:
+        if time.monotonic() > deadline:
+            console(stderr=True).print(f"[red]deployment {name} still stopping after {timeout:.0f} s[/]")
+            raise typer.Exit(1)
+        time.sleep(0.5)
+    typer.echo(f"deployment {name} deleted; its instances are stopped")
 
 
 def register(app: typer.Typer) -> None:
