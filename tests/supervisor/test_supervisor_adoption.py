@@ -100,11 +100,18 @@ async def test_adopt_cleans_dead_unknown_and_corrupt(
     assert list(state.glob("*.json")) == []
 
 
-async def test_pid_reused_by_another_process_is_not_adopted_or_killed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("differs", ["wall-clock start, no ticks recorded", "start ticks"])
+async def test_pid_reused_by_another_process_is_not_adopted_or_killed(tmp_path: Path, differs: str) -> None:
     state = tmp_path / "state"
     state.mkdir()
     bystander = subprocess.Popen(["sleep", "30"], start_new_session=True)
     try:
+        if differs == "start ticks":  # the wall-clock time matches: the ticks decide
+            ticks = _platform.start_ticks(bystander.pid)
+            assert ticks is not None
+            start = {"start_time": psutil.Process(bystander.pid).create_time(), "start_ticks": ticks - 1}
+        else:  # a state file written before ticks were recorded
+            start = {"start_time": 1.0}
         spec = LaunchSpec(argv=("x",), port=1, served_model_name="m")
         (state / "old.json").write_text(
             json.dumps(
@@ -112,7 +119,7 @@ async def test_pid_reused_by_another_process_is_not_adopted_or_killed(tmp_path: 
                     "instance_id": "old",
                     "pid": bystander.pid,
                     "pgid": bystander.pid,
-                    "start_time": 1.0,
+                    **start,
                     "log_path": "",
                     "restarts": 0,
                     "spec": spec.model_dump(mode="json"),
@@ -121,7 +128,7 @@ async def test_pid_reused_by_another_process_is_not_adopted_or_killed(tmp_path: 
         )
         async with Supervisor(state, tmp_path / "logs", FAST) as sup:
             assert await sup.adopt() == []
-        assert bystander.poll() is None, "a process with another start time is not ours"
+        assert bystander.poll() is None, "a process with another start is not ours"
         assert not (state / "old.json").exists()
     finally:
         bystander.kill()
@@ -146,35 +153,3 @@ async def test_adopted_after_the_wall_clock_moved(
         assert (status.pid, status.adopted, status.restarts) == (record["pid"], True, 0)
         await sup.stop("engine-0")
     assert group_pids(record["pgid"]) == []
-
-
-async def test_pid_with_other_start_ticks_is_not_adopted_or_killed(tmp_path: Path) -> None:
-    """The wall-clock creation time matches, the start ticks do not: another process with that pid."""
-    state = tmp_path / "state"
-    state.mkdir()
-    bystander = subprocess.Popen(["sleep", "30"], start_new_session=True)
-    try:
-        ticks = _platform.start_ticks(bystander.pid)
-        assert ticks is not None
-        spec = LaunchSpec(argv=("x",), port=1, served_model_name="m")
-        (state / "old.json").write_text(
-            json.dumps(
-                {
-                    "instance_id": "old",
-                    "pid": bystander.pid,
-                    "pgid": bystander.pid,
-                    "start_time": psutil.Process(bystander.pid).create_time(),
-                    "start_ticks": ticks - 1,
-                    "log_path": "",
-                    "restarts": 0,
-                    "spec": spec.model_dump(mode="json"),
-                }
-            )
-        )
-        async with Supervisor(state, tmp_path / "logs", FAST) as sup:
-            assert await sup.adopt() == []
-        assert bystander.poll() is None, "a process with other start ticks is not ours"
-        assert not (state / "old.json").exists()
-    finally:
-        bystander.kill()
-        bystander.wait()
