@@ -144,11 +144,10 @@ def start_ticks(pid: int) -> int | None:
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
             data = stat.read()
-    except OSError:
+        # the command name (field 2), in parentheses, may hold spaces or ')': fields 3.. follow the last ')'
+        return int(data[data.rindex(b")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):  # gone, or gone while being read (an empty file)
         return None
-    # the command name (field 2) is in parentheses and may hold spaces or ')': fields 3.. follow the last ')'
-    fields = data[data.rindex(b")") + 2 :].split()
-    return int(fields[19])
 
 
 def group_exists(pgid: int) -> bool:
