@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -204,3 +206,21 @@ def test_server_processes_run_on_uvloop_where_it_is_installed() -> None:
         return type(asyncio.get_running_loop())
 
     assert anyio.run(loop_type, backend_options=event_loop_options()) is uvloop.Loop
+
+
+def test_startup_objects_leave_the_collectors_full_passes() -> None:
+    """In a fresh interpreter (``gc.freeze`` is process-wide): what the server module's import left
+    is frozen, and collection still works for what comes after."""
+    script = (
+        "import gc\n"
+        "from gpustack_core.server.gateway_workers import freeze_startup_objects\n"
+        "assert gc.get_freeze_count() == 0\n"
+        "freeze_startup_objects()\n"
+        "frozen = gc.get_freeze_count()\n"
+        "cycle = []; cycle.append(cycle); del cycle\n"
+        "print(frozen, gc.collect())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    frozen, collected = map(int, out.split())
+    assert frozen > 10_000, frozen  # the modules the import loaded
+    assert collected >= 1, "a cycle made after the freeze is still collected"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import socket
 import sys
@@ -153,15 +152,12 @@ def serve(
         gateway_workers=gateway_workers,
     )
     from gpustack_core._platform import event_loop_options
+    from gpustack_core.server.gateway_workers import freeze_startup_objects
     from gpustack_core.server.serving import serve as run
 
     def started(banner: str) -> None:
         typer.echo(banner)
-        # what startup left (modules, migrations, plugins) is kept for the process's life: out of
-        # the garbage collector's full passes, which cost about a tenth of the CPU time of a
-        # tiny gateway request with it in (docs/benchmarks/gateway_throughput.md)
-        gc.collect()
-        gc.freeze()
+        freeze_startup_objects()
 
     # uvicorn re-raises the Ctrl-C it handled once the server (and its worker) has stopped
     with contextlib.suppress(KeyboardInterrupt):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -38,6 +37,7 @@ from .gateway_workers import (
     PROXIED_BY_HEADER,
     GatewayFirstApp,
     config_from_json,
+    freeze_startup_objects,
     gateway_front,
     reuse_port_socket,
     unix_socket,
@@ -221,10 +221,7 @@ async def _serve(
     async def freeze_when_started() -> None:
         while not server.started:
             await anyio.sleep(0.05)
-        # what startup left is kept for the process's life: out of the garbage collector's
-        # full passes (on a tiny completion they cost about a tenth of the CPU time)
-        gc.collect()
-        gc.freeze()
+        freeze_startup_objects()
 
     async with anyio.create_task_group() as group:
         group.start_soon(watch_parent)
