@@ -23,6 +23,7 @@ __all__ = [
     "load_json",
     "new_id",
     "read_retrying",
+    "retry_conflicts",
     "upsert",
     "upsert_on",
     "utcnow",
@@ -108,6 +109,37 @@ def upsert_on(
         c.execute(table.insert().values(**insert))
 
 
+def retry_conflicts(
+    fn: Callable[[], T],
+    what: str,
+    *,
+    attempts: int = 8,
+    backoff_s: float = 0.005,
+    on_integrity_error: Callable[[], T | None] | None = None,
+) -> T:
+    """``fn()`` (one transaction per call), tried again when a concurrent insert of the same key
+    won (``IntegrityError``: the next try's update finds the row) and when the database reports a
+    deadlock or serialization failure (after a random sleep of up to ``backoff_s * 2**try``, the
+    exponent capped at 6). After an ``IntegrityError``, ``on_integrity_error`` (if given) is asked
+    first: an answer other than None is returned instead of trying again. After ``attempts``
+    tries, :class:`ConflictError` says what could not be written (``what``).
+    """
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except IntegrityError:
+            if on_integrity_error is not None:
+                settled = on_integrity_error()
+                if settled is not None:
+                    return settled
+            continue
+        except DBAPIError as exc:
+            if not is_transient(exc):
+                raise
+            time.sleep(random.uniform(0, backoff_s * 2 ** min(attempt, 6)))
+    raise ConflictError(f"could not {what} after {attempts} attempts (concurrent writers)")
+
+
 def upsert(
     engine: sa.Engine,
     table: sa.Table,
@@ -117,21 +149,11 @@ def upsert(
     what: str,
     attempts: int = 8,
 ) -> None:
-    """Update the row ``where`` selects, or insert it; portable, in one transaction per try.
+    """Update the row ``where`` selects, or insert it; portable, in one transaction per try,
+    retried as :func:`retry_conflicts` says (``what`` names the row in its error)."""
 
-    Retried when a concurrent insert of the same key won (the update then finds the row) and when
-    the database reports a deadlock or serialization failure, with a short random backoff; after
-    ``attempts`` tries, :class:`ConflictError` says what could not be written.
-    """
-    for attempt in range(attempts):
-        try:
-            with engine.begin() as c:
-                upsert_on(c, table, where, update, insert)
-            return
-        except IntegrityError:
-            continue  # a concurrent insert of the same key won; the update now finds the row
-        except DBAPIError as exc:
-            if not is_transient(exc):
-                raise
-            time.sleep(random.uniform(0, 0.005 * 2**attempt))
-    raise ConflictError(f"could not record {what} after {attempts} attempts (concurrent writers)")
+    def once() -> None:
+        with engine.begin() as c:
+            upsert_on(c, table, where, update, insert)
+
+    retry_conflicts(once, f"record {what}", attempts=attempts)

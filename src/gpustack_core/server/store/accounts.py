@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import random
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 
 from . import schema as t
-from ._sql import ConflictError, dump_json, is_transient, load_json, new_id, upsert, upsert_on, utcnow
+from ._sql import ConflictError, dump_json, load_json, new_id, retry_conflicts, upsert, upsert_on, utcnow
 from .records import ApiKeyRecord, UsageRow, UserRecord
 
 __all__ = ["AccountStore", "UsageCounts", "UsageKey", "usage_counter"]
@@ -231,22 +229,21 @@ class AccountStore:
         Concurrent writers of the same counters (several gateway processes) are retried like
         :func:`upsert`; after ``attempts`` tries :class:`ConflictError` says so.
         """
-        for attempt in range(attempts):
-            try:
-                with self.engine.begin() as c:
-                    c.execute(t.usage_batches.insert().values(id=batch_id, written_at=utcnow()))
-                    for key, row in counts.items():
-                        _add_usage_counts(c, key, row)
-                return True
-            except IntegrityError:
-                if self.usage_batch_written(batch_id):
-                    return False
-                continue  # a concurrent insert of one counter won; the update now finds the row
-            except DBAPIError as exc:
-                if not is_transient(exc):
-                    raise
-                time.sleep(random.uniform(0, 0.005 * 2**attempt))
-        raise ConflictError(f"could not record usage batch {batch_id} after {attempts} attempts")
+
+        def once() -> bool:
+            with self.engine.begin() as c:
+                c.execute(t.usage_batches.insert().values(id=batch_id, written_at=utcnow()))
+                for key, row in counts.items():
+                    _add_usage_counts(c, key, row)
+            return True
+
+        def written_before() -> bool | None:
+            # the id (written before this try) or a concurrent insert of one counter (try again)
+            return False if self.usage_batch_written(batch_id) else None
+
+        return retry_conflicts(
+            once, f"record usage batch {batch_id}", attempts=attempts, on_integrity_error=written_before
+        )
 
     def usage_batch_written(self, batch_id: str) -> bool:
         """Whether the usage batch ``batch_id`` was written."""

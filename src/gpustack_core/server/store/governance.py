@@ -10,17 +10,15 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import json
-import random
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 
 from . import schema as t
-from ._sql import ConflictError, is_transient, new_id, upsert, utcnow
+from ._sql import ConflictError, new_id, retry_conflicts, upsert, utcnow
 from .accounts import usage_counter
 from .records import _Record  # frozen; timestamps serialised as UTC with their offset
 
@@ -131,19 +129,6 @@ class LimitBlocked(Exception):
         super().__init__(f"claim {index} would pass its limit (used {used})")
         self.index = index
         self.used = used
-
-
-def _retrying(fn: Any, what: str, attempts: int = 12) -> Any:
-    for attempt in range(attempts):
-        try:
-            return fn()
-        except IntegrityError:
-            continue  # a concurrent insert of the same counter won; the update now finds it
-        except DBAPIError as exc:
-            if not is_transient(exc):
-                raise
-            time.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 6)))
-    raise ConflictError(f"could not {what} after {attempts} attempts (concurrent writers)")
 
 
 class GovernanceStore:
@@ -418,7 +403,7 @@ class GovernanceStore:
                         raise LimitBlocked(i, int(used or 0))
             return after
 
-        result: list[int] = _retrying(attempt, "reserve limit counters")
+        result: list[int] = retry_conflicts(attempt, "reserve limit counters", attempts=12, backoff_s=0.002)
         return result
 
     def _reserve_in_one_statement(self, claims: Sequence[CounterClaim]) -> list[int] | None:
@@ -472,7 +457,9 @@ class GovernanceStore:
                 after[int(r.i)] = int(r.used)
             return after
 
-        result: list[int] | None = _retrying(attempt, "reserve limit counters")
+        result: list[int] | None = retry_conflicts(
+            attempt, "reserve limit counters", attempts=12, backoff_s=0.002
+        )
         return result
 
     def adjust(self, changes: Sequence[tuple[str, int, int]]) -> None:
@@ -494,7 +481,7 @@ class GovernanceStore:
                         .values(used=lc.c.used + delta)
                     )
 
-        _retrying(attempt, "settle limit counters")
+        retry_conflicts(attempt, "settle limit counters", attempts=12, backoff_s=0.002)
 
     def _adjust_in_one_statement(self, todo: Sequence[tuple[str, int, int]]) -> None:
         """PostgreSQL: :meth:`adjust` in one autocommitted statement, rows locked in
@@ -519,7 +506,7 @@ class GovernanceStore:
             with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
                 c.execute(statement, params)
 
-        _retrying(attempt, "settle limit counters")
+        retry_conflicts(attempt, "settle limit counters", attempts=12, backoff_s=0.002)
 
     def prune_counters(self, before_epoch: int) -> int:
         """Delete counters of windows that started before ``before_epoch`` (never the ``total`` ones)."""
